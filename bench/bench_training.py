@@ -1,0 +1,163 @@
+"""Tutorial pipeline vs lrcore's training loop, side by side in one run.
+
+    python bench/bench_training.py            # full Fashion-MNIST if installed, else mnist-sample
+    python bench/bench_training.py --epochs 3 --dataset mnist-sample
+
+Both train the same model (784 -> C logits) with SGD at batch size 128 on the same
+train/validation split. The tutorials' pipeline is torchvision's dataset with
+`ToTensor`, a shuffling `DataLoader`, `nn.Linear` and `optim.SGD` (tutorials 000/001);
+lrcore's loop is `lrcore.train`. Prints seconds per epoch for each, the ratio (target:
+lrcore at least 50x faster on CPU) and the accuracies each reaches.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from lrcore import TrainConfig, load_dataset, make_splits, train  # noqa: E402
+from lrcore import events as ev  # noqa: E402
+from lrcore.data import FILES, locate  # noqa: E402
+
+
+def torchvision_root(dataset_name: str) -> tuple[Path, str]:
+    """Lay the IDX files out where torchvision's dataset class expects them (uncompressed)."""
+    from torchvision import datasets
+
+    source = locate(dataset_name)
+    root = Path(tempfile.mkdtemp(prefix="lrbench-"))
+    folder_name = "FashionMNIST" if dataset_name == "fashion-mnist" else "MNIST"
+    raw = root / folder_name / "raw"
+    raw.mkdir(parents=True)
+    for key, stem in FILES.items():
+        if dataset_name == "mnist-sample" and key.startswith("train"):
+            # mnist-sample has only the test split: use it as torchvision's "train" split too.
+            stem_source = FILES[key.replace("train", "test")]
+        else:
+            stem_source = stem
+        path = source / f"{stem_source}.gz" if (source / f"{stem_source}.gz").exists() else source / stem_source
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as src, open(raw / stem, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    cls = datasets.FashionMNIST if dataset_name == "fashion-mnist" else datasets.MNIST
+    return root, cls.__name__
+
+
+def tutorial_pipeline(dataset_name: str, train_indices: torch.Tensor, val_indices: torch.Tensor, test_mask,
+                      epochs: int, lr: float, seed: int) -> tuple[list[float], float]:
+    """Tutorial 001's loop: ToTensor dataset, DataLoader(batch_size=128, shuffle), nn.Linear, SGD."""
+    from torch.utils.data import DataLoader, Subset
+    from torchvision import datasets, transforms
+
+    root, class_name = torchvision_root(dataset_name)
+    full = getattr(datasets, class_name)(root, train=True, transform=transforms.ToTensor(), download=False)
+    pool = test_mask(full)
+    train_ds = Subset(pool, train_indices.tolist())
+    val_ds = Subset(pool, val_indices.tolist())
+    torch.manual_seed(seed)
+    train_loader = DataLoader(train_ds, batch_size=128, shuffle=True)
+    val_loader = DataLoader(val_ds, batch_size=256)
+
+    class MnistModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(784, 10)
+
+        def forward(self, xb):
+            return self.linear(xb.reshape(-1, 784))
+
+    model = MnistModel()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for images, labels in train_loader:
+            loss = F.cross_entropy(model(images), labels)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        seconds.append(time.perf_counter() - start)
+    correct = total = 0
+    with torch.no_grad():
+        for images, labels in val_loader:
+            correct += (model(images).argmax(1) == labels).sum().item()
+            total += len(labels)
+    shutil.rmtree(root, ignore_errors=True)
+    return seconds, correct / total
+
+
+def lrcore_loop(config: TrainConfig, dataset) -> tuple[list[float], float, float]:
+    seconds, finished = [], None
+    for event in train(config, dataset, batch_event_seconds=0.25):
+        if isinstance(event, ev.EpochEnd) and event.epoch > 0:
+            seconds.append(event.seconds)
+        elif isinstance(event, ev.Finished):
+            finished = event
+    return seconds, finished.validation_accuracy, finished.test_accuracy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--dataset", default=None, help="default: fashion-mnist when installed, else mnist-sample")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs for the timing comparison")
+    parser.add_argument("--lr", type=float, default=0.1, help="SGD learning rate for the timing comparison")
+    parser.add_argument("--accuracy-epochs", type=int, default=20, help="epochs for lrcore's accuracy run")
+    parser.add_argument("--device", default="cpu", help="device for lrcore (cpu, cuda, auto)")
+    args = parser.parse_args()
+    name = args.dataset or ("fashion-mnist" if locate("fashion-mnist") else "mnist-sample")
+    dataset = load_dataset(name)
+    validation_fraction = 1 / 6 if name != "mnist-sample" else 0.2  # 50,000 / 10,000 as tutorial 001
+    config = TrainConfig(dataset=name, learning_rate=args.lr, batch_size=128, epochs=args.epochs,
+                         validation_fraction=validation_fraction, optimizer="sgd", device=args.device)
+    splits = make_splits(dataset, validation_fraction, config.seed)
+    print(f"dataset {name}: {len(splits.train):,} train / {len(splits.validation):,} validation images, "
+          f"batch size 128, SGD lr {args.lr}, torch threads {torch.get_num_threads()}")
+
+    if name == "mnist-sample":
+        from lrcore.data import SAMPLE_SPLIT_SEED, SAMPLE_TEST_SIZE
+        from torch.utils.data import Subset
+        order = torch.randperm(10_000, generator=torch.Generator().manual_seed(SAMPLE_SPLIT_SEED))
+        pool_indices = order[SAMPLE_TEST_SIZE:].tolist()
+
+        def test_mask(full):
+            return Subset(full, pool_indices)
+    else:
+        def test_mask(full):
+            return full
+
+    tut_seconds, tut_val = tutorial_pipeline(name, splits.train, splits.validation, test_mask,
+                                             args.epochs, args.lr, config.seed)
+    lr_seconds, lr_val, _ = lrcore_loop(config, dataset)
+    tut, ours = min(tut_seconds), min(lr_seconds)
+    per_50k = 50_000 / len(splits.train)
+    print(f"tutorial pipeline: {tut:.3f} s/epoch (best of {args.epochs}; {tut * per_50k:.2f} s per 50,000 images), "
+          f"validation accuracy {tut_val:.4f}")
+    print(f"lrcore ({config.device}):     {ours:.4f} s/epoch (best of {args.epochs}; {ours * per_50k:.3f} s per "
+          f"50,000 images), validation accuracy {lr_val:.4f}")
+    print(f"ratio: lrcore is {tut / ours:.1f}x faster (target >= 50x on CPU)")
+
+    accuracy_config = TrainConfig(dataset=name, validation_fraction=validation_fraction,
+                                  epochs=args.accuracy_epochs, device=args.device,
+                                  **ACCURACY_SETTINGS.get(name, {}))
+    start = time.perf_counter()
+    _, val_acc, test_acc = lrcore_loop(accuracy_config, dataset)
+    print(f"accuracy run ({accuracy_config.optimizer}, lr {accuracy_config.learning_rate}, batch "
+          f"{accuracy_config.batch_size}, {args.accuracy_epochs} epochs): validation {val_acc:.4f}, "
+          f"test {test_acc:.4f} in {time.perf_counter() - start:.1f} s")
+
+
+# Settings for the accuracy figure; defaults elsewhere.
+ACCURACY_SETTINGS: dict[str, dict] = {"fashion-mnist": {"optimizer": "momentum", "learning_rate": 0.01}}
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""One dataclass that holds and validates every training hyperparameter.
+
+Pages, the CLI and the tests all build a `TrainConfig`; a bad value raises a
+`ConfigError` whose `problems` maps each field to a message saying what is allowed,
+so a page can show it next to the control and the CLI can print it on one line.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+OPTIMIZERS = ("sgd", "momentum", "adamw")
+OPTIMIZER_LABELS = {"sgd": "SGD", "momentum": "SGD + momentum", "adamw": "AdamW"}
+NORMALIZATIONS = ("raw", "standardize")
+NORMALIZATION_LABELS = {"raw": "raw pixels 0..1", "standardize": "per-pixel mean/std"}
+DATASETS = ("mnist-sample", "mnist", "fashion-mnist")
+DEVICES = ("auto", "cpu", "cuda")
+LEARNING_RATE_RANGE = (1e-6, 100.0)
+
+
+class ConfigError(ValueError):
+    """Raised for invalid hyperparameters; `problems` maps field name -> message."""
+
+    def __init__(self, problems: dict[str, str]):
+        self.problems = dict(problems)
+        super().__init__("; ".join(f"{name}: {message}" for name, message in self.problems.items()))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run. Same config + same seed -> same numbers."""
+
+    learning_rate: float = 0.5
+    batch_size: int = 128
+    validation_fraction: float = 0.2
+    epochs: int = 10
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    dataset: str = "mnist-sample"
+    normalization: str = "raw"
+    per_class_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = config_problems(asdict(self))
+        if problems:
+            raise ConfigError(problems)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Build from a dict, ignoring unknown keys (old checkpoints, URL params)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    def check_sizes(self, train_size: int) -> None:
+        """Checks that need the size of the training split (known after splitting)."""
+        if self.batch_size > train_size:
+            raise ConfigError({"batch_size": f"must be at most the training set size ({train_size:,} images)"})
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def config_problems(values: dict[str, Any]) -> dict[str, str]:
+    """Return {field: message} for every invalid value; empty when all are valid."""
+    problems: dict[str, str] = {}
+    lo, hi = LEARNING_RATE_RANGE
+    lr = values.get("learning_rate")
+    if not _is_number(lr) or not math.isfinite(lr) or lr <= 0:
+        problems["learning_rate"] = f"must be a finite number > 0 (allowed: {lo:g} to {hi:g}), got {lr!r}"
+    elif not lo <= lr <= hi:
+        problems["learning_rate"] = f"must be between {lo:g} and {hi:g}, got {lr:g}"
+    batch_size = values.get("batch_size")
+    if not _is_int(batch_size) or batch_size < 1:
+        problems["batch_size"] = f"must be a whole number >= 1, got {batch_size!r}"
+    fraction = values.get("validation_fraction")
+    if not _is_number(fraction) or not 0 < fraction < 1:
+        problems["validation_fraction"] = f"must be strictly between 0 and 1, got {fraction!r}"
+    epochs = values.get("epochs")
+    if not _is_int(epochs) or not 1 <= epochs <= 1000:
+        problems["epochs"] = f"must be a whole number from 1 to 1000, got {epochs!r}"
+    optimizer = values.get("optimizer")
+    if optimizer not in OPTIMIZERS:
+        problems["optimizer"] = f"must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}"
+    momentum = values.get("momentum")
+    if not _is_number(momentum) or not 0 <= momentum < 1:
+        problems["momentum"] = f"must be >= 0 and < 1, got {momentum!r}"
+    decay = values.get("weight_decay")
+    if not _is_number(decay) or not math.isfinite(decay) or not 0 <= decay <= 10:
+        problems["weight_decay"] = f"must be a number from 0 to 10, got {decay!r}"
+    seed = values.get("seed")
+    if not _is_int(seed) or not 0 <= seed < 2**31:
+        problems["seed"] = f"must be a whole number from 0 to {2**31 - 1}, got {seed!r}"
+    device = values.get("device")
+    if device not in DEVICES:
+        problems["device"] = f"must be one of {', '.join(DEVICES)}, got {device!r}"
+    dataset = values.get("dataset")
+    if dataset not in DATASETS:
+        problems["dataset"] = f"must be one of {', '.join(DATASETS)}, got {dataset!r}"
+    normalization = values.get("normalization")
+    if normalization not in NORMALIZATIONS:
+        problems["normalization"] = f"must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}"
+    limit = values.get("per_class_limit")
+    if limit is not None and (not _is_int(limit) or limit < 1):
+        problems["per_class_limit"] = f"must be empty (use all images) or a whole number >= 1, got {limit!r}"
+    return problems

@@ -1,0 +1,166 @@
+"""Events yielded by training. The CLI, the pages and the tests consume the same stream.
+
+Single runs (`lrcore.train.train`) yield these with plain numbers. Groups of models
+trained together (`lrcore.train.train_group`, used by sweeps) yield the `Group*`
+variants, whose metrics are lists with one value per model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .config import TrainConfig
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    config: TrainConfig
+    class_names: tuple[str, ...]
+    train_size: int
+    validation_size: int
+    test_size: int
+    batches_per_epoch: int
+    device: str
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """Metrics after `epoch` epochs; epoch 0 is the evaluation before any step."""
+
+    epoch: int
+    epochs: int
+    step: int
+    train_loss: float
+    train_accuracy: float
+    validation_loss: float
+    validation_accuracy: float
+    learning_rate: float
+    seconds: float  # training time of this epoch alone (0 for epoch 0)
+    elapsed: float  # since the run started
+    weight: torch.Tensor = field(repr=False)  # C x 784 snapshot, CPU
+    bias: torch.Tensor = field(repr=False)
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """Throttled by time; `losses` holds every batch loss since the previous event."""
+
+    epoch: int  # 1-based epoch in progress
+    batch: int  # batches done in this epoch
+    batches_per_epoch: int
+    step: int  # total steps done; losses[i] belongs to step - len(losses) + i + 1
+    losses: tuple[float, ...]
+    learning_rate: float
+    elapsed: float
+    seconds_left: float
+
+
+@dataclass(frozen=True)
+class LearningRateChanged:
+    step: int
+    epoch: int
+    old: float
+    new: float
+
+
+@dataclass(frozen=True)
+class Paused:
+    step: int
+
+
+@dataclass(frozen=True)
+class Resumed:
+    step: int
+
+
+@dataclass(frozen=True)
+class Diverged:
+    epoch: int
+    step: int
+    learning_rate: float
+    loss: float
+    message: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Last event. status: done, stopped or diverged. `model` holds the kept weights."""
+
+    status: str
+    epochs_completed: int
+    model: torch.nn.Module = field(repr=False)
+    normalizer: object = field(repr=False)
+    class_names: tuple[str, ...]
+    test_loss: float
+    test_accuracy: float
+    validation_loss: float
+    validation_accuracy: float
+    elapsed: float
+
+
+# ---------------------------------------------------------------- groups (sweeps)
+
+@dataclass(frozen=True)
+class GroupStarted:
+    configs: tuple[TrainConfig, ...]
+    class_names: tuple[str, ...]
+    train_size: int
+    validation_size: int
+    test_size: int
+    batches_per_epoch: int
+    device: str
+
+
+@dataclass(frozen=True)
+class GroupEpochEnd:
+    epoch: int
+    epochs: int
+    step: int
+    train_loss: list[float]
+    train_accuracy: list[float]
+    validation_loss: list[float]
+    validation_accuracy: list[float]
+    learning_rates: list[float]
+    alive: list[bool]
+    seconds: float
+    elapsed: float
+    weight: torch.Tensor = field(repr=False)  # K x C x 784, CPU
+    bias: torch.Tensor = field(repr=False)  # K x C
+
+
+@dataclass(frozen=True)
+class GroupBatchProgress:
+    epoch: int
+    batch: int
+    batches_per_epoch: int
+    step: int
+    losses: tuple[tuple[float, ...], ...]  # one tuple of K losses per step since the last event
+    learning_rates: list[float]
+    elapsed: float
+    seconds_left: float
+
+
+@dataclass(frozen=True)
+class GroupDiverged:
+    index: int
+    epoch: int
+    step: int
+    learning_rate: float
+    loss: float
+    message: str
+
+
+@dataclass(frozen=True)
+class GroupFinished:
+    status: str  # done or stopped (a diverged member does not end the group unless all diverge)
+    epochs_completed: int
+    models: tuple[torch.nn.Module, ...] = field(repr=False)
+    normalizer: object = field(repr=False)
+    class_names: tuple[str, ...]
+    diverged: list[bool]
+    test_loss: list[float]
+    test_accuracy: list[float]
+    validation_loss: list[float]
+    validation_accuracy: list[float]
+    elapsed: float

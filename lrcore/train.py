@@ -1,0 +1,248 @@
+"""The training loop: an iterator of events, controllable from another thread.
+
+    for event in train(TrainConfig(learning_rate=0.5)):
+        print(event)
+
+`train_group` trains several configurations that differ only in learning rate and weight
+decay on the same minibatches at once (one matrix product per step for all of them);
+`train` is the one-configuration case with plain-number events.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Iterator, Sequence
+
+import torch
+
+from . import events as ev
+from .config import ConfigError, TrainConfig, config_problems
+from .data import Dataset, fit_normalizer, load_dataset, make_splits
+from .engine import StackedSoftmaxRegression, onehot_columns
+from .model import LogisticRegression, initial_parameters
+
+# A run "diverged" when its loss is NaN/infinite, or when the smoothed batch loss has blown
+# up to many times the loss of an untrained model: softmax regression's gradients are
+# bounded, so at a huge learning rate the loss explodes long before it overflows to NaN.
+DIVERGENCE_FACTOR = 20.0
+LOSS_SMOOTHING = 0.1  # weight of the newest batch in the moving average (tutorial 003)
+# Settings that must be equal for configurations to share minibatches in one group.
+GROUP_SHARED = ("batch_size", "validation_fraction", "epochs", "optimizer", "momentum", "seed",
+                "device", "dataset", "normalization", "per_class_limit")
+
+
+class TrainingControl:
+    """Pause, resume, stop and change the learning rate of a run from another thread."""
+
+    def __init__(self) -> None:
+        self._running = threading.Event()
+        self._running.set()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._pending_lr: float | None = None
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._running.set()  # wake a paused loop so it can stop
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        """Apply `learning_rate` from the next batch on; raises ConfigError if invalid."""
+        problem = config_problems({**TrainConfig().to_dict(), "learning_rate": learning_rate}).get("learning_rate")
+        if problem:
+            raise ConfigError({"learning_rate": problem})
+        with self._lock:
+            self._pending_lr = float(learning_rate)
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def take_learning_rate(self) -> float | None:
+        with self._lock:
+            value, self._pending_lr = self._pending_lr, None
+        return value
+
+    def wait_until_running(self) -> None:
+        self._running.wait()
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError({"device": "cuda was asked for but no CUDA GPU is available; use auto or cpu"})
+    return device
+
+
+def divergence_message(loss: float, epoch: int, learning_rate: float) -> str:
+    what = "became NaN" if math.isnan(loss) else "became infinite" if math.isinf(loss) else f"blew up to {loss:.3g}"
+    return f"loss {what} at epoch {epoch} with lr {learning_rate:g}: try a smaller learning rate"
+
+
+def train(config: TrainConfig, dataset: Dataset | None = None, control: TrainingControl | None = None,
+          batch_event_seconds: float = 0.1, max_batches_per_epoch: int | None = None) -> Iterator[object]:
+    """Train one model, yielding RunStarted, EpochEnd (epoch 0 first), BatchProgress, ... Finished."""
+    for event in train_group([config], dataset, control, batch_event_seconds, max_batches_per_epoch):
+        if isinstance(event, ev.GroupStarted):
+            yield ev.RunStarted(config, event.class_names, event.train_size, event.validation_size,
+                                event.test_size, event.batches_per_epoch, event.device)
+        elif isinstance(event, ev.GroupEpochEnd):
+            yield ev.EpochEnd(event.epoch, event.epochs, event.step, event.train_loss[0], event.train_accuracy[0],
+                              event.validation_loss[0], event.validation_accuracy[0], event.learning_rates[0],
+                              event.seconds, event.elapsed, event.weight[0], event.bias[0])
+        elif isinstance(event, ev.GroupBatchProgress):
+            yield ev.BatchProgress(event.epoch, event.batch, event.batches_per_epoch, event.step,
+                                   tuple(losses[0] for losses in event.losses), event.learning_rates[0],
+                                   event.elapsed, event.seconds_left)
+        elif isinstance(event, ev.GroupDiverged):
+            yield ev.Diverged(event.epoch, event.step, event.learning_rate, event.loss, event.message)
+        elif isinstance(event, ev.GroupFinished):
+            status = "diverged" if event.diverged[0] else event.status
+            yield ev.Finished(status, event.epochs_completed, event.models[0], event.normalizer, event.class_names,
+                              event.test_loss[0], event.test_accuracy[0], event.validation_loss[0],
+                              event.validation_accuracy[0], event.elapsed)
+        else:
+            yield event
+
+
+def check_group(configs: Sequence[TrainConfig]) -> None:
+    if not configs:
+        raise ConfigError({"configs": "at least one configuration is needed"})
+    for name in GROUP_SHARED:
+        values = {getattr(config, name) for config in configs}
+        if len(values) > 1:
+            raise ConfigError({name: f"must be the same for every configuration trained together, got {sorted(map(str, values))}"})
+
+
+def train_group(configs: Sequence[TrainConfig], dataset: Dataset | None = None,
+                control: TrainingControl | None = None, batch_event_seconds: float = 0.1,
+                max_batches_per_epoch: int | None = None) -> Iterator[object]:
+    """Train K configurations (differing only in learning rate / weight decay) on the same minibatches."""
+    check_group(configs)
+    config = configs[0]
+    device = resolve_device(config.device)
+    dataset = dataset if dataset is not None else load_dataset(config.dataset)
+    splits = make_splits(dataset, config.validation_fraction, config.seed, config.per_class_limit)
+    config.check_sizes(len(splits.train))
+    images = dataset.flat_images("train", device)
+    labels = dataset.train_labels.to(device)
+    train_index = splits.train.to(device)
+    validation_index = splits.validation.to(device)
+    normalizer = fit_normalizer(config.normalization, images, train_index)
+    targets = onehot_columns(labels, dataset.num_classes)  # C x N, gathered per batch
+    # Raw pixels only need /255, which the engine folds into its matrix products.
+    raw = normalizer.kind == "raw"
+    prepare = (lambda batch: batch.float()) if raw else normalizer
+    count = len(configs)
+    weight, bias = initial_parameters(dataset.num_classes, config.seed, count)
+    engine = StackedSoftmaxRegression(weight, bias, dataset.num_classes, config.optimizer,
+                                      [c.learning_rate for c in configs], [c.weight_decay for c in configs],
+                                      config.momentum, device, input_scale=1 / 255 if raw else 1.0)
+    batch_size = config.batch_size
+    batches_per_epoch = math.ceil(len(train_index) / batch_size)
+    if max_batches_per_epoch is not None:
+        batches_per_epoch = min(batches_per_epoch, max_batches_per_epoch)
+    total_steps = batches_per_epoch * config.epochs
+    yield ev.GroupStarted(tuple(configs), dataset.class_names, len(splits.train), len(splits.validation),
+                          len(dataset.test_labels), batches_per_epoch, device)
+
+    started = time.perf_counter()
+    training_seconds = 0.0
+
+    def epoch_event(epoch: int, seconds: float) -> ev.GroupEpochEnd:
+        train_loss, train_acc = engine.evaluate(images, train_index, labels, prepare)
+        val_loss, val_acc = engine.evaluate(images, validation_index, labels, prepare)
+        weights = engine.weight.detach().cpu().view(count, dataset.num_classes, -1).clone()
+        biases = engine.bias.detach().cpu().view(count, dataset.num_classes).clone()
+        return ev.GroupEpochEnd(epoch, config.epochs, engine.steps, train_loss, train_acc, val_loss, val_acc,
+                                engine.learning_rates, list(engine.alive), seconds,
+                                time.perf_counter() - started, weights, biases)
+
+    first = epoch_event(0, 0.0)
+    yield first
+    initial_loss = [loss if math.isfinite(loss) else math.log(dataset.num_classes) for loss in first.train_loss]
+    smoothed = list(initial_loss)
+    diverged = [False] * count
+    status = "done"
+    epochs_completed = 0
+    generator = torch.Generator().manual_seed(config.seed)
+    for epoch in range(1, config.epochs + 1):
+        order = torch.randperm(len(train_index), generator=generator).to(device)
+        order = train_index[order]
+        epoch_start = time.perf_counter()
+        pending: list[tuple[float, ...]] = []
+        last_event = epoch_start
+        for batch in range(batches_per_epoch):
+            if control is not None:
+                if control.paused and not control.stop_requested:
+                    training_seconds += time.perf_counter() - epoch_start
+                    yield ev.Paused(engine.steps)
+                    control.wait_until_running()
+                    epoch_start = time.perf_counter()
+                    if not control.stop_requested:
+                        yield ev.Resumed(engine.steps)
+                if control.stop_requested:
+                    status = "stopped"
+                    break
+                new_lr = control.take_learning_rate()
+                if new_lr is not None:
+                    for index in range(count):
+                        old = engine.learning_rates[index]
+                        engine.set_learning_rate(index, new_lr)
+                    yield ev.LearningRateChanged(engine.steps, epoch, old, new_lr)
+            rows = order[batch * batch_size:(batch + 1) * batch_size]
+            inputs = prepare(images.index_select(0, rows))
+            loss_sum, delta = engine.forward(inputs, targets.index_select(1, rows))
+            losses = [value / len(rows) for value in loss_sum.tolist()]
+            pending.append(tuple(losses))
+            for index, loss in enumerate(losses):
+                if diverged[index]:
+                    continue
+                smoothed[index] += LOSS_SMOOTHING * (loss - smoothed[index]) if math.isfinite(loss) else math.inf
+                if not math.isfinite(loss) or smoothed[index] > DIVERGENCE_FACTOR * initial_loss[index]:
+                    # Frozen before this step's update, so the kept weights are the last finite ones.
+                    diverged[index] = True
+                    engine.freeze(index)
+                    lr = engine.learning_rates[index]
+                    yield ev.GroupDiverged(index, epoch, engine.steps, lr, loss,
+                                           divergence_message(loss, epoch, lr))
+            engine.update(inputs, delta)
+            now = time.perf_counter()
+            if now - last_event >= batch_event_seconds or batch == batches_per_epoch - 1:
+                done = (epoch - 1) * batches_per_epoch + batch + 1
+                spent = training_seconds + now - epoch_start
+                yield ev.GroupBatchProgress(epoch, batch + 1, batches_per_epoch, engine.steps, tuple(pending),
+                                            engine.learning_rates, now - started, spent / done * (total_steps - done))
+                pending = []
+                last_event = now
+            if all(diverged):
+                break
+        else:
+            epochs_completed = epoch
+        seconds = time.perf_counter() - epoch_start
+        training_seconds += seconds
+        if status == "stopped" or all(diverged):
+            if pending:
+                yield ev.GroupBatchProgress(epoch, batch + 1, batches_per_epoch, engine.steps, tuple(pending),
+                                            engine.learning_rates, time.perf_counter() - started, 0.0)
+            break
+        yield epoch_event(epoch, seconds)
+
+    models = tuple(LogisticRegression.from_tensors(*engine.parameters_of(i)) for i in range(count))
+    test_index = torch.arange(len(dataset.test_labels), device=device)
+    test_loss, test_acc = engine.evaluate(dataset.flat_images("test", device), test_index,
+                                          dataset.test_labels.to(device), prepare)
+    val_loss, val_acc = engine.evaluate(images, validation_index, labels, prepare)
+    yield ev.GroupFinished(status, epochs_completed, models, normalizer, dataset.class_names, diverged,
+                           test_loss, test_acc, val_loss, val_acc, time.perf_counter() - started)
