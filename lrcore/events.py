@@ -22,6 +22,7 @@ class RunStarted:
     test_size: int
     batches_per_epoch: int
     device: str
+    normalizer: object = field(repr=False, default=None)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class GroupStarted:
     test_size: int
     batches_per_epoch: int
     device: str
+    normalizer: object = field(repr=False, default=None)
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,7 @@ def train(config: TrainConfig, dataset: Dataset | None = None, control: Training
     for event in train_group([config], dataset, control, batch_event_seconds, max_batches_per_epoch):
         if isinstance(event, ev.GroupStarted):
             yield ev.RunStarted(config, event.class_names, event.train_size, event.validation_size,
-                                event.test_size, event.batches_per_epoch, event.device)
+                                event.test_size, event.batches_per_epoch, event.device, event.normalizer)
         elif isinstance(event, ev.GroupEpochEnd):
             yield ev.EpochEnd(event.epoch, event.epochs, event.step, event.train_loss[0], event.train_accuracy[0],
                               event.validation_loss[0], event.validation_accuracy[0], event.learning_rates[0],
@@ -155,7 +155,7 @@ def train_group(configs: Sequence[TrainConfig], dataset: Dataset | None = None,
         batches_per_epoch = min(batches_per_epoch, max_batches_per_epoch)
     total_steps = batches_per_epoch * config.epochs
     yield ev.GroupStarted(tuple(configs), dataset.class_names, len(splits.train), len(splits.validation),
-                          len(dataset.test_labels), batches_per_epoch, device)
+                          len(dataset.test_labels), batches_per_epoch, device, normalizer)
 
     started = time.perf_counter()
     training_seconds = 0.0

@@ -1,0 +1,32 @@
+"""Logistic regression on MNIST, in the browser.
+
+    streamlit run dashboard.py
+
+The router: one navigation over the pages in `pages/`, and a sidebar that always shows
+the dataset, the device and the state of the current run.
+"""
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # so `lrcore` and `pages.common` import anywhere
+
+from pages import common  # noqa: E402
+
+st.set_page_config(page_title="Logistic regression on MNIST", page_icon="🔢", layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/data.py", title="Data", icon="🗂️"),
+    st.Page("pages/train.py", title="Train", icon="📈"),
+    st.Page("pages/weights.py", title="Weights", icon="🎨"),
+    st.Page("pages/draw.py", title="Draw", icon="✏️"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon="🔍"),
+    st.Page("pages/runs.py", title="Runs", icon="🗃️"),
+    st.Page("pages/sweep.py", title="Sweep", icon="🧪"),
+]
+
+navigation = st.navigation(PAGES)
+common.sidebar()
+navigation.run()

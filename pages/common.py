@@ -1,0 +1,135 @@
+"""Shared pieces of the pages: cached datasets, the run registry, the current model, the sidebar.
+
+Datasets and the run registry live in `st.cache_resource`: one copy per server process,
+shared read-only by every session. Per-user state is the current run id (session state
+and the URL's `run` query parameter, so a refresh finds the run again) and an optional
+loaded checkpoint.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+import torch
+
+from lrcore.checkpoint import Checkpoint
+from lrcore.data import DATASET_TITLES, Dataset, DatasetUnavailable, Normalizer, available_datasets, load_dataset
+from lrcore.model import LogisticRegression
+from lrcore.worker import RunRegistry, TrainingWorker
+
+STATUS_LABELS = {"starting": "starting", "training": "training", "paused": "paused", "done": "done",
+                 "stopped": "stopped", "diverged": "diverged", "crashed": "crashed"}
+
+
+@st.cache_resource(show_spinner="Loading dataset…")
+def get_dataset(name: str) -> Dataset:
+    """The dataset's tensors, loaded once per server process and shared by all sessions."""
+    return load_dataset(name)
+
+
+@st.cache_resource
+def get_registry() -> RunRegistry:
+    """Every training worker of this server process, by run id."""
+    return RunRegistry()
+
+
+def dataset_or_stop(name: str) -> Dataset:
+    """Load `name` or show why it is unavailable and stop the page (never a traceback)."""
+    try:
+        return get_dataset(name)
+    except DatasetUnavailable as error:
+        st.error(str(error))
+        st.stop()
+
+
+def selected_dataset_name() -> str:
+    """The dataset picked on the Data page (default mnist-sample)."""
+    if "dataset" not in st.session_state:
+        wanted = st.query_params.get("dataset", "mnist-sample")
+        st.session_state.dataset = wanted if available_datasets().get(wanted) else "mnist-sample"
+    return st.session_state.dataset
+
+
+def remember_run(run_id: str) -> None:
+    """Make `run_id` this user's current run, in session state and in the URL."""
+    st.session_state.run_id = run_id
+    st.query_params["run"] = run_id
+
+
+def current_worker() -> TrainingWorker | None:
+    """This user's current run: from session state, else from the URL (after a refresh)."""
+    run_id = st.session_state.get("run_id") or st.query_params.get("run")
+    worker = get_registry().get(run_id)
+    if worker is not None and st.session_state.get("run_id") != run_id:
+        st.session_state.run_id = run_id
+    return worker
+
+
+@dataclass(frozen=True)
+class ModelInUse:
+    """The model the Weights, Draw and Evaluate pages look at."""
+
+    model: LogisticRegression
+    normalizer: Normalizer
+    class_names: tuple[str, ...]
+    dataset: str
+    label: str  # where it came from, shown on the page
+
+
+def current_model() -> ModelInUse | None:
+    """A loaded checkpoint if the user picked one, else the current run's latest weights."""
+    checkpoint: Checkpoint | None = st.session_state.get("checkpoint")
+    if checkpoint is not None:
+        return ModelInUse(checkpoint.model, checkpoint.normalizer, checkpoint.class_names,
+                          checkpoint.config.dataset, st.session_state.get("checkpoint_label", "checkpoint"))
+    worker = current_worker()
+    if worker is None:
+        return None
+    record = worker.snapshot()
+    model = record.latest_model()
+    if model is None or record.normalizer is None:
+        return None
+    label = f"run “{record.name}” ({record.status}, epoch {record.epochs_done}/{record.config.epochs})"
+    return ModelInUse(model, record.normalizer, record.class_names, record.config.dataset, label)
+
+
+def use_checkpoint(checkpoint: Checkpoint | None, label: str = "") -> None:
+    """Make a checkpoint the model in use (None goes back to the current run)."""
+    if checkpoint is None:
+        st.session_state.pop("checkpoint", None)
+        st.session_state.pop("checkpoint_label", None)
+    else:
+        st.session_state.checkpoint = checkpoint
+        st.session_state.checkpoint_label = label or "uploaded checkpoint"
+
+
+def device_label() -> str:
+    if torch.cuda.is_available():
+        return f"GPU ({torch.cuda.get_device_name(0)})"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def run_state_text(worker: TrainingWorker | None) -> str:
+    """"idle", "training epoch 3 of 10", "paused at epoch 3 of 10", "done", "diverged", …"""
+    if worker is None:
+        return "idle"
+    record = worker.snapshot()
+    total = record.config.epochs
+    current = min(record.epochs_done + 1, total)
+    if record.status == "training":
+        return f"training epoch {current} of {total}"
+    if record.status == "paused":
+        return f"paused in epoch {current} of {total}"
+    if record.status == "done":
+        return f"done ({total} epochs)"
+    if record.status == "stopped":
+        return f"stopped after epoch {record.epochs_done} of {total}"
+    return STATUS_LABELS.get(record.status, record.status)
+
+
+def sidebar() -> None:
+    """Dataset, device and the state of the current run, on every page."""
+    with st.sidebar:
+        st.markdown(f"**Dataset:** {DATASET_TITLES[selected_dataset_name()]}")
+        st.markdown(f"**Device:** {device_label()}")
+        st.markdown(f"**Run:** {run_state_text(current_worker())}")

@@ -1,0 +1,5 @@
+"""data page (being built)."""
+import streamlit as st
+
+st.title("Data")
+st.info("This page is being built.")
