@@ -133,3 +133,16 @@ def sidebar() -> None:
         st.markdown(f"**Dataset:** {DATASET_TITLES[selected_dataset_name()]}")
         st.markdown(f"**Device:** {device_label()}")
         st.markdown(f"**Run:** {run_state_text(current_worker())}")
+
+
+def run_listeners() -> list:
+    """Listeners attached to every training worker started from the pages (the run store adds one)."""
+    return []
+
+
+def start_run(config, name: str | None = None) -> TrainingWorker:
+    """Start training `config` in a worker and make it this user's current run."""
+    worker = get_registry().start(config, get_dataset(config.dataset), listeners=run_listeners(), name=name)
+    remember_run(worker.run_id)
+    use_checkpoint(None)
+    return worker
