@@ -1,0 +1,255 @@
+"""Command line: train, evaluate and predict.
+
+    python -m lrcore train --lr 0.5 --epochs 10 --save model.pt
+    python -m lrcore train --dry-run                 # a few batches, for smoke tests
+    python -m lrcore evaluate model.pt
+    python -m lrcore predict model.pt my-digit.png   # or --random 5 for test images
+
+Bad arguments print one line saying what is wrong and exit with code 2. A missing
+dataset or a bad checkpoint exits with 1, a diverged run with 3.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence, TextIO
+
+import torch
+
+from . import events as ev
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import (DATASETS, DEVICES, NORMALIZATIONS, OPTIMIZERS, ConfigError, TrainConfig)
+from .data import DatasetUnavailable, load_dataset, make_splits
+from .evaluate import evaluate_model, predict
+from .train import train
+
+EXIT_USAGE, EXIT_FAILURE, EXIT_DIVERGED = 2, 1, 3
+DRY_RUN_BATCHES = 3
+DEFAULTS = TrainConfig()
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument on one line (no usage dump) and exits with 2."""
+
+    def error(self, message: str) -> None:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="python -m lrcore", description=__doc__.splitlines()[0],
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    train_cmd = commands.add_parser("train", help="train a model", formatter_class=fmt)
+    add_data_options(train_cmd)
+    train_cmd.add_argument("--dataset", default=DEFAULTS.dataset, choices=DATASETS, help="dataset to train on")
+    train_cmd.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float,
+                           default=DEFAULTS.learning_rate, help="learning rate")
+    train_cmd.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="minibatch size")
+    train_cmd.add_argument("--validation-fraction", type=float, default=DEFAULTS.validation_fraction,
+                           help="fraction of the training pool held out for validation")
+    train_cmd.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="passes over the training split")
+    train_cmd.add_argument("--optimizer", choices=OPTIMIZERS, default=DEFAULTS.optimizer, help="optimizer")
+    train_cmd.add_argument("--momentum", type=float, default=DEFAULTS.momentum, help="momentum (optimizer momentum)")
+    train_cmd.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay, help="weight decay")
+    train_cmd.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed for split, init and shuffling")
+    train_cmd.add_argument("--device", choices=DEVICES, default=DEFAULTS.device, help="auto = CUDA when available")
+    train_cmd.add_argument("--normalization", choices=NORMALIZATIONS, default=DEFAULTS.normalization,
+                           help="raw 0..1 pixels or per-pixel mean/std")
+    train_cmd.add_argument("--per-class-limit", type=int, default=None,
+                           help="use at most N training images per class (tutorial 003 uses 500)")
+    train_cmd.add_argument("--save", type=Path, default=None, metavar="PATH", help="write a checkpoint here")
+    train_cmd.add_argument("--dry-run", action="store_true",
+                           help=f"one epoch of {DRY_RUN_BATCHES} batches, nothing recorded (smoke test)")
+    train_cmd.add_argument("--download", action="store_true", help="download mnist / fashion-mnist if missing")
+    train_cmd.add_argument("--name", default=None, help="name of the run in the run store")
+    train_cmd.add_argument("--runs-dir", type=Path, default=None,
+                           help="run store folder (default: $LRCORE_RUNS_DIR or <data dir>/runs)")
+    train_cmd.add_argument("--no-record", action="store_true", help="do not write the run to the run store")
+    train_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    evaluate_cmd = commands.add_parser("evaluate", help="evaluate a checkpoint", formatter_class=fmt)
+    add_data_options(evaluate_cmd)
+    evaluate_cmd.add_argument("checkpoint", type=Path, help="checkpoint file (.pt)")
+    evaluate_cmd.add_argument("--split", choices=("test", "validation"), default="test", help="split to evaluate")
+
+    predict_cmd = commands.add_parser("predict", help="predict images with a checkpoint", formatter_class=fmt)
+    add_data_options(predict_cmd)
+    predict_cmd.add_argument("checkpoint", type=Path, help="checkpoint file (.pt)")
+    predict_cmd.add_argument("images", nargs="*", type=Path, help="PNG/JPEG files of single digits")
+    predict_cmd.add_argument("--random", type=int, default=0, metavar="N",
+                             help="also predict N random test images (with their true labels)")
+    predict_cmd.add_argument("--top", type=int, default=3, help="how many classes to list per image")
+    predict_cmd.add_argument("--seed", type=int, default=None, help="seed for --random (default: random)")
+    return parser
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder with the full datasets (default: $LRCORE_DATA_DIR or ./data)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "data_dir", None) is not None:
+        os.environ["LRCORE_DATA_DIR"] = str(args.data_dir)  # one place that every loader reads
+    try:
+        return {"train": run_train, "evaluate": run_evaluate, "predict": run_predict}[args.command](args)
+    except ConfigError as error:
+        print(f"python -m lrcore {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (DatasetUnavailable, CheckpointError) as error:
+        print(f"python -m lrcore {args.command}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(learning_rate=args.learning_rate, batch_size=args.batch_size,
+                       validation_fraction=args.validation_fraction, epochs=1 if args.dry_run else args.epochs,
+                       optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay,
+                       seed=args.seed, device=args.device, dataset=args.dataset,
+                       normalization=args.normalization, per_class_limit=args.per_class_limit)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    dataset = load_dataset(config.dataset, download=args.download)
+    writer = None
+    if not args.dry_run and not args.no_record:
+        from .runstore import RunStore
+        writer = RunStore(args.runs_dir).writer(config, name=args.name, source="cli")
+    progress = None if args.quiet or not sys.stderr.isatty() else ProgressBar(sys.stderr)
+    finished = None
+    events = train(config, dataset, batch_event_seconds=0.2,
+                   max_batches_per_epoch=DRY_RUN_BATCHES if args.dry_run else None)
+    try:
+        for event in events:
+            if writer is not None:
+                writer.record(event)
+            if isinstance(event, ev.RunStarted):
+                print(f"training on {config.dataset} ({event.train_size:,} train / {event.validation_size:,} "
+                      f"validation / {event.test_size:,} test images) on {event.device}")
+            elif isinstance(event, ev.BatchProgress) and progress:
+                progress.update(event)
+            elif isinstance(event, ev.EpochEnd):
+                if progress:
+                    progress.clear()
+                print(epoch_line(event), flush=True)
+            elif isinstance(event, ev.LearningRateChanged):
+                print(f"learning rate {event.old:g} -> {event.new:g} at step {event.step}")
+            elif isinstance(event, ev.Diverged):
+                if progress:
+                    progress.clear()
+                print(f"diverged: {event.message}", file=sys.stderr)
+            elif isinstance(event, ev.Finished):
+                finished = event
+    except KeyboardInterrupt:
+        if writer is not None:
+            writer.crash("interrupted from the keyboard")
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    print(f"{finished.status}: test accuracy {finished.test_accuracy:.4f}, test loss {finished.test_loss:.4f}, "
+          f"validation accuracy {finished.validation_accuracy:.4f} ({finished.elapsed:.1f} s)")
+    if args.save is not None:
+        metrics = {"test_accuracy": finished.test_accuracy, "test_loss": finished.test_loss,
+                   "validation_accuracy": finished.validation_accuracy, "validation_loss": finished.validation_loss}
+        path = save_checkpoint(args.save, finished.model, config, finished.class_names, finished.normalizer, metrics)
+        print(f"saved checkpoint to {path}")
+    if writer is not None:
+        print(f"recorded as run {writer.run_id} in {writer.path.parent}")
+    return EXIT_DIVERGED if finished.status == "diverged" else 0
+
+
+def epoch_line(event: ev.EpochEnd) -> str:
+    label = "start" if event.epoch == 0 else f"epoch {event.epoch:>{len(str(event.epochs))}}/{event.epochs}"
+    timing = f"  {event.seconds:.2f} s" if event.epoch else ""
+    return (f"{label}  train loss {event.train_loss:.4f} acc {event.train_accuracy:.4f}  "
+            f"val loss {event.validation_loss:.4f} acc {event.validation_accuracy:.4f}  lr {event.learning_rate:g}{timing}")
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal, redrawn in place."""
+
+    def __init__(self, stream: TextIO, width: int = 30):
+        self.stream, self.width = stream, width
+
+    def update(self, event: ev.BatchProgress) -> None:
+        done = event.batch / event.batches_per_epoch
+        filled = int(done * self.width)
+        loss = event.losses[-1] if event.losses else float("nan")
+        self.stream.write(f"\repoch {event.epoch} [{'#' * filled}{'.' * (self.width - filled)}] "
+                          f"{done:4.0%} loss {loss:.3f} eta {event.seconds_left:4.1f}s ")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        self.stream.write("\r" + " " * (self.width + 50) + "\r")
+        self.stream.flush()
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    checkpoint = load_checkpoint(args.checkpoint)
+    dataset = load_dataset(checkpoint.config.dataset)
+    if args.split == "test":
+        images, labels = dataset.test_images, dataset.test_labels
+    else:
+        config = checkpoint.config
+        index = make_splits(dataset, config.validation_fraction, config.seed, config.per_class_limit).validation
+        images, labels = dataset.train_images[index], dataset.train_labels[index]
+    result = evaluate_model(checkpoint.model, checkpoint.normalizer, images, labels)
+    print(f"{checkpoint.config.dataset} {args.split} split ({len(labels):,} images): "
+          f"accuracy {result.accuracy:.4f}, loss {result.loss:.4f}")
+    names = checkpoint.class_names
+    width = max(len(n) for n in names)
+    print(f"{'class':<{width}}  precision  recall  support")
+    for name, row in zip(names, result.per_class()):
+        print(f"{name:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['support']:7d}")
+    print("most confused (true -> predicted: images): " + ", ".join(
+        f"{names[t]} -> {names[p]}: {n}" for t, p, n in result.most_confused(5)))
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from .preprocess import ImageError, load_image_bytes, preprocess_digit
+
+    if args.top < 1:
+        raise ConfigError({"top": f"must be at least 1, got {args.top}"})
+    if not args.images and args.random <= 0:
+        raise ConfigError({"images": "give image files, or --random N for test images"})
+    checkpoint = load_checkpoint(args.checkpoint)
+    names = checkpoint.class_names
+    status = 0
+    for path in args.images:
+        try:
+            result = preprocess_digit(load_image_bytes(path.read_bytes()))
+        except (OSError, ImageError) as error:
+            print(f"{path}: {error}", file=sys.stderr)
+            status = EXIT_FAILURE
+            continue
+        if result.empty:
+            print(f"{path}: {result.message}")
+            continue
+        probabilities = predict(checkpoint.model, checkpoint.normalizer, result.image.unsqueeze(0))[0]
+        print(f"{path}: {top_classes(probabilities, names, args.top)}")
+    if args.random > 0:
+        dataset = load_dataset(checkpoint.config.dataset)
+        generator = torch.Generator().manual_seed(args.seed if args.seed is not None else time.time_ns() % 2**31)
+        picks = torch.randperm(len(dataset.test_labels), generator=generator)[:args.random]
+        probabilities = predict(checkpoint.model, checkpoint.normalizer, dataset.test_images[picks])
+        for index, probs in zip(picks.tolist(), probabilities):
+            label = names[dataset.test_labels[index]]
+            verdict = "right" if probs.argmax().item() == dataset.test_labels[index].item() else "WRONG"
+            print(f"test image {index} (label {label}, {verdict}): {top_classes(probs, names, args.top)}")
+    return status
+
+
+def top_classes(probabilities: torch.Tensor, names: Sequence[str], count: int) -> str:
+    values, indices = probabilities.topk(min(count, len(names)))
+    return ", ".join(f"{names[i]} {v:.1%}" for v, i in zip(values.tolist(), indices.tolist()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

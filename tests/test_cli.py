@@ -1,0 +1,87 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lrcore.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_help_shows_every_default():
+    result = subprocess.run([sys.executable, "-m", "lrcore", "train", "--help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for default in ("(default: 0.5)", "(default: 128)", "(default: 0.2)", "(default: 10)", "(default: sgd)",
+                    "(default: mnist-sample)", "(default: raw)", "--dry-run", "--save"):
+        assert default in text
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "--lr", "abc"], "invalid float value: 'abc'"),
+    (["train", "--lr", "-1"], "learning_rate: must be a finite number > 0"),
+    (["train", "--batch-size", "0"], "batch_size: must be a whole number >= 1"),
+    (["train", "--optimizer", "adam"], "invalid choice: 'adam'"),
+    (["train", "--validation-fraction", "1.5"], "strictly between 0 and 1"),
+    (["train", "--batch-size", "9000", "--no-record"], "at most the training set size"),
+    (["fly"], "invalid choice: 'fly'"),
+])
+def test_bad_arguments_print_one_line_and_exit_2(args, fragment, capsys):
+    with pytest.raises(SystemExit) as caught:
+        code = main(args)
+        raise SystemExit(code)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_dataset_exits_1_with_instructions(tmp_path, capsys):
+    assert main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--no-record"]) == 1
+    assert "train-images-idx3-ubyte.gz" in capsys.readouterr().err
+
+
+def test_dry_run_trains_a_few_batches(capsys):
+    assert main(["train", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 1/1" in out and "done: test accuracy" in out
+
+
+def test_diverged_run_exits_3(capsys):
+    assert main(["train", "--lr", "100", "--epochs", "2", "--no-record"]) == 3
+    assert "try a smaller learning rate" in capsys.readouterr().err
+
+
+def test_train_save_evaluate_predict(tmp_path, capsys):
+    path = tmp_path / "model.pt"
+    assert main(["train", "--epochs", "3", "--save", str(path), "--no-record", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("epoch ") == 3 and f"saved checkpoint to {path}" in out
+    accuracy = float(out.split("test accuracy ")[1].split(",")[0])
+    assert main(["evaluate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"accuracy {accuracy:.4f}" in out and "most confused" in out
+    assert main(["predict", str(path), "--random", "4", "--seed", "0"]) == 0
+    assert capsys.readouterr().out.count("test image") == 4
+
+
+def test_predict_an_image_file(tmp_path, capsys):
+    from PIL import Image, ImageDraw
+    path = tmp_path / "model.pt"
+    assert main(["train", "--epochs", "3", "--save", str(path), "--no-record", "--quiet"]) == 0
+    image = Image.new("L", (200, 200), 255)  # dark ink on white paper, as a phone photo would be
+    ImageDraw.Draw(image).line([(100, 30), (100, 170)], fill=0, width=14)
+    image.save(tmp_path / "one.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    capsys.readouterr()
+    assert main(["predict", str(path), str(tmp_path / "one.png"), str(tmp_path / "bad.png")]) == 1
+    captured = capsys.readouterr()
+    assert f"{tmp_path / 'one.png'}: 1 " in captured.out
+    assert "not a PNG or JPEG image" in captured.err
+
+
+def test_evaluate_rejects_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
+    (tmp_path / "x.pt").write_text("hello")
+    assert main(["evaluate", str(tmp_path / "x.pt")]) == 1
+    assert "not a checkpoint" in capsys.readouterr().err

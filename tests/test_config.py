@@ -1,0 +1,60 @@
+import math
+
+import pytest
+
+from lrcore.config import ConfigError, TrainConfig, config_problems
+
+
+def test_defaults_are_valid():
+    config = TrainConfig()
+    assert config_problems(config.to_dict()) == {}
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("learning_rate", 0.0, "> 0"),
+    ("learning_rate", -1.0, "> 0"),
+    ("learning_rate", math.nan, "finite"),
+    ("learning_rate", math.inf, "finite"),
+    ("learning_rate", 1000.0, "between"),
+    ("learning_rate", "0.1", "finite number"),
+    ("batch_size", 0, ">= 1"),
+    ("batch_size", 2.5, "whole number"),
+    ("batch_size", True, "whole number"),
+    ("validation_fraction", 0.0, "strictly between 0 and 1"),
+    ("validation_fraction", 1.0, "strictly between 0 and 1"),
+    ("epochs", 0, "1 to 1000"),
+    ("optimizer", "adam", "sgd, momentum, adamw"),
+    ("momentum", 1.0, "< 1"),
+    ("weight_decay", -0.1, "0 to 10"),
+    ("seed", -1, "0 to"),
+    ("device", "tpu", "auto, cpu, cuda"),
+    ("dataset", "cifar10", "mnist-sample"),
+    ("normalization", "zscore", "raw, standardize"),
+    ("per_class_limit", 0, ">= 1"),
+])
+def test_each_bad_value_names_the_field_and_what_is_allowed(field, value, fragment):
+    with pytest.raises(ConfigError) as caught:
+        TrainConfig(**{field: value})
+    assert set(caught.value.problems) == {field}
+    assert fragment in caught.value.problems[field]
+    assert field in str(caught.value)
+
+
+def test_all_problems_are_reported_at_once():
+    problems = config_problems({**TrainConfig().to_dict(), "learning_rate": -1, "epochs": 0})
+    assert set(problems) == {"learning_rate", "epochs"}
+
+
+def test_batch_size_is_checked_against_the_training_split():
+    config = TrainConfig(batch_size=500)
+    config.check_sizes(500)
+    with pytest.raises(ConfigError, match="at most the training set size"):
+        config.check_sizes(499)
+
+
+def test_from_dict_ignores_unknown_keys_and_replace_validates():
+    config = TrainConfig.from_dict({"learning_rate": 0.1, "not_a_field": 3})
+    assert config.learning_rate == 0.1
+    with pytest.raises(ConfigError):
+        config.replace(batch_size=0)

@@ -1,0 +1,158 @@
+import math
+import threading
+
+import pytest
+import torch
+
+import importlib
+from lrcore import events as ev
+from lrcore.config import ConfigError, TrainConfig
+from lrcore.data import load_dataset
+from lrcore.train import TrainingControl, train, train_group
+
+train_module = importlib.import_module("lrcore.train")  # the package re-exports a function named train
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return load_dataset("mnist-sample")
+
+
+def run(config, dataset, **kwargs):
+    return list(train(config, dataset, **kwargs))
+
+
+def of(events, kind):
+    return [event for event in events if isinstance(event, kind)]
+
+
+@pytest.fixture(scope="module")
+def default_run(sample):
+    return run(TrainConfig(), sample)
+
+
+def test_first_evaluation_is_before_any_step(default_run):
+    first = of(default_run, ev.EpochEnd)[0]
+    assert first.epoch == 0 and first.step == 0
+    assert abs(first.train_loss - math.log(10)) < 0.15  # an untrained model says "I don't know"
+    assert 0.02 < first.validation_accuracy < 0.2
+
+
+def test_default_settings_train_to_over_91_percent_test_accuracy(default_run):
+    epochs = of(default_run, ev.EpochEnd)
+    finished = of(default_run, ev.Finished)[0]
+    assert [e.epoch for e in epochs] == list(range(11))
+    assert finished.status == "done" and finished.epochs_completed == 10
+    assert finished.test_accuracy >= 0.91
+    assert epochs[-1].validation_accuracy > epochs[1].validation_accuracy > epochs[0].validation_accuracy
+    assert epochs[-1].train_loss < epochs[0].train_loss / 5
+
+
+def test_batch_events_cover_every_step(default_run):
+    started = of(default_run, ev.RunStarted)[0]
+    batches = of(default_run, ev.BatchProgress)
+    assert sum(len(b.losses) for b in batches) == started.batches_per_epoch * 10
+    assert batches[-1].step == started.batches_per_epoch * 10
+    assert all(math.isfinite(loss) for b in batches for loss in b.losses)
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(sample):
+    config = TrainConfig(epochs=2)
+    first = of(run(config, sample), ev.EpochEnd)
+    second = of(run(config, sample), ev.EpochEnd)
+    assert [e.validation_loss for e in first] == [e.validation_loss for e in second]
+    assert torch.equal(first[-1].weight, second[-1].weight)
+    third = of(run(config.replace(seed=1), sample), ev.EpochEnd)
+    assert third[-1].validation_loss != first[-1].validation_loss
+
+
+def test_huge_learning_rate_is_reported_as_diverged_with_the_lr(sample):
+    events = run(TrainConfig(learning_rate=100.0, epochs=3), sample)
+    diverged = of(events, ev.Diverged)
+    finished = of(events, ev.Finished)[0]
+    assert len(diverged) == 1 and finished.status == "diverged"
+    assert "lr 100" in diverged[0].message and "try a smaller learning rate" in diverged[0].message
+    assert finished.epochs_completed == 0
+    assert torch.isfinite(finished.model.linear.weight).all()
+
+
+def test_nan_loss_ends_the_run_and_keeps_the_last_finite_weights(sample, monkeypatch):
+    original = train_module.initial_parameters
+
+    def overflowing(num_classes, seed, count=1):
+        weight, bias = original(num_classes, seed, count)
+        return weight.fill_(3e38), bias  # logits overflow to inf, the loss to NaN
+    monkeypatch.setattr(train_module, "initial_parameters", overflowing)
+    events = run(TrainConfig(epochs=2), sample)
+    diverged = of(events, ev.Diverged)[0]
+    finished = of(events, ev.Finished)[0]
+    assert "loss became NaN at epoch 1 with lr 0.5" in diverged.message
+    assert finished.status == "diverged"
+    assert torch.isfinite(finished.model.linear.weight).all()
+    assert (finished.model.linear.weight == 3e38).all()  # untouched by the NaN update
+
+
+def test_pause_resume_stop_and_learning_rate_change_from_another_thread(sample):
+    control = TrainingControl()
+    seen = []
+    config = TrainConfig(epochs=50, batch_size=32)
+
+    def consume():
+        for event in train(config, sample, control, batch_event_seconds=0.0):
+            seen.append(event)
+            if isinstance(event, ev.BatchProgress) and event.step == 20 and not control.paused:
+                control.pause()
+    thread = threading.Thread(target=consume)
+    thread.start()
+    for _ in range(200):
+        if of(seen, ev.Paused):
+            break
+        threading.Event().wait(0.02)
+    paused_at = of(seen, ev.Paused)[0].step
+    threading.Event().wait(0.2)
+    steps_while_paused = [e.step for e in of(seen, ev.BatchProgress) if e.step > paused_at]
+    assert steps_while_paused == []
+    control.set_learning_rate(0.05)
+    control.resume()
+    threading.Event().wait(0.2)
+    control.stop()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    change = of(seen, ev.LearningRateChanged)[0]
+    assert change.old == 0.5 and change.new == 0.05 and change.step == paused_at
+    assert of(seen, ev.Resumed)[0].step == paused_at
+    later = [e for e in of(seen, ev.BatchProgress) if e.step > paused_at]
+    assert later and all(e.learning_rate == 0.05 for e in later)
+    finished = of(seen, ev.Finished)[0]
+    assert finished.status == "stopped" and finished.epochs_completed < 50
+
+
+def test_invalid_learning_rate_change_is_refused():
+    with pytest.raises(ConfigError, match="learning_rate"):
+        TrainingControl().set_learning_rate(-1)
+
+
+def test_max_batches_per_epoch_is_a_dry_run(sample):
+    events = run(TrainConfig(epochs=1), sample, max_batches_per_epoch=3)
+    assert of(events, ev.RunStarted)[0].batches_per_epoch == 3
+    assert of(events, ev.EpochEnd)[-1].step == 3
+
+
+def test_batch_size_larger_than_training_split_is_a_config_error(sample):
+    with pytest.raises(ConfigError, match="batch_size"):
+        run(TrainConfig(batch_size=7000), sample)
+
+
+def test_group_must_share_everything_but_lr_and_weight_decay(sample):
+    with pytest.raises(ConfigError, match="batch_size"):
+        list(train_group([TrainConfig(), TrainConfig(batch_size=64)], sample))
+
+
+def test_group_member_diverges_alone(sample):
+    configs = [TrainConfig(learning_rate=lr, epochs=2) for lr in (0.1, 100.0)]
+    events = list(train_group(configs, sample))
+    diverged = of(events, ev.GroupDiverged)
+    finished = of(events, ev.GroupFinished)[0]
+    assert [d.index for d in diverged] == [1]
+    assert finished.diverged == [False, True] and finished.status == "done"
+    assert finished.test_accuracy[0] > 0.85
