@@ -146,3 +146,15 @@ def start_run(config, name: str | None = None) -> TrainingWorker:
     remember_run(worker.run_id)
     use_checkpoint(None)
     return worker
+
+
+def forget_run() -> None:
+    """Drop the current run from this session and the URL (the worker itself is left alone)."""
+    st.session_state.pop("run_id", None)
+    if "run" in st.query_params:
+        del st.query_params["run"]
+
+
+def using_checkpoint() -> bool:
+    """True when the model in use is a loaded checkpoint rather than the current run."""
+    return st.session_state.get("checkpoint") is not None

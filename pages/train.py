@@ -1,5 +1,423 @@
-"""train page (being built)."""
+"""Train: pick hyperparameters, press Start, watch loss and accuracy stream in.
+
+The settings live in widgets kept for the whole session and in the URL's query parameters,
+so a copied link opens the same settings. Training runs in a worker thread
+(`common.start_run`); the live part of the page is a fragment that polls
+`worker.snapshot()` twice a second while the run is active, so clicks and page switches
+never stop or restart training.
+"""
+from __future__ import annotations
+
+import math
+from urllib.parse import urlencode
+
 import streamlit as st
 
-st.title("Train")
-st.info("This page is being built.")
+from lrcore.config import (LEARNING_RATE_RANGE, NORMALIZATION_LABELS, NORMALIZATIONS, OPTIMIZER_LABELS,
+                           OPTIMIZERS, ConfigError, TrainConfig, config_problems)
+from lrcore.data import DATASET_TITLES, make_splits
+from pages import charts, common
+
+DEFAULTS = TrainConfig()
+DEFAULT_PER_CLASS = 500  # tutorial 003's subset size, offered when the limit is switched on
+# 1-2-5 steps per decade; the exact-value box takes anything in LEARNING_RATE_RANGE.
+LR_GRID = [float(f"{mantissa}e{exponent}") for exponent in range(-5, 2) for mantissa in (1, 2, 5)] + [100.0]
+FRACTION_RANGE = (0.01, 0.9)
+MOMENTUM_RANGE = (0.0, 0.99)
+POLL_SECONDS = 0.5
+
+# URL query parameter -> (TrainConfig field, type, lowest, highest); a tuple type = allowed words.
+PARAMS = {
+    "lr": ("learning_rate", float, *LEARNING_RATE_RANGE),
+    "batch_size": ("batch_size", int, 1, 1_000_000),
+    "val_fraction": ("validation_fraction", float, *FRACTION_RANGE),
+    "epochs": ("epochs", int, 1, 1000),
+    "optimizer": ("optimizer", OPTIMIZERS, None, None),
+    "momentum": ("momentum", float, *MOMENTUM_RANGE),
+    "weight_decay": ("weight_decay", float, 0.0, 10.0),
+    "seed": ("seed", int, 0, 2**31 - 1),
+    "normalization": ("normalization", NORMALIZATIONS, None, None),
+    "per_class": ("per_class_limit", int, 1, 1_000_000),
+}
+FIELD_PARAMS = {field: param for param, (field, *_rest) in PARAMS.items()}
+
+
+# ---------------------------------------------------------------- settings <-> URL and widgets
+
+def allowed_text(param: str) -> str:
+    _field, kind, low, high = PARAMS[param]
+    if isinstance(kind, tuple):
+        return "one of " + ", ".join(kind)
+    words = "a whole number" if kind is int else "a number"
+    text = f"{words} from {low:g} to {high:g}"
+    if param in ("val_fraction", "momentum"):
+        text += " with at most two decimals"
+    if param == "per_class":
+        text += ", or all"
+    return text
+
+
+def parse_param(param: str, text: str):
+    """The setting a query parameter asks for; ValueError when it is not allowed."""
+    field, kind, low, high = PARAMS[param]
+    if isinstance(kind, tuple):
+        if text not in kind:
+            raise ValueError(text)
+        return text
+    if param == "per_class" and text == "all":
+        return None
+    value = kind(text)  # ValueError for "abc" (and for "0.5" as a whole number)
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(text)
+    if param in ("val_fraction", "momentum") and abs(round(value, 2) - value) > 1e-9:
+        raise ValueError(text)
+    return value
+
+
+def settings_from_params(params) -> tuple[dict, list[str]]:
+    """Settings from the URL (defaults for missing ones) and a warning per rejected parameter."""
+    settings = default_settings()
+    warnings = []
+    for param, (field, *_rest) in PARAMS.items():
+        if param not in params:
+            continue
+        text = params[param]
+        try:
+            settings[field] = parse_param(param, text)
+        except ValueError:
+            default = settings[field]
+            default = "all" if default is None else default if isinstance(default, str) else f"{default:g}"
+            warnings.append(f"The link's `{param}={text}` was ignored: `{param}` must be {allowed_text(param)}. "
+                            f"Using the default ({default}).")
+    return settings, warnings
+
+
+def settings_to_params(settings: dict) -> dict[str, str]:
+    """Query parameters for a share link (repr of floats round-trips exactly)."""
+    params = {}
+    for field, value in settings.items():
+        if value is None:
+            continue
+        params[FIELD_PARAMS[field]] = str(round(value, 2) if field in ("validation_fraction", "momentum") else value)
+    return params
+
+
+def default_settings() -> dict:
+    return {field: getattr(DEFAULTS, field) for field in FIELD_PARAMS}
+
+
+def nearest_grid_lr(learning_rate) -> float:
+    if not isinstance(learning_rate, (int, float)) or not learning_rate > 0 or not math.isfinite(learning_rate):
+        return DEFAULTS.learning_rate
+    return min(LR_GRID, key=lambda grid: abs(math.log10(grid) - math.log10(learning_rate)))
+
+
+def put_settings_in_widgets(settings: dict) -> None:
+    state = st.session_state
+    for field, value in settings.items():
+        if field != "per_class_limit":
+            state[f"train_{field}"] = value
+    state.train_lr_grid = nearest_grid_lr(settings["learning_rate"])
+    state.train_limit_on = settings["per_class_limit"] is not None
+    state.train_per_class_limit = settings["per_class_limit"] or DEFAULT_PER_CLASS
+
+
+def settings_from_widgets() -> dict:
+    state = st.session_state
+    settings = {field: state[f"train_{field}"] for field in FIELD_PARAMS if field != "per_class_limit"}
+    for field in ("validation_fraction", "momentum"):
+        settings[field] = round(float(settings[field]), 2)
+    settings["per_class_limit"] = state.train_per_class_limit if state.train_limit_on else None
+    return settings
+
+
+def grid_moved() -> None:
+    st.session_state.train_learning_rate = st.session_state.train_lr_grid
+
+
+def exact_lr_typed() -> None:
+    st.session_state.train_lr_grid = nearest_grid_lr(st.session_state.train_learning_rate)
+
+
+def reset() -> None:
+    """Stop and forget the current run, and put every setting back to its default."""
+    worker = common.current_worker()
+    if worker is not None and worker.snapshot().active:
+        worker.control.stop()
+    common.forget_run()
+    put_settings_in_widgets(default_settings())
+    st.session_state.train_param_warnings = []
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def split_sizes(dataset_name: str, validation_fraction: float, seed: int, per_class_limit: int | None):
+    """(train, validation) sizes for these settings, or the ConfigError's problems."""
+    try:
+        splits = make_splits(common.get_dataset(dataset_name), validation_fraction, seed, per_class_limit)
+    except ConfigError as error:
+        return error.problems
+    return len(splits.train), len(splits.validation)
+
+
+def settings_problems(settings: dict, dataset_name: str) -> tuple[dict[str, str], tuple[int, int] | None]:
+    """{field: message} for invalid settings (config checks, then split-size checks) and the split sizes."""
+    problems = config_problems({**settings, "device": DEFAULTS.device, "dataset": dataset_name})
+    if problems.keys() & {"validation_fraction", "seed", "per_class_limit"}:
+        return problems, None
+    sizes = split_sizes(dataset_name, settings["validation_fraction"], settings["seed"], settings["per_class_limit"])
+    if isinstance(sizes, dict):
+        return {**problems, **sizes}, None
+    if "batch_size" not in problems and settings["batch_size"] > sizes[0]:
+        problems["batch_size"] = (f"must be at most the training set size ({sizes[0]:,} images with these "
+                                  "settings): use a smaller batch size")
+    return problems, sizes
+
+
+def sync_url(settings: dict, dataset_name: str) -> None:
+    """Keep the URL's query parameters equal to the settings (the `run` parameter is left alone)."""
+    wanted = {**settings_to_params(settings), "dataset": dataset_name}
+    for param in PARAMS:
+        if param not in wanted and param in st.query_params:
+            del st.query_params[param]
+    for param, value in wanted.items():
+        if st.query_params.get(param) != value:
+            st.query_params[param] = value
+
+
+def share_link(settings: dict, dataset_name: str) -> str | None:
+    base = st.context.url
+    if not base:
+        return None
+    return f"{base}?{urlencode({**settings_to_params(settings), 'dataset': dataset_name})}"
+
+
+# ---------------------------------------------------------------- the live run
+
+def duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under a second"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+
+
+def percent(value) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.1%}"
+
+
+def show_progress(record) -> None:
+    total = record.config.epochs
+    if record.status == "starting" or (record.active and not record.progress):
+        st.progress(0.0, text="Evaluating the untrained model (epoch 0)…")
+        return
+    if not record.active:
+        done = record.final.get("epochs_completed", record.epochs_done)
+        st.progress(done / total, text=f"{record.status.capitalize()}: {done} of {total} epochs "
+                                        f"in {duration(record.elapsed)}")
+        return
+    progress = record.progress
+    steps_done = (progress["epoch"] - 1) * progress["batches_per_epoch"] + progress["batch"]
+    fraction = min(1.0, steps_done / max(1, progress["batches_per_epoch"] * total))
+    paused = " (paused)" if record.status == "paused" else ""
+    st.progress(fraction, text=f"Epoch {progress['epoch']} of {total} · batch {progress['batch']} of "
+                               f"{progress['batches_per_epoch']} · about {duration(progress['seconds_left'])} "
+                               f"left{paused}")
+
+
+def show_metrics(record) -> None:
+    last = record.epochs[-1] if record.epochs else {}
+    previous = record.epochs[-2] if len(record.epochs) > 1 else None
+    delta = None
+    if previous and last:
+        delta = f"{last['validation_accuracy'] - previous['validation_accuracy']:+.1%}"
+    cols = st.columns(5)
+    cols[0].metric("Epochs done", f"{record.epochs_done} / {record.config.epochs}")
+    cols[1].metric("Train accuracy", percent(last.get("train_accuracy")))
+    cols[2].metric("Validation accuracy", percent(last.get("validation_accuracy")), delta=delta)
+    cols[3].metric("Validation loss", f"{last['validation_loss']:.4f}" if last else "–")
+    cols[4].metric("Learning rate now", f"{record.learning_rate:g}")
+    if record.final and record.status in ("done", "stopped", "diverged"):
+        st.markdown("##### Final model")
+        cols = st.columns(5)
+        cols[0].metric("Test accuracy", percent(record.final["test_accuracy"]))
+        cols[1].metric("Test loss", f"{record.final['test_loss']:.4f}")
+        cols[2].metric("Validation accuracy", percent(record.final["validation_accuracy"]))
+        cols[3].metric("Epochs completed", record.final["epochs_completed"])
+        cols[4].metric("Training time", duration(record.elapsed))
+
+
+def show_outcome(record) -> None:
+    if record.status == "diverged":
+        st.error(f"Training diverged: {record.message}. The weights from just before the blow-up are kept.",
+                 icon="💥")
+    elif record.status == "crashed":
+        st.error(record.message, icon="🛑")
+    elif record.status == "stopped":
+        st.warning(f"Stopped after epoch {record.epochs_done}; the weights it reached are kept.", icon="⏹️")
+    elif record.status == "done":
+        st.success(f"Done: test accuracy {percent(record.final.get('test_accuracy'))}. Look at the weights on "
+                   "the Weights page.", icon="✅")
+
+
+def live_run(run_id: str | None, was_active: bool) -> None:
+    """Progress, metrics and charts of the current run, redrawn from the worker's snapshot."""
+    worker = common.get_registry().get(run_id)
+    if worker is None:
+        st.info("Pick the settings above and press **Start**: loss and accuracy will appear here as the "
+                "model trains.", icon="👆")
+        return
+    record = worker.snapshot()
+    if was_active and not record.active:
+        st.rerun()  # the run just ended: redraw the whole page (buttons, polling off)
+    show_outcome(record)
+    show_progress(record)
+    show_metrics(record)
+    figures = charts.training_figures(record)
+    left, right = st.columns(2)
+    left.plotly_chart(figures["loss"], key="train_chart_loss")
+    right.plotly_chart(figures["accuracy"], key="train_chart_accuracy")
+    st.plotly_chart(figures["batch_loss"], key="train_chart_batch_loss")
+    st.caption(f"{record.train_size:,} training and {record.validation_size:,} validation images · "
+               f"{record.batches_per_epoch} batches per epoch · device {record.device or '…'}. Epoch 0 is the "
+               "untrained model. Dotted lines mark learning-rate changes.")
+
+
+# ---------------------------------------------------------------- the page
+
+st.title("📈 Train")
+st.caption("One linear layer and a softmax. Pick hyperparameters, press Start and watch it learn. "
+           "Settings are saved in the address bar, so a link opens the same settings.")
+
+WIDGET_KEYS = ["train_lr_grid", "train_limit_on", "train_per_class_limit"] + \
+    [f"train_{field}" for field in FIELD_PARAMS if field != "per_class_limit"]
+if any(key not in st.session_state for key in WIDGET_KEYS):  # first visit in this session: settings from the URL
+    url_settings, url_warnings = settings_from_params(st.query_params)
+    put_settings_in_widgets(url_settings)
+    st.session_state.train_param_warnings = url_warnings
+for warning in st.session_state.get("train_param_warnings", []):
+    st.warning(warning, icon="🔗")
+st.session_state.train_param_warnings = []  # shown once, at the load that brought them
+
+dataset_name = common.selected_dataset_name()
+dataset = common.dataset_or_stop(dataset_name)
+worker = common.current_worker()
+active = worker is not None and worker.snapshot().active
+settings = settings_from_widgets()
+problems, sizes = settings_problems(settings, dataset_name)
+
+
+LABELS = {"learning_rate": "Learning rate", "batch_size": "Batch size", "epochs": "Epochs",
+          "validation_fraction": "Validation fraction", "optimizer": "Optimizer", "momentum": "Momentum",
+          "weight_decay": "Weight decay", "normalization": "Normalisation", "per_class_limit": "Images per class",
+          "seed": "Seed"}
+
+
+def problem_note(*fields: str) -> None:
+    """The message for an invalid setting, right under its control."""
+    for field in fields:
+        if field in problems:
+            st.error(f"**{LABELS[field]}** {problems[field]}")
+
+
+with st.container(border=True):
+    lr_col, size_col, optimizer_col, data_col = st.columns([1.3, 1, 1, 1], gap="large")
+    with lr_col:
+        st.select_slider("Learning rate (log scale)", options=LR_GRID, key="train_lr_grid", on_change=grid_moved,
+                         format_func=lambda value: f"{value:g}", persist_state="session",
+                         help="How far each step moves the weights. Too small: slow. Too large: the loss "
+                              "jumps around or blows up.")
+        st.number_input("Exact learning rate", key="train_learning_rate", on_change=exact_lr_typed, format="%g",
+                        step=0.01, persist_state="session",
+                        help=f"Any value from {LEARNING_RATE_RANGE[0]:g} to {LEARNING_RATE_RANGE[1]:g}.")
+        problem_note("learning_rate")
+    with size_col:
+        st.number_input("Batch size", key="train_batch_size", min_value=1, step=1, persist_state="session",
+                        help="Images per gradient step.")
+        problem_note("batch_size")
+        st.number_input("Epochs", key="train_epochs", min_value=1, max_value=1000, step=1, persist_state="session")
+        problem_note("epochs")
+        st.slider("Validation fraction", *FRACTION_RANGE, key="train_validation_fraction", step=0.01,
+                  format="%.2f", persist_state="session",
+                  help="Share of the training images held out to check the model on unseen data.")
+        problem_note("validation_fraction")
+    with optimizer_col:
+        st.radio("Optimizer", OPTIMIZERS, key="train_optimizer", format_func=OPTIMIZER_LABELS.get,
+                 persist_state="session")
+        st.slider("Momentum", *MOMENTUM_RANGE, key="train_momentum", step=0.01, format="%.2f",
+                  disabled=st.session_state.train_optimizer != "momentum", persist_state="session",
+                  help="Used by SGD + momentum only.")
+        problem_note("optimizer", "momentum")
+        st.number_input("Weight decay", key="train_weight_decay", min_value=0.0, max_value=10.0, step=0.001,
+                        format="%g", persist_state="session", help="Pulls every weight towards 0 (L2).")
+        problem_note("weight_decay")
+    with data_col:
+        st.radio("Normalisation", NORMALIZATIONS, key="train_normalization", format_func=NORMALIZATION_LABELS.get,
+                 persist_state="session")
+        st.toggle("Limit images per class", key="train_limit_on", persist_state="session",
+                  help="Train on a subset, e.g. 500 per class as in tutorial 003.")
+        st.number_input("Images per class", key="train_per_class_limit", min_value=1, step=50,
+                        disabled=not st.session_state.train_limit_on, persist_state="session")
+        problem_note("per_class_limit")
+        st.number_input("Seed", key="train_seed", min_value=0, max_value=2**31 - 1, step=1, persist_state="session",
+                        help="Same seed and settings give the same split, batches and numbers.")
+        problem_note("seed")
+    if sizes:
+        train_size, validation_size = sizes
+        batches = math.ceil(train_size / settings["batch_size"]) if "batch_size" not in problems else "–"
+        st.caption(f"{DATASET_TITLES[dataset_name]}: {train_size:,} training and {validation_size:,} validation "
+                   f"images · {batches} batches per epoch. Change the dataset on the Data page.")
+    if active:
+        st.caption("A run is training: these settings are for the next run. To change this run's learning "
+                   "rate, use **Change the learning rate now** below.")
+
+sync_url(settings, dataset_name)
+
+start_col, pause_col, stop_col, reset_col, share_col = st.columns([1, 1, 1, 1, 2.4], vertical_alignment="center")
+start_help = "A run is in progress: stop it or let it finish first." if active else \
+    "Fix the settings marked in red first." if problems else "Train a new model with these settings."
+if start_col.button("Start", type="primary", icon="▶️", disabled=bool(problems) or active, help=start_help,
+                    width="stretch"):
+    try:
+        common.start_run(TrainConfig(**settings, dataset=dataset_name))
+        st.rerun()
+    except ConfigError as error:
+        st.error(str(error))
+paused = active and worker.control.paused
+if pause_col.button("Resume" if paused else "Pause", icon="⏯️", disabled=not active, width="stretch"):
+    if paused:
+        worker.control.resume()
+    else:
+        worker.control.pause()
+    st.rerun()
+if stop_col.button("Stop", icon="⏹️", disabled=not active, width="stretch",
+                   help="Stop training now and keep the weights reached so far."):
+    worker.control.stop()
+    st.rerun()
+reset_col.button("Reset", icon="🔄", on_click=reset, width="stretch",
+                 help="Stop and forget the current run and put every setting back to its default.")
+with share_col.expander("🔗 Share these settings"):
+    link = share_link(settings, dataset_name)
+    if link:
+        st.code(link, language=None, wrap_lines=True)
+        st.caption("Opens the Train page with these settings (without your run).")
+    else:
+        st.caption("Copy the address bar: it holds these settings.")
+
+if active:
+    record = worker.snapshot()
+    if st.session_state.get("train_live_lr_run") != worker.run_id:
+        st.session_state.train_live_lr = record.learning_rate
+        st.session_state.train_live_lr_run = worker.run_id
+    with st.container(border=True):
+        lr_input, apply_col, note_col = st.columns([1.2, 0.6, 3], vertical_alignment="bottom")
+        lr_input.number_input("Change the learning rate now", key="train_live_lr", format="%g", step=0.01,
+                              help="Takes effect at the next batch; the charts mark the change.")
+        if apply_col.button("Apply", width="stretch"):
+            try:
+                worker.control.set_learning_rate(st.session_state.train_live_lr)
+                note_col.success(f"Learning rate → {st.session_state.train_live_lr:g} from the next batch.")
+            except ConfigError as error:
+                note_col.error(f"Learning rate {error.problems['learning_rate']}")
+
+run_id = worker.run_id if worker is not None else None
+st.fragment(live_run, run_every=POLL_SECONDS if active else None)(run_id, active)

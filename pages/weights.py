@@ -1,5 +1,88 @@
-"""weights page (being built)."""
+"""Weights: the ten 28x28 weight images, live while training, and a slider through the epochs.
+
+Each class's weights are an image: a blue pixel is evidence for the class when it is inked,
+a red pixel evidence against. The figures come from `pages.charts`; while the current run
+trains, a fragment redraws them from `worker.snapshot()` twice a second.
+"""
+from __future__ import annotations
+
 import streamlit as st
 
-st.title("Weights")
-st.info("This page is being built.")
+from pages import charts, common
+
+POLL_SECONDS = 0.5
+
+
+def snapshot_label(record, index: int) -> str:
+    """Slider label for snapshot `index`: its epoch, or how the run ended for the weights kept at the end."""
+    epoch = record.snapshots[index][0]
+    if epoch == 0 and index == 0:
+        return "0 (untrained)"
+    if index > 0 and record.snapshots[index - 1][0] == epoch:
+        return f"{epoch}+ ({record.status})"  # stopped or diverged in the middle of the next epoch
+    return str(epoch)
+
+
+def draw_weights(weight, bias, class_names, shared_scale: bool) -> None:
+    maps_col, bias_col = st.columns([5, 1])
+    maps_col.plotly_chart(charts.weights_figure(weight, class_names, shared_scale), key="weights_maps")
+    bias_col.plotly_chart(charts.bias_figure(bias, class_names), key="weights_biases")
+    limit = float(weight.abs().max())
+    scale = f"one colour scale for all classes, ±{limit:.3g}" if shared_scale else \
+        "each class scaled to its own largest weight"
+    st.caption(f"Blue: ink on this pixel is evidence **for** the class; red: evidence **against**; white: "
+               f"ignored. Hover a pixel for its row, column and weight. Colours: {scale}.")
+
+
+def run_weights(run_id: str, was_active: bool, shared_scale: bool) -> None:
+    """The current run's weights at the epoch chosen on the slider (following the newest while training)."""
+    worker = common.get_registry().get(run_id)
+    record = worker.snapshot()
+    if was_active and not record.active:
+        st.rerun()  # the run just ended: redraw the whole page with polling off
+    if not record.snapshots:
+        if record.active:
+            st.info("Waiting for the first weights (the untrained model)…", icon="⏳")
+        else:
+            st.error(f"This run stopped before it produced any weights. {record.message}")
+        return
+    newest = len(record.snapshots) - 1
+    state = st.session_state
+    # While the slider sits on the newest snapshot it follows new epochs as they arrive.
+    following = state.get("weights_run") != run_id or state.get("weights_index") in (None, state.get("weights_newest"))
+    if following or not 0 <= state.get("weights_index", -1) <= newest:
+        state.weights_index = newest
+    state.weights_run, state.weights_newest = run_id, newest
+    if newest > 0:
+        st.select_slider("Weights after epoch", options=list(range(newest + 1)), key="weights_index",
+                         format_func=lambda index: snapshot_label(record, index),
+                         help="Epoch 0 is the random start. Slide to watch the digits form.")
+    index = state.weights_index
+    epoch, weight, bias = record.snapshots[index]
+    status = f"live, {common.run_state_text(worker)}" if record.active else record.status
+    st.markdown(f"**Epoch {snapshot_label(record, index)}** of run “{record.name}” ({status})")
+    draw_weights(weight, bias, record.class_names, shared_scale)
+
+
+st.title("🎨 Weights")
+worker = None if common.using_checkpoint() else common.current_worker()
+model = common.current_model()
+if model is None and worker is None:
+    st.info("There is no model to show yet: train one on the Train page (or load a checkpoint on the Runs page).",
+            icon="ℹ️")
+    st.page_link("pages/train.py", label="Go to Train", icon="📈")
+    st.stop()
+
+st.caption("One 28×28 weight image per class: the model scores an image by adding up ink × weight over "
+           "all pixels, plus the class's bias.")
+shared_scale = not st.toggle("Scale each class separately", key="weights_separate_scales",
+                             persist_state="session",
+                             help="Off: one symmetric colour scale for all ten, so they compare. On: each image "
+                                  "uses its own range, which shows faint classes better.")
+
+if worker is None:
+    st.markdown(f"**{model.label}**")
+    draw_weights(model.model.linear.weight, model.model.linear.bias, model.class_names, shared_scale)
+else:
+    active = worker.snapshot().active
+    st.fragment(run_weights, run_every=POLL_SECONDS if active else None)(worker.run_id, active, shared_scale)

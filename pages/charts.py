@@ -1,0 +1,180 @@
+"""Plotly figures for the Train and Weights pages, as plain functions of a run's data.
+
+No Streamlit here: the pages draw these figures, and bench/bench_dashboard.py builds the
+same ones from a polling thread to measure what live charts cost training.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import math
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.colors import diverging
+from plotly.subplots import make_subplots
+
+TRAIN_COLOR = "#1f77b4"
+VALIDATION_COLOR = "#ff7f0e"
+SMOOTH_COLOR = "#d62728"
+LR_CHANGE_COLOR = "#7f7f7f"
+# Matplotlib's RdBu as in tutorial 003: red for negative weights, white near 0, blue for positive.
+WEIGHT_COLORS = diverging.RdBu
+POSITIVE_COLOR, NEGATIVE_COLOR = "#2166ac", "#b2182b"
+FONT = dict(size=15)
+SMOOTHING = 0.1  # tutorial 003: pd.Series(losses).ewm(alpha=.1).mean()
+MAX_BATCH_POINTS = 3000  # more raw points than this are thinned for drawing (the average uses all)
+
+
+def ema(values: Sequence[float], alpha: float = SMOOTHING) -> list[float | None]:
+    """pandas' `Series.ewm(alpha=alpha).mean()` (adjust=True); non-finite values are skipped."""
+    smoothed: list[float | None] = []
+    total = weight = 0.0
+    for value in values:
+        if math.isfinite(value):
+            total = value + (1 - alpha) * total
+            weight = 1 + (1 - alpha) * weight
+        smoothed.append(total / weight if weight else None)
+    return smoothed
+
+
+def _finite(values: Sequence[float]) -> list[float | None]:
+    """Non-finite numbers become gaps (JSON has no NaN/inf)."""
+    return [value if math.isfinite(value) else None for value in values]
+
+
+def _layout(title: str, height: int, **extra) -> dict:
+    return dict(title=dict(text=title, font=dict(size=18)), font=FONT, height=height,
+                margin=dict(l=10, r=10, t=60, b=10), hovermode="x unified",
+                legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0), **extra)
+
+
+def _lr_change_marks(lr_changes: Sequence[dict], position) -> dict:
+    """Dotted vertical lines, labelled with the new learning rate, where each change took effect."""
+    shapes, annotations = [], []
+    for change in lr_changes:
+        x = position(change)
+        shapes.append(dict(type="line", x0=x, x1=x, xref="x", y0=0, y1=1, yref="paper",
+                           line=dict(color=LR_CHANGE_COLOR, dash="dot", width=2)))
+        annotations.append(dict(x=x, xref="x", y=1, yref="paper", text=f"lr → {change['new']:g}",
+                                showarrow=False, xanchor="left", yanchor="top", font=dict(size=13, color="#444")))
+    return dict(shapes=shapes, annotations=annotations)
+
+
+def epoch_figure(epochs: Sequence[dict], kind: str, lr_changes: Sequence[dict] = (),
+                 batches_per_epoch: int = 0, total_epochs: int | None = None) -> go.Figure:
+    """Train and validation loss (kind="loss") or accuracy (kind="accuracy") per epoch, from epoch 0."""
+    x = [row["epoch"] for row in epochs]
+    data = [dict(type="scatter", x=x, y=_finite([row[f"{split}_{kind}"] for row in epochs]), name=split,
+                 mode="lines+markers", line=dict(color=color, width=3), marker=dict(size=8))
+            for split, color in (("train", TRAIN_COLOR), ("validation", VALIDATION_COLOR))]
+    # A change during epoch e at step s lies between the points of epochs e-1 and e.
+    marks = _lr_change_marks(lr_changes, lambda change: change["step"] / batches_per_epoch) \
+        if batches_per_epoch else {}
+    last = max(total_epochs or 0, x[-1] if x else 0, 1)
+    xaxis = dict(title=dict(text="epoch"), range=[-0.2, last + 0.2], dtick=1 if last <= 20 else None)
+    if kind == "accuracy":
+        yaxis = dict(title=dict(text="accuracy"), tickformat=".0%", hoverformat=".2%")
+        title = "Accuracy per epoch"
+    else:
+        yaxis = dict(title=dict(text="cross-entropy loss"), hoverformat=".4f")
+        title = "Loss per epoch"
+    return go.Figure(dict(data=data, layout=_layout(title, 380, xaxis=xaxis, yaxis=yaxis, **marks)))
+
+
+def batch_loss_figure(steps: Sequence[int], losses: Sequence[float], lr_changes: Sequence[dict] = (),
+                      total_steps: int | None = None) -> go.Figure:
+    """Every minibatch's loss (faint) with its exponential moving average (alpha 0.1) on top."""
+    smoothed = ema(losses)
+    stride = max(1, math.ceil(len(steps) / MAX_BATCH_POINTS))
+    x = list(steps[::stride])
+    data = [dict(type="scatter", x=x, y=_finite(losses[::stride]), name="batch loss", mode="lines",
+                 line=dict(color=TRAIN_COLOR, width=1), opacity=0.35),
+            dict(type="scatter", x=x, y=smoothed[::stride], name=f"moving average (α = {SMOOTHING:g})",
+                 mode="lines", line=dict(color=SMOOTH_COLOR, width=3))]
+    xaxis = dict(title=dict(text="step (minibatch)"), range=[0, max(total_steps or 0, x[-1] if x else 0, 1)])
+    yaxis = dict(title=dict(text="cross-entropy loss"), rangemode="tozero", hoverformat=".4f")
+    layout = _layout("Loss per minibatch", 360, xaxis=xaxis, yaxis=yaxis,
+                     **_lr_change_marks(lr_changes, lambda change: change["step"]))
+    return go.Figure(dict(data=data, layout=layout))
+
+
+def class_title(name: str) -> str:
+    return f"digit {name}" if name.isdigit() else name
+
+
+COLUMNS = 5
+MAP_HEIGHT = 230  # pixels per row of heatmaps
+
+
+@functools.lru_cache(maxsize=16)
+def _grid_layout(titles: tuple[str, ...]) -> dict:
+    """make_subplots' layout for the grid of maps, built once (make_subplots is slow)."""
+    rows = math.ceil(len(titles) / COLUMNS)
+    fig = make_subplots(rows=rows, cols=COLUMNS, subplot_titles=titles,
+                        horizontal_spacing=0.015, vertical_spacing=0.07)
+    axis = dict(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
+    for index in range(1, len(titles) + 1):
+        suffix = "" if index == 1 else str(index)
+        # Square pixels, row 0 at the top like an image.
+        fig.layout[f"xaxis{suffix}"].update(axis)
+        fig.layout[f"yaxis{suffix}"].update(axis, scaleanchor=f"x{suffix}", autorange="reversed")
+    fig.update_annotations(font=dict(size=16))
+    fig.update_layout(font=FONT, height=MAP_HEIGHT * rows + 40, margin=dict(l=5, r=5, t=40, b=5))
+    return fig.layout.to_plotly_json()
+
+
+def weights_figure(weight: torch.Tensor, class_names: Sequence[str], shared_scale: bool = True) -> go.Figure:
+    """One 28x28 heatmap per class in a grid of 5 columns; blue positive, red negative, 0 white.
+
+    With `shared_scale` every map uses one symmetric range (the largest |weight| overall), so
+    colours compare across classes; otherwise each map is scaled to its own largest |weight|.
+    """
+    maps = weight.detach().float().cpu().reshape(len(class_names), 28, 28).numpy().astype(np.float32)
+    titles = tuple(class_title(name) for name in class_names)
+    data = []
+    for index, (grid, title) in enumerate(zip(maps, titles)):
+        suffix = "" if index == 0 else str(index + 1)
+        trace = dict(type="heatmap", z=grid, xaxis=f"x{suffix}", yaxis=f"y{suffix}", name=title,
+                     hovertemplate=f"<b>{title}</b><br>row %{{y}}, column %{{x}}<br>weight %{{z:.4f}}<extra></extra>")
+        if shared_scale:
+            trace["coloraxis"] = "coloraxis"
+        else:
+            own = float(np.abs(grid).max()) or 1.0
+            trace.update(colorscale=WEIGHT_COLORS, zmin=-own, zmax=own, showscale=False)
+        data.append(trace)
+    layout = copy.deepcopy(_grid_layout(titles))
+    if shared_scale:
+        overall = float(np.abs(maps).max()) or 1.0
+        layout["coloraxis"] = dict(colorscale=WEIGHT_COLORS, cmin=-overall, cmax=overall,
+                                   colorbar=dict(title=dict(text="weight"), thickness=16))
+    return go.Figure(dict(data=data, layout=layout))
+
+
+def bias_figure(bias: torch.Tensor, class_names: Sequence[str]) -> go.Figure:
+    """The biases as horizontal bars, blue positive and red negative."""
+    values = [float(value) for value in bias.detach().float().cpu()]
+    titles = [class_title(name) for name in class_names]
+    bars = dict(type="bar", x=values, y=titles, orientation="h",
+                marker=dict(color=[POSITIVE_COLOR if value >= 0 else NEGATIVE_COLOR for value in values]),
+                hovertemplate="%{y}: bias %{x:.4f}<extra></extra>")
+    rows = math.ceil(len(class_names) / COLUMNS)
+    layout = dict(title=dict(text="Biases", font=dict(size=18)), font=FONT, height=MAP_HEIGHT * rows + 40,
+                  margin=dict(l=10, r=10, t=50, b=10), showlegend=False,
+                  yaxis=dict(autorange="reversed"), xaxis=dict(title=dict(text="bias"), zeroline=True,
+                                                               zerolinecolor="#888"))
+    return go.Figure(dict(data=[bars], layout=layout))
+
+
+def training_figures(record) -> dict[str, go.Figure]:
+    """The Train page's three live charts for a `RunRecord` (worker.snapshot())."""
+    total_epochs = record.config.epochs
+    bpe = record.batches_per_epoch
+    return {
+        "loss": epoch_figure(record.epochs, "loss", record.lr_changes, bpe, total_epochs),
+        "accuracy": epoch_figure(record.epochs, "accuracy", record.lr_changes, bpe, total_epochs),
+        "batch_loss": batch_loss_figure(record.batch_steps, record.batch_losses, record.lr_changes,
+                                        bpe * total_epochs),
+    }
