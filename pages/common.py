@@ -15,6 +15,7 @@ import torch
 from lrcore.checkpoint import Checkpoint
 from lrcore.data import DATASET_TITLES, Dataset, DatasetUnavailable, Normalizer, available_datasets, load_dataset
 from lrcore.model import LogisticRegression
+from lrcore.runstore import RunStore, default_runs_dir
 from lrcore.worker import RunRegistry, TrainingWorker
 
 STATUS_LABELS = {"starting": "starting", "training": "training", "paused": "paused", "done": "done",
@@ -136,8 +137,8 @@ def sidebar() -> None:
 
 
 def run_listeners() -> list:
-    """Listeners attached to every training worker started from the pages (the run store adds one)."""
-    return []
+    """Listeners attached to every training worker started from the pages: the run store records it."""
+    return [get_run_store().listener()]
 
 
 def start_run(config, name: str | None = None) -> TrainingWorker:
@@ -158,3 +159,14 @@ def forget_run() -> None:
 def using_checkpoint() -> bool:
     """True when the model in use is a loaded checkpoint rather than the current run."""
     return st.session_state.get("checkpoint") is not None
+
+
+def get_run_store() -> RunStore:
+    """The run store of this server process ($LRCORE_RUNS_DIR, else <data dir>/runs)."""
+    return _run_store(str(default_runs_dir().resolve()))
+
+
+@st.cache_resource
+def _run_store(root: str) -> RunStore:
+    # keyed by the folder, so tests that point LRCORE_RUNS_DIR elsewhere get their own store
+    return RunStore(root)
