@@ -149,6 +149,41 @@ def start_run(config, name: str | None = None) -> TrainingWorker:
     return worker
 
 
+# ---------------------------------------------------------------- Data and Evaluate page helpers
+
+def current_model_config() -> "TrainConfig":
+    """Settings the model in use was trained with (checkpoint or current run); defaults otherwise."""
+    from lrcore.config import TrainConfig
+
+    checkpoint: Checkpoint | None = st.session_state.get("checkpoint")
+    if checkpoint is not None:
+        return checkpoint.config
+    worker = current_worker()
+    return worker.snapshot().config if worker is not None else TrainConfig()
+
+
+@st.cache_resource
+def get_downloads() -> dict:
+    """Dataset downloads of this server process by dataset name: one per dataset, seen by every session."""
+    return {}
+
+
+def digit_tiles(images: torch.Tensor, scale: int = 3, marked: torch.Tensor | None = None) -> list:
+    """uint8 N x 28 x 28 images -> RGB arrays upscaled with nearest neighbour (crisp pixels).
+
+    Images where `marked` is True get a red border (wrong predictions).
+    """
+    tiles = images.to(torch.uint8).repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+    rgb = tiles.unsqueeze(-1).repeat(1, 1, 1, 3)
+    if marked is not None and bool(marked.any()):
+        red = torch.tensor([230, 40, 40], dtype=torch.uint8)
+        edge = max(2, scale)
+        rows = rgb[marked.bool()]
+        rows[:, :edge], rows[:, -edge:], rows[:, :, :edge], rows[:, :, -edge:] = red, red, red, red
+        rgb[marked.bool()] = rows
+    return list(rgb.numpy())
+
+
 def forget_run() -> None:
     """Drop the current run from this session and the URL (the worker itself is left alone)."""
     st.session_state.pop("run_id", None)
