@@ -1,0 +1,200 @@
+"""The Evaluate page in Streamlit's AppTest: no model, a checkpoint, a run, confusion cells, mistakes."""
+from __future__ import annotations
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+import lrcore.evaluate
+from lrcore import TrainConfig, load_dataset, train
+from lrcore.checkpoint import checkpoint_bytes, load_checkpoint
+from lrcore.data import make_splits
+from lrcore.evaluate import evaluate_model
+from lrcore.model import LogisticRegression
+from pages import common
+
+APP = "../dashboard.py"  # relative to this file
+PAGE = "pages/evaluate.py"
+CONFIG = TrainConfig(epochs=2, validation_fraction=0.25, seed=3)  # not the defaults: the page must use these
+
+
+@pytest.fixture(scope="module")
+def checkpoint():
+    for event in train(CONFIG):
+        pass
+    return load_checkpoint(checkpoint_bytes(event.model, CONFIG, event.class_names, event.normalizer, {}))
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return load_dataset("mnist-sample")
+
+
+def evaluate_page(checkpoint=None, run_id: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    if checkpoint is not None:
+        # What common.use_checkpoint stores.
+        at.session_state["checkpoint"] = checkpoint
+        at.session_state["checkpoint_label"] = "test checkpoint"
+    if run_id is not None:
+        at.session_state["run_id"] = run_id
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(elements) -> str:
+    return " | ".join(str(e.value) for e in elements)
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def cell_heading(at: AppTest) -> str:
+    return next(m.value for m in at.markdown if " images of class " in m.value)
+
+
+def expected(model, normalizer, dataset, config):
+    validation = make_splits(dataset, config.validation_fraction, config.seed, config.per_class_limit).validation
+    test = evaluate_model(model, normalizer, dataset.test_images, dataset.test_labels)
+    held_out = evaluate_model(model, normalizer, dataset.train_images[validation], dataset.train_labels[validation])
+    return test, held_out
+
+
+def test_without_a_model_it_points_to_train_and_offers_an_upload():
+    at = evaluate_page()
+    assert "No model to evaluate yet" in texts(at.info)
+    assert len(at.get("page_link")) == 1
+    assert len(at.get("file_uploader")) == 1
+    assert not at.metric
+
+
+def test_metrics_match_evaluate_model_on_the_checkpoints_own_splits(checkpoint, sample):
+    at = evaluate_page(checkpoint)
+    test, held_out = expected(checkpoint.model, checkpoint.normalizer, sample, checkpoint.config)
+    shown = metrics(at)
+    assert shown["Test accuracy"] == f"{test.accuracy:.2%}"
+    assert shown["Test loss"] == f"{test.loss:.4f}"
+    assert shown["Validation accuracy"] == f"{held_out.accuracy:.2%}"
+    assert shown["Validation loss"] == f"{held_out.loss:.4f}"
+    assert "2,000" in texts(at.caption) and f"{len(held_out.labels):,}" in texts(at.caption)
+    assert "test checkpoint" in texts(at.caption)
+
+
+def test_cell_picked_with_the_selectboxes_shows_its_images(checkpoint, sample):
+    at = evaluate_page(checkpoint)
+    test, _ = expected(checkpoint.model, checkpoint.normalizer, sample, checkpoint.config)
+    # the first pick is the most confused pair
+    first = test.most_confused(1)[0]
+    assert (at.selectbox(key="eval_true").value, at.selectbox(key="eval_pred").value) == first[:2]
+    for true_class, predicted_class in [(8, 3), (1, 1), (0, 6)]:
+        at.selectbox(key="eval_true").set_value(true_class)
+        at.selectbox(key="eval_pred").set_value(predicted_class)
+        at.run()
+        assert not at.exception
+        count = len(test.cell(true_class, predicted_class))
+        assert cell_heading(at).startswith(f"**{count} images of class {true_class} ")
+        grids = [len(image.value) for image in at.image]
+        if count:
+            assert grids[0] == min(count, 40)  # the cell's images come first
+            expected_shares = test.probabilities[test.cell(true_class, predicted_class), predicted_class]
+            assert at.image[0].captions[0].startswith(f"{expected_shares.max().item():.0%}")
+
+
+def test_most_confused_buttons_pick_their_cell(checkpoint, sample):
+    at = evaluate_page(checkpoint)
+    test, _ = expected(checkpoint.model, checkpoint.normalizer, sample, checkpoint.config)
+    true_class, predicted_class, count = test.most_confused(3)[2]
+    button = next(b for b in at.button if b.key == f"eval_pair_{true_class}_{predicted_class}")
+    assert button.label.endswith(f"{count} images")
+    button.click().run()
+    assert (at.selectbox(key="eval_true").value, at.selectbox(key="eval_pred").value) == (true_class, predicted_class)
+    assert cell_heading(at).startswith(f"**{count} images of class {true_class} predicted as {predicted_class}")
+
+
+def test_validation_split_normalised_matrix_per_class_table_and_galleries(checkpoint, sample):
+    at = evaluate_page(checkpoint)
+    at.radio(key="eval_split").set_value("validation")
+    at.toggle(key="eval_normalised").set_value(True)
+    at.run()
+    assert not at.exception
+    _, held_out = expected(checkpoint.model, checkpoint.normalizer, sample, checkpoint.config)
+    table = at.dataframe[0].value
+    per_class = held_out.per_class()
+    assert table["images"].tolist() == [row["support"] for row in per_class]
+    assert table["accuracy (recall)"].tolist() == pytest.approx([row["recall"] for row in per_class])
+    assert table["precision"].tolist() == pytest.approx([row["precision"] for row in per_class])
+    # top losses: the highest-loss image first, captioned predicted / actual / loss / p(actual)
+    worst = int(held_out.top_losses(1)[0])
+    caption = at.image[1].captions[0]
+    assert caption.startswith(f"{int(held_out.predictions[worst])} / {int(held_out.labels[worst])} / "
+                              f"{held_out.losses[worst]:.2f}")
+    # random grid: wrong ones say the true class
+    random_grid = at.image[2].captions
+    assert len(random_grid) == 32
+    wrong = [c for c in random_grid if c.startswith(":red[")]
+    right_text = next(c.value for c in at.caption if "right." in c.value)
+    assert right_text.startswith(f"{32 - len(wrong)} of 32 right")
+
+
+def test_new_sample_changes_the_random_grid_only_when_clicked(checkpoint):
+    at = evaluate_page(checkpoint)
+    grid = at.image[2].captions
+    urls = at.image[2].value
+    at.run()
+    assert at.image[2].captions == grid
+    at.button(key="eval_new_sample").click().run()
+    assert at.image[2].value != urls
+
+
+def test_the_current_runs_latest_weights_are_evaluated(sample):
+    config = TrainConfig(epochs=1, seed=5)
+    worker = common.get_registry().start(config, sample)
+    worker.join(120)
+    record = worker.snapshot()
+    assert record.status == "done"
+    at = evaluate_page(run_id=worker.run_id)
+    test, held_out = expected(record.latest_model(), record.normalizer, sample, config)
+    shown = metrics(at)
+    assert shown["Test accuracy"] == f"{test.accuracy:.2%}"
+    assert shown["Validation loss"] == f"{held_out.loss:.4f}"
+    assert f"{record.final['test_accuracy']:.2%}" == shown["Test accuracy"]  # same numbers as training reported
+
+
+def test_a_checkpoint_for_a_missing_dataset_says_how_to_get_it(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("LRCORE_DATA_DIR", str(tmp_path))
+    other = load_checkpoint(checkpoint_bytes(checkpoint.model, CONFIG.replace(dataset="mnist"),
+                                             checkpoint.class_names, checkpoint.normalizer, {}))
+    at = evaluate_page(other)
+    error = texts(at.error)
+    assert "mnist files were not found" in error and "train-images-idx3-ubyte.gz" in error
+    assert not at.metric
+
+
+def test_a_model_with_the_wrong_number_of_classes_is_refused(checkpoint):
+    model = checkpoint.model
+    weight, bias = model.linear.weight.detach()[:5].clone(), model.linear.bias.detach()[:5].clone()
+    five = load_checkpoint(checkpoint_bytes(LogisticRegression.from_tensors(weight, bias), CONFIG,
+                                            tuple("01234"), checkpoint.normalizer, {}))
+    at = evaluate_page(five)
+    assert "has 5 classes but mnist-sample has 10" in texts(at.error)
+
+
+def test_evaluations_are_cached_by_weights_not_recomputed(checkpoint, monkeypatch):
+    at = evaluate_page(checkpoint)
+    calls = []
+    original = lrcore.evaluate.evaluate_model
+    monkeypatch.setattr(lrcore.evaluate, "evaluate_model", lambda *a, **k: calls.append(1) or original(*a, **k))
+    at.run()
+    assert not at.exception
+    assert calls == []  # same weights: both splits come from the cache
+    zero = LogisticRegression.from_tensors(torch.zeros_like(checkpoint.model.linear.weight),
+                                           torch.zeros_like(checkpoint.model.linear.bias))
+    at.session_state["checkpoint"] = load_checkpoint(
+        checkpoint_bytes(zero, CONFIG, checkpoint.class_names, checkpoint.normalizer, {}))
+    at.run()
+    assert not at.exception
+    assert len(calls) == 2  # new weights: test and validation evaluated once each
+    assert metrics(at)["Test accuracy"] == "10.00%"  # all-zero weights: every image is called class 0
