@@ -105,6 +105,7 @@ class StoredRun:
     batches_per_epoch: int = 0
     device: str = ""
     checkpoint: Path | None = None
+    has_weights: bool = False  # a final checkpoint or at least one epoch's weights (see RunStore.checkpoint)
     lr_changes: list[dict] = field(default_factory=list)  # {step, epoch, old, new}
     # filled by load():
     epochs: list[dict] = field(default_factory=list)
@@ -659,6 +660,7 @@ class RunStore:
                 train_size=int(meta.get("train_size") or 0), validation_size=int(meta.get("validation_size") or 0),
                 batches_per_epoch=int(meta.get("batches_per_epoch") or 0), device=str(meta.get("device") or ""),
                 checkpoint=checkpoint if checkpoint.is_file() else None,
+                has_weights=checkpoint.is_file() or any((folder / WEIGHTS).glob("[0-9]*.pt")),
                 lr_changes=list(meta.get("lr_changes") or []))
         except (TypeError, ValueError) as error:
             raise RunStoreError(f"meta.json has invalid values ({error})") from None

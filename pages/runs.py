@@ -1,5 +1,420 @@
-"""runs page (being built)."""
-import streamlit as st
+"""Runs: every training run, kept on disk; compare curves, rename, download, export, open, delete.
 
-st.title("Runs")
-st.info("This page is being built.")
+Runs come from the run store (`common.get_run_store()`), which the pages and the command
+line write to, so the list survives refreshes and server restarts. The table and what
+depends on its selection live in one fragment that polls while a run is training.
+Row selections are positions in the table, so the selected run ids are remembered and
+re-applied when the order changes (a new run on top, a run deleted).
+"""
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.colors import qualitative
+
+from lrcore.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError
+from lrcore.config import NORMALIZATION_LABELS, OPTIMIZER_LABELS, TrainConfig
+from lrcore.data import DATASET_TITLES
+from lrcore.runstore import RunStoreError, StoredRun, epochs_csv
+from pages import charts, common
+
+TABLE_KEY = "runs_table"
+POLL_SECONDS = 1.0
+COLORS = qualitative.Plotly
+MAX_UPLOAD_MB = MAX_CHECKPOINT_BYTES // (1024 * 1024)
+# Settings named in legends when they differ between the compared runs, in this order.
+SHORT_NAMES = {"dataset": "data", "learning_rate": "lr", "batch_size": "bs", "optimizer": "opt",
+               "momentum": "momentum", "weight_decay": "wd", "epochs": "epochs", "validation_fraction": "val",
+               "normalization": "norm", "per_class_limit": "per class", "seed": "seed", "device": "device"}
+LONG_NAMES = {"dataset": "dataset", "learning_rate": "learning rate", "batch_size": "batch size",
+              "optimizer": "optimizer", "momentum": "momentum", "weight_decay": "weight decay",
+              "epochs": "epochs", "validation_fraction": "validation fraction", "normalization": "normalisation",
+              "per_class_limit": "images per class", "seed": "seed", "device": "device"}
+STATUS_TEXT = {"done": "✅ done", "stopped": "⏹️ stopped", "diverged": "💥 diverged", "crashed": "🛑 crashed",
+               "imported": "📥 uploaded"}
+OPEN_PAGES = [("pages/weights.py", "Weights", "🎨"), ("pages/draw.py", "Draw", "✏️"),
+              ("pages/evaluate.py", "Evaluate", "🔍")]
+
+
+# ---------------------------------------------------------------- text
+
+def setting_text(field: str, value) -> str:
+    if field == "optimizer":
+        return OPTIMIZER_LABELS.get(value, str(value))
+    if field == "normalization":
+        return "standardised" if value == "standardize" else "raw"
+    if field == "per_class_limit":
+        return "all" if value is None else str(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def differing_settings(configs: list[TrainConfig]) -> list[str]:
+    """The settings (in SHORT_NAMES order) that are not the same for every config."""
+    return [field for field in SHORT_NAMES if len({getattr(config, field) for config in configs}) > 1]
+
+
+def legend_labels(runs: list[StoredRun]) -> list[str]:
+    """'lr=0.1, bs=64' from the settings that differ; the run's name where that does not tell them apart."""
+    fields = differing_settings([run.config for run in runs])
+    labels = [", ".join(f"{SHORT_NAMES[f]}={setting_text(f, getattr(run.config, f))}" for f in fields)
+              for run in runs]
+    return [label if label and labels.count(label) == 1 else (f"{label} · {run.name}" if label else run.name)
+            for label, run in zip(labels, runs)]
+
+
+def duration_text(seconds: float) -> str:
+    if not seconds:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def status_text(run: StoredRun) -> str:
+    if run.active:
+        state = "⏸️ paused" if run.phase == "paused" else "🟢 training"
+        epoch = run.progress.get("epoch")
+        return f"{state} (epoch {epoch or run.epochs_done + 1} of {run.config.epochs})"
+    return STATUS_TEXT.get(run.status, run.status)
+
+
+def percent_or_none(value) -> float | None:
+    return value * 100 if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def file_stem(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:60] or "run"
+
+
+# ---------------------------------------------------------------- table and selection
+
+def runs_table(runs: list[StoredRun]) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        config = run.config
+        rows.append({
+            "Name": run.name,
+            "Status": status_text(run),
+            "Dataset": config.dataset,
+            "Learning rate": f"{config.learning_rate:g}",
+            "Batch size": config.batch_size,
+            "Optimizer": setting_text("optimizer", config.optimizer),
+            "Weight decay": f"{config.weight_decay:g}",
+            "Epochs": f"{run.epochs_done} / {config.epochs}" if run.status != "imported" else str(config.epochs),
+            "Validation": config.validation_fraction,
+            "Normalisation": setting_text("normalization", config.normalization),
+            "Per class": setting_text("per_class_limit", config.per_class_limit),
+            "Best val. acc.": percent_or_none(run.best_validation_accuracy),
+            "Test acc.": percent_or_none(run.test_accuracy),
+            "Duration": duration_text(run.duration),
+            "Started": datetime.fromtimestamp(run.created) if run.created else None,
+        })
+    return pd.DataFrame(rows)
+
+
+TABLE_COLUMNS = {
+    "Name": st.column_config.TextColumn(width="medium"),
+    "Status": st.column_config.TextColumn(width="medium"),
+    "Batch size": st.column_config.NumberColumn(format="%d"),
+    "Validation": st.column_config.NumberColumn("Val. fraction", format="%.2f",
+                                                help="Share of the training images held out for validation"),
+    "Best val. acc.": st.column_config.NumberColumn(format="%.2f%%", help="Best validation accuracy of any epoch"),
+    "Test acc.": st.column_config.NumberColumn(format="%.2f%%", help="Accuracy on the test set, once finished"),
+    "Started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+}
+
+
+def keep_selection(order: list[str]) -> None:
+    """Re-apply the remembered selected run ids if the table's rows moved (before the table is drawn)."""
+    wanted = st.session_state.pop("runs_select", None)  # a run to select, e.g. just uploaded
+    previous = st.session_state.get("runs_order")
+    if wanted is None and previous is not None and previous != order:
+        wanted = [previous[i] for i in selected_rows() if i < len(previous)]
+    if wanted is not None:
+        rows = [order.index(run_id) for run_id in wanted if run_id in order]
+        st.session_state[TABLE_KEY] = {"selection": {"rows": rows, "columns": [], "cells": []}}
+    st.session_state.runs_order = order
+
+
+def selected_rows() -> list[int]:
+    state = st.session_state.get(TABLE_KEY)
+    try:
+        return list(state["selection"]["rows"])
+    except (KeyError, TypeError):
+        return []
+
+
+# ---------------------------------------------------------------- comparison charts
+
+def epoch_curves(runs: list[StoredRun], labels: list[str], metric: str, splits: list[str],
+                 log_loss: bool) -> go.Figure:
+    """One line per run and split; colour = run, solid = validation, dashed = training."""
+    figure = go.Figure()
+    for index, (run, label) in enumerate(zip(runs, labels)):
+        color = COLORS[index % len(COLORS)]
+        epochs = [row["epoch"] for row in run.epochs]
+        for number, split in enumerate(splits):
+            values = [row[f"{split}_{metric}"] for row in run.epochs]
+            values = [v if isinstance(v, (int, float)) and math.isfinite(v) else None for v in values]
+            name = "validation" if split == "validation" else "training"
+            figure.add_scatter(
+                x=epochs, y=values, mode="lines+markers", name=label, legendgroup=run.run_id,
+                showlegend=number == 0, line=dict(color=color, width=3, dash="solid" if split == "validation"
+                                                  else "dash"), marker=dict(size=6),
+                hovertemplate=f"{label} · {name}: %{{y:{'.2%' if metric == 'accuracy' else '.4f'}}}<extra></extra>")
+    what = "Loss" if metric == "loss" else "Accuracy"
+    figure.update_layout(title=dict(text=f"{what} per epoch", font=dict(size=18)), font=charts.FONT, height=430,
+                         margin=dict(l=10, r=10, t=90, b=10), hovermode="x unified",
+                         legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0))
+    figure.update_xaxes(title_text="epoch (0 = before training)", rangemode="tozero")
+    if metric == "accuracy":
+        figure.update_yaxes(title_text="accuracy", tickformat=".0%")
+    else:
+        figure.update_yaxes(title_text="cross-entropy loss" + (" (log scale)" if log_loss else ""),
+                            type="log" if log_loss else "linear")
+    return figure
+
+
+def batch_curves(runs: list[StoredRun], labels: list[str], log_loss: bool) -> go.Figure:
+    """Smoothed per-batch training loss against epochs (so runs with different batch sizes line up)."""
+    figure = go.Figure()
+    for index, (run, label) in enumerate(zip(runs, labels)):
+        if not run.batch_losses or not run.batches_per_epoch:
+            continue
+        smooth = charts.ema(run.batch_losses)
+        stride = max(1, len(smooth) // charts.MAX_BATCH_POINTS)
+        x = [step / run.batches_per_epoch for step in run.batch_steps[::stride]]
+        figure.add_scatter(x=x, y=smooth[::stride], mode="lines", name=label,
+                           line=dict(color=COLORS[index % len(COLORS)], width=2),
+                           hovertemplate=f"{label}: %{{y:.4f}}<extra></extra>")
+    figure.update_layout(title=dict(text="Training loss per batch (smoothed)", font=dict(size=18)),
+                         font=charts.FONT, height=380, margin=dict(l=10, r=10, t=90, b=10), hovermode="x unified",
+                         legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0))
+    figure.update_xaxes(title_text="epoch", rangemode="tozero")
+    figure.update_yaxes(title_text="loss" + (" (log scale)" if log_loss else ""), type="log" if log_loss else "linear")
+    return figure
+
+
+def compare(runs: list[StoredRun]) -> None:
+    with_curves = [run for run in runs if run.epochs]
+    without = [run.name for run in runs if not run.epochs]
+    if without:
+        st.caption("No curves for " + ", ".join(f"“{name}”" for name in without) +
+                   " (an uploaded checkpoint, or a run stopped before its first evaluation).")
+    if not with_curves:
+        return
+    labels = legend_labels(with_curves)
+    curves_col, log_col, note_col = st.columns([1.4, 1, 3], vertical_alignment="center")
+    choice = curves_col.segmented_control("Curves", ["Validation", "Training", "Both"], default="Validation",
+                                          required=True, key="runs_curves")
+    log_loss = log_col.toggle("Log-scale loss", key="runs_log_loss",
+                              help="Helps when one run's loss is much larger (a diverged run).")
+    splits = {"Validation": ["validation"], "Training": ["train"]}.get(choice, ["validation", "train"])
+    configs = [run.config for run in with_curves]
+    differing = differing_settings(configs)
+    same = [f"{LONG_NAMES[f]} {setting_text(f, getattr(configs[0], f))}" for f in SHORT_NAMES
+            if f not in differing and f not in ("device", "momentum")]
+    if len(with_curves) > 1:
+        note_col.caption(("The legend shows what differs. " if differing else "These runs have the same settings. ")
+                         + "Same for all: " + ", ".join(same) + "." +
+                         (" Solid: validation, dashed: training." if choice == "Both" else ""))
+    loss_col, accuracy_col = st.columns(2)
+    loss_col.plotly_chart(epoch_curves(with_curves, labels, "loss", splits, log_loss), key="runs_chart_loss")
+    accuracy_col.plotly_chart(epoch_curves(with_curves, labels, "accuracy", splits, False),
+                              key="runs_chart_accuracy")
+    st.plotly_chart(batch_curves(with_curves, labels, log_loss), key="runs_chart_batches")
+
+
+# ---------------------------------------------------------------- one run's actions
+
+def switch_to(page: str) -> None:
+    """Switch pages keeping the current run in the URL (switch_page clears query parameters)."""
+    run_id = st.session_state.get("run_id")
+    st.switch_page(page, query_params={"run": run_id} if run_id else None)
+
+
+def open_run(run: StoredRun, page: str) -> None:
+    """Make `run` the model the other pages use, then go to `page`."""
+    worker = common.get_registry().get(run.run_id)
+    if worker is not None and worker.snapshot().active:
+        common.remember_run(run.run_id)  # still training here: it becomes the current run
+        common.use_checkpoint(None)
+    else:
+        try:
+            checkpoint = common.get_run_store().checkpoint(run.run_id)
+        except (CheckpointError, RunStoreError) as error:
+            st.error(f"Cannot open “{run.name}”: {error}")
+            return
+        common.use_checkpoint(checkpoint, label=f"run “{run.name}”")
+    switch_to(page)
+
+
+def rename_run(run: StoredRun) -> None:
+    """Form callback: store the typed name (and tell a live worker, for the sidebar)."""
+    try:
+        clean = common.get_run_store().rename(run.run_id, st.session_state[f"runs_name_{run.run_id}"])
+    except RunStoreError as error:
+        st.session_state.runs_problem = str(error)
+        return
+    worker = common.get_registry().get(run.run_id)
+    if worker is not None:
+        worker.rename(clean)
+
+
+def delete_run(run: StoredRun) -> None:
+    """Confirmation callback."""
+    st.session_state.pop("runs_confirm_delete", None)
+    try:
+        common.get_run_store().delete(run.run_id)
+    except RunStoreError as error:
+        st.session_state.runs_problem = str(error)
+    else:
+        st.session_state.runs_notice = f"Deleted “{run.name}”."
+
+
+def run_actions(run: StoredRun) -> None:
+    store = common.get_run_store()
+    if run.message and run.status in ("diverged", "crashed"):
+        (st.error if run.status == "crashed" else st.warning)(run.message)
+    final = run.final
+    if final.get("test_accuracy") is not None:
+        st.caption(f"Test accuracy {final['test_accuracy']:.2%} · validation accuracy "
+                   f"{final.get('validation_accuracy', float('nan')):.2%} · "
+                   f"{int(final.get('epochs_completed', run.epochs_done))} epochs · "
+                   f"{duration_text(run.duration)} · {DATASET_TITLES.get(run.config.dataset, run.config.dataset)} · "
+                   f"from the {run.source or 'dashboard'}")
+    with st.form(f"runs_rename_{run.run_id}", border=False):
+        name_col, button_col = st.columns([4, 1], vertical_alignment="bottom")
+        name_col.text_input("Name", value=run.name, max_chars=100, key=f"runs_name_{run.run_id}")
+        button_col.form_submit_button("Rename", width="stretch", on_click=rename_run, args=(run,))
+
+    cols = st.columns(4 + len(OPEN_PAGES))
+    cols[0].download_button(
+        "Checkpoint", data=lambda: store.checkpoint_bytes(run.run_id), file_name=f"{file_stem(run.name)}.pt",
+        mime="application/octet-stream", icon="⬇️", on_click="ignore", disabled=not run.has_weights,
+        width="stretch", key=f"runs_download_{run.run_id}",
+        help="The final weights with their settings (or the newest epoch's, for a run that did not finish). "
+             "Load it here, on the Draw and Evaluate pages, or with lrcore.checkpoint.load_checkpoint.")
+    cols[1].download_button(
+        "Metrics CSV", data=lambda: epochs_csv(store.load(run.run_id, weights=False)),
+        file_name=f"{file_stem(run.name)}-epochs.csv", mime="text/csv", icon="📄", on_click="ignore",
+        disabled=not run.epochs, width="stretch", key=f"runs_csv_{run.run_id}",
+        help="Loss and accuracy of every epoch, one row per epoch.")
+    for col, (page, title, icon) in zip(cols[2:], OPEN_PAGES):
+        if col.button(title, icon=icon, disabled=not run.has_weights, width="stretch",
+                      key=f"runs_open_{title}_{run.run_id}", help=f"Open this run's model on the {title} page."):
+            open_run(run, page)
+    if cols[-2].button("Train again", icon="📈", width="stretch", key=f"runs_again_{run.run_id}",
+                       help="Open the Train page with this run's settings."):
+        common.open_in_train(run.config)
+    confirming = st.session_state.get("runs_confirm_delete") == run.run_id
+    cols[-1].button("Delete", icon="🗑️", width="stretch", disabled=run.active or confirming,
+                    key=f"runs_delete_{run.run_id}", on_click=st.session_state.__setitem__,
+                    args=("runs_confirm_delete", run.run_id),
+                    help="Stop the run first." if run.active else "Remove this run and its files.")
+    if confirming:
+        with st.container(border=True):
+            st.warning(f"Delete “{run.name}” for good? Its checkpoint, curves and weights are removed from disk.")
+            yes_col, no_col, _ = st.columns([1, 1, 4])
+            yes_col.button("Yes, delete", type="primary", key="runs_delete_yes", on_click=delete_run, args=(run,))
+            no_col.button("Cancel", key="runs_delete_no", on_click=st.session_state.pop,
+                          args=("runs_confirm_delete", None))
+
+
+# ---------------------------------------------------------------- the live part
+
+def runs_section(was_active: bool) -> None:
+    store = common.get_run_store()
+    if "runs_notice" in st.session_state:
+        st.success(st.session_state.pop("runs_notice"), icon="🗑️")
+    if "runs_problem" in st.session_state:
+        st.error(st.session_state.pop("runs_problem"))
+    runs = store.list_runs()
+    if was_active != any(run.active for run in runs):
+        st.rerun(scope="app")  # a run started or ended: turn polling on or off
+    if not runs:
+        st.info("No runs yet. Train a model on the **Train** page (or with `python -m lrcore train`): every run is "
+                "kept here with its settings, curves and checkpoint, across refreshes and restarts.", icon="🗃️")
+        st.page_link("pages/train.py", label="Go to Train", icon="📈")
+        show_skipped(store)
+        return
+    order = [run.run_id for run in runs]
+    keep_selection(order)
+    table = st.dataframe(runs_table(runs), key=TABLE_KEY, on_select="rerun", selection_mode="multi-row",
+                         hide_index=True, column_config=TABLE_COLUMNS, width="stretch",
+                         height=min(38 + 35 * len(runs), 460))
+    chosen = [order[i] for i in table.selection.rows if i < len(order)]
+    show_skipped(store)
+    if not chosen:
+        st.info("Tick runs in the first column of the table to compare their curves, and to rename, download, "
+                "open or delete them.", icon="☝️")
+        return
+    selected = []
+    for run_id in chosen:
+        try:
+            selected.append(store.load(run_id, weights=False))
+        except RunStoreError:
+            pass  # deleted from another tab a moment ago
+    if not selected:
+        return
+    st.subheader("Compare" if len(selected) > 1 else "Curves")
+    compare(selected)
+    st.subheader("Selected run")
+    run = selected[0]
+    if len(selected) > 1:
+        names = {item.run_id: item.name for item in selected}
+        picked = st.selectbox("Run", list(names), format_func=names.get, key="runs_action_run",
+                              help="The run the buttons below act on.")
+        run = next(item for item in selected if item.run_id == picked)
+    run_actions(run)
+
+
+def show_skipped(store) -> None:
+    if store.skipped:
+        folders = ", ".join(f"{name} ({why})" for name, why in store.skipped[:5])
+        more = f" and {len(store.skipped) - 5} more" if len(store.skipped) > 5 else ""
+        st.caption(f"Not shown: folders in {store.root} that are not readable runs: {folders}{more}.")
+
+
+def upload_section() -> None:
+    with st.expander("⬆️ Add a checkpoint file", expanded=False):
+        st.caption(f"A .pt file saved by this dashboard or `python -m lrcore train --save` (or a tutorial's "
+                   f"`state_dict` with linear.weight and linear.bias), at most {MAX_UPLOAD_MB} MB. It is checked "
+                   "without running any code in it, then listed above like any run.")
+        counter = st.session_state.setdefault("runs_upload_counter", 0)
+        upload = st.file_uploader("Checkpoint file", type=["pt", "pth"], max_upload_size=MAX_UPLOAD_MB,
+                                  key=f"runs_upload_{counter}")
+        if upload is None:
+            return
+        default_name = re.sub(r"\.(pt|pth)$", "", upload.name) or "uploaded checkpoint"
+        name = st.text_input("Name", value=default_name, max_chars=100, key=f"runs_upload_name_{counter}")
+        if st.button("Add to runs", type="primary", key=f"runs_upload_add_{counter}"):
+            try:
+                run_id = common.get_run_store().import_checkpoint(upload.getvalue(), name=name)
+            except (CheckpointError, RunStoreError) as error:
+                st.error(f"“{upload.name}” was not added: {error}.")
+                return
+            st.session_state.runs_upload_counter = counter + 1  # empties the uploader
+            st.session_state.runs_select = [run_id]
+            st.toast(f"Added “{name}”.")
+            st.rerun()
+
+
+# ---------------------------------------------------------------- the page
+
+st.title("🗃️ Runs")
+st.caption("Every training run is kept with its settings, curves, weights and checkpoint, so it is still here "
+           "after a refresh or a restart. Tick several runs to overlay their curves.")
+store = common.get_run_store()
+any_active = any(run.active for run in store.list_runs())
+st.fragment(runs_section, run_every=POLL_SECONDS if any_active else None)(any_active)
+upload_section()
+st.caption(f"Runs are kept in `{store.root}` (set LRCORE_RUNS_DIR to change it).")
