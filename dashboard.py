@@ -9,10 +9,15 @@ import sys
 from pathlib import Path
 
 import streamlit as st
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so `lrcore` and `pages.common` import anywhere
 
 from pages import common  # noqa: E402
+
+# A server shares two cores between sessions, training threads and the browser's requests;
+# multi-threaded OpenMP kernels spin-wait and slow everything down when cores are busy.
+torch.set_num_threads(1)
 
 st.set_page_config(page_title="Logistic regression on MNIST", page_icon="🔢", layout="wide")
 

@@ -9,6 +9,7 @@ decay on the same minibatches at once (one matrix product per step for all of th
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -85,6 +86,25 @@ def resolve_device(device: str) -> str:
     return device
 
 
+@contextlib.contextmanager
+def single_cpu_thread(device: str):
+    """Train on one CPU thread.
+
+    A step is ~20 tiny ops, so a second thread buys nothing (measured: same s/epoch), but
+    when the cores are busy (a Streamlit server, a browser, another run) OpenMP's
+    spin-waiting made two threads 10-100x slower. Restores the previous setting after.
+    """
+    if device != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def divergence_message(loss: float, epoch: int, learning_rate: float) -> str:
     what = "became NaN" if math.isnan(loss) else "became infinite" if math.isinf(loss) else f"blew up to {loss:.3g}"
     return f"loss {what} at epoch {epoch} with lr {learning_rate:g}: try a smaller learning rate"
@@ -130,8 +150,15 @@ def train_group(configs: Sequence[TrainConfig], dataset: Dataset | None = None,
                 max_batches_per_epoch: int | None = None) -> Iterator[object]:
     """Train K configurations (differing only in learning rate / weight decay) on the same minibatches."""
     check_group(configs)
+    device = resolve_device(configs[0].device)
+    with single_cpu_thread(device):
+        yield from _train_group(configs, device, dataset, control, batch_event_seconds, max_batches_per_epoch)
+
+
+def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset | None,
+                 control: TrainingControl | None, batch_event_seconds: float,
+                 max_batches_per_epoch: int | None) -> Iterator[object]:
     config = configs[0]
-    device = resolve_device(config.device)
     dataset = dataset if dataset is not None else load_dataset(config.dataset)
     splits = make_splits(dataset, config.validation_fraction, config.seed, config.per_class_limit)
     config.check_sizes(len(splits.train))

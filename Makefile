@@ -1,0 +1,16 @@
+# The README's two commands. Each does all of its own set-up (see setup.sh).
+.PHONY: dashboard test bench
+
+PORT ?= 8501
+
+dashboard:  ## start the dashboard on the bundled MNIST sample
+	./setup.sh
+	.venv/bin/python -m streamlit run dashboard.py --server.port $(PORT) --browser.gatherUsageStats false
+
+test:  ## run the whole test suite (core, pages, browser)
+	./setup.sh --test
+	.venv/bin/python -m pytest
+
+bench:  ## run the benchmarks (figures and ratios, not tests)
+	./setup.sh
+	for script in bench/bench_*.py; do .venv/bin/python $$script || exit 1; done
