@@ -1,0 +1,249 @@
+"""The learning-rate range test (fastai's `lr_find`, Leslie Smith's "LR range test").
+
+    result = lr_range_test(TrainConfig(optimizer="sgd"))
+    print(result.suggestion)
+
+Starting from a model's weights (by default the config's initial parameters), train on
+minibatches of the config's training split while the learning rate grows exponentially
+from `start_lr` to `end_lr` over `num_batches` batches, recording the loss of every batch
+and its smoothed value (EMA, beta 0.98, bias-corrected, as fastai). Stop once the
+smoothed loss exceeds 4x its minimum: the learning rate is far too high by then.
+Training happens on a private copy, so the weights passed in are never changed.
+
+The suggestion is the steepest descent of the smoothed loss against log(learning rate)
+(fastai's `steep`, fastai v1's default), on the curve without its first 10% and last 5
+points. Measured on mnist-sample for SGD, momentum and AdamW with raw and standardized
+pixels, 5 epochs at that rate reach 0.89-0.92 validation accuracy for seeds 0-3. fastai
+v2's default "valley" was tried and rejected: with only 100 batches the beta-0.98 EMA
+lags ~50 batches, and valley then suggests 0.024 for plain SGD on raw pixels, which reaches
+only 0.84 in 5 epochs; "minimum / 10" (`minimum_lr` is reported too) gave 0.874 for AdamW.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import torch
+
+from .config import ConfigError, TrainConfig
+from .data import Dataset, DatasetUnavailable, fit_normalizer, load_dataset, make_splits
+from .engine import StackedSoftmaxRegression, onehot_columns
+from .model import LogisticRegression, initial_parameters
+from .train import resolve_device
+
+log = logging.getLogger(__name__)
+START_LR = 1e-6
+END_LR = 10.0
+NUM_BATCHES = 100
+SMOOTHING = 0.98  # fastai's AvgSmoothLoss beta
+BLOW_UP = 4.0  # stop when the smoothed loss exceeds BLOW_UP x its minimum (fastai)
+
+
+@dataclass(frozen=True)
+class RangeTestResult:
+    """The range test's curve and its suggested learning rate (None when no clear suggestion)."""
+
+    learning_rates: list[float]
+    losses: list[float]  # raw loss of each batch, before its step
+    smoothed: list[float]  # bias-corrected EMA of `losses`
+    suggestion: float | None
+    suggestion_index: int | None
+    minimum_lr: float | None  # learning rate at the lowest smoothed loss
+    blew_up: bool  # stopped early because the loss exceeded BLOW_UP x its minimum
+    start_lr: float
+    end_lr: float
+    num_batches: int
+    message: str = ""
+
+
+def lr_schedule(start_lr: float, end_lr: float, num_batches: int) -> list[float]:
+    """Exponentially increasing rates, start_lr at batch 0 to end_lr at the last batch."""
+    if num_batches == 1:
+        return [start_lr]
+    ratio = end_lr / start_lr
+    return [start_lr * ratio ** (i / (num_batches - 1)) for i in range(num_batches)]
+
+
+def suggest(learning_rates: list[float], smoothed: list[float], num_batches: int) -> int | None:
+    """Index of the steepest fall of the smoothed loss per log learning rate, or None.
+
+    fastai's `steep`: the first 10% of the batches and the last 5 are left out (start-up
+    and blow-up), then the most negative slope between neighbouring points wins.
+    """
+    first, last = num_batches // 10, len(smoothed) - 5
+    candidates = [i for i in range(first, last - 1)
+                  if math.isfinite(smoothed[i]) and math.isfinite(smoothed[i + 1])]
+    if len(candidates) < 3:
+        return None
+    def slope(i: int) -> float:
+        return (smoothed[i + 1] - smoothed[i]) / (math.log(learning_rates[i + 1]) - math.log(learning_rates[i]))
+    best = min(candidates, key=slope)
+    return best if slope(best) < 0 else None
+
+
+Progress = Callable[[int, float, float, float], None]  # (batch, lr, loss, smoothed)
+
+
+@torch.no_grad()
+def lr_range_test(config: TrainConfig, dataset: Dataset | None = None, model: LogisticRegression | None = None,
+                  start_lr: float = START_LR, end_lr: float = END_LR, num_batches: int = NUM_BATCHES,
+                  progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> RangeTestResult:
+    """Run the range test for `config` (optimizer, batch size, normalisation, split, seed, weight decay).
+
+    `model` gives the starting weights (default: the config's initial parameters); it is
+    left exactly as it was. `progress` is called after every batch; `should_stop` ends early.
+    """
+    problems = {}
+    if not (0 < start_lr < end_lr) or not math.isfinite(end_lr):
+        problems["end_lr"] = f"the range must go up: 0 < start ({start_lr:g}) < end ({end_lr:g})"
+    if isinstance(num_batches, bool) or not isinstance(num_batches, int) or not 10 <= num_batches <= 10_000:
+        problems["num_batches"] = f"must be a whole number from 10 to 10000, got {num_batches!r}"
+    if problems:
+        raise ConfigError(problems)
+    device = resolve_device(config.device)
+    dataset = dataset if dataset is not None else load_dataset(config.dataset)
+    splits = make_splits(dataset, config.validation_fraction, config.seed, config.per_class_limit)
+    config.check_sizes(len(splits.train))
+    images = dataset.flat_images("train", device)
+    targets = onehot_columns(dataset.train_labels.to(device), dataset.num_classes)
+    train_index = splits.train.to(device)
+    normalizer = fit_normalizer(config.normalization, images, train_index)
+    raw = normalizer.kind == "raw"
+    prepare = (lambda batch: batch.float()) if raw else normalizer
+    if model is not None:
+        weight, bias = model.linear.weight.detach(), model.linear.bias.detach()
+    else:
+        weight, bias = initial_parameters(dataset.num_classes, config.seed)
+    schedule = lr_schedule(start_lr, end_lr, num_batches)
+    # The engine clones weight and bias, so the caller's tensors are never written to.
+    engine = StackedSoftmaxRegression(weight, bias, dataset.num_classes, config.optimizer, [schedule[0]],
+                                      [config.weight_decay], config.momentum, device,
+                                      input_scale=1 / 255 if raw else 1.0)
+    generator = torch.Generator().manual_seed(config.seed)
+    order = torch.empty(0, dtype=torch.long)
+    position = 0
+    lrs: list[float] = []
+    losses: list[float] = []
+    smoothed: list[float] = []
+    average, best, blew_up = 0.0, math.inf, False
+    for batch, lr in enumerate(schedule):
+        if should_stop is not None and should_stop():
+            break
+        if position + config.batch_size > len(order):  # a new epoch: reshuffle, as training does
+            order = train_index[torch.randperm(len(train_index), generator=generator).to(device)]
+            position = 0
+        rows = order[position:position + config.batch_size]
+        position += config.batch_size
+        engine.set_learning_rate(0, lr)
+        inputs = prepare(images.index_select(0, rows))
+        loss_sum, delta = engine.forward(inputs, targets.index_select(1, rows))
+        loss = loss_sum.item() / len(rows)
+        average = SMOOTHING * average + (1 - SMOOTHING) * loss
+        value = average / (1 - SMOOTHING ** (batch + 1))
+        lrs.append(lr)
+        losses.append(loss)
+        smoothed.append(value)
+        if progress is not None:
+            progress(batch, lr, loss, value)
+        if not math.isfinite(value) or value > BLOW_UP * best:
+            blew_up = True
+            break
+        best = min(best, value)
+        engine.update(inputs, delta)
+    index = suggest(lrs, smoothed, num_batches)
+    finite = [i for i, v in enumerate(smoothed) if math.isfinite(v)]
+    minimum = min(finite, key=lambda i: smoothed[i]) if finite else None
+    message = ""
+    if index is None:
+        message = ("no clear suggestion: the loss never fell steadily; widen the range or use more batches"
+                   if len(lrs) >= 10 else "too few batches for a suggestion: widen the range or use more batches")
+    return RangeTestResult(lrs, losses, smoothed, lrs[index] if index is not None else None, index,
+                           lrs[minimum] if minimum is not None else None, blew_up, start_lr, end_lr,
+                           num_batches, message)
+
+
+@dataclass
+class RangeTestRecord:
+    """What a range test running in a thread has produced so far."""
+
+    test_id: str
+    config: TrainConfig
+    start_lr: float = START_LR
+    end_lr: float = END_LR
+    num_batches: int = NUM_BATCHES
+    status: str = "running"  # running, done, stopped, failed
+    message: str = ""
+    learning_rates: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    smoothed: list[float] = field(default_factory=list)
+    result: RangeTestResult | None = None
+    started: float = field(default_factory=time.time)
+    version: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.status == "running"
+
+
+class RangeTestWorker:
+    """Runs `lr_range_test` in a daemon thread; pages poll `snapshot()`."""
+
+    def __init__(self, config: TrainConfig, dataset: Dataset, test_id: str | None = None,
+                 start_lr: float = START_LR, end_lr: float = END_LR, num_batches: int = NUM_BATCHES):
+        self.test_id = test_id or "range-" + uuid.uuid4().hex[:8]
+        self._record = RangeTestRecord(self.test_id, config, start_lr, end_lr, num_batches)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._dataset = dataset
+        self._thread = threading.Thread(target=self._run, name=self.test_id, daemon=True)
+
+    def start(self) -> "RangeTestWorker":
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def snapshot(self) -> RangeTestRecord:
+        with self._lock:
+            r = self._record
+            return replace(r, learning_rates=list(r.learning_rates), losses=list(r.losses),
+                           smoothed=list(r.smoothed))
+
+    def _progress(self, batch: int, lr: float, loss: float, smoothed: float) -> None:
+        with self._lock:
+            self._record.learning_rates.append(lr)
+            self._record.losses.append(loss)
+            self._record.smoothed.append(smoothed)
+            self._record.version += 1
+
+    def _run(self) -> None:
+        try:
+            r = self._record
+            result = lr_range_test(r.config, self._dataset, start_lr=r.start_lr, end_lr=r.end_lr,
+                                   num_batches=r.num_batches, progress=self._progress, should_stop=self._stop.is_set)
+        except (ConfigError, DatasetUnavailable) as error:
+            self._end("failed", str(error))
+            return
+        except Exception as error:  # the page shows the reason instead of a silent dead thread
+            log.exception("range test %s crashed", self.test_id)
+            self._end("failed", f"the range test stopped by an internal error: {type(error).__name__}: {error}")
+            return
+        with self._lock:
+            self._record.result = result
+            self._record.message = result.message
+        self._end("stopped" if self._stop.is_set() else "done", result.message)
+
+    def _end(self, status: str, message: str) -> None:
+        with self._lock:
+            self._record.status = status
+            self._record.message = message
+            self._record.version += 1
