@@ -34,7 +34,7 @@ from .config import ConfigError, TrainConfig
 from .data import Dataset, DatasetUnavailable, fit_normalizer, load_dataset, make_splits
 from .engine import StackedSoftmaxRegression, onehot_columns
 from .model import LogisticRegression, initial_parameters
-from .train import resolve_device
+from .train import resolve_device, single_cpu_thread
 
 log = logging.getLogger(__name__)
 START_LR = 1e-6
@@ -106,6 +106,13 @@ def lr_range_test(config: TrainConfig, dataset: Dataset | None = None, model: Lo
     if problems:
         raise ConfigError(problems)
     device = resolve_device(config.device)
+    with single_cpu_thread(device):  # as training: one thread is as fast, and far faster under load
+        return _range_test(config, device, dataset, model, start_lr, end_lr, num_batches, progress, should_stop)
+
+
+def _range_test(config: TrainConfig, device: str, dataset: Dataset | None, model: LogisticRegression | None,
+                start_lr: float, end_lr: float, num_batches: int, progress: Progress | None,
+                should_stop: Callable[[], bool] | None) -> RangeTestResult:
     dataset = dataset if dataset is not None else load_dataset(config.dataset)
     splits = make_splits(dataset, config.validation_fraction, config.seed, config.per_class_limit)
     config.check_sizes(len(splits.train))

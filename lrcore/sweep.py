@@ -76,7 +76,7 @@ def sweep_configs(base: TrainConfig, learning_rates: Sequence[float], batch_size
     Raises ConfigError with a clear message for an empty or oversized sweep or a bad value.
     """
     batch_sizes = list(dict.fromkeys(batch_sizes)) if batch_sizes else [base.batch_size]
-    weight_decays = list(dict.fromkeys(weight_decays)) if weight_decays is not None and len(weight_decays) else [base.weight_decay]
+    weight_decays = list(dict.fromkeys(weight_decays)) if weight_decays else [base.weight_decay]
     learning_rates = list(dict.fromkeys(learning_rates))
     if not learning_rates:
         raise ConfigError({"learning_rates": "choose at least one learning rate"})
@@ -108,7 +108,8 @@ def check_sweep(configs: Sequence[TrainConfig]) -> None:
             continue
         values = {getattr(config, name) for config in configs}
         if len(values) > 1:
-            raise ConfigError({name: f"must be the same for every configuration of a sweep, got {sorted(map(str, values))}"})
+            raise ConfigError({name: f"must be the same for every configuration of a sweep, "
+                                     f"got {sorted(map(str, values))}"})
 
 
 def group_by_batch_size(configs: Sequence[TrainConfig]) -> list[list[int]]:
@@ -142,6 +143,7 @@ class MemberRecord:
     batch_steps: list[int] = field(default_factory=list)  # thinned to about PLOT_POINTS points
     batch_smoothed: list[float] = field(default_factory=list)  # EMA of the batch loss at those steps
     final: dict = field(default_factory=dict)  # validation/test loss and accuracy, epochs_completed
+    last_step: int | None = None  # set when it diverged: the step whose loss blew up
     weight: torch.Tensor | None = field(default=None, repr=False)  # C x 784, latest (kept) weights
     bias: torch.Tensor | None = field(default=None, repr=False)
     _ema: float = field(default=0.0, repr=False)
@@ -247,7 +249,8 @@ class SweepWorker:
         show_batch = len({c.batch_size for c in configs}) > 1
         show_decay = len({c.weight_decay for c in configs}) > 1
         group_of = {index: number for number, members in enumerate(groups) for index in members}
-        members = [MemberRecord(i, c, config_label(c, show_batch, show_decay), group_of[i]) for i, c in enumerate(configs)]
+        members = [MemberRecord(i, c, config_label(c, show_batch, show_decay), group_of[i])
+                   for i, c in enumerate(configs)]
         self._record = SweepRecord(self.sweep_id, members, groups)
         self._lock = threading.Lock()
         self._dataset = dataset
@@ -349,7 +352,7 @@ class SweepWorker:
             first = event.step - len(event.losses) + 1
             for offset, losses in enumerate(event.losses):
                 for k, member in enumerate(members):
-                    if member.status != "diverged":
+                    if member.last_step is None or first + offset <= member.last_step:
                         member.add_batch_loss(first + offset, losses[k])
             record.progress = {"epoch": event.epoch, "batch": event.batch,
                                "batches_per_epoch": event.batches_per_epoch, "seconds_left": event.seconds_left}
@@ -357,6 +360,7 @@ class SweepWorker:
         elif isinstance(event, ev.GroupDiverged):
             member = members[event.index]
             member.status, member.message = "diverged", event.message
+            member.last_step = event.step + 1  # its losses up to the blow-up still belong on the curve
         elif isinstance(event, ev.GroupFinished):
             for k, member in enumerate(members):
                 member.final = {"validation_loss": event.validation_loss[k],
@@ -384,7 +388,8 @@ def parse_numbers(text: str, kind: type, name: str, allowed: str) -> list:
         try:
             value = kind(part)
         except ValueError:
-            raise ConfigError({name: f"“{part}” is not a {'whole number' if kind is int else 'number'}; {allowed}"}) from None
+            what = "a whole number" if kind is int else "a number"
+            raise ConfigError({name: f"“{part}” is not {what}; {allowed}"}) from None
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError({name: f"“{part}” is not a finite number; {allowed}"})
         values.append(value)

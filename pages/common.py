@@ -205,3 +205,41 @@ def get_run_store() -> RunStore:
 def _run_store(root: str) -> RunStore:
     # keyed by the folder, so tests that point LRCORE_RUNS_DIR elsewhere get their own store
     return RunStore(root)
+
+
+# ---------------------------------------------------------------- Sweep page helpers
+
+@st.cache_resource
+def get_sweeps() -> dict:
+    """Sweep and range-test workers of this server process, by id: they outlive page switches."""
+    return {}
+
+
+# Train page's URL query parameters (pages/train.py PARAMS), which it reads on its first load.
+TRAIN_PARAMS = {"learning_rate": "lr", "batch_size": "batch_size", "validation_fraction": "val_fraction",
+                "epochs": "epochs", "optimizer": "optimizer", "momentum": "momentum",
+                "weight_decay": "weight_decay", "seed": "seed", "normalization": "normalization",
+                "per_class_limit": "per_class"}
+
+
+def train_query_params(config) -> dict[str, str]:
+    """`config`'s settings as the Train page's query parameters (no limit -> left out)."""
+    params = {"dataset": config.dataset}
+    for field, param in TRAIN_PARAMS.items():
+        value = getattr(config, field)
+        if value is None:
+            continue
+        params[param] = str(round(value, 2) if field in ("validation_fraction", "momentum") else value)
+    return params
+
+
+def open_in_train(config) -> None:
+    """Switch to the Train page with `config`'s settings filled in (does not return).
+
+    The Train page fills its widgets from the URL only when its widget keys are missing
+    from session state (its first load), so those keys are dropped first.
+    """
+    keys = ["train_lr_grid", "train_limit_on", *(f"train_{field}" for field in TRAIN_PARAMS)]
+    for key in keys:
+        st.session_state.pop(key, None)
+    st.switch_page("pages/train.py", query_params=train_query_params(config))

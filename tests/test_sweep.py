@@ -75,6 +75,10 @@ def test_diverging_learning_rate_is_marked_and_the_others_finish(dataset):
     assert good.status == other.status == "done"
     assert [row["epoch"] for row in good.epochs] == [0, 1, 2, 3]
     assert [row["epoch"] for row in blown.epochs] == [0]  # no curve past the blow-up
+    # ...but its minibatch curve runs up to the blow-up, so the page can show the loss shooting up
+    assert blown.batch_steps and blown.batch_steps[-1] <= blown.last_step
+    assert max(blown.batch_smoothed) > 2 * blown.batch_smoothed[0]
+    assert good.batch_steps[-1] == good.epochs[-1]["step"]
     assert math.isfinite(blown.final["validation_loss"])  # the kept (pre-blow-up) weights are finite
     epochs, _ = separate_run(good.config, dataset)  # a frozen member does not disturb the others
     assert good.epochs[-1]["validation_loss"] == pytest.approx(epochs[-1].validation_loss, abs=1e-5)

@@ -1,0 +1,97 @@
+"""Sweep page in headless Chromium: a small sweep with overlaid curves, the range test, Open in Train."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import screenshot, wait_for_app
+
+# Traces of the chart whose title contains the text, by kind: configuration lines have a name.
+CHART_TRACES = """(title) => {
+  const plots = [...document.querySelectorAll('.js-plotly-plot')];
+  const chart = plots.find(p => p.layout && p.layout.title && String(p.layout.title.text).includes(title));
+  if (!chart) return null;
+  return {all: chart.data.length,
+          lines: chart.data.filter(t => t.name && t.x && t.x.length > 1).map(t => t.name),
+          colors: [...new Set(chart.data.filter(t => t.name).map(t => t.line && t.line.color))]};
+}"""
+PAGE_HEIGHT = """() => Math.max(...[...document.querySelectorAll(
+  '[data-testid="stMain"], [data-testid="stMainBlockContainer"], [data-testid="stAppViewContainer"]')]
+  .map(element => element.scrollHeight))"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def navigation_registered(browser, dashboard_url):
+    """Open the home page first: a fresh server runs st.navigation only once some session loaded dashboard.py."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(dashboard_url)
+    page.get_by_text("Dataset:").wait_for(timeout=90_000)
+    context.close()
+
+
+def full_screenshot(page, name: str) -> None:
+    """Screenshot the whole page: Streamlit scrolls inside its main element, so grow the viewport."""
+    size = page.viewport_size
+    height = min(4000, max(size["height"], page.evaluate(PAGE_HEIGHT)))
+    page.set_viewport_size({"width": size["width"], "height": height})
+    page.wait_for_timeout(800)  # plotly redraws at the new size
+    screenshot(page, name)
+    page.set_viewport_size(size)
+
+
+def set_text(page, label: str, value: str) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Enter")
+    wait_for_app(page)
+
+
+def test_sweep_range_test_and_open_in_train(page, dashboard_url):
+    page.goto(f"{dashboard_url}/sweep")
+    page.get_by_label("Lowest learning rate", exact=True).wait_for(timeout=90_000)
+    wait_for_app(page)
+    expect(page.get_by_text("Too low, too high, just right")).to_be_visible()
+
+    set_text(page, "Lowest learning rate", "0.001")
+    set_text(page, "Highest learning rate", "100")
+    slider = page.get_by_role("slider", name="How many learning rates")
+    slider.focus()
+    slider.press("Home")  # 4
+    slider.press("ArrowRight")  # 5: 0.001, 0.0178, 0.316, 5.62, 100
+    wait_for_app(page)
+    set_text(page, "Epochs", "3")
+    expect(page.get_by_text("5 configurations")).to_be_visible()
+
+    page.get_by_role("button", name="Start sweep").click()
+    expect(page.get_by_text("Results, best first")).to_be_visible(timeout=120_000)
+    wait_for_app(page)
+    accuracy = page.evaluate(CHART_TRACES, "Validation accuracy per epoch")
+    assert accuracy is not None and accuracy["all"] >= 5, accuracy  # 5 lines + the colour bar
+    assert len(accuracy["colors"]) == 5  # one colour per learning rate
+    # lr 100 diverges in epoch 1 (a single point, marked ✕); the other four have 4 points each
+    assert len(accuracy["lines"]) == 4 and "lr 100" not in accuracy["lines"], accuracy
+    batches = page.evaluate(CHART_TRACES, "Training loss per minibatch")
+    assert batches is not None and len(batches["lines"]) == 5, batches
+    expect(page.get_by_text("diverged (the loss blew up)")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Best: lr \S+ with \d+\.\d% validation accuracy"))).to_be_visible()
+    full_screenshot(page, "sweep")
+
+    page.get_by_role("button", name="Find a learning rate").click()
+    expect(page.get_by_text("Suggested learning rate for SGD")).to_be_visible(timeout=60_000)
+    wait_for_app(page)
+    curve = page.evaluate(CHART_TRACES, "Loss while the learning rate grows")
+    assert curve is not None and len(curve["lines"]) == 2, curve  # batch loss and smoothed loss
+    page.get_by_text("Suggested learning rate for SGD").scroll_into_view_if_needed()
+    full_screenshot(page, "lr-finder")
+    suggestion = re.search(r"\*\*([\d.e-]+)\*\*|: ([\d.e-]+) \(steepest",
+                           page.get_by_text("Suggested learning rate for SGD").inner_text())
+    value = suggestion.group(1) or suggestion.group(2)
+
+    page.get_by_role("button", name="Use this learning rate in Train").click()
+    page.get_by_label("Exact learning rate", exact=True).wait_for(timeout=60_000)
+    wait_for_app(page)
+    assert f"lr={value}" in page.url and "batch_size=128" in page.url, page.url
+    assert float(page.get_by_label("Exact learning rate", exact=True).input_value()) == pytest.approx(float(value))

@@ -1,0 +1,121 @@
+"""Sweep page (AppTest): validation messages, a tiny sweep end to end, the range test, Open in Train."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lrcore.config import LEARNING_RATE_RANGE
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    monkeypatch.setenv("LRCORE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LRCORE_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file("../dashboard.py", default_timeout=60)
+    at.run()
+    at.switch_page("pages/sweep.py")
+    at.run()
+    assert not at.exception
+    return at
+
+
+def button(at, label):
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r}: {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def errors(at) -> str:
+    return " | ".join(e.value for e in at.error)
+
+
+def wait_for(at, condition, seconds: float = 90) -> None:
+    """Rerun the page (as the polling fragment would) until `condition(at)` holds."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        time.sleep(0.3)
+        at.run()
+        assert not at.exception, at.exception
+        if condition(at):
+            return
+    raise AssertionError(f"timed out; errors: {errors(at)}; markdown: {[m.value for m in at.markdown][:5]}")
+
+
+def test_renders_with_defaults(app):
+    assert app.title[0].value.endswith("Sweep")
+    assert "Too low, too high, just right" in app.markdown[0].value
+    assert "11 configurations" in " ".join(c.value for c in app.caption)
+    assert not button(app, "Start sweep").disabled and button(app, "Stop").disabled
+    assert not errors(app)
+    assert any("Press **Find a learning rate**" in i.value for i in app.info)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("sweep_low", "abc", "“abc” is not a number"),
+    ("sweep_high", "0.0001", "must be larger than the lowest learning rate"),
+    ("sweep_high", "1000", f"must be from {LEARNING_RATE_RANGE[0]:g} to {LEARNING_RATE_RANGE[1]:g}"),
+    ("sweep_batch_sizes", "64, big", "“big” is not a whole number"),
+    ("sweep_batch_sizes", "64, 9000", "9000 not allowed: each batch size must be from 1 to the training set size"),
+    ("sweep_weight_decays", "-1", "-1 not allowed: each must be from 0 to 10"),
+    ("sweep_batch_sizes", "32, 64, 128, 256, 512, 1024", "66 configurations; a sweep allows at most 64"),
+])
+def test_bad_input_gets_a_clear_message_and_no_start(app, key, value, message):
+    app.text_input(key=key).set_value(value)
+    app.run()
+    assert not app.exception
+    assert message in errors(app)
+    assert button(app, "Start sweep").disabled
+
+
+def test_tiny_sweep_runs_ranks_and_opens_in_train(app):
+    app.slider(key="sweep_count").set_value(4)
+    app.number_input(key="sweep_epochs").set_value(2)
+    app.run()
+    assert "4 configurations" in " ".join(c.value for c in app.caption)
+    button(app, "Start sweep").click()
+    app.run()
+    assert app.session_state.sweep_id and app.query_params["sweep"] == app.session_state.sweep_id
+    wait_for(app, lambda at: any(s.value == "Results, best first" for s in at.subheader))
+    table = app.dataframe[0].value
+    assert len(table) == 4 and list(table["rank"]) == [1, 2, 3, 4]
+    assert list(table["learning rate"]) == [0.0464, 2.15, 0.001, 100.0]  # measured ranking for seed 0
+    assert table["status"].iloc[-1] == "diverged"  # lr 100
+    accuracies = list(table["validation accuracy"].iloc[:3])
+    assert accuracies == sorted(accuracies, reverse=True)
+    assert len(app.get("plotly_chart")) == 3  # accuracy, loss, per-minibatch loss
+    assert any("diverged (the loss blew up)" in w.value for w in app.warning)
+    assert any(s.value.startswith("Best: **lr 0.0464**") for s in app.success)
+
+    app.switch_page("pages/home.py")  # the sweep lives on across page switches
+    app.run()
+    app.switch_page("pages/sweep.py")
+    app.run()
+    assert any(s.value == "Results, best first" for s in app.subheader)
+
+    app.selectbox(key="sweep_pick").set_value(1)  # the second best, lr 2.15
+    app.run()
+    button(app, "Open in Train").click()
+    app.run()
+    assert not app.exception
+    assert app.session_state.train_learning_rate == 2.15
+    assert app.session_state.train_epochs == 2 and app.session_state.train_batch_size == 128
+    assert app.query_params["lr"] == "2.15"
+
+
+def test_range_test_suggests_and_fills_train(app):
+    button(app, "Find a learning rate").click()
+    app.run()
+    wait_for(app, lambda at: any("Suggested learning rate" in s.value for s in at.success))
+    suggestion = app.session_state.range_suggestion
+    assert 1e-6 <= suggestion <= 10
+    assert len(app.get("plotly_chart")) == 1
+    button(app, "Sweep around it").click()
+    app.run()
+    assert float(app.text_input(key="sweep_low").value) == pytest.approx(suggestion / 10, rel=0.05)
+    assert float(app.text_input(key="sweep_high").value) == pytest.approx(suggestion * 10, rel=0.05)
+    button(app, "Use this learning rate in Train").click()
+    app.run()
+    assert not app.exception
+    assert app.session_state.train_learning_rate == suggestion
