@@ -89,14 +89,15 @@ def confusion_figure(result: Evaluation, names: list[str], normalised: bool, cho
     figure.add_shape(type="rect", x0=predicted_class - 0.5, x1=predicted_class + 0.5, y0=true_class - 0.5,
                      y1=true_class + 0.5, line=dict(color="#e8590c", width=3))
     figure.update_layout(height=520, margin=dict(l=10, r=10, t=10, b=10), clickmode="event+select",
-                         xaxis=dict(title="predicted class", type="category", side="top"),
-                         yaxis=dict(title="true class", type="category", autorange="reversed"))
+                         # fixed ranges: the markers would otherwise pad the axes beyond the cells
+                         xaxis=dict(title="predicted class", type="category", side="top", range=[-0.5, classes - 0.5]),
+                         yaxis=dict(title="true class", type="category", range=[classes - 0.5, -0.5]))
     return figure
 
 
-def image_grid(images: torch.Tensor, captions: list[str], marked: torch.Tensor | None = None) -> None:
+def image_grid(images: torch.Tensor, captions: list[str], marked: torch.Tensor | None = None, scale: int = 3) -> None:
     """One st.image of crisp upscaled digits; `marked` ones get a red border."""
-    st.image(common.digit_tiles(images, marked=marked), caption=captions, width=84, output_format="PNG")
+    st.image(common.digit_tiles(images, scale, marked), caption=captions, width=28 * scale, output_format="PNG")
 
 
 # ---------------------------------------------------------------- the page
@@ -222,7 +223,7 @@ st.caption("The images the model is most wrong about. Caption: predicted / actua
 worst = result.top_losses(TOP_LOSSES)
 image_grid(split_images(worst), [f"{names[int(result.predictions[i])]} / {names[int(result.labels[i])]} / "
                    f"{result.losses[i]:.2f} / {result.probabilities[i, result.labels[i]]:.2f}" for i in worst.tolist()],
-           marked=result.predictions[worst] != result.labels[worst])
+           marked=result.predictions[worst] != result.labels[worst], scale=4)  # wider: captions fit one line
 
 # ---- random images with predictions
 st.subheader("Random images and predictions")
