@@ -19,17 +19,17 @@ from pages import common  # noqa: E402
 # multi-threaded OpenMP kernels spin-wait and slow everything down when cores are busy.
 torch.set_num_threads(1)
 
-st.set_page_config(page_title="Logistic regression on MNIST", page_icon="🔢", layout="wide")
+st.set_page_config(page_title="Logistic regression on MNIST", page_icon=":material/pin:", layout="wide")
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/data.py", title="Data", icon="🗂️"),
-    st.Page("pages/train.py", title="Train", icon="📈"),
-    st.Page("pages/weights.py", title="Weights", icon="🎨"),
-    st.Page("pages/draw.py", title="Draw", icon="✏️"),
-    st.Page("pages/evaluate.py", title="Evaluate", icon="🔍"),
-    st.Page("pages/runs.py", title="Runs", icon="🗃️"),
-    st.Page("pages/sweep.py", title="Sweep", icon="🧪"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/dataset:"),
+    st.Page("pages/train.py", title="Train", icon=":material/show_chart:"),
+    st.Page("pages/weights.py", title="Weights", icon=":material/grid_view:"),
+    st.Page("pages/draw.py", title="Draw", icon=":material/draw:"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/fact_check:"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
+    st.Page("pages/sweep.py", title="Sweep", icon=":material/tune:"),
 ]
 
 navigation = st.navigation(PAGES)

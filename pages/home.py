@@ -18,13 +18,13 @@ cols[2].metric("Classes", dataset.num_classes)
 
 st.subheader("Start here")
 steps = [
-    ("pages/data.py", "🗂️", "Data: look at the images, class counts and mean digits."),
-    ("pages/train.py", "📈", "Train: pick a learning rate and batch size, press Start, watch the curves."),
-    ("pages/weights.py", "🎨", "Weights: ten 28×28 heatmaps, scrub through the epochs."),
-    ("pages/draw.py", "✏️", "Draw: draw a digit and see what the model sees and why."),
-    ("pages/evaluate.py", "🔍", "Evaluate: confusion matrix, per-class accuracy, worst mistakes."),
-    ("pages/runs.py", "🗃️", "Runs: compare runs, download checkpoints, export metrics."),
-    ("pages/sweep.py", "🧪", "Sweep: train many learning rates at once; find a learning rate."),
+    ("pages/data.py", ":material/dataset:", "Data: look at the images, class counts and mean digits."),
+    ("pages/train.py", ":material/show_chart:", "Train: pick a learning rate and batch size, press Start, watch the curves."),
+    ("pages/weights.py", ":material/grid_view:", "Weights: ten 28×28 heatmaps, scrub through the epochs."),
+    ("pages/draw.py", ":material/draw:", "Draw: draw a digit and see what the model sees and why."),
+    ("pages/evaluate.py", ":material/fact_check:", "Evaluate: confusion matrix, per-class accuracy, worst mistakes."),
+    ("pages/runs.py", ":material/history:", "Runs: compare runs, download checkpoints, export metrics."),
+    ("pages/sweep.py", ":material/tune:", "Sweep: train many learning rates at once; find a learning rate."),
 ]
 for path, icon, text in steps:
     st.page_link(path, label=text, icon=icon)
