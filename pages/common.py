@@ -107,7 +107,8 @@ def use_checkpoint(checkpoint: Checkpoint | None, label: str = "") -> None:
 def device_label() -> str:
     if torch.cuda.is_available():
         return f"GPU ({torch.cuda.get_device_name(0)})"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({threads} thread{'s' if threads != 1 else ''})"
 
 
 def run_state_text(worker: TrainingWorker | None) -> str:
