@@ -36,6 +36,7 @@ def full_screenshot(page, name: str) -> None:
     """Screenshot the whole page: Streamlit scrolls inside its own container, so grow the viewport first."""
     size = page.viewport_size
     height = size["height"]
+    page.wait_for_function("() => [...document.images].every(image => image.complete)")
     for _ in range(3):  # images below the fold may lengthen the page once they are laid out
         needed = page.evaluate("""() => {
           const block = document.querySelector('[data-testid="stMainBlockContainer"]');
@@ -46,6 +47,7 @@ def full_screenshot(page, name: str) -> None:
         height = min(needed, 8000)
         page.set_viewport_size({"width": size["width"], "height": height})
         page.wait_for_timeout(800)
+        page.wait_for_function("() => [...document.images].every(image => image.complete)")
     wait_for_app(page)
     screenshot(page, name)
     page.set_viewport_size(size)
@@ -55,7 +57,7 @@ def full_screenshot(page, name: str) -> None:
 def checkpoint_files(tmp_path_factory):
     """A quick model saved with lrcore, its test accuracy as evaluate_model computes it, and a bad file."""
     folder = tmp_path_factory.mktemp("checkpoints")
-    config = TrainConfig(epochs=2)
+    config = TrainConfig(epochs=1)
     for event in train(config):
         pass
     good = save_checkpoint(folder / "quick.pt", event.model, config, event.class_names, event.normalizer)
