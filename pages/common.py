@@ -10,13 +10,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import streamlit as st
-import torch
 
-from lrcore.checkpoint import Checkpoint
-from lrcore.data import DATASET_TITLES, Dataset, DatasetUnavailable, Normalizer, available_datasets, load_dataset
-from lrcore.model import LogisticRegression
-from lrcore.runstore import RunStore, default_runs_dir
-from lrcore.worker import RunRegistry, TrainingWorker
+
+def _leave_legacy_pages_mode() -> None:
+    """Make a direct link (e.g. /train?lr=0.1) on a fresh server go through dashboard.py.
+
+    Streamlit decides per process whether an app uses the legacy `pages/` folder: the flag
+    starts True because pages/ exists and only turns False once a session runs
+    st.navigation. Until then a direct link runs the page alone, without the frame. Every
+    page imports this module, so its first import clears the flag and reruns through
+    dashboard.py, which then resolves the same page.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_legacy_pages_mode()  # first, before the slow imports below
+
+import torch  # noqa: E402
+
+from lrcore.checkpoint import Checkpoint  # noqa: E402
+from lrcore.data import DATASET_TITLES, Dataset, DatasetUnavailable, Normalizer, available_datasets, load_dataset  # noqa: E402
+from lrcore.model import LogisticRegression  # noqa: E402
+from lrcore.runstore import RunStore, default_runs_dir  # noqa: E402
+from lrcore.worker import RunRegistry, TrainingWorker  # noqa: E402
 
 STATUS_LABELS = {"starting": "starting", "training": "training", "paused": "paused", "done": "done",
                  "stopped": "stopped", "diverged": "diverged", "crashed": "crashed"}
