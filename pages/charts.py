@@ -25,7 +25,8 @@ WEIGHT_COLORS = diverging.RdBu
 POSITIVE_COLOR, NEGATIVE_COLOR = "#2166ac", "#b2182b"
 FONT = dict(size=15)
 SMOOTHING = 0.1  # tutorial 003: pd.Series(losses).ewm(alpha=.1).mean()
-MAX_BATCH_POINTS = 3000  # more raw points than this are thinned for drawing (the average uses all)
+MAX_BATCH_POINTS = 2000  # more raw points than this are thinned for drawing (the average uses all)
+WHOLE_RUN_EPOCHS = 20  # runs up to this long get an x axis spanning the whole run from the start
 
 
 def ema(values: Sequence[float], alpha: float = SMOOTHING) -> list[float | None]:
@@ -73,7 +74,8 @@ def epoch_figure(epochs: Sequence[dict], kind: str, lr_changes: Sequence[dict] =
     # A change during epoch e at step s lies between the points of epochs e-1 and e.
     marks = _lr_change_marks(lr_changes, lambda change: change["step"] / batches_per_epoch) \
         if batches_per_epoch else {}
-    last = max(total_epochs or 0, x[-1] if x else 0, 1)
+    planned = total_epochs if total_epochs and total_epochs <= WHOLE_RUN_EPOCHS else 0
+    last = max(planned, x[-1] if x else 0, 1)
     xaxis = dict(title=dict(text="epoch"), range=[-0.2, last + 0.2], dtick=1 if last <= 20 else None)
     if kind == "accuracy":
         yaxis = dict(title=dict(text="accuracy"), tickformat=".0%", hoverformat=".2%")
@@ -86,15 +88,22 @@ def epoch_figure(epochs: Sequence[dict], kind: str, lr_changes: Sequence[dict] =
 
 def batch_loss_figure(steps: Sequence[int], losses: Sequence[float], lr_changes: Sequence[dict] = (),
                       total_steps: int | None = None) -> go.Figure:
-    """Every minibatch's loss (faint) with its exponential moving average (alpha 0.1) on top."""
-    smoothed = ema(losses)
+    """Every minibatch's loss (faint) with its exponential moving average (alpha 0.1) on top.
+
+    `total_steps` (the run's planned length) fixes the x axis; None lets it grow with the data.
+    """
+    smoothed = [math.nan if value is None else value for value in ema(losses)]
     stride = max(1, math.ceil(len(steps) / MAX_BATCH_POINTS))
-    x = list(steps[::stride])
-    data = [dict(type="scatter", x=x, y=_finite(losses[::stride]), name="batch loss", mode="lines",
+    # float32/int32 arrays travel as compact base64 (plotly's "bdata"); NaN draws as a gap.
+    x = np.asarray(steps[::stride], dtype=np.int32)
+    raw = np.asarray(losses[::stride], dtype=np.float32)
+    raw[~np.isfinite(raw)] = np.nan
+    data = [dict(type="scatter", x=x, y=raw, name="batch loss", mode="lines",
                  line=dict(color=TRAIN_COLOR, width=1), opacity=0.35),
-            dict(type="scatter", x=x, y=smoothed[::stride], name=f"moving average (α = {SMOOTHING:g})",
-                 mode="lines", line=dict(color=SMOOTH_COLOR, width=3))]
-    xaxis = dict(title=dict(text="step (minibatch)"), range=[0, max(total_steps or 0, x[-1] if x else 0, 1)])
+            dict(type="scatter", x=x, y=np.asarray(smoothed[::stride], dtype=np.float32),
+                 name=f"moving average (α = {SMOOTHING:g})", mode="lines", line=dict(color=SMOOTH_COLOR, width=3))]
+    last_step = int(x[-1]) if len(x) else 0
+    xaxis = dict(title=dict(text="step (minibatch)"), range=[0, max(total_steps or 0, last_step, 1)])
     yaxis = dict(title=dict(text="cross-entropy loss"), rangemode="tozero", hoverformat=".4f")
     layout = _layout("Loss per minibatch", 360, xaxis=xaxis, yaxis=yaxis,
                      **_lr_change_marks(lr_changes, lambda change: change["step"]))
@@ -106,23 +115,22 @@ def class_title(name: str) -> str:
 
 
 COLUMNS = 5
-MAP_HEIGHT = 230  # pixels per row of heatmaps
+MAP_HEIGHT = 200  # pixels per row of heatmaps
 
 
 @functools.lru_cache(maxsize=16)
 def _grid_layout(titles: tuple[str, ...]) -> dict:
     """make_subplots' layout for the grid of maps, built once (make_subplots is slow)."""
     rows = math.ceil(len(titles) / COLUMNS)
-    fig = make_subplots(rows=rows, cols=COLUMNS, subplot_titles=titles,
-                        horizontal_spacing=0.015, vertical_spacing=0.07)
-    axis = dict(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
-    for index in range(1, len(titles) + 1):
+    fig = make_subplots(rows=rows, cols=COLUMNS, horizontal_spacing=0.02, vertical_spacing=0.08)
+    axis = dict(showticklabels=False, ticks="", showgrid=False, zeroline=False, constrain="domain")
+    for index, title in enumerate(titles, start=1):
         suffix = "" if index == 1 else str(index)
-        # Square pixels, row 0 at the top like an image.
-        fig.layout[f"xaxis{suffix}"].update(axis)
+        # Square pixels, row 0 at the top like an image. The title is the x axis's, on top,
+        # so it stays right above the image when the square shrinks its domain.
+        fig.layout[f"xaxis{suffix}"].update(axis, side="top", title=dict(text=title, font=dict(size=16), standoff=4))
         fig.layout[f"yaxis{suffix}"].update(axis, scaleanchor=f"x{suffix}", autorange="reversed")
-    fig.update_annotations(font=dict(size=16))
-    fig.update_layout(font=FONT, height=MAP_HEIGHT * rows + 40, margin=dict(l=5, r=5, t=40, b=5))
+    fig.update_layout(font=FONT, height=MAP_HEIGHT * rows + 20, margin=dict(l=5, r=5, t=30, b=5))
     return fig.layout.to_plotly_json()
 
 
@@ -161,20 +169,32 @@ def bias_figure(bias: torch.Tensor, class_names: Sequence[str]) -> go.Figure:
                 marker=dict(color=[POSITIVE_COLOR if value >= 0 else NEGATIVE_COLOR for value in values]),
                 hovertemplate="%{y}: bias %{x:.4f}<extra></extra>")
     rows = math.ceil(len(class_names) / COLUMNS)
-    layout = dict(title=dict(text="Biases", font=dict(size=18)), font=FONT, height=MAP_HEIGHT * rows + 40,
+    layout = dict(title=dict(text="Biases", font=dict(size=18)), font=FONT, height=MAP_HEIGHT * rows + 20,
                   margin=dict(l=10, r=10, t=50, b=10), showlegend=False,
                   yaxis=dict(autorange="reversed"), xaxis=dict(title=dict(text="bias"), zeroline=True,
                                                                zerolinecolor="#888"))
     return go.Figure(dict(data=[bars], layout=layout))
 
 
-def training_figures(record) -> dict[str, go.Figure]:
-    """The Train page's three live charts for a `RunRecord` (worker.snapshot())."""
-    total_epochs = record.config.epochs
-    bpe = record.batches_per_epoch
-    return {
-        "loss": epoch_figure(record.epochs, "loss", record.lr_changes, bpe, total_epochs),
-        "accuracy": epoch_figure(record.epochs, "accuracy", record.lr_changes, bpe, total_epochs),
-        "batch_loss": batch_loss_figure(record.batch_steps, record.batch_losses, record.lr_changes,
-                                        bpe * total_epochs),
-    }
+class LiveCharts:
+    """The Train page's three live charts for a `RunRecord` (worker.snapshot()).
+
+    The per-epoch charts change only when an epoch ends or the learning rate changes, so
+    they are rebuilt only then; the per-batch chart is rebuilt on every poll.
+    """
+
+    def __init__(self) -> None:
+        self._epoch_key: tuple | None = None
+        self._epoch_figures: dict[str, go.Figure] = {}
+
+    def figures(self, record) -> dict[str, go.Figure]:
+        total_epochs = record.config.epochs
+        bpe = record.batches_per_epoch
+        key = (record.run_id, len(record.epochs), len(record.lr_changes), bpe)
+        if key != self._epoch_key:
+            self._epoch_figures = {kind: epoch_figure(record.epochs, kind, record.lr_changes, bpe, total_epochs)
+                                   for kind in ("loss", "accuracy")}
+            self._epoch_key = key
+        batch = batch_loss_figure(record.batch_steps, record.batch_losses, record.lr_changes,
+                                  bpe * total_epochs if total_epochs <= WHOLE_RUN_EPOCHS else None)
+        return {**self._epoch_figures, "batch_loss": batch}

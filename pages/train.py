@@ -249,14 +249,15 @@ def show_metrics(record) -> None:
 def show_outcome(record) -> None:
     if record.status == "diverged":
         st.error(f"Training diverged: {record.message}. The weights from just before the blow-up are kept.",
-                 icon="💥")
+                 icon=":material/error:")
     elif record.status == "crashed":
-        st.error(record.message, icon="🛑")
+        st.error(record.message, icon=":material/error:")
     elif record.status == "stopped":
-        st.warning(f"Stopped after epoch {record.epochs_done}; the weights it reached are kept.", icon="⏹️")
+        st.warning(f"Stopped after epoch {record.epochs_done}; the weights it reached are kept.",
+                   icon=":material/stop_circle:")
     elif record.status == "done":
         st.success(f"Done: test accuracy {percent(record.final.get('test_accuracy'))}. Look at the weights on "
-                   "the Weights page.", icon="✅")
+                   "the Weights page.", icon=":material/check_circle:")
 
 
 def live_run(run_id: str | None, was_active: bool) -> None:
@@ -264,7 +265,7 @@ def live_run(run_id: str | None, was_active: bool) -> None:
     worker = common.get_registry().get(run_id)
     if worker is None:
         st.info("Pick the settings above and press **Start**: loss and accuracy will appear here as the "
-                "model trains.", icon="👆")
+                "model trains.", icon=":material/arrow_upward:")
         return
     record = worker.snapshot()
     if was_active and not record.active:
@@ -272,7 +273,9 @@ def live_run(run_id: str | None, was_active: bool) -> None:
     show_outcome(record)
     show_progress(record)
     show_metrics(record)
-    figures = charts.training_figures(record)
+    if "train_charts" not in st.session_state:
+        st.session_state.train_charts = charts.LiveCharts()
+    figures = st.session_state.train_charts.figures(record)
     left, right = st.columns(2)
     left.plotly_chart(figures["loss"], key="train_chart_loss")
     right.plotly_chart(figures["accuracy"], key="train_chart_accuracy")
@@ -284,7 +287,7 @@ def live_run(run_id: str | None, was_active: bool) -> None:
 
 # ---------------------------------------------------------------- the page
 
-st.title("📈 Train")
+st.title("Train")
 st.caption("One linear layer and a softmax. Pick hyperparameters, press Start and watch it learn. "
            "Settings are saved in the address bar, so a link opens the same settings.")
 
@@ -295,7 +298,7 @@ if any(key not in st.session_state for key in WIDGET_KEYS):  # first visit in th
     put_settings_in_widgets(url_settings)
     st.session_state.train_param_warnings = url_warnings
 for warning in st.session_state.get("train_param_warnings", []):
-    st.warning(warning, icon="🔗")
+    st.warning(warning, icon=":material/link_off:")
 st.session_state.train_param_warnings = []  # shown once, at the load that brought them
 
 dataset_name = common.selected_dataset_name()
@@ -353,7 +356,7 @@ with st.container(border=True):
     with data_col:
         st.radio("Normalisation", NORMALIZATIONS, key="train_normalization", format_func=NORMALIZATION_LABELS.get,
                  persist_state="session")
-        st.toggle("Limit images per class", key="train_limit_on", persist_state="session",
+        st.toggle("Use a subset", key="train_limit_on", persist_state="session",
                   help="Train on a subset, e.g. 500 per class as in tutorial 003.")
         st.number_input("Images per class", key="train_per_class_limit", min_value=1, step=50,
                         disabled=not st.session_state.train_limit_on, persist_state="session")
@@ -372,36 +375,37 @@ with st.container(border=True):
 
 sync_url(settings, dataset_name)
 
-start_col, pause_col, stop_col, reset_col, share_col = st.columns([1, 1, 1, 1, 2.4], vertical_alignment="center")
+start_col, pause_col, stop_col, reset_col, share_col = st.columns([1, 1, 1, 1, 2.4])
 start_help = "A run is in progress: stop it or let it finish first." if active else \
     "Fix the settings marked in red first." if problems else "Train a new model with these settings."
-if start_col.button("Start", type="primary", icon="▶️", disabled=bool(problems) or active, help=start_help,
-                    width="stretch"):
+if start_col.button("Start", type="primary", icon=":material/play_arrow:", disabled=bool(problems) or active,
+                    help=start_help, width="stretch"):
     try:
         common.start_run(TrainConfig(**settings, dataset=dataset_name))
         st.rerun()
     except ConfigError as error:
         st.error(str(error))
 paused = active and worker.control.paused
-if pause_col.button("Resume" if paused else "Pause", icon="⏯️", disabled=not active, width="stretch"):
+if pause_col.button("Resume" if paused else "Pause", icon=":material/play_arrow:" if paused else ":material/pause:",
+                    disabled=not active, width="stretch"):
     if paused:
         worker.control.resume()
     else:
         worker.control.pause()
     st.rerun()
-if stop_col.button("Stop", icon="⏹️", disabled=not active, width="stretch",
+if stop_col.button("Stop", icon=":material/stop:", disabled=not active, width="stretch",
                    help="Stop training now and keep the weights reached so far."):
     worker.control.stop()
     st.rerun()
-reset_col.button("Reset", icon="🔄", on_click=reset, width="stretch",
+reset_col.button("Reset", icon=":material/restart_alt:", on_click=reset, width="stretch",
                  help="Stop and forget the current run and put every setting back to its default.")
-with share_col.expander("🔗 Share these settings"):
+with share_col.popover("Share these settings", icon=":material/link:", width="stretch"):
     link = share_link(settings, dataset_name)
     if link:
+        st.markdown("Copy this link: it opens the Train page with these settings (not your run).")
         st.code(link, language=None, wrap_lines=True)
-        st.caption("Opens the Train page with these settings (without your run).")
     else:
-        st.caption("Copy the address bar: it holds these settings.")
+        st.markdown("Copy the address bar: it holds these settings.")
 
 if active:
     record = worker.snapshot()

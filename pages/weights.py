@@ -42,21 +42,31 @@ def run_weights(run_id: str, was_active: bool, shared_scale: bool) -> None:
         st.rerun()  # the run just ended: redraw the whole page with polling off
     if not record.snapshots:
         if record.active:
-            st.info("Waiting for the first weights (the untrained model)…", icon="⏳")
+            st.info("Waiting for the first weights (the untrained model)…", icon=":material/hourglass_top:")
         else:
             st.error(f"This run stopped before it produced any weights. {record.message}")
         return
     newest = len(record.snapshots) - 1
+    options = list(range(newest + 1))
+    label = "Weights after epoch"
     state = st.session_state
-    # While the slider sits on the newest snapshot it follows new epochs as they arrive.
-    following = state.get("weights_run") != run_id or state.get("weights_index") in (None, state.get("weights_newest"))
-    if following or not 0 <= state.get("weights_index", -1) <= newest:
+    following = record.active and st.toggle("Follow the newest epoch", value=True, key="weights_follow",
+                                            help="Switch off to slide back through the epochs while it trains.")
+    if following:
+        # A display-only slider: the browser's copy of a keyed slider can lag behind new epochs.
+        if newest > 0:
+            st.select_slider(label, options=options, value=newest, disabled=True,
+                             format_func=lambda index: snapshot_label(record, index))
         state.weights_index = newest
-    state.weights_run, state.weights_newest = run_id, newest
-    if newest > 0:
-        st.select_slider("Weights after epoch", options=list(range(newest + 1)), key="weights_index",
-                         format_func=lambda index: snapshot_label(record, index),
-                         help="Epoch 0 is the random start. Slide to watch the digits form.")
+    else:
+        if state.get("weights_run") != run_id or state.get("weights_followed") \
+                or not 0 <= state.get("weights_index", -1) <= newest:
+            state.weights_index = newest  # a new run, or following just ended: start at the newest
+        if newest > 0:
+            st.select_slider(label, options=options, key="weights_index",
+                             format_func=lambda index: snapshot_label(record, index),
+                             help="Epoch 0 is the random start. Slide to watch the digits form.")
+    state.weights_run, state.weights_followed = run_id, following
     index = state.weights_index
     epoch, weight, bias = record.snapshots[index]
     status = f"live, {common.run_state_text(worker)}" if record.active else record.status
@@ -64,13 +74,13 @@ def run_weights(run_id: str, was_active: bool, shared_scale: bool) -> None:
     draw_weights(weight, bias, record.class_names, shared_scale)
 
 
-st.title("🎨 Weights")
+st.title("Weights")
 worker = None if common.using_checkpoint() else common.current_worker()
 model = common.current_model()
 if model is None and worker is None:
     st.info("There is no model to show yet: train one on the Train page (or load a checkpoint on the Runs page).",
-            icon="ℹ️")
-    st.page_link("pages/train.py", label="Go to Train", icon="📈")
+            icon=":material/info:")
+    st.page_link("pages/train.py", label="Go to Train", icon=":material/show_chart:")
     st.stop()
 
 st.caption("One 28×28 weight image per class: the model scores an image by adding up ink × weight over "
@@ -82,7 +92,7 @@ shared_scale = not st.toggle("Scale each class separately", key="weights_separat
 
 if worker is None:
     st.markdown(f"**{model.label}**")
-    draw_weights(model.model.linear.weight, model.model.linear.bias, model.class_names, shared_scale)
+    draw_weights(model.model.linear.weight.detach(), model.model.linear.bias.detach(), model.class_names, shared_scale)
 else:
     active = worker.snapshot().active
     st.fragment(run_weights, run_every=POLL_SECONDS if active else None)(worker.run_id, active, shared_scale)

@@ -1,0 +1,167 @@
+"""Train and Weights pages in headless Chromium against the real dashboard server.
+
+Train a model through the page and read its accuracy from the live plotly chart, stop it,
+look at its ten weight heatmaps, and open a share link to find its settings in the widgets.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import screenshot, wait_for_app
+
+ACCURACY_REACHED = """(threshold) => {
+  const plots = [...document.querySelectorAll('.js-plotly-plot')];
+  const chart = plots.find(p => p.layout && p.layout.title
+                                && String(p.layout.title.text).includes('Accuracy per epoch'));
+  const validation = chart && chart.data.find(trace => trace.name === 'validation');
+  if (!validation || validation.x.length < 3) return null;  // epoch 0 and at least two trained epochs
+  const last = validation.y[validation.y.length - 1];
+  return last > threshold ? {epochs: validation.x.length - 1, accuracy: last} : null;
+}"""
+LR_MARKED = """(text) => [...document.querySelectorAll('.js-plotly-plot')].some(
+  p => p.layout && (p.layout.annotations || []).some(a => a.text === text))"""
+BIASES = """() => {
+  const bars = [...document.querySelectorAll('.js-plotly-plot')].flatMap(p => (p.data || []))
+    .find(trace => trace.type === 'bar');
+  return bars ? bars.x.length : null;
+}"""
+HEATMAPS = """() => {
+  const plots = [...document.querySelectorAll('.js-plotly-plot')];
+  const maps = plots.find(p => p.data && p.data.filter(trace => trace.type === 'heatmap').length > 0);
+  return maps ? maps.data.filter(trace => trace.type === 'heatmap').map(trace => trace.name) : null;
+}"""
+
+
+PAGE_HEIGHT = """() => Math.max(...[...document.querySelectorAll(
+  '[data-testid="stMain"], [data-testid="stMainBlockContainer"], [data-testid="stAppViewContainer"]')]
+  .map(element => element.scrollHeight))"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def navigation_registered(browser, dashboard_url):
+    """Open the home page once before opening /train directly.
+
+    Streamlit runs a fresh server's first session in the old pages/-folder mode until some
+    session has run dashboard.py's st.navigation; a first visit straight to /train would
+    then show the pages/ folder's files as pages (reported as a frame bug).
+    """
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(dashboard_url)
+    page.get_by_text("Dataset:").wait_for(timeout=90_000)  # dashboard.py's sidebar: st.navigation has run
+    context.close()
+
+
+def full_screenshot(page, name: str) -> None:
+    """Screenshot the whole page: Streamlit scrolls inside its main element, so grow the viewport."""
+    size = page.viewport_size
+    height = min(4000, max(size["height"], page.evaluate(PAGE_HEIGHT)))
+    page.set_viewport_size({"width": size["width"], "height": height})
+    page.wait_for_timeout(1500)  # plotly redraws at the new size
+    screenshot(page, name)
+    page.set_viewport_size(size)
+
+
+def main_area(page):
+    """The page body (the header has Streamlit's own Stop button while a script runs)."""
+    return page.locator('[data-testid="stMain"]')
+
+
+def open_train(page, url: str) -> None:
+    """Load the Train page and wait for its settings (the first load of a server imports torch: slow)."""
+    page.goto(url)
+    page.get_by_label("Exact learning rate", exact=True).wait_for(timeout=90_000)
+    wait_for_app(page)
+
+
+def set_number(page, label: str, value: str) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Enter")
+    wait_for_app(page)
+
+
+def go_to(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"] a', has_text=title).click()
+
+
+def test_train_switch_pages_while_training_stop_and_weights(page, dashboard_url):
+    open_train(page, f"{dashboard_url}/train")
+    expect(page.get_by_text("Pick the settings above", exact=False)).to_be_visible()
+    full_screenshot(page, "train-before")
+
+    set_number(page, "Exact learning rate", "0.3")
+    set_number(page, "Epochs", "200")  # long enough that Stop has something to stop
+    expect(page.get_by_label("Exact learning rate", exact=True)).to_have_value("0.3")
+    # the log-scale slider snapped to the nearest grid value
+    expect(page.get_by_role("slider").first).to_have_attribute("aria-valuetext", "0.2")
+
+    main_area(page).get_by_role("button", name=re.compile("Start$")).click()
+    reached = page.wait_for_function(ACCURACY_REACHED, arg=0.85, timeout=90_000).json_value()
+    assert reached["epochs"] >= 2 and reached["accuracy"] > 0.85
+    expect(page.get_by_text(re.compile(r"Epoch \d+ of 200 · batch"))).to_be_visible()
+
+    # No wait_for_app while training: the page reruns its live part twice a second.
+    live_lr = page.get_by_label("Change the learning rate now", exact=True)
+    live_lr.fill("0.1")
+    live_lr.press("Enter")
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_function(LR_MARKED, arg="lr → 0.1", timeout=30_000)
+    # the viewport as a person sees it, scrolled to the charts (growing it mid-run makes plotly redraw)
+    main_area(page).locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+    screenshot(page, "train-running")
+
+    # Weights while training, then back: the run goes on, the settings are still there.
+    go_to(page, "Weights")
+    names = page.wait_for_function(HEATMAPS, timeout=30_000).json_value()
+    assert names == [f"digit {digit}" for digit in range(10)]
+    assert page.wait_for_function(BIASES, timeout=30_000).json_value() == 10
+    expect(page.get_by_text(re.compile(r"live, training epoch \d+ of 200"))).to_be_visible()
+    screenshot(page, "weights-live")
+    go_to(page, "Train")
+    expect(page.get_by_label("Exact learning rate", exact=True)).to_have_value("0.3", timeout=30_000)
+    expect(page.get_by_label("Epochs", exact=True)).to_have_value("200")
+    later = page.wait_for_function(ACCURACY_REACHED, arg=0.85, timeout=30_000).json_value()
+    assert later["epochs"] >= reached["epochs"]  # the same run, not restarted
+    page.wait_for_function(LR_MARKED, arg="lr → 0.1", timeout=30_000)
+
+    main_area(page).get_by_role("button", name=re.compile("Stop$")).click()
+    expect(page.get_by_text(re.compile(r"Stopped after epoch \d+"))).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Test accuracy")).to_be_visible()
+    wait_for_app(page)
+    full_screenshot(page, "train-stopped")
+
+    go_to(page, "Weights")
+    wait_for_app(page)
+    page.wait_for_function(HEATMAPS, timeout=30_000)
+    slider = page.get_by_role("slider")  # scrub back to the untrained weights
+    slider.focus()
+    slider.press("Home")
+    wait_for_app(page)
+    expect(page.get_by_text("Epoch 0 (untrained)")).to_be_visible()
+    full_screenshot(page, "weights-epoch0")
+
+
+def test_share_link_opens_the_same_settings(page, dashboard_url):
+    open_train(page, f"{dashboard_url}/train?lr=0.02&batch_size=64&epochs=4&optimizer=momentum&momentum=0.8"
+                     "&normalization=standardize&per_class=100&seed=7")
+    expect(page.get_by_label("Exact learning rate", exact=True)).to_have_value("0.02")
+    expect(page.get_by_label("Batch size", exact=True)).to_have_value("64")
+    expect(page.get_by_label("Epochs", exact=True)).to_have_value("4")
+    expect(page.get_by_label("Images per class", exact=True)).to_have_value("100")
+    expect(page.get_by_label("Seed", exact=True)).to_have_value("7")
+    expect(page.get_by_role("radio", name="SGD + momentum")).to_be_checked()
+    expect(page.get_by_role("radio", name="per-pixel mean/std")).to_be_checked()
+    main_area(page).get_by_role("button", name=re.compile("Share these settings")).click()
+    link = page.locator('[data-testid="stCode"]').inner_text()
+    assert "/train?" in link and "lr=0.02" in link and "optimizer=momentum" in link and "run=" not in link
+    full_screenshot(page, "train-shared")
+
+    open_train(page, f"{dashboard_url}/train?lr=abc&optimizer=adam")
+    expect(page.get_by_text("lr must be a number from 1e-06 to 100", exact=False)).to_be_visible()
+    expect(page.get_by_text("optimizer must be one of sgd, momentum, adamw", exact=False)).to_be_visible()
+    expect(page.get_by_label("Exact learning rate", exact=True)).to_have_value("0.5")
+    full_screenshot(page, "train-bad-link")

@@ -1,0 +1,266 @@
+"""The Train page in Streamlit's AppTest: settings and their checks, runs started through the page,
+live controls (pause, stop, learning rate), divergence, reset and share-link query parameters."""
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pages import common
+
+APP = "../dashboard.py"  # relative to this file
+PAGE = "pages/train.py"
+
+
+@pytest.fixture(autouse=True)
+def fresh_data_dir(tmp_path, monkeypatch):
+    """Runs recorded by the run store go to a temporary folder."""
+    monkeypatch.setenv("LRCORE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("LRCORE_RUNS_DIR", raising=False)
+    yield tmp_path
+
+
+def train_page(query: dict | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    for name, value in (query or {}).items():
+        at.query_params[name] = value
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def figures(at: AppTest) -> dict[str, dict]:
+    """The page's plotly figures by title."""
+    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return {spec["layout"]["title"]["text"]: spec for spec in specs}
+
+
+def trace(figure: dict, name: str) -> dict:
+    return next(t for t in figure["data"] if t["name"] == name)
+
+
+def worker_of(at: AppTest):
+    return common.get_registry().get(at.session_state["run_id"])
+
+
+def start(at: AppTest, **numbers) -> None:
+    """Set number inputs by key suffix (e.g. epochs=2), press Start and check a run began."""
+    for name, value in numbers.items():
+        at.number_input(key=f"train_{name}").set_value(value)
+    at.run()
+    button(at, "Start").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert worker_of(at) is not None
+
+
+def finish(at: AppTest, timeout: float = 60) -> None:
+    """Wait for the run's worker thread, then redraw the page from its final record."""
+    worker_of(at).join(timeout)
+    assert not worker_of(at).alive
+    at.run()
+    assert not at.exception, at.exception
+
+
+def wait_until(condition, timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_renders_without_a_run_with_defaults():
+    at = train_page()
+    assert at.number_input(key="train_learning_rate").value == 0.5
+    assert at.select_slider(key="train_lr_grid").value == 0.5
+    assert at.number_input(key="train_batch_size").value == 128
+    assert at.number_input(key="train_epochs").value == 10
+    assert at.radio(key="train_optimizer").value == "sgd"
+    assert at.toggle(key="train_limit_on").value is False
+    assert not button(at, "Start").disabled
+    assert button(at, "Stop").disabled and button(at, "Pause").disabled
+    assert any("press **Start**" in info.value for info in at.info)
+    assert not errors(at)
+    assert at.query_params["lr"] == "0.5" and at.query_params["dataset"] == "mnist-sample"
+
+
+def test_batch_size_larger_than_the_training_split_keeps_start_disabled():
+    at = train_page()
+    at.number_input(key="train_batch_size").set_value(7000).run()  # mnist-sample trains on 6,400 images
+    assert any("at most the training set size (6,400 images" in message for message in errors(at))
+    assert button(at, "Start").disabled
+    at.number_input(key="train_batch_size").set_value(6400).run()
+    assert not errors(at) and not button(at, "Start").disabled
+
+
+def test_a_small_subset_makes_the_default_batch_size_too_large():
+    at = train_page()
+    at.toggle(key="train_limit_on").set_value(True).run()
+    at.number_input(key="train_per_class_limit").set_value(5).run()  # 50 training images < 128
+    assert any("at most the training set size (50 images" in message for message in errors(at))
+    assert button(at, "Start").disabled
+
+
+@pytest.mark.parametrize("learning_rate, expected", [(500.0, "between 1e-06 and 100"), (0.0, "finite number > 0")])
+def test_learning_rate_out_of_range_keeps_start_disabled(learning_rate, expected):
+    at = train_page()
+    at.number_input(key="train_learning_rate").set_value(learning_rate).run()
+    assert any(message.startswith("**Learning rate**") and expected in message for message in errors(at))
+    assert button(at, "Start").disabled
+
+
+def test_log_slider_and_exact_learning_rate_follow_each_other():
+    at = train_page()
+    at.select_slider(key="train_lr_grid").set_value(0.01).run()
+    assert at.number_input(key="train_learning_rate").value == 0.01
+    at.number_input(key="train_learning_rate").set_value(0.03).run()
+    assert at.select_slider(key="train_lr_grid").value == 0.02  # nearest on the log grid
+    assert at.query_params["lr"] == "0.03"
+
+
+def test_momentum_is_only_editable_for_sgd_with_momentum():
+    at = train_page()
+    assert at.slider(key="train_momentum").disabled
+    at.radio(key="train_optimizer").set_value("momentum").run()
+    assert not at.slider(key="train_momentum").disabled
+
+
+def test_short_run_through_the_page_fills_charts_and_final_metrics():
+    at = train_page()
+    at.number_input(key="train_learning_rate").set_value(0.3)
+    start(at, epochs=3)
+    assert button(at, "Start").disabled  # one run at a time
+    assert not button(at, "Stop").disabled
+    finish(at)
+    record = worker_of(at).snapshot()
+    assert record.status == "done" and record.config.learning_rate == 0.3 and record.config.epochs == 3
+
+    charts = figures(at)
+    accuracy = charts["Accuracy per epoch"]
+    assert trace(accuracy, "validation")["x"] == [0, 1, 2, 3]
+    assert trace(accuracy, "validation")["y"] == pytest.approx([row["validation_accuracy"] for row in record.epochs])
+    assert trace(accuracy, "validation")["y"][-1] > 0.85
+    assert trace(charts["Loss per epoch"], "train")["y"] == pytest.approx([row["train_loss"] for row in record.epochs])
+    batch = charts["Loss per minibatch"]
+    assert len(batch["data"]) == 2  # raw losses and their moving average
+
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert metrics["Test accuracy"] == f"{record.final['test_accuracy']:.1%}"
+    assert metrics["Epochs completed"] == "3"
+    assert any("Done: test accuracy" in message.value for message in at.success)
+    assert not button(at, "Start").disabled  # finished: a new run may start
+    assert at.query_params["run"] == record.run_id
+
+
+def test_pause_resume_change_learning_rate_and_stop():
+    at = train_page()
+    start(at, epochs=500)
+    worker = worker_of(at)
+    wait_until(lambda: worker.snapshot().epochs)  # past the epoch-0 evaluation
+
+    button(at, "Pause").click().run()
+    assert worker.control.paused and button(at, "Resume")
+    wait_until(lambda: worker.snapshot().status == "paused")
+    button(at, "Resume").click().run()
+    assert not worker.control.paused
+
+    at.number_input(key="train_live_lr").set_value(1000.0).run()
+    button(at, "Apply").click().run()
+    assert any("between 1e-06 and 100" in message for message in errors(at))  # refused, run unchanged
+    at.number_input(key="train_live_lr").set_value(0.05).run()
+    button(at, "Apply").click().run()
+    assert any("0.05 from the next batch" in message.value for message in at.success)
+    wait_until(lambda: worker.snapshot().lr_changes)
+
+    button(at, "Stop").click().run()
+    finish(at)
+    record = worker.snapshot()
+    assert record.status == "stopped" and record.lr_changes[0]["new"] == 0.05
+    assert any(f"Stopped after epoch {record.epochs_done}" in message.value for message in at.warning)
+    step = record.lr_changes[0]["step"]
+    marks = [(a["text"], a["x"]) for a in figures(at)["Loss per minibatch"]["layout"]["annotations"]]
+    assert marks == [("lr → 0.05", step)]
+    marks = [(a["text"], a["x"]) for a in figures(at)["Accuracy per epoch"]["layout"]["annotations"]]
+    assert marks == [("lr → 0.05", pytest.approx(step / record.batches_per_epoch))]
+
+
+def test_a_diverging_learning_rate_shows_a_clear_error():
+    at = train_page()
+    at.number_input(key="train_learning_rate").set_value(50.0)
+    start(at, epochs=2)
+    finish(at)
+    assert worker_of(at).snapshot().status == "diverged"
+    assert any("Training diverged: loss" in message and "try a smaller learning rate" in message
+               for message in errors(at))
+    assert math.isfinite(float(worker_of(at).snapshot().snapshots[-1][1].abs().max()))  # last finite weights
+
+
+def test_reset_forgets_the_run_and_restores_defaults():
+    at = train_page()
+    at.number_input(key="train_learning_rate").set_value(0.2)
+    start(at, epochs=1)
+    finish(at)
+    button(at, "Reset").click().run()
+    assert "run_id" not in at.session_state and "run" not in at.query_params
+    assert at.number_input(key="train_learning_rate").value == 0.5
+    assert at.number_input(key="train_epochs").value == 10
+    assert any("press **Start**" in info.value for info in at.info)
+
+
+def test_share_link_parameters_fill_the_widgets():
+    at = train_page({"lr": "0.02", "batch_size": "64", "val_fraction": "0.3", "epochs": "4",
+                     "optimizer": "momentum", "momentum": "0.8", "weight_decay": "0.001", "seed": "7",
+                     "normalization": "standardize", "per_class": "100"})
+    assert not at.warning
+    assert at.number_input(key="train_learning_rate").value == 0.02
+    assert at.select_slider(key="train_lr_grid").value == 0.02
+    assert at.number_input(key="train_batch_size").value == 64
+    assert at.slider(key="train_validation_fraction").value == 0.3
+    assert at.number_input(key="train_epochs").value == 4
+    assert at.radio(key="train_optimizer").value == "momentum"
+    assert at.slider(key="train_momentum").value == 0.8
+    assert at.number_input(key="train_weight_decay").value == 0.001
+    assert at.number_input(key="train_seed").value == 7
+    assert at.radio(key="train_normalization").value == "standardize"
+    assert at.toggle(key="train_limit_on").value is True
+    assert at.number_input(key="train_per_class_limit").value == 100
+    assert not errors(at) and not button(at, "Start").disabled
+
+
+@pytest.mark.parametrize("param, value, allowed", [
+    ("lr", "abc", "a number from 1e-06 to 100"),
+    ("lr", "1000", "a number from 1e-06 to 100"),
+    ("batch_size", "0.5", "a whole number from 1"),
+    ("optimizer", "adam", "one of sgd, momentum, adamw"),
+    ("val_fraction", "0.95", "a number from 0.01 to 0.9"),
+    ("per_class", "-3", "or all"),
+])
+def test_a_bad_share_link_parameter_warns_and_falls_back_to_the_default(param, value, allowed):
+    at = train_page({param: value, "epochs": "3"})
+    assert len(at.warning) == 1
+    warning = at.warning[0].value
+    assert f"`{param}={value}`" in warning and allowed in warning and "Using the default" in warning
+    assert at.number_input(key="train_epochs").value == 3  # the good parameter still applies
+    assert at.number_input(key="train_learning_rate").value == 0.5
+    assert at.query_params.get(param) != value  # the URL now holds the setting in use
+
+
+def test_settings_survive_a_visit_to_another_page():
+    at = train_page()
+    at.number_input(key="train_epochs").set_value(7).run()
+    at.switch_page("pages/weights.py").run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert at.number_input(key="train_epochs").value == 7

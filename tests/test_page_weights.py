@@ -1,0 +1,188 @@
+"""The Weights page in Streamlit's AppTest: ten heatmaps on one symmetric scale (or one each),
+biases, the epoch slider, live runs and loaded checkpoints."""
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from lrcore import TrainConfig
+from lrcore.checkpoint import checkpoint_bytes, load_checkpoint
+from lrcore.data import Normalizer
+from lrcore.model import LogisticRegression
+from pages import common
+
+APP = "../dashboard.py"  # relative to this file
+PAGE = "pages/weights.py"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_data_dir(tmp_path_factory):
+    """Runs recorded by the run store go to a temporary folder."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LRCORE_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+        patch.delenv("LRCORE_RUNS_DIR", raising=False)
+        yield
+
+
+def started_from_train_page(epochs: int):
+    """Start a run by pressing Start on the Train page; returns its worker."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.switch_page("pages/train.py").run()
+    at.number_input(key="train_epochs").set_value(epochs).run()
+    next(b for b in at.button if b.label == "Start").click().run()
+    assert not at.exception, at.exception
+    return common.get_registry().get(at.session_state["run_id"])
+
+
+@pytest.fixture(scope="module")
+def finished_run():
+    worker = started_from_train_page(epochs=2)
+    worker.join(60)
+    assert worker.snapshot().status == "done"
+    return worker
+
+
+def weights_page(run_id: str | None = None, checkpoint=None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    if run_id:
+        at.session_state["run_id"] = run_id
+    if checkpoint is not None:
+        at.session_state["checkpoint"] = checkpoint
+        at.session_state["checkpoint_label"] = "uploaded digits.pt"
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def figures(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def array(value) -> np.ndarray:
+    """A plotly array: a list, or a base64 typed array ({"dtype", "bdata", "shape"})."""
+    if isinstance(value, dict):
+        data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]).newbyteorder("<"))
+        return data.reshape([int(size) for size in str(value.get("shape", len(data))).split(",")])
+    return np.asarray(value, dtype=float)
+
+
+def heatmaps(at: AppTest) -> list[dict]:
+    maps = next(spec for spec in figures(at) if spec["data"][0]["type"] == "heatmap")
+    return maps["data"], maps["layout"]
+
+
+def test_without_a_model_it_points_to_the_train_page():
+    at = weights_page()
+    assert any("train one on the Train page" in info.value for info in at.info)
+    assert not at.get("plotly_chart")
+    assert at.get("page_link")
+
+
+def test_ten_heatmaps_on_one_symmetric_scale_with_biases(finished_run):
+    at = weights_page(finished_run.run_id)
+    record = finished_run.snapshot()
+    epoch, weight, bias = record.snapshots[-1]
+    traces, layout = heatmaps(at)
+    assert [trace["name"] for trace in traces] == [f"digit {digit}" for digit in range(10)]
+    for trace, class_weight in zip(traces, weight):
+        assert array(trace["z"]).shape == (28, 28)
+        np.testing.assert_allclose(array(trace["z"]), class_weight.reshape(28, 28).numpy(), rtol=1e-6)
+        assert trace["coloraxis"] == "coloraxis"
+        assert "row %{y}, column %{x}" in trace["hovertemplate"] and "weight %{z" in trace["hovertemplate"]
+    scale = layout["coloraxis"]
+    assert scale["cmin"] == -scale["cmax"] == pytest.approx(-float(weight.abs().max()))
+    # RdBu: red for negative weights, blue for positive
+    assert scale["colorscale"][0][1] == "rgb(103,0,31)" and scale["colorscale"][-1][1] == "rgb(5,48,97)"
+    bars = next(spec for spec in figures(at) if spec["data"][0]["type"] == "bar")["data"][0]
+    assert bars["x"] == pytest.approx(bias.tolist())
+    assert at.select_slider(key="weights_index").value == len(record.snapshots) - 1
+    assert any(f"Epoch {epoch}" in markdown.value for markdown in at.markdown)
+
+
+def test_each_class_on_its_own_scale(finished_run):
+    at = weights_page(finished_run.run_id)
+    at.toggle(key="weights_separate_scales").set_value(True).run()
+    weight = finished_run.snapshot().snapshots[-1][1]
+    traces, layout = heatmaps(at)
+    assert "coloraxis" not in layout
+    for trace, class_weight in zip(traces, weight):
+        assert trace["zmax"] == -trace["zmin"] == pytest.approx(float(class_weight.abs().max()))
+    assert any("each class scaled to its own" in caption.value for caption in at.caption)
+
+
+def test_the_slider_scrubs_back_to_the_untrained_weights(finished_run):
+    at = weights_page(finished_run.run_id)
+    slider = at.select_slider(key="weights_index")
+    assert slider.options == ["0 (untrained)", "1", "2"]
+    slider.set_value(0).run()
+    initial = finished_run.snapshot().snapshots[0][1]
+    traces, _layout = heatmaps(at)
+    np.testing.assert_allclose(array(traces[3]["z"]), initial[3].reshape(28, 28).numpy(), rtol=1e-6)
+    assert any("Epoch 0 (untrained)" in markdown.value for markdown in at.markdown)
+
+
+def pause_inside_an_epoch(worker, timeout: float = 30) -> None:
+    """Pause after some batches of an epoch have run, so the weights differ from the last epoch's."""
+    deadline = time.time() + timeout
+    while True:
+        worker.control.pause()
+        while worker.snapshot().status != "paused":
+            assert time.time() < deadline
+            time.sleep(0.02)
+        record = worker.snapshot()
+        if record.progress.get("epoch", 0) > record.epochs_done:
+            return
+        worker.control.resume()
+        while worker.snapshot().status != "training":
+            assert time.time() < deadline
+            time.sleep(0.02)
+        time.sleep(0.05)
+
+
+def test_live_while_training_follow_or_scrub_then_stopped_weights_are_kept():
+    worker = started_from_train_page(epochs=500)
+    deadline = time.time() + 30
+    while len(worker.snapshot().snapshots) < 2:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    at = weights_page(worker.run_id)
+    assert at.toggle(key="weights_follow").value is True
+    assert not [slider for slider in at.select_slider if slider.key == "weights_index"]  # display-only while following
+    live = next(markdown.value for markdown in at.markdown if "live, training epoch" in markdown.value)
+    shown = int(live.split("**Epoch ")[1].split("**")[0])
+    assert shown >= 1  # the newest epoch at the time of drawing, not the untrained weights
+
+    at.toggle(key="weights_follow").set_value(False).run()
+    slider = at.select_slider(key="weights_index")
+    assert slider.value == len(slider.options) - 1  # scrubbing starts from the newest epoch
+    slider.set_value(0).run()
+    assert any(markdown.value.startswith("**Epoch 0 (untrained)**") for markdown in at.markdown)
+
+    pause_inside_an_epoch(worker)
+    worker.control.stop()
+    worker.join(30)
+    at.run()
+    assert not at.exception
+    record = worker.snapshot()
+    slider = at.select_slider(key="weights_index")
+    assert slider.options[-1] == f"{record.snapshots[-1][0]}+ (stopped)"  # the weights reached mid-epoch
+    assert slider.value == 0  # the epoch the user picked stays picked
+
+
+def test_a_loaded_checkpoint_is_shown_without_the_slider():
+    weight, bias = torch.randn(10, 784), torch.randn(10)
+    checkpoint = load_checkpoint(checkpoint_bytes(LogisticRegression.from_tensors(weight, bias), TrainConfig(),
+                                                  tuple("0123456789"), Normalizer()))
+    at = weights_page(checkpoint=checkpoint)
+    assert any("uploaded digits.pt" in markdown.value for markdown in at.markdown)
+    assert not at.select_slider
+    traces, layout = heatmaps(at)
+    np.testing.assert_allclose(array(traces[9]["z"]), weight[9].reshape(28, 28).numpy(), rtol=1e-6)
+    assert layout["coloraxis"]["cmax"] == pytest.approx(float(weight.abs().max()))
