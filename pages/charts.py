@@ -176,6 +176,24 @@ def bias_figure(bias: torch.Tensor, class_names: Sequence[str]) -> go.Figure:
     return go.Figure(dict(data=[bars], layout=layout))
 
 
+class FigureMemo:
+    """The last figure built for each slot, rebuilt only when the slot's key changes.
+
+    Pages poll twice a second, but most figures change once per epoch: a memo in session
+    state keeps the polling cheap, so it does not slow training down.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[object, go.Figure]] = {}
+
+    def get(self, slot: str, key: object, build) -> go.Figure:
+        entry = self._entries.get(slot)
+        if entry is None or entry[0] != key:
+            entry = (key, build())
+            self._entries[slot] = entry
+        return entry[1]
+
+
 class LiveCharts:
     """The Train page's three live charts for a `RunRecord` (worker.snapshot()).
 
@@ -184,17 +202,14 @@ class LiveCharts:
     """
 
     def __init__(self) -> None:
-        self._epoch_key: tuple | None = None
-        self._epoch_figures: dict[str, go.Figure] = {}
+        self._memo = FigureMemo()
 
     def figures(self, record) -> dict[str, go.Figure]:
         total_epochs = record.config.epochs
         bpe = record.batches_per_epoch
         key = (record.run_id, len(record.epochs), len(record.lr_changes), bpe)
-        if key != self._epoch_key:
-            self._epoch_figures = {kind: epoch_figure(record.epochs, kind, record.lr_changes, bpe, total_epochs)
-                                   for kind in ("loss", "accuracy")}
-            self._epoch_key = key
-        batch = batch_loss_figure(record.batch_steps, record.batch_losses, record.lr_changes,
-                                  bpe * total_epochs if total_epochs <= WHOLE_RUN_EPOCHS else None)
-        return {**self._epoch_figures, "batch_loss": batch}
+        figures = {kind: self._memo.get(kind, key, lambda kind=kind: epoch_figure(
+            record.epochs, kind, record.lr_changes, bpe, total_epochs)) for kind in ("loss", "accuracy")}
+        figures["batch_loss"] = batch_loss_figure(record.batch_steps, record.batch_losses, record.lr_changes,
+                                                  bpe * total_epochs if total_epochs <= WHOLE_RUN_EPOCHS else None)
+        return figures

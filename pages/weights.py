@@ -23,10 +23,16 @@ def snapshot_label(record, index: int) -> str:
     return str(epoch)
 
 
-def draw_weights(weight, bias, class_names, shared_scale: bool) -> None:
+def draw_weights(weight, bias, class_names, shared_scale: bool, source: object) -> None:
+    """Heatmaps and biases; `source` names the weights (run and snapshot), so polls reuse the figures."""
+    if "weights_memo" not in st.session_state:
+        st.session_state.weights_memo = charts.FigureMemo()
+    memo = st.session_state.weights_memo
     maps_col, bias_col = st.columns([5, 1])
-    maps_col.plotly_chart(charts.weights_figure(weight, class_names, shared_scale), key="weights_maps")
-    bias_col.plotly_chart(charts.bias_figure(bias, class_names), key="weights_biases")
+    maps_col.plotly_chart(memo.get("maps", (source, shared_scale),
+                                   lambda: charts.weights_figure(weight, class_names, shared_scale)), key="weights_maps")
+    bias_col.plotly_chart(memo.get("biases", source, lambda: charts.bias_figure(bias, class_names)),
+                          key="weights_biases")
     limit = float(weight.abs().max())
     scale = f"one colour scale for all classes, ±{limit:.3g}" if shared_scale else \
         "each class scaled to its own largest weight"
@@ -71,7 +77,7 @@ def run_weights(run_id: str, was_active: bool, shared_scale: bool) -> None:
     epoch, weight, bias = record.snapshots[index]
     status = f"live, {common.run_state_text(worker)}" if record.active else record.status
     st.markdown(f"**Epoch {snapshot_label(record, index)}** of run “{record.name}” ({status})")
-    draw_weights(weight, bias, record.class_names, shared_scale)
+    draw_weights(weight, bias, record.class_names, shared_scale, source=(run_id, index, epoch))
 
 
 st.title("Weights")
@@ -92,7 +98,8 @@ shared_scale = not st.toggle("Scale each class separately", key="weights_separat
 
 if worker is None:
     st.markdown(f"**{model.label}**")
-    draw_weights(model.model.linear.weight.detach(), model.model.linear.bias.detach(), model.class_names, shared_scale)
+    weight, bias = model.model.linear.weight.detach(), model.model.linear.bias.detach()
+    draw_weights(weight, bias, model.class_names, shared_scale, source=(model.label, id(model.model)))
 else:
     active = worker.snapshot().active
     st.fragment(run_weights, run_every=POLL_SECONDS if active else None)(worker.run_id, active, shared_scale)
