@@ -146,9 +146,10 @@ def style_legend(members, dashes: dict[tuple, str]) -> list[dict]:
 
 
 def layout(title: str, height: int, xaxis: dict, yaxis: dict) -> dict:
+    # Legends (line styles, range-test curves) sit under the x axis: half-width charts have no room on top.
     return dict(title=dict(text=title, font=dict(size=18)), font=FONT, height=height,
-                margin=dict(l=10, r=10, t=60, b=10), hovermode="closest", xaxis=xaxis, yaxis=yaxis,
-                legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=0.9))
+                margin=dict(l=10, r=10, t=50, b=10), hovermode="closest", xaxis=xaxis, yaxis=yaxis,
+                legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0))
 
 
 def epoch_figure(record, metric: str) -> go.Figure:
@@ -168,7 +169,8 @@ def epoch_figure(record, metric: str) -> go.Figure:
                          marker=dict(size=[13 if s == "x" else 6 for s in symbols], symbol=symbols, color=color),
                          hovertemplate=f"<b>{member.label}</b>{' (diverged)' if diverged else ''}<br>epoch %{{x}}: "
                                        f"%{{y:{'.2%' if metric.endswith('accuracy') else '.4f'}}}<extra></extra>"))
-    data += style_legend(members, dashes)
+    legend = style_legend(members, dashes)
+    data += legend
     data.append(colorbar_trace(low, high))
     epochs = members[0].config.epochs
     xaxis = dict(title=dict(text="epoch"), range=[-0.2, epochs + 0.2], dtick=1 if epochs <= 20 else None)
@@ -178,7 +180,7 @@ def epoch_figure(record, metric: str) -> go.Figure:
     else:
         yaxis = dict(title=dict(text="validation loss"), range=[0, loss_ceiling(record)])
         title = "Validation loss per epoch"
-    return go.Figure(dict(data=data, layout=layout(title, 400, xaxis, yaxis)))
+    return go.Figure(dict(data=data, layout=layout(title, 400 + 25 * len(legend), xaxis, yaxis)))
 
 
 def loss_ceiling(record) -> float:
@@ -191,15 +193,20 @@ def batch_figure(record) -> go.Figure:
     members = record.members
     colors, low, high = lr_colors([m.config.learning_rate for m in members])
     dashes = styles(members)
+    # Several batch sizes take different numbers of steps per epoch: put them on one epoch axis.
+    by_epoch = len({m.config.batch_size for m in members}) > 1 and record.train_size > 0
     data = []
     for member, color in zip(members, colors):
         dash = dashes[(member.config.batch_size, member.config.weight_decay)]
-        data.append(dict(type="scatter", x=member.batch_steps, y=member.batch_smoothed, mode="lines",
+        steps_per_epoch = math.ceil(record.train_size / member.config.batch_size) if by_epoch else 1
+        x = [step / steps_per_epoch for step in member.batch_steps]
+        where = "epoch %{x:.2f}" if by_epoch else "step %{x}"
+        data.append(dict(type="scatter", x=x, y=member.batch_smoothed, mode="lines",
                          name=member.label, showlegend=False, line=dict(color=color, width=2, dash=dash),
-                         hovertemplate=f"<b>{member.label}</b><br>step %{{x}}: loss %{{y:.4f}}<extra></extra>"))
+                         hovertemplate=f"<b>{member.label}</b><br>{where}: loss %{{y:.4f}}<extra></extra>"))
     data += style_legend(members, dashes)
     data.append(colorbar_trace(low, high))
-    xaxis = dict(title=dict(text="step (minibatch)"), rangemode="tozero")
+    xaxis = dict(title=dict(text="epoch" if by_epoch else "step (minibatch)"), rangemode="tozero")
     yaxis = dict(title=dict(text="training loss (moving average, α = 0.1)"), range=[0, loss_ceiling(record)])
     return go.Figure(dict(data=data, layout=layout("Training loss per minibatch", 380, xaxis, yaxis)))
 
@@ -306,18 +313,17 @@ def results_table(record) -> None:
                      "batch size": member.config.batch_size, "weight decay": member.config.weight_decay,
                      "status": status,
                      "validation accuracy": math.nan if failed else member.validation_accuracy,
-                     "validation loss": math.nan if failed else last.get("validation_loss", math.nan),
-                     "train accuracy": math.nan if failed else last.get("train_accuracy", math.nan),
+                     # text, so a missing value reads "–" rather than "None"
+                     "validation loss": "–" if failed or not last else f"{last['validation_loss']:.4f}",
+                     "train accuracy": "–" if failed or not last else f"{last['train_accuracy']:.1%}",
                      "epochs": member.epochs_done,
                      "note": member.message})
     hidden = [name for name, column in (("batch size", "batch_size"), ("weight decay", "weight_decay"))
               if len({getattr(m.config, column) for m in record.members}) == 1]
-    st.dataframe(rows, hide_index=True, column_order=[c for c in rows[0] if c not in hidden], column_config={
+    st.dataframe(rows, hide_index=True, height=min(len(rows), 16) * 35 + 40, column_order=[c for c in rows[0] if c not in hidden], column_config={
         "learning rate": st.column_config.NumberColumn(format="%g"),
         "weight decay": st.column_config.NumberColumn(format="%g"),
         "validation accuracy": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
-        "train accuracy": st.column_config.NumberColumn(format="percent"),
-        "validation loss": st.column_config.NumberColumn(format="%.4f"),
         "note": st.column_config.TextColumn(width="large")})
     best = record.best()
     if best is None:

@@ -86,9 +86,8 @@ def test_sweep_range_test_and_open_in_train(page, dashboard_url):
     assert curve is not None and len(curve["lines"]) == 2, curve  # batch loss and smoothed loss
     page.get_by_text("Suggested learning rate for SGD").scroll_into_view_if_needed()
     full_screenshot(page, "lr-finder")
-    suggestion = re.search(r"\*\*([\d.e-]+)\*\*|: ([\d.e-]+) \(steepest",
-                           page.get_by_text("Suggested learning rate for SGD").inner_text())
-    value = suggestion.group(1) or suggestion.group(2)
+    text = page.get_by_text("Suggested learning rate for SGD").inner_text()
+    value = re.search(r"batch size 128: ([\d.e+-]+) \(where the smoothed loss falls fastest", text).group(1)
 
     page.get_by_role("button", name="Use this learning rate in Train").click()
     page.get_by_label("Exact learning rate", exact=True).wait_for(timeout=60_000)
