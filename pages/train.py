@@ -40,6 +40,10 @@ PARAMS = {
     "per_class": ("per_class_limit", int, 1, 1_000_000),
 }
 FIELD_PARAMS = {field: param for param, (field, *_rest) in PARAMS.items()}
+LABELS = {"learning_rate": "Learning rate", "batch_size": "Batch size", "epochs": "Epochs",
+          "validation_fraction": "Validation fraction", "optimizer": "Optimizer", "momentum": "Momentum",
+          "weight_decay": "Weight decay", "normalization": "Normalisation", "per_class_limit": "Images per class",
+          "seed": "Seed"}
 
 
 # ---------------------------------------------------------------- settings <-> URL and widgets
@@ -309,11 +313,6 @@ settings = settings_from_widgets()
 problems, sizes = settings_problems(settings, dataset_name)
 
 
-LABELS = {"learning_rate": "Learning rate", "batch_size": "Batch size", "epochs": "Epochs",
-          "validation_fraction": "Validation fraction", "optimizer": "Optimizer", "momentum": "Momentum",
-          "weight_decay": "Weight decay", "normalization": "Normalisation", "per_class_limit": "Images per class",
-          "seed": "Seed"}
-
 
 def problem_note(*fields: str) -> None:
     """The message for an invalid setting, right under its control."""
@@ -409,7 +408,7 @@ with share_col.popover("Share these settings", icon=":material/link:", width="st
 
 if active:
     record = worker.snapshot()
-    if st.session_state.get("train_live_lr_run") != worker.run_id:
+    if "train_live_lr" not in st.session_state or st.session_state.get("train_live_lr_run") != worker.run_id:
         st.session_state.train_live_lr = record.learning_rate
         st.session_state.train_live_lr_run = worker.run_id
     with st.container(border=True):

@@ -29,10 +29,10 @@ def draw_weights(weight, bias, class_names, shared_scale: bool, source: object) 
         st.session_state.weights_memo = charts.FigureMemo()
     memo = st.session_state.weights_memo
     maps_col, bias_col = st.columns([5, 1])
-    maps_col.plotly_chart(memo.get("maps", (source, shared_scale),
-                                   lambda: charts.weights_figure(weight, class_names, shared_scale)), key="weights_maps")
-    bias_col.plotly_chart(memo.get("biases", source, lambda: charts.bias_figure(bias, class_names)),
-                          key="weights_biases")
+    maps = memo.get("maps", (source, shared_scale), lambda: charts.weights_figure(weight, class_names, shared_scale))
+    biases = memo.get("biases", source, lambda: charts.bias_figure(bias, class_names))
+    maps_col.plotly_chart(maps, key="weights_maps")
+    bias_col.plotly_chart(biases, key="weights_biases")
     limit = float(weight.abs().max())
     scale = f"one colour scale for all classes, ±{limit:.3g}" if shared_scale else \
         "each class scaled to its own largest weight"

@@ -184,6 +184,11 @@ def test_pause_resume_change_learning_rate_and_stop():
     assert any("0.05 from the next batch" in message.value for message in at.success)
     wait_until(lambda: worker.snapshot().lr_changes)
 
+    at.switch_page("pages/weights.py").run()  # away and back: the run goes on, the live box shows its lr
+    at.switch_page(PAGE).run()
+    assert worker_of(at) is worker and worker.snapshot().active
+    assert at.number_input(key="train_live_lr").value == 0.05
+
     button(at, "Stop").click().run()
     finish(at)
     record = worker.snapshot()
