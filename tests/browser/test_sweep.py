@@ -77,6 +77,7 @@ def test_sweep_range_test_and_open_in_train(page, dashboard_url):
     assert batches is not None and len(batches["lines"]) == 5, batches
     expect(page.get_by_text("diverged (the loss blew up)")).to_be_visible()
     expect(page.get_by_text(re.compile(r"Best: lr \S+ with \d+\.\d% validation accuracy"))).to_be_visible()
+    page.mouse.move(0, 0)  # no button tooltip in the screenshot
     full_screenshot(page, "sweep")
 
     page.get_by_role("button", name="Find a learning rate").click()
@@ -84,7 +85,7 @@ def test_sweep_range_test_and_open_in_train(page, dashboard_url):
     wait_for_app(page)
     curve = page.evaluate(CHART_TRACES, "Loss while the learning rate grows")
     assert curve is not None and len(curve["lines"]) == 2, curve  # batch loss and smoothed loss
-    page.get_by_text("Suggested learning rate for SGD").scroll_into_view_if_needed()
+    page.mouse.move(0, 0)
     full_screenshot(page, "lr-finder")
     text = page.get_by_text("Suggested learning rate for SGD").inner_text()
     value = re.search(r"batch size 128: ([\d.e+-]+) \(where the smoothed loss falls fastest", text).group(1)
