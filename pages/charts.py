@@ -53,14 +53,17 @@ def _layout(title: str, height: int, **extra) -> dict:
 
 
 def _lr_change_marks(lr_changes: Sequence[dict], position) -> dict:
-    """Dotted vertical lines, labelled with the new learning rate, where each change took effect."""
+    """Dotted vertical lines, labelled with the new learning rate, where each change took effect.
+
+    Labels sit left of their line: a change usually happens at the live (right) end of the chart.
+    """
     shapes, annotations = [], []
     for change in lr_changes:
         x = position(change)
         shapes.append(dict(type="line", x0=x, x1=x, xref="x", y0=0, y1=1, yref="paper",
                            line=dict(color=LR_CHANGE_COLOR, dash="dot", width=2)))
         annotations.append(dict(x=x, xref="x", y=1, yref="paper", text=f"lr → {change['new']:g}",
-                                showarrow=False, xanchor="left", yanchor="top", font=dict(size=13, color="#444")))
+                                showarrow=False, xanchor="right", yanchor="top", font=dict(size=13, color="#444")))
     return dict(shapes=shapes, annotations=annotations)
 
 

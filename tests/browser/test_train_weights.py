@@ -111,7 +111,8 @@ def test_train_switch_pages_while_training_stop_and_weights(page, dashboard_url)
     page.get_by_role("button", name="Apply").click()
     page.wait_for_function(LR_MARKED, arg="lr → 0.1", timeout=30_000)
     # the viewport as a person sees it, scrolled to the charts (growing it mid-run makes plotly redraw)
-    main_area(page).locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+    # (in one JS call: the live charts are replaced by new ones on every poll)
+    page.evaluate("() => document.querySelector('.js-plotly-plot').scrollIntoView()")
     screenshot(page, "train-running")
 
     # Weights while training, then back: the run goes on, the settings are still there.
