@@ -12,6 +12,7 @@ import math
 import re
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -24,7 +25,7 @@ from lrcore.runstore import RunStoreError, StoredRun, epochs_csv
 from pages import charts, common
 
 TABLE_KEY = "runs_table"
-POLL_SECONDS = 1.0
+POLL_SECONDS = 2.0  # a listing: fresh enough, and cheap for the server while it trains
 COLORS = qualitative.Plotly
 MAX_UPLOAD_MB = MAX_CHECKPOINT_BYTES // (1024 * 1024)
 # Settings named in legends when they differ between the compared runs, in this order.
@@ -35,10 +36,11 @@ LONG_NAMES = {"dataset": "dataset", "learning_rate": "learning rate", "batch_siz
               "optimizer": "optimizer", "momentum": "momentum", "weight_decay": "weight decay",
               "epochs": "epochs", "validation_fraction": "validation fraction", "normalization": "normalisation",
               "per_class_limit": "images per class", "seed": "seed", "device": "device"}
-STATUS_TEXT = {"done": "✅ done", "stopped": "⏹️ stopped", "diverged": "💥 diverged", "crashed": "🛑 crashed",
-               "imported": "📥 uploaded"}
-OPEN_PAGES = [("pages/weights.py", "Weights", "🎨"), ("pages/draw.py", "Draw", "✏️"),
-              ("pages/evaluate.py", "Evaluate", "🔍")]
+STATUS_TEXT = {"imported": "uploaded"}  # plain words: the table is drawn on a canvas, emoji fonts vary
+SOURCES = {"dashboard": "trained in the dashboard", "cli": "trained with python -m lrcore",
+           "upload": "uploaded checkpoint"}
+OPEN_PAGES = [("pages/weights.py", "Weights", ":material/grid_view:"), ("pages/draw.py", "Draw", ":material/draw:"),
+              ("pages/evaluate.py", "Evaluate", ":material/fact_check:")]
 
 
 # ---------------------------------------------------------------- text
@@ -80,7 +82,7 @@ def duration_text(seconds: float) -> str:
 
 def status_text(run: StoredRun) -> str:
     if run.active:
-        state = "⏸️ paused" if run.phase == "paused" else "🟢 training"
+        state = "paused" if run.phase == "paused" else "training"
         epoch = run.progress.get("epoch")
         return f"{state} (epoch {epoch or run.epochs_done + 1} of {run.config.epochs})"
     return STATUS_TEXT.get(run.status, run.status)
@@ -103,17 +105,17 @@ def runs_table(runs: list[StoredRun]) -> pd.DataFrame:
         rows.append({
             "Name": run.name,
             "Status": status_text(run),
-            "Dataset": config.dataset,
+            "Test acc.": percent_or_none(run.test_accuracy),
+            "Best val. acc.": percent_or_none(run.best_validation_accuracy),
             "Learning rate": f"{config.learning_rate:g}",
             "Batch size": config.batch_size,
             "Optimizer": setting_text("optimizer", config.optimizer),
             "Weight decay": f"{config.weight_decay:g}",
             "Epochs": f"{run.epochs_done} / {config.epochs}" if run.status != "imported" else str(config.epochs),
-            "Validation": config.validation_fraction,
             "Normalisation": setting_text("normalization", config.normalization),
+            "Validation": config.validation_fraction,
             "Per class": setting_text("per_class_limit", config.per_class_limit),
-            "Best val. acc.": percent_or_none(run.best_validation_accuracy),
-            "Test acc.": percent_or_none(run.test_accuracy),
+            "Dataset": config.dataset,
             "Duration": duration_text(run.duration),
             "Started": datetime.fromtimestamp(run.created) if run.created else None,
         })
@@ -154,65 +156,72 @@ def selected_rows() -> list[int]:
 
 # ---------------------------------------------------------------- comparison charts
 
+def _layout(title: str, height: int, xaxis: dict, yaxis: dict) -> dict:
+    return dict(title=dict(text=title, font=dict(size=18)), font=charts.FONT, height=height,
+                margin=dict(l=10, r=10, t=90, b=10), hovermode="x unified", xaxis=xaxis, yaxis=yaxis,
+                legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0))
+
+
+def _finite(values) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    array[~np.isfinite(array)] = np.nan  # a gap in the line
+    return array
+
+
 def epoch_curves(runs: list[StoredRun], labels: list[str], metric: str, splits: list[str],
                  log_loss: bool) -> go.Figure:
     """One line per run and split; colour = run, solid = validation, dashed = training."""
-    figure = go.Figure()
+    data = []
+    value_format = ".2%" if metric == "accuracy" else ".4f"
     for index, (run, label) in enumerate(zip(runs, labels)):
         color = COLORS[index % len(COLORS)]
-        epochs = [row["epoch"] for row in run.epochs]
+        epochs = np.asarray([row["epoch"] for row in run.epochs], dtype=np.int32)
         for number, split in enumerate(splits):
-            values = [row[f"{split}_{metric}"] for row in run.epochs]
-            values = [v if isinstance(v, (int, float)) and math.isfinite(v) else None for v in values]
             name = "validation" if split == "validation" else "training"
-            figure.add_scatter(
-                x=epochs, y=values, mode="lines+markers", name=label, legendgroup=run.run_id,
-                showlegend=number == 0, line=dict(color=color, width=3, dash="solid" if split == "validation"
-                                                  else "dash"), marker=dict(size=6),
-                hovertemplate=f"{label} · {name}: %{{y:{'.2%' if metric == 'accuracy' else '.4f'}}}<extra></extra>")
-    what = "Loss" if metric == "loss" else "Accuracy"
-    figure.update_layout(title=dict(text=f"{what} per epoch", font=dict(size=18)), font=charts.FONT, height=430,
-                         margin=dict(l=10, r=10, t=90, b=10), hovermode="x unified",
-                         legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0))
-    figure.update_xaxes(title_text="epoch (0 = before training)", rangemode="tozero")
+            data.append(dict(
+                type="scatter", x=epochs, y=_finite([row[f"{split}_{metric}"] for row in run.epochs]),
+                mode="lines+markers" if len(epochs) <= 60 else "lines", name=label, legendgroup=run.run_id,
+                showlegend=number == 0, marker=dict(size=6),
+                line=dict(color=color, width=3, dash="solid" if split == "validation" else "dash"),
+                hovertemplate=f"{label} · {name}: %{{y:{value_format}}}<extra></extra>"))
+    xaxis = dict(title=dict(text="epoch (0 = before training)"), rangemode="tozero")
     if metric == "accuracy":
-        figure.update_yaxes(title_text="accuracy", tickformat=".0%")
+        yaxis = dict(title=dict(text="accuracy"), tickformat=".0%")
     else:
-        figure.update_yaxes(title_text="cross-entropy loss" + (" (log scale)" if log_loss else ""),
-                            type="log" if log_loss else "linear")
-    return figure
+        yaxis = dict(title=dict(text="cross-entropy loss" + (" (log scale)" if log_loss else "")),
+                     type="log" if log_loss else "linear")
+    title = "Loss per epoch" if metric == "loss" else "Accuracy per epoch"
+    return go.Figure(dict(data=data, layout=_layout(title, 430, xaxis, yaxis)))
 
 
 def batch_curves(runs: list[StoredRun], labels: list[str], log_loss: bool) -> go.Figure:
     """Smoothed per-batch training loss against epochs (so runs with different batch sizes line up)."""
-    figure = go.Figure()
+    data = []
     for index, (run, label) in enumerate(zip(runs, labels)):
         if not run.batch_losses or not run.batches_per_epoch:
             continue
-        smooth = charts.ema(run.batch_losses)
-        stride = max(1, len(smooth) // charts.MAX_BATCH_POINTS)
-        x = [step / run.batches_per_epoch for step in run.batch_steps[::stride]]
-        figure.add_scatter(x=x, y=smooth[::stride], mode="lines", name=label,
-                           line=dict(color=COLORS[index % len(COLORS)], width=2),
-                           hovertemplate=f"{label}: %{{y:.4f}}<extra></extra>")
-    figure.update_layout(title=dict(text="Training loss per batch (smoothed)", font=dict(size=18)),
-                         font=charts.FONT, height=380, margin=dict(l=10, r=10, t=90, b=10), hovermode="x unified",
-                         legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0))
-    figure.update_xaxes(title_text="epoch", rangemode="tozero")
-    figure.update_yaxes(title_text="loss" + (" (log scale)" if log_loss else ""), type="log" if log_loss else "linear")
-    return figure
+        stride = max(1, math.ceil(len(run.batch_losses) / charts.MAX_BATCH_POINTS))
+        smooth = [math.nan if value is None else value for value in charts.ema(run.batch_losses)]
+        data.append(dict(type="scatter", x=np.asarray(run.batch_steps[::stride], dtype=np.float64)
+                         / run.batches_per_epoch, y=_finite(smooth[::stride]), mode="lines", name=label,
+                         line=dict(color=COLORS[index % len(COLORS)], width=2),
+                         hovertemplate=f"{label}: %{{y:.4f}}<extra></extra>"))
+    xaxis = dict(title=dict(text="epoch"), rangemode="tozero")
+    yaxis = dict(title=dict(text="loss" + (" (log scale)" if log_loss else "")), type="log" if log_loss else "linear")
+    return go.Figure(dict(data=data, layout=_layout("Training loss per batch (smoothed)", 380, xaxis, yaxis)))
 
 
 def compare(runs: list[StoredRun]) -> None:
     with_curves = [run for run in runs if run.epochs]
-    without = [run.name for run in runs if not run.epochs]
-    if without:
-        st.caption("No curves for " + ", ".join(f"“{name}”" for name in without) +
-                   " (an uploaded checkpoint, or a run stopped before its first evaluation).")
+    for run in runs:
+        if not run.epochs:
+            why = "an uploaded checkpoint has" if run.status == "imported" else \
+                "it is starting, or ended before its first evaluation: it has"
+            st.caption(f"No curves for “{run.name}”: {why} no per-epoch metrics.")
     if not with_curves:
         return
     labels = legend_labels(with_curves)
-    curves_col, log_col, note_col = st.columns([1.4, 1, 3], vertical_alignment="center")
+    curves_col, log_col, note_col = st.columns([2, 1.4, 3.6], vertical_alignment="center")
     choice = curves_col.segmented_control("Curves", ["Validation", "Training", "Both"], default="Validation",
                                           required=True, key="runs_curves")
     log_loss = log_col.toggle("Log-scale loss", key="runs_log_loss",
@@ -285,12 +294,18 @@ def run_actions(run: StoredRun) -> None:
     if run.message and run.status in ("diverged", "crashed"):
         (st.error if run.status == "crashed" else st.warning)(run.message)
     final = run.final
+    facts = []
     if final.get("test_accuracy") is not None:
-        st.caption(f"Test accuracy {final['test_accuracy']:.2%} · validation accuracy "
-                   f"{final.get('validation_accuracy', float('nan')):.2%} · "
-                   f"{int(final.get('epochs_completed', run.epochs_done))} epochs · "
-                   f"{duration_text(run.duration)} · {DATASET_TITLES.get(run.config.dataset, run.config.dataset)} · "
-                   f"from the {run.source or 'dashboard'}")
+        facts.append(f"test accuracy {final['test_accuracy']:.2%}")
+    if final.get("validation_accuracy") is not None:
+        facts.append(f"validation accuracy {final['validation_accuracy']:.2%}")
+    facts.append(f"{int(final.get('epochs_completed', run.epochs_done))} of {run.config.epochs} epochs")
+    if run.duration:
+        facts.append(duration_text(run.duration))
+    facts.append(DATASET_TITLES.get(run.config.dataset, run.config.dataset))
+    facts.append(SOURCES.get(run.source, run.source))
+    text = " · ".join(facts)
+    st.caption(text[0].upper() + text[1:])
     with st.form(f"runs_rename_{run.run_id}", border=False):
         name_col, button_col = st.columns([4, 1], vertical_alignment="bottom")
         name_col.text_input("Name", value=run.name, max_chars=100, key=f"runs_name_{run.run_id}")
@@ -299,24 +314,24 @@ def run_actions(run: StoredRun) -> None:
     cols = st.columns(4 + len(OPEN_PAGES))
     cols[0].download_button(
         "Checkpoint", data=lambda: store.checkpoint_bytes(run.run_id), file_name=f"{file_stem(run.name)}.pt",
-        mime="application/octet-stream", icon="⬇️", on_click="ignore", disabled=not run.has_weights,
+        mime="application/octet-stream", icon=":material/download:", on_click="ignore", disabled=not run.has_weights,
         width="stretch", key=f"runs_download_{run.run_id}",
         help="The final weights with their settings (or the newest epoch's, for a run that did not finish). "
              "Load it here, on the Draw and Evaluate pages, or with lrcore.checkpoint.load_checkpoint.")
     cols[1].download_button(
         "Metrics CSV", data=lambda: epochs_csv(store.load(run.run_id, weights=False)),
-        file_name=f"{file_stem(run.name)}-epochs.csv", mime="text/csv", icon="📄", on_click="ignore",
+        file_name=f"{file_stem(run.name)}-epochs.csv", mime="text/csv", icon=":material/table_view:", on_click="ignore",
         disabled=not run.epochs, width="stretch", key=f"runs_csv_{run.run_id}",
         help="Loss and accuracy of every epoch, one row per epoch.")
     for col, (page, title, icon) in zip(cols[2:], OPEN_PAGES):
         if col.button(title, icon=icon, disabled=not run.has_weights, width="stretch",
                       key=f"runs_open_{title}_{run.run_id}", help=f"Open this run's model on the {title} page."):
             open_run(run, page)
-    if cols[-2].button("Train again", icon="📈", width="stretch", key=f"runs_again_{run.run_id}",
+    if cols[-2].button("Train again", icon=":material/replay:", width="stretch", key=f"runs_again_{run.run_id}",
                        help="Open the Train page with this run's settings."):
         common.open_in_train(run.config)
     confirming = st.session_state.get("runs_confirm_delete") == run.run_id
-    cols[-1].button("Delete", icon="🗑️", width="stretch", disabled=run.active or confirming,
+    cols[-1].button("Delete", icon=":material/delete:", width="stretch", disabled=run.active or confirming,
                     key=f"runs_delete_{run.run_id}", on_click=st.session_state.__setitem__,
                     args=("runs_confirm_delete", run.run_id),
                     help="Stop the run first." if run.active else "Remove this run and its files.")
@@ -334,7 +349,7 @@ def run_actions(run: StoredRun) -> None:
 def runs_section(was_active: bool) -> None:
     store = common.get_run_store()
     if "runs_notice" in st.session_state:
-        st.success(st.session_state.pop("runs_notice"), icon="🗑️")
+        st.success(st.session_state.pop("runs_notice"), icon=":material/delete:")
     if "runs_problem" in st.session_state:
         st.error(st.session_state.pop("runs_problem"))
     runs = store.list_runs()
@@ -342,20 +357,20 @@ def runs_section(was_active: bool) -> None:
         st.rerun(scope="app")  # a run started or ended: turn polling on or off
     if not runs:
         st.info("No runs yet. Train a model on the **Train** page (or with `python -m lrcore train`): every run is "
-                "kept here with its settings, curves and checkpoint, across refreshes and restarts.", icon="🗃️")
-        st.page_link("pages/train.py", label="Go to Train", icon="📈")
+                "kept here with its settings, curves and checkpoint, across refreshes and restarts.", icon=":material/info:")
+        st.page_link("pages/train.py", label="Go to Train", icon=":material/show_chart:")
         show_skipped(store)
         return
     order = [run.run_id for run in runs]
     keep_selection(order)
     table = st.dataframe(runs_table(runs), key=TABLE_KEY, on_select="rerun", selection_mode="multi-row",
-                         hide_index=True, column_config=TABLE_COLUMNS, width="stretch",
+                         hide_index=True, column_config=TABLE_COLUMNS, width="stretch", placeholder="–",
                          height=min(38 + 35 * len(runs), 460))
     chosen = [order[i] for i in table.selection.rows if i < len(order)]
     show_skipped(store)
     if not chosen:
         st.info("Tick runs in the first column of the table to compare their curves, and to rename, download, "
-                "open or delete them.", icon="☝️")
+                "open or delete them.", icon=":material/touch_app:")
         return
     selected = []
     for run_id in chosen:
@@ -385,7 +400,7 @@ def show_skipped(store) -> None:
 
 
 def upload_section() -> None:
-    with st.expander("⬆️ Add a checkpoint file", expanded=False):
+    with st.expander("Add a checkpoint file", expanded=False, icon=":material/upload:"):
         st.caption(f"A .pt file saved by this dashboard or `python -m lrcore train --save` (or a tutorial's "
                    f"`state_dict` with linear.weight and linear.bias), at most {MAX_UPLOAD_MB} MB. It is checked "
                    "without running any code in it, then listed above like any run.")
@@ -410,7 +425,7 @@ def upload_section() -> None:
 
 # ---------------------------------------------------------------- the page
 
-st.title("🗃️ Runs")
+st.title("Runs")
 st.caption("Every training run is kept with its settings, curves, weights and checkpoint, so it is still here "
            "after a refresh or a restart. Tick several runs to overlay their curves.")
 store = common.get_run_store()

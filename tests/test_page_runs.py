@@ -84,7 +84,7 @@ def test_table_lists_every_run_with_its_settings_and_results(with_runs):
     assert list(table["Name"]) == ["small batches", "slow", "baseline"]  # newest first
     assert list(table["Learning rate"]) == ["0.1", "0.1", "0.5"]
     assert list(table["Batch size"]) == [30, 60, 60]
-    assert set(table["Status"]) == {"✅ done"} and set(table["Epochs"]) == {"2 / 2"}
+    assert set(table["Status"]) == {"done"} and set(table["Epochs"]) == {"2 / 2"}
     baseline = RunStore().get(with_runs["baseline"])
     assert table["Test acc."].iloc[2] == pytest.approx(baseline.test_accuracy * 100)
     assert table["Best val. acc."].iloc[2] == pytest.approx(baseline.best_validation_accuracy * 100)
@@ -144,7 +144,7 @@ def test_open_a_run_in_the_weights_page(with_runs):
     assert not at.exception
     checkpoint = at.session_state["checkpoint"]
     assert checkpoint.config == SMALL and at.session_state["checkpoint_label"] == "run “baseline”"
-    assert at.title[0].value != "🗃️ Runs"  # now on the Weights page
+    assert at.title[0].value != "Runs"  # now on the Weights page
 
 
 def test_crashed_run_shows_its_reason_and_keeps_its_epochs(runs_dir):
@@ -158,7 +158,7 @@ def test_crashed_run_shows_its_reason_and_keeps_its_epochs(runs_dir):
     writer.crash("the server was restarted")
     at = runs_page()
     table = at.dataframe[0].value
-    assert list(table["Status"]) == ["🛑 crashed"] and list(table["Epochs"]) == ["1 / 5"]
+    assert list(table["Status"]) == ["crashed"] and list(table["Epochs"]) == ["1 / 5"]
     select(at, ["cut off"])
     assert "the server was restarted" in at.error[0].value
     assert chart_traces(at)["Loss per epoch"] == ["cut off"]
