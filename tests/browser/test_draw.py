@@ -20,12 +20,7 @@ PREDICTION = re.compile(r"Prediction:")
 
 
 def open_draw(page, url: str) -> None:
-    """Home first, then the sidebar link (see the report: a first visit straight to /draw on a fresh
-    server gets Streamlit's old pages/-folder navigation instead of dashboard.py's)."""
-    page.goto(url)
-    page.get_by_role("heading", name="Logistic regression on MNIST").wait_for(timeout=90_000)
-    wait_for_app(page)
-    page.locator('[data-testid="stSidebarNav"] a', has_text="Draw").click()
+    page.goto(f"{url}/draw")
     page.get_by_role("heading", name="Draw").wait_for(timeout=90_000)  # first load imports torch: slow
     wait_for_app(page)
 
@@ -41,7 +36,7 @@ def tall_screenshot(page, name: str) -> None:
 
 def stroke(page, points, steps: int = 12) -> None:
     """One mouse stroke through `points` (fractions of the drawing canvas)."""
-    box = page.locator('[data-testid="stMain"] canvas').last.bounding_box()
+    box = page.locator('[data-testid="stMain"] canvas.upper-canvas').bounding_box()  # Fabric's input layer
     assert box and box["width"] >= 200, box
     xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
     page.mouse.move(*xy[0])
@@ -58,6 +53,15 @@ def predicted_label(page) -> str:
     page.get_by_text(PREDICTION).wait_for(timeout=60_000)
     wait_for_app(page)
     return page.locator("span.draw-prediction").inner_text()
+
+
+def clear(page) -> None:
+    """Press Clear and wait for the fresh canvas (a new component replaces the old one)."""
+    old = page.locator('[data-testid="stMain"] canvas.upper-canvas').element_handle()
+    page.get_by_role("button", name=re.compile("Clear")).click()
+    page.wait_for_function("canvas => !canvas.isConnected", arg=old, timeout=60_000)
+    page.locator('[data-testid="stMain"] canvas.upper-canvas').wait_for()
+    wait_for_app(page)
 
 
 def no_tracebacks(page) -> None:
@@ -93,8 +97,7 @@ def test_train_a_quick_model_draw_and_clear(page, dashboard_url):
     screenshot(page, "draw-one")
     no_tracebacks(page)
 
-    page.get_by_role("button", name=re.compile("Clear")).click()
-    wait_for_app(page)
+    clear(page)
     expect(page.get_by_text(re.compile(r"Draw a digit in the black box"))).to_be_visible()
     expect(page.get_by_text(PREDICTION)).to_have_count(0)
 
@@ -110,8 +113,7 @@ def test_train_a_quick_model_draw_and_clear(page, dashboard_url):
     no_tracebacks(page)
     tall_screenshot(page, "draw")
 
-    page.get_by_role("button", name=re.compile("Clear")).click()
-    wait_for_app(page)
+    clear(page)
     expect(page.get_by_text(re.compile(r"Draw a digit in the black box"))).to_be_visible()
     expect(page.get_by_text(PREDICTION)).to_have_count(0)
 
