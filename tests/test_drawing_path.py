@@ -85,8 +85,8 @@ def test_pasted_mnist_digits_get_the_same_predictions_as_the_originals(dataset, 
     canvases = ((on_canvas(images[i], side, x, y, resample), "sharp" if resample == SHARP else "soft")
                 for i, (side, x, y, resample) in enumerate(layouts(DIGITS)))
     scores = agreement(model, normalizer, images, canvases)
-    # Measured: sharp ~99.6%, soft ~95% (blurred edges widen the ink box a little, so
-    # the digit comes out slightly smaller than the original), all ~97%.
+    # Measured: sharp 98.4%, soft 96.4% (blurred edges widen the ink box a little, so the
+    # digit comes out slightly smaller than the original), all 97.4%.
     assert scores["all"] >= 0.95, scores
     assert scores["soft"] >= 0.9 and scores["sharp"] >= 0.97, scores
 
@@ -107,12 +107,13 @@ def test_standardized_model_gets_its_own_normaliser(dataset):
     images = dataset.test_images[:200]
     canvases = [(on_canvas(images[i], side, x, y, resample), "sharp" if resample == SHARP else "soft")
                 for i, (side, x, y, resample) in enumerate(layouts(len(images), seed=1))]
-    assert agreement(model, normalizer, images, canvases)["all"] >= 0.95
+    # Measured: 96% with its own normaliser, 61% with raw inputs.
+    assert agreement(model, normalizer, images, canvases)["all"] >= 0.93
 
     # The same drawings with raw 0..1 inputs would not do: the normaliser is part of the path.
     from lrcore.data import Normalizer
     raw = agreement(model, normalizer, images, canvases, drawing_normalizer=Normalizer("raw"))["all"]
-    assert raw < 0.9, raw
+    assert raw < 0.8, raw
 
 
 def test_uploaded_pictures_dark_on_light_or_transparent_match_the_canvas(dataset, default_model):
