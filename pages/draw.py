@@ -244,9 +244,8 @@ with left:
             image28 = dataset.test_images[index]
             true_label = int(dataset.test_labels[index])
             probabilities = predict(model.model, model.normalizer, image28.unsqueeze(0))[0]
-            st.caption(f"Test image #{index:,} of {len(dataset.test_labels):,} "
-                       f"({DATASET_TITLES.get(model.dataset, model.dataset)}); true label "
-                       f"“{model.class_names[true_label]}”.")
+            st.caption(f"Test image #{index:,} of the {len(dataset.test_labels):,} test images: the model "
+                       "never trained on it.")
 
 with right:
     if probabilities is None:
