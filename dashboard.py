@@ -19,7 +19,9 @@ from pages import common  # noqa: E402
 # multi-threaded OpenMP kernels spin-wait and slow everything down when cores are busy.
 torch.set_num_threads(1)
 
-st.set_page_config(page_title="Logistic regression on MNIST", page_icon=":material/pin:", layout="wide")
+# No page_icon: Material icons as favicons are fetched from Google Fonts, which an offline
+# classroom cannot reach; Streamlit's own favicon ships with it.
+st.set_page_config(page_title="Logistic regression on MNIST", layout="wide")
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

@@ -90,11 +90,12 @@ def contribution_maps(maps: torch.Tensor, bias: torch.Tensor, names: tuple[str, 
     titles = [f"“{names[predicted]}” (predicted): logit {logit(predicted):.1f}",
               f"“{names[compared]}”: logit {logit(compared):.1f}",
               f"“{names[predicted]}” minus “{names[compared]}”"]
-    # One symmetric colour range for all three, so equal colours mean equal amounts.
+    # One symmetric colour range for all three, so equal colours mean equal amounts. Blue means
+    # "for the class", as on the Weights page and in tutorial 003.
     limit = max(float(torch.stack(panels).abs().max()), 1e-6)
     figure = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.04)
     for col, panel in enumerate(panels, start=1):
-        figure.add_trace(go.Heatmap(z=panel.numpy(), zmin=-limit, zmax=limit, zmid=0, colorscale="RdBu_r",
+        figure.add_trace(go.Heatmap(z=panel.numpy(), zmin=-limit, zmax=limit, zmid=0, colorscale="RdBu",
                                     showscale=col == 3, colorbar=dict(title="contribution", thickness=12),
                                     hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>"),
                          row=1, col=col)
@@ -148,9 +149,9 @@ def why(image28: torch.Tensor, probabilities: torch.Tensor, model: common.ModelI
     bias = model.model.linear.bias.detach().cpu()
     st.plotly_chart(contribution_maps(maps, bias, names, predicted, compared), key="draw_contributions",
                     config={"displayModeBar": False})
-    st.caption("Each pixel's contribution is its weight × its input. Red pixels push towards the class, blue "
+    st.caption("Each pixel's contribution is its weight × its input. Blue pixels push towards the class, red "
                "pixels push away; a class's logit is the sum of its map plus its bias, and the highest logit "
-               "wins. In the difference map, red pixels are those that favour "
+               "wins. In the difference map, blue pixels are those that favour "
                f"“{names[predicted]}” over “{names[compared]}”.")
 
 
