@@ -85,3 +85,24 @@ def test_evaluate_rejects_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
     (tmp_path / "x.pt").write_text("hello")
     assert main(["evaluate", str(tmp_path / "x.pt")]) == 1
     assert "not a checkpoint" in capsys.readouterr().err
+
+
+def test_cli_runs_are_recorded_in_the_run_store(tmp_path, capsys):
+    from lrcore.runstore import RunStore
+    runs = tmp_path / "runs"
+    assert main(["train", "--epochs", "2", "--name", "from the cli", "--runs-dir", str(runs), "--quiet"]) == 0
+    assert "recorded as run" in capsys.readouterr().out
+    stored = RunStore(runs).list_runs()
+    assert [(run.name, run.status) for run in stored] == [("from the cli", "done")]
+    assert [epoch["epoch"] for epoch in RunStore(runs).load(stored[0].run_id).epochs] == [0, 1, 2]
+
+
+def test_dry_run_records_nothing(tmp_path):
+    runs = tmp_path / "runs"
+    assert main(["train", "--dry-run", "--runs-dir", str(runs)]) == 0
+    assert stored_runs(runs) == []
+
+
+def stored_runs(path):
+    from lrcore.runstore import RunStore
+    return RunStore(path).list_runs()
