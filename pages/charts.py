@@ -81,7 +81,7 @@ def epoch_figure(epochs: Sequence[dict], kind: str, lr_changes: Sequence[dict] =
     last = max(planned, x[-1] if x else 0, 1)
     xaxis = dict(title=dict(text="epoch"), range=[-0.2, last + 0.2], dtick=1 if last <= 20 else None)
     if kind == "accuracy":
-        yaxis = dict(title=dict(text="accuracy"), tickformat=".0%", hoverformat=".2%")
+        yaxis = dict(title=dict(text="accuracy"), tickformat=".1~%", hoverformat=".2%")
         title = "Accuracy per epoch"
     else:
         yaxis = dict(title=dict(text="cross-entropy loss"), hoverformat=".4f")

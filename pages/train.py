@@ -199,7 +199,7 @@ def share_link(settings: dict, dataset_name: str) -> str | None:
 
 def duration(seconds: float) -> str:
     if seconds < 1:
-        return "under a second"
+        return "< 1 s"
     if seconds < 60:
         return f"{seconds:.0f} s"
     return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
