@@ -7,7 +7,7 @@
 (b) Dashboard path: the Train page's worker (`lrcore.worker.TrainingWorker`, which folds every
     event into its locked record) with a polling thread that, every 0.5 s like the pages'
     `st.fragment(run_every=0.5)`, takes `worker.snapshot()`, builds the Train page's three
-    figures (`pages.charts.LiveCharts`) AND the Weights page's heatmaps and biases (rebuilt,
+    figures (`pages.charts.LiveCharts`) AND the Weights page's heatmaps and biases (refreshed,
     as on the page, only when a new epoch's weights arrive), and turns each into JSON the way
     `st.plotly_chart` does. One browser tab shows one page, so building both pages' figures
     overstates the cost.
@@ -61,7 +61,8 @@ def as_streamlit_sends(figure) -> str:
 
 def poll(worker: TrainingWorker, stop: threading.Event, counts: dict) -> None:
     """The pages' fragments: snapshot, build the figures, serialise them, twice a second."""
-    live, memo = charts.LiveCharts(), charts.FigureMemo()  # the pages keep these in session state
+    # the pages keep these in session state
+    live, maps, memo = charts.LiveCharts(), charts.WeightMaps(), charts.FigureMemo()
     while not stop.wait(POLL_SECONDS):
         started = time.thread_time()  # CPU time of this thread: waits for the GIL or a core do not count
         record = worker.snapshot()
@@ -69,7 +70,7 @@ def poll(worker: TrainingWorker, stop: threading.Event, counts: dict) -> None:
         if record.snapshots:
             _epoch, weight, bias = record.snapshots[-1]
             source = (record.run_id, len(record.snapshots))
-            figures += [memo.get("maps", source, lambda: charts.weights_figure(weight, record.class_names)),
+            figures += [maps.figure(source, weight, record.class_names),
                         memo.get("biases", source, lambda: charts.bias_figure(bias, record.class_names))]
         counts["bytes"] += sum(len(as_streamlit_sends(figure)) for figure in figures)
         counts["polls"] += 1

@@ -25,12 +25,11 @@ def snapshot_label(record, index: int) -> str:
 
 def draw_weights(weight, bias, class_names, shared_scale: bool, source: object) -> None:
     """Heatmaps and biases; `source` names the weights (run and snapshot), so polls reuse the figures."""
-    if "weights_memo" not in st.session_state:
-        st.session_state.weights_memo = charts.FigureMemo()
-    memo = st.session_state.weights_memo
+    if "weights_figures" not in st.session_state:
+        st.session_state.weights_figures, st.session_state.weights_memo = charts.WeightMaps(), charts.FigureMemo()
+    maps = st.session_state.weights_figures.figure(source, weight, class_names, shared_scale)
+    biases = st.session_state.weights_memo.get("biases", source, lambda: charts.bias_figure(bias, class_names))
     maps_col, bias_col = st.columns([5, 1])
-    maps = memo.get("maps", (source, shared_scale), lambda: charts.weights_figure(weight, class_names, shared_scale))
-    biases = memo.get("biases", source, lambda: charts.bias_figure(bias, class_names))
     maps_col.plotly_chart(maps, key="weights_maps")
     bias_col.plotly_chart(biases, key="weights_biases")
     limit = float(weight.abs().max())

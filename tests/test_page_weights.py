@@ -15,7 +15,7 @@ from lrcore import TrainConfig
 from lrcore.checkpoint import checkpoint_bytes, load_checkpoint
 from lrcore.data import Normalizer
 from lrcore.model import LogisticRegression
-from pages import common
+from pages import charts, common
 
 APP = "../dashboard.py"  # relative to this file
 PAGE = "pages/weights.py"
@@ -186,3 +186,14 @@ def test_a_loaded_checkpoint_is_shown_without_the_slider():
     traces, layout = heatmaps(at)
     np.testing.assert_allclose(array(traces[9]["z"]), weight[9].reshape(28, 28).numpy(), rtol=1e-6)
     assert layout["coloraxis"]["cmax"] == pytest.approx(float(weight.abs().max()))
+
+
+@pytest.mark.parametrize("shared_scale", [True, False])
+def test_refilled_weight_maps_equal_a_freshly_built_figure(shared_scale):
+    """The Weights page refills its figure in place on each new epoch; it must match a rebuilt one."""
+    names = tuple("0123456789")
+    first, second = torch.randn(10, 784), 3 * torch.randn(10, 784)
+    maps = charts.WeightMaps()
+    figure = maps.figure("epoch 1", first, names, shared_scale)
+    assert maps.figure("epoch 2", second, names, shared_scale) is figure  # refilled, not rebuilt
+    assert json.loads(figure.to_json()) == json.loads(charts.weights_figure(second, names, shared_scale).to_json())
