@@ -154,7 +154,14 @@ def sidebar() -> None:
     with st.sidebar:
         st.markdown(f"**Dataset:** {DATASET_TITLES[selected_dataset_name()]}")
         st.markdown(f"**Device:** {device_label()}")
-        st.markdown(f"**Run:** {run_state_text(current_worker())}")
+        worker = current_worker()
+        # While a run is active the line refreshes itself each second; idle, it costs nothing.
+        live = worker is not None and worker.snapshot().active
+        st.fragment(run_every=1.0 if live else None)(_run_state_line)()
+
+
+def _run_state_line() -> None:
+    st.markdown(f"**Run:** {run_state_text(current_worker())}")
 
 
 def run_listeners() -> list:

@@ -42,7 +42,8 @@ def start_streamlit(data_dir: Path, log_path: Path, extra_env: dict | None = Non
     log = open(log_path, "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+         "--server.port", str(port), "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],  # edits elsewhere in the checkout must not rerun the app
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
@@ -113,8 +114,26 @@ def wait_for_app(page, timeout: float = 30_000) -> None:
 
 
 def screenshot(page, name: str) -> Path:
-    """Save a full-page screenshot as artifacts/screenshots/<name>.png."""
+    """Save the whole page as artifacts/screenshots/<name>.png.
+
+    Streamlit scrolls inside its own container, so a plain full-page screenshot stops at
+    the window's edge: grow the window to the content's height first, then restore it.
+    """
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
+    size = page.viewport_size
+    height = size["height"]
+    for _ in range(3):  # images laid out below the fold can lengthen the page once more
+        needed = page.evaluate("""() => {
+          const block = document.querySelector('[data-testid="stMainBlockContainer"]');
+          return block ? Math.ceil(block.scrollHeight + block.getBoundingClientRect().top + 40) : 0;
+        }""")
+        if needed <= height:
+            break
+        height = min(needed, 8000)
+        page.set_viewport_size({"width": size["width"], "height": height})
+        page.wait_for_timeout(800)
     page.screenshot(path=str(path), full_page=True)
+    if height != size["height"]:
+        page.set_viewport_size(size)
     return path
