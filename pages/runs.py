@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.colors import qualitative
 
-from lrcore.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError
+from lrcore.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint
 from lrcore.config import NORMALIZATION_LABELS, OPTIMIZER_LABELS, TrainConfig
 from lrcore.data import DATASET_TITLES
 from lrcore.runstore import RunStoreError, StoredRun, epochs_csv
@@ -400,15 +400,31 @@ def show_skipped(store) -> None:
 
 
 def upload_section() -> None:
-    with st.expander("Add a checkpoint file", expanded=False, icon=":material/upload:"):
+    problem = st.session_state.pop("runs_upload_problem", None)
+    with st.expander("Add a checkpoint file", icon=":material/upload:"):  # opened by the user, stays open
         st.caption(f"A .pt file saved by this dashboard or `python -m lrcore train --save` (or a tutorial's "
                    f"`state_dict` with linear.weight and linear.bias), at most {MAX_UPLOAD_MB} MB. It is checked "
                    "without running any code in it, then listed above like any run.")
+        if problem:
+            st.error(problem)
         counter = st.session_state.setdefault("runs_upload_counter", 0)
         upload = st.file_uploader("Checkpoint file", type=["pt", "pth"], max_upload_size=MAX_UPLOAD_MB,
                                   key=f"runs_upload_{counter}")
         if upload is None:
             return
+        try:
+            checkpoint = load_checkpoint(upload.getvalue())
+        except CheckpointError as error:
+            # the message stays, the uploader empties: pick another file straight away
+            st.session_state.runs_upload_problem = f"“{upload.name}” was not added: {error}."
+            st.session_state.runs_upload_counter = counter + 1
+            st.rerun()
+        config, metrics = checkpoint.config, checkpoint.metrics
+        facts = [f"{len(checkpoint.class_names)} classes", DATASET_TITLES.get(config.dataset, config.dataset),
+                 f"{setting_text('optimizer', config.optimizer)} lr={config.learning_rate:g} bs={config.batch_size}"]
+        if "test_accuracy" in metrics:
+            facts.append(f"test accuracy {metrics['test_accuracy']:.2%}")
+        st.caption("A valid checkpoint: " + " · ".join(facts) + ".")
         default_name = re.sub(r"\.(pt|pth)$", "", upload.name) or "uploaded checkpoint"
         name = st.text_input("Name", value=default_name, max_chars=100, key=f"runs_upload_name_{counter}")
         if st.button("Add to runs", type="primary", key=f"runs_upload_add_{counter}"):

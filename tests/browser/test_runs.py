@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import screenshot, wait_for_app
@@ -18,21 +17,12 @@ CHART_LEGENDS = """() => Object.fromEntries([...document.querySelectorAll('.js-p
   .filter(p => p.layout && p.layout.title)
   .map(p => [String(p.layout.title.text).replace(/<[^>]+>/g, ''), p.data.filter(t => t.showlegend !== false).map(t => t.name)]))"""
 SHORT_RUN = "epochs=3&batch_size=60&per_class=30"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def navigation_registered(browser, dashboard_url):
-    """Open the home page first: a fresh server's first session that opens /train directly runs in
-    Streamlit's old pages/-folder mode, without dashboard.py (a frame issue reported to the lead)."""
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(dashboard_url)
-    page.get_by_text("Dataset:").wait_for(timeout=90_000)
-    context.close()
+expect.set_options(timeout=30_000)  # the shared CI machine can be slow to rerun a page
 
 
 def full_screenshot(page, name: str) -> None:
     """Streamlit scrolls inside its main element, so grow the viewport to capture the whole page."""
+    page.mouse.move(0, 0)  # no hover toolbars over the table
     size = page.viewport_size
     height = min(4000, max(size["height"], page.evaluate(PAGE_HEIGHT)))
     page.set_viewport_size({"width": size["width"], "height": height})
@@ -71,6 +61,26 @@ def tick_row(page, name: str) -> None:
     wait_for_app(page)
 
 
+def upload(page, file, name: str, kept: bool = True) -> None:
+    """Put `file` in the checkpoint uploader (a bad file is refused and the uploader emptied).
+
+    Tried again if the page was still replacing the uploader when the file went in.
+    """
+    chip = page.locator('[data-testid="stFileChipName"]', has_text=name)
+    for attempt in range(3):
+        wait_for_app(page)
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(file)
+        if not kept:
+            break
+        try:
+            chip.wait_for(timeout=10_000)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+    wait_for_app(page)
+
+
 def test_refresh_keeps_the_run_training_and_the_runs_page_lists_it(page, dashboard_url):
     run_id = start_run(page, dashboard_url, "lr=0.1&epochs=1000&batch_size=20")  # minutes: stopped below
     progress = page.get_by_text(re.compile(r"Epoch \d+ of 1000"))
@@ -79,7 +89,7 @@ def test_refresh_keeps_the_run_training_and_the_runs_page_lists_it(page, dashboa
     page.reload()  # the browser's refresh button: a new session, the same URL
     wait_for_app(page)
     assert f"run={run_id}" in page.url, page.url
-    expect(page.get_by_text(re.compile(r"Epoch \d+ of 1000"))).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(re.compile(r"Epoch \d+ of 1000"))).to_be_visible()
     expect(page.get_by_text(re.compile(r"Run: training epoch \d+ of 1000"))).to_be_visible()
     position = """() => { const m = document.body.innerText.match(/Epoch (\\d+) of 1000 · batch (\\d+) of/);
                          return m ? Number(m[1]) * 100000 + Number(m[2]) : null; }"""
@@ -92,7 +102,7 @@ def test_refresh_keeps_the_run_training_and_the_runs_page_lists_it(page, dashboa
     status = page.locator('[data-testid="stDataFrame"] td[aria-colindex="2"]').first
     expect(status).to_contain_text(re.compile(r"training \(epoch \d+ of 1000\)"))
     tick_row(page, "SGD lr=0.1 bs=20")
-    expect(page.get_by_role("button", name="Delete")).to_be_disabled(timeout=30_000)  # stop it first
+    expect(page.get_by_role("button", name="Delete")).to_be_disabled()  # stop it first
     expect(page.get_by_text("Loss per epoch").first).to_be_visible()
     full_screenshot(page, "runs")
 
@@ -111,7 +121,8 @@ def test_compare_two_runs_then_download_and_upload_a_checkpoint(page, dashboard_
     tick_row(page, "SGD lr=0.5 bs=60")
     tick_row(page, "SGD lr=0.1 bs=60")
     page.get_by_role("heading", name="Compare").wait_for()
-    page.wait_for_function(f"() => Object.keys(({CHART_LEGENDS})()).length >= 3")
+    page.wait_for_function(f"() => Object.values(({CHART_LEGENDS})()).filter(names => names.length == 2)"
+                           ".length == 3")  # the charts of one selected run are replaced
     legends = page.evaluate(CHART_LEGENDS)
     # two curves per chart, in the table's order (newest first), named by the setting that differs
     assert legends.get("Loss per epoch") == ["lr=0.1", "lr=0.5"], legends
@@ -133,16 +144,12 @@ def test_compare_two_runs_then_download_and_upload_a_checkpoint(page, dashboard_
     assert lines[0].startswith("epoch,step,train_loss") and len(lines) == 1 + 4  # epochs 0..3
 
     page.get_by_text("Add a checkpoint file").click()
-    uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
-    uploader.set_input_files(files=[{"name": "notes.pt", "mimeType": "application/octet-stream",
-                                     "buffer": b"these are my lecture notes"}])
-    page.get_by_role("button", name="Add to runs").click()
+    upload(page, {"name": "notes.pt", "mimeType": "application/octet-stream",
+                  "buffer": b"these are my lecture notes"}, "notes.pt", kept=False)
     expect(page.get_by_text(re.compile("“notes.pt” was not added: not a checkpoint"))).to_be_visible()
-    page.get_by_label("Remove notes.pt").click()
-    wait_for_app(page)
-    uploader.set_input_files(str(checkpoint))
-    page.locator('[data-testid="stFileChipName"]', has_text="model.pt").wait_for()
-    wait_for_app(page)
+    expect(page.locator('[data-testid="stFileChipName"]')).to_have_count(0)  # emptied for the next file
+    upload(page, str(checkpoint), "model.pt")
+    expect(page.get_by_text(re.compile("A valid checkpoint: 10 classes"))).to_be_visible()
     name = page.get_by_label("Name").last
     expect(name).to_have_value("model")  # the file's name, editable
     name.fill("from a colleague")
