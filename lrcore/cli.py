@@ -11,6 +11,7 @@ dataset or a bad checkpoint exits with 1, a diverged run with 3.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -118,38 +119,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def run_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     dataset = load_dataset(config.dataset, download=args.download)
+    # Check the batch size against the split now, so a bad argument never leaves a crashed run behind.
+    config.check_sizes(len(make_splits(dataset, config.validation_fraction, config.seed, config.per_class_limit).train))
     writer = None
     if not args.dry_run and not args.no_record:
         from .runstore import RunStore
         writer = RunStore(args.runs_dir).writer(config, name=args.name, source="cli")
     progress = None if args.quiet or not sys.stderr.isatty() else ProgressBar(sys.stderr)
-    finished = None
     events = train(config, dataset, batch_event_seconds=0.2,
                    max_batches_per_epoch=DRY_RUN_BATCHES if args.dry_run else None)
     try:
-        for event in events:
-            if writer is not None:
-                writer.record(event)
-            if isinstance(event, ev.RunStarted):
-                print(f"training on {config.dataset} ({event.train_size:,} train / {event.validation_size:,} "
-                      f"validation / {event.test_size:,} test images) on {event.device}")
-            elif isinstance(event, ev.BatchProgress) and progress:
-                progress.update(event)
-            elif isinstance(event, ev.EpochEnd):
-                if progress:
-                    progress.clear()
-                print(epoch_line(event), flush=True)
-            elif isinstance(event, ev.LearningRateChanged):
-                print(f"learning rate {event.old:g} -> {event.new:g} at step {event.step}")
-            elif isinstance(event, ev.Diverged):
-                if progress:
-                    progress.clear()
-                print(f"diverged: {event.message}", file=sys.stderr)
-            elif isinstance(event, ev.Finished):
-                finished = event
+        with writer if writer is not None else contextlib.nullcontext():  # records a crash with its reason
+            finished = report_events(events, writer, progress, config)
     except KeyboardInterrupt:
-        if writer is not None:
-            writer.crash("interrupted from the keyboard")
         print("\ninterrupted", file=sys.stderr)
         return 130
     print(f"{finished.status}: test accuracy {finished.test_accuracy:.4f}, test loss {finished.test_loss:.4f}, "
@@ -162,6 +144,32 @@ def run_train(args: argparse.Namespace) -> int:
     if writer is not None:
         print(f"recorded as run {writer.run_id} in {writer.path.parent}")
     return EXIT_DIVERGED if finished.status == "diverged" else 0
+
+
+def report_events(events, writer, progress: "ProgressBar | None", config: TrainConfig) -> ev.Finished:
+    """Print what the training events say (and record them); return the Finished event."""
+    finished = None
+    for event in events:
+        if writer is not None:
+            writer.record(event)
+        if isinstance(event, ev.RunStarted):
+            print(f"training on {config.dataset} ({event.train_size:,} train / {event.validation_size:,} "
+                  f"validation / {event.test_size:,} test images) on {event.device}")
+        elif isinstance(event, ev.BatchProgress) and progress:
+            progress.update(event)
+        elif isinstance(event, ev.EpochEnd):
+            if progress:
+                progress.clear()
+            print(epoch_line(event), flush=True)
+        elif isinstance(event, ev.LearningRateChanged):
+            print(f"learning rate {event.old:g} -> {event.new:g} at step {event.step}")
+        elif isinstance(event, ev.Diverged):
+            if progress:
+                progress.clear()
+            print(f"diverged: {event.message}", file=sys.stderr)
+        elif isinstance(event, ev.Finished):
+            finished = event
+    return finished
 
 
 def epoch_line(event: ev.EpochEnd) -> str:

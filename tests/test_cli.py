@@ -106,3 +106,24 @@ def test_dry_run_records_nothing(tmp_path):
 def stored_runs(path):
     from lrcore.runstore import RunStore
     return RunStore(path).list_runs()
+
+
+def test_a_failing_run_is_recorded_as_crashed_with_its_reason(tmp_path, monkeypatch):
+    import lrcore.cli as cli
+    from lrcore.runstore import RunStore
+
+    def broken_train(*args, **kwargs):
+        yield from ()
+        raise RuntimeError("disk on fire")
+    monkeypatch.setattr(cli, "train", broken_train)
+    runs = tmp_path / "runs"
+    with pytest.raises(RuntimeError):
+        main(["train", "--runs-dir", str(runs), "--quiet"])
+    [run] = RunStore(runs).list_runs()
+    assert run.status == "crashed" and "disk on fire" in run.message
+
+
+def test_a_bad_batch_size_leaves_no_run_behind(tmp_path):
+    runs = tmp_path / "runs"
+    assert main(["train", "--batch-size", "9000", "--runs-dir", str(runs)]) == 2
+    assert stored_runs(runs) == []
