@@ -123,6 +123,7 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     size = page.viewport_size
     height = size["height"]
+    page.wait_for_function("() => [...document.images].every(image => image.complete)")
     for _ in range(3):  # images laid out below the fold can lengthen the page once more
         needed = page.evaluate("""() => {
           const block = document.querySelector('[data-testid="stMainBlockContainer"]');

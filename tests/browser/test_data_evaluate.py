@@ -32,27 +32,6 @@ PLOT_AREA = """() => {
 }"""
 
 
-def full_screenshot(page, name: str) -> None:
-    """Screenshot the whole page: Streamlit scrolls inside its own container, so grow the viewport first."""
-    size = page.viewport_size
-    height = size["height"]
-    page.wait_for_function("() => [...document.images].every(image => image.complete)")
-    for _ in range(3):  # images below the fold may lengthen the page once they are laid out
-        needed = page.evaluate("""() => {
-          const block = document.querySelector('[data-testid="stMainBlockContainer"]');
-          return Math.ceil(block.scrollHeight + block.getBoundingClientRect().top + 40);
-        }""")
-        if needed <= height:
-            break
-        height = min(needed, 8000)
-        page.set_viewport_size({"width": size["width"], "height": height})
-        page.wait_for_timeout(800)
-        page.wait_for_function("() => [...document.images].every(image => image.complete)")
-    wait_for_app(page)
-    screenshot(page, name)
-    page.set_viewport_size(size)
-
-
 @pytest.fixture(scope="module")
 def checkpoint_files(tmp_path_factory):
     """A quick model saved with lrcore, its test accuracy as evaluate_model computes it, and a bad file."""
@@ -89,7 +68,7 @@ def test_data_page_shows_class_counts_and_examples(page, dashboard_url):
     expect(page.get_by_text("Mean image of each class")).to_be_visible()
     page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stMain\"] img').length >= 54")
     before = page.locator('[data-testid="stMain"] img').first.get_attribute("src")
-    full_screenshot(page, "data")
+    screenshot(page, "data")
 
     page.get_by_role("button", name=re.compile("New sample")).click()
     page.wait_for_function("(before) => document.querySelector('[data-testid=\"stMain\"] img').src !== before",
@@ -122,7 +101,7 @@ def test_evaluate_a_checkpoint_and_open_confusion_cells(page, dashboard_url, che
     expect(page.get_by_text("checkpoint quick.pt", exact=False)).to_be_visible()
     expect(page.get_by_text(re.compile(r"\d+ of 32 right"))).to_be_visible()  # the last section
     wait_for_app(page)
-    full_screenshot(page, "evaluate")
+    screenshot(page, "evaluate")
 
     # click a heatmap cell that is not the one picked at first
     first_pick = result.most_confused(1)[0][:2]

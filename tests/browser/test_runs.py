@@ -10,25 +10,11 @@ from playwright.sync_api import expect
 from tests.browser.conftest import screenshot, wait_for_app
 
 ROW_HEIGHT = 35  # st.dataframe's default row height (the header row is as tall)
-PAGE_HEIGHT = """() => Math.max(...[...document.querySelectorAll(
-  '[data-testid="stMain"], [data-testid="stMainBlockContainer"], [data-testid="stAppViewContainer"]')]
-  .map(element => element.scrollHeight))"""
 CHART_LEGENDS = """() => Object.fromEntries([...document.querySelectorAll('.js-plotly-plot')]
   .filter(p => p.layout && p.layout.title)
   .map(p => [String(p.layout.title.text).replace(/<[^>]+>/g, ''), p.data.filter(t => t.showlegend !== false).map(t => t.name)]))"""
 SHORT_RUN = "epochs=3&batch_size=60&per_class=30"
 expect.set_options(timeout=30_000)  # the shared CI machine can be slow to rerun a page
-
-
-def full_screenshot(page, name: str) -> None:
-    """Streamlit scrolls inside its main element, so grow the viewport to capture the whole page."""
-    page.mouse.move(0, 0)  # no hover toolbars over the table
-    size = page.viewport_size
-    height = min(4000, max(size["height"], page.evaluate(PAGE_HEIGHT)))
-    page.set_viewport_size({"width": size["width"], "height": height})
-    page.wait_for_timeout(1500)  # plotly redraws at the new size
-    screenshot(page, name)
-    page.set_viewport_size(size)
 
 
 def start_run(page, url: str, settings: str) -> str:
@@ -104,7 +90,7 @@ def test_refresh_keeps_the_run_training_and_the_runs_page_lists_it(page, dashboa
     tick_row(page, "SGD lr=0.1 bs=20")
     expect(page.get_by_role("button", name="Delete")).to_be_disabled()  # stop it first
     expect(page.get_by_text("Loss per epoch").first).to_be_visible()
-    full_screenshot(page, "runs")
+    screenshot(page, "runs")
 
     page.goto(f"{dashboard_url}/train?run={run_id}")  # stop it, so the next test has the CPU
     wait_for_app(page)
@@ -129,7 +115,7 @@ def test_compare_two_runs_then_download_and_upload_a_checkpoint(page, dashboard_
     assert legends.get("Accuracy per epoch") == ["lr=0.1", "lr=0.5"], legends
     assert legends.get("Training loss per batch (smoothed)") == ["lr=0.1", "lr=0.5"], legends
     expect(page.get_by_text(re.compile("Same for all: dataset mnist-sample, batch size 60"))).to_be_visible()
-    full_screenshot(page, "runs-compare")
+    screenshot(page, "runs-compare")
 
     # the buttons act on the first of the selected runs; its checkpoint and metrics download
     with page.expect_download() as download:

@@ -17,30 +17,6 @@ CHART_TRACES = """(title) => {
           lines: chart.data.filter(t => t.name && t.x && t.x.length > 1).map(t => t.name),
           colors: [...new Set(chart.data.filter(t => t.name).map(t => t.line && t.line.color))]};
 }"""
-PAGE_HEIGHT = """() => Math.max(...[...document.querySelectorAll(
-  '[data-testid="stMain"], [data-testid="stMainBlockContainer"], [data-testid="stAppViewContainer"]')]
-  .map(element => element.scrollHeight))"""
-
-
-@pytest.fixture(scope="module", autouse=True)
-def navigation_registered(browser, dashboard_url):
-    """Open the home page first: a fresh server runs st.navigation only once some session loaded dashboard.py."""
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(dashboard_url)
-    page.get_by_text("Dataset:").wait_for(timeout=90_000)
-    context.close()
-
-
-def full_screenshot(page, name: str) -> None:
-    """Screenshot the whole page: Streamlit scrolls inside its main element, so grow the viewport."""
-    size = page.viewport_size
-    height = min(4000, max(size["height"], page.evaluate(PAGE_HEIGHT)))
-    page.set_viewport_size({"width": size["width"], "height": height})
-    page.wait_for_timeout(800)  # plotly redraws at the new size
-    screenshot(page, name)
-    page.set_viewport_size(size)
-
 
 def set_text(page, label: str, value: str) -> None:
     box = page.get_by_label(label, exact=True)
@@ -78,7 +54,7 @@ def test_sweep_range_test_and_open_in_train(page, dashboard_url):
     expect(page.get_by_text("diverged (the loss blew up)")).to_be_visible()
     expect(page.get_by_text(re.compile(r"Best: lr \S+ with \d+\.\d% validation accuracy"))).to_be_visible()
     page.mouse.move(0, 0)  # no button tooltip in the screenshot
-    full_screenshot(page, "sweep")
+    screenshot(page, "sweep")
 
     page.get_by_role("button", name="Find a learning rate").click()
     expect(page.get_by_text("Suggested learning rate for SGD")).to_be_visible(timeout=60_000)
@@ -86,7 +62,7 @@ def test_sweep_range_test_and_open_in_train(page, dashboard_url):
     curve = page.evaluate(CHART_TRACES, "Loss while the learning rate grows")
     assert curve is not None and len(curve["lines"]) == 2, curve  # batch loss and smoothed loss
     page.mouse.move(0, 0)
-    full_screenshot(page, "lr-finder")
+    screenshot(page, "lr-finder")
     text = page.get_by_text("Suggested learning rate for SGD").inner_text()
     value = re.search(r"batch size 128: ([\d.e+-]+) \(where the smoothed loss falls fastest", text).group(1)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import screenshot, wait_for_app
@@ -33,36 +32,6 @@ HEATMAPS = """() => {
   const maps = plots.find(p => p.data && p.data.filter(trace => trace.type === 'heatmap').length > 0);
   return maps ? maps.data.filter(trace => trace.type === 'heatmap').map(trace => trace.name) : null;
 }"""
-
-
-PAGE_HEIGHT = """() => Math.max(...[...document.querySelectorAll(
-  '[data-testid="stMain"], [data-testid="stMainBlockContainer"], [data-testid="stAppViewContainer"]')]
-  .map(element => element.scrollHeight))"""
-
-
-@pytest.fixture(scope="module", autouse=True)
-def navigation_registered(browser, dashboard_url):
-    """Open the home page once before opening /train directly.
-
-    Streamlit runs a fresh server's first session in the old pages/-folder mode until some
-    session has run dashboard.py's st.navigation; a first visit straight to /train would
-    then show the pages/ folder's files as pages (reported as a frame bug).
-    """
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(dashboard_url)
-    page.get_by_text("Dataset:").wait_for(timeout=90_000)  # dashboard.py's sidebar: st.navigation has run
-    context.close()
-
-
-def full_screenshot(page, name: str) -> None:
-    """Screenshot the whole page: Streamlit scrolls inside its main element, so grow the viewport."""
-    size = page.viewport_size
-    height = min(4000, max(size["height"], page.evaluate(PAGE_HEIGHT)))
-    page.set_viewport_size({"width": size["width"], "height": height})
-    page.wait_for_timeout(1500)  # plotly redraws at the new size
-    screenshot(page, name)
-    page.set_viewport_size(size)
 
 
 def main_area(page):
@@ -91,7 +60,7 @@ def go_to(page, title: str) -> None:
 def test_train_switch_pages_while_training_stop_and_weights(page, dashboard_url):
     open_train(page, f"{dashboard_url}/train")
     expect(page.get_by_text("Pick the settings above", exact=False)).to_be_visible()
-    full_screenshot(page, "train-before")
+    screenshot(page, "train-before")
 
     set_number(page, "Exact learning rate", "0.3")
     set_number(page, "Epochs", "200")  # long enough that Stop has something to stop
@@ -133,7 +102,7 @@ def test_train_switch_pages_while_training_stop_and_weights(page, dashboard_url)
     expect(page.get_by_text(re.compile(r"Stopped after epoch \d+"))).to_be_visible(timeout=30_000)
     expect(page.get_by_text("Test accuracy")).to_be_visible()
     wait_for_app(page)
-    full_screenshot(page, "train-stopped")
+    screenshot(page, "train-stopped")
 
     go_to(page, "Weights")
     wait_for_app(page)
@@ -143,7 +112,7 @@ def test_train_switch_pages_while_training_stop_and_weights(page, dashboard_url)
     slider.press("Home")
     wait_for_app(page)
     expect(page.get_by_text("Epoch 0 (untrained)")).to_be_visible()
-    full_screenshot(page, "weights-epoch0")
+    screenshot(page, "weights-epoch0")
 
 
 def test_share_link_opens_the_same_settings(page, dashboard_url):
@@ -159,10 +128,10 @@ def test_share_link_opens_the_same_settings(page, dashboard_url):
     main_area(page).get_by_role("button", name=re.compile("Share these settings")).click()
     link = page.locator('[data-testid="stCode"]').inner_text()
     assert "/train?" in link and "lr=0.02" in link and "optimizer=momentum" in link and "run=" not in link
-    full_screenshot(page, "train-shared")
+    screenshot(page, "train-shared")
 
     open_train(page, f"{dashboard_url}/train?lr=abc&optimizer=adam")
     expect(page.get_by_text("lr must be a number from 1e-06 to 100", exact=False)).to_be_visible()
     expect(page.get_by_text("optimizer must be one of sgd, momentum, adamw", exact=False)).to_be_visible()
     expect(page.get_by_label("Exact learning rate", exact=True)).to_have_value("0.5")
-    full_screenshot(page, "train-bad-link")
+    screenshot(page, "train-bad-link")
