@@ -30,11 +30,13 @@ def fresh_data_dir(tmp_path_factory):
         yield
 
 
-def started_from_train_page(epochs: int):
+def started_from_train_page(epochs: int, batch_size: int | None = None):
     """Start a run by pressing Start on the Train page; returns its worker."""
     at = AppTest.from_file(APP, default_timeout=60)
     at.switch_page("pages/train.py").run()
     at.number_input(key="train_epochs").set_value(epochs).run()
+    if batch_size is not None:
+        at.number_input(key="train_batch_size").set_value(batch_size).run()
     next(b for b in at.button if b.label == "Start").click().run()
     assert not at.exception, at.exception
     return common.get_registry().get(at.session_state["run_id"])
@@ -147,7 +149,8 @@ def pause_inside_an_epoch(worker, timeout: float = 30) -> None:
 
 
 def test_live_while_training_follow_or_scrub_then_stopped_weights_are_kept():
-    worker = started_from_train_page(epochs=500)
+    # Long enough (minutes on an idle machine) that the test, not the end of training, stops it.
+    worker = started_from_train_page(epochs=1000, batch_size=16)
     deadline = time.time() + 30
     while len(worker.snapshot().snapshots) < 2:
         assert time.time() < deadline

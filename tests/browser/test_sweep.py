@@ -44,12 +44,12 @@ def test_sweep_range_test_and_open_in_train(page, dashboard_url):
     page.get_by_role("button", name="Start sweep").click()
     expect(page.get_by_text("Results, best first")).to_be_visible(timeout=120_000)
     wait_for_app(page)
-    accuracy = page.evaluate(CHART_TRACES, "Validation accuracy per epoch")
+    accuracy = page.wait_for_function(CHART_TRACES, arg="Validation accuracy per epoch", timeout=30_000).json_value()
     assert accuracy is not None and accuracy["all"] >= 5, accuracy  # 5 lines + the colour bar
     assert len(accuracy["colors"]) == 5  # one colour per learning rate
     # lr 100 diverges in epoch 1 (a single point, marked ✕); the other four have 4 points each
     assert len(accuracy["lines"]) == 4 and "lr 100" not in accuracy["lines"], accuracy
-    batches = page.evaluate(CHART_TRACES, "Training loss per minibatch")
+    batches = page.wait_for_function(CHART_TRACES, arg="Training loss per minibatch", timeout=30_000).json_value()
     assert batches is not None and len(batches["lines"]) == 5, batches
     expect(page.get_by_text("diverged (the loss blew up)")).to_be_visible()
     expect(page.get_by_text(re.compile(r"Best: lr \S+ with \d+\.\d% validation accuracy"))).to_be_visible()

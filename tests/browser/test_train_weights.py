@@ -63,7 +63,8 @@ def test_train_switch_pages_while_training_stop_and_weights(page, dashboard_url)
     screenshot(page, "train-before")
 
     set_number(page, "Exact learning rate", "0.3")
-    set_number(page, "Epochs", "200")  # long enough that Stop has something to stop
+    set_number(page, "Epochs", "1000")  # with batch size 16: minutes, so Stop has something to stop
+    set_number(page, "Batch size", "16")
     expect(page.get_by_label("Exact learning rate", exact=True)).to_have_value("0.3")
     # the log-scale slider snapped to the nearest grid value
     expect(page.get_by_role("slider").first).to_have_attribute("aria-valuetext", "0.2")
@@ -71,7 +72,7 @@ def test_train_switch_pages_while_training_stop_and_weights(page, dashboard_url)
     main_area(page).get_by_role("button", name=re.compile("Start$")).click()
     reached = page.wait_for_function(ACCURACY_REACHED, arg=0.85, timeout=90_000).json_value()
     assert reached["epochs"] >= 2 and reached["accuracy"] > 0.85
-    expect(page.get_by_text(re.compile(r"Epoch \d+ of 200 · batch"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Epoch \d+ of 1000 · batch"))).to_be_visible()
 
     # No wait_for_app while training: the page reruns its live part twice a second.
     live_lr = page.get_by_label("Change the learning rate now", exact=True)
@@ -89,11 +90,11 @@ def test_train_switch_pages_while_training_stop_and_weights(page, dashboard_url)
     names = page.wait_for_function(HEATMAPS, timeout=30_000).json_value()
     assert names == [f"digit {digit}" for digit in range(10)]
     assert page.wait_for_function(BIASES, timeout=30_000).json_value() == 10
-    expect(page.get_by_text(re.compile(r"live, training epoch \d+ of 200"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"live, training epoch \d+ of 1000"))).to_be_visible()
     screenshot(page, "weights-live")
     go_to(page, "Train")
     expect(page.get_by_label("Exact learning rate", exact=True)).to_have_value("0.3", timeout=30_000)
-    expect(page.get_by_label("Epochs", exact=True)).to_have_value("200")
+    expect(page.get_by_label("Epochs", exact=True)).to_have_value("1000")
     later = page.wait_for_function(ACCURACY_REACHED, arg=0.85, timeout=30_000).json_value()
     assert later["epochs"] >= reached["epochs"]  # the same run, not restarted
     page.wait_for_function(LR_MARKED, arg="lr → 0.1", timeout=30_000)
