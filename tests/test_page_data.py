@@ -10,6 +10,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from tests.apptest_helpers import open_page, texts
+
 import lrcore.data
 from lrcore import TrainConfig
 from lrcore.data import FILES, load_dataset, pixel_statistics
@@ -49,17 +51,8 @@ def fresh_data_dir(tmp_path, monkeypatch):
 
 
 def data_page(query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    for name, value in (query or {}).items():
-        at.query_params[name] = value
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(PAGE, query)
 
-
-def texts(elements) -> str:
-    return " | ".join(str(e.value) for e in elements)
 
 
 def image_counts(at: AppTest) -> list[int]:

@@ -10,6 +10,8 @@ import torch
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
+from tests.apptest_helpers import open_page, texts
+
 from lrcore import TrainConfig, load_dataset, train
 from lrcore.checkpoint import checkpoint_bytes, load_checkpoint
 from lrcore.data import FASHION_NAMES, Normalizer, available_datasets
@@ -28,19 +30,10 @@ def trained_checkpoint() -> bytes:
 
 
 def draw_page(checkpoint: bytes | None = None, label: str = "test checkpoint") -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    if checkpoint is not None:
-        # What common.use_checkpoint stores.
-        at.session_state["checkpoint"] = load_checkpoint(checkpoint)
-        at.session_state["checkpoint_label"] = label
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    # What common.use_checkpoint stores.
+    session = {} if checkpoint is None else {"checkpoint": load_checkpoint(checkpoint), "checkpoint_label": label}
+    return open_page(PAGE, session=session)
 
-
-def texts(elements) -> str:
-    return " | ".join(str(e.value) for e in elements)
 
 
 def png(image: Image.Image) -> bytes:

@@ -5,6 +5,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from tests.apptest_helpers import open_page, texts
+
 import lrcore.evaluate
 from lrcore import TrainConfig, load_dataset, train
 from lrcore.checkpoint import checkpoint_bytes, load_checkpoint
@@ -31,21 +33,13 @@ def sample():
 
 
 def evaluate_page(checkpoint=None, run_id: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    if checkpoint is not None:
-        # What common.use_checkpoint stores.
-        at.session_state["checkpoint"] = checkpoint
-        at.session_state["checkpoint_label"] = "test checkpoint"
+    session = {}
+    if checkpoint is not None:  # what common.use_checkpoint stores
+        session.update(checkpoint=checkpoint, checkpoint_label="test checkpoint")
     if run_id is not None:
-        at.session_state["run_id"] = run_id
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+        session["run_id"] = run_id
+    return open_page(PAGE, session=session)
 
-
-def texts(elements) -> str:
-    return " | ".join(str(e.value) for e in elements)
 
 
 def metrics(at: AppTest) -> dict[str, str]:

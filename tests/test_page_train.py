@@ -9,6 +9,8 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.apptest_helpers import open_page
+
 from pages import common
 
 APP = "../dashboard.py"  # relative to this file
@@ -24,13 +26,7 @@ def fresh_data_dir(tmp_path, monkeypatch):
 
 
 def train_page(query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    for name, value in (query or {}).items():
-        at.query_params[name] = value
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(PAGE, query)
 
 
 def button(at: AppTest, label: str):
