@@ -306,7 +306,9 @@ class Normalizer:
     std: torch.Tensor | None = None
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        inputs = images.reshape(len(images), -1).float().mul_(1.0 / 255.0)
+        # Out of place: .float() would return a float32 input itself, and scaling it in place
+        # would change the caller's tensor. uint8 * float gives float32 in the same single op.
+        inputs = images.reshape(len(images), -1) * (1.0 / 255.0)
         if self.kind == "raw":
             return inputs
         return inputs.sub_(self.mean.to(inputs.device)).div_(self.std.to(inputs.device))

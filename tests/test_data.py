@@ -128,3 +128,14 @@ def test_fashion_mnist_from_debian_package_is_the_real_70000():
     assert dataset.train_images.shape == (60000, 28, 28) and dataset.test_images.shape == (10000, 28, 28)
     assert dataset.class_counts("train").tolist() == [6000] * 10
     assert dataset.class_names[0] == "T-shirt/top" and dataset.class_names[9] == "Ankle boot"
+
+
+@pytest.mark.parametrize("kind", ["raw", "standardize"])
+def test_normalizer_never_changes_its_input(kind):
+    normalizer = Normalizer(kind, torch.full((784,), 0.5), torch.full((784,), 0.25)) if kind != "raw" else Normalizer()
+    images = torch.full((2, 28, 28), 255.0)
+    inputs = normalizer(images)
+    assert (images == 255.0).all()
+    expected = 1.0 if kind == "raw" else (1.0 - 0.5) / 0.25
+    assert torch.allclose(inputs, torch.full((2, 784), expected))
+    assert torch.equal(normalizer(images.to(torch.uint8)), inputs)
