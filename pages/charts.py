@@ -29,16 +29,52 @@ MAX_BATCH_POINTS = 2000  # more raw points than this are thinned for drawing (th
 WHOLE_RUN_EPOCHS = 20  # runs up to this long get an x axis spanning the whole run from the start
 
 
+class SentFigure(go.Figure):
+    """A figure whose `to_dict()` is computed once and reused until `changed()` is called.
+
+    `st.plotly_chart` calls `to_dict()` (a deep copy plus a walk of every array) on each
+    rerun, and a live page reruns twice a second while most of its figures stay the same.
+    The returned dict is shared: read it, never modify it.
+    """
+
+    _sent: dict | None = None
+
+    def to_dict(self) -> dict:
+        if self._sent is None:
+            self._sent = super().to_dict()
+        return self._sent
+
+    def changed(self) -> None:
+        """Call after changing the figure in place, so the next `to_dict()` sees the change."""
+        self._sent = None
+
+
+class RunningEma:
+    """pandas' `Series.ewm(alpha=alpha).mean()` (adjust=True), extended as values arrive.
+
+    Non-finite values are skipped (the average carries on); before the first finite value it is None.
+    """
+
+    def __init__(self, alpha: float = SMOOTHING) -> None:
+        self.alpha = alpha
+        self.values: list[float | None] = []
+        self._total = self._weight = 0.0
+
+    def extend(self, values: Sequence[float]) -> list[float | None]:
+        decay = 1 - self.alpha
+        total, weight, out = self._total, self._weight, self.values
+        for value in values:
+            if math.isfinite(value):
+                total = value + decay * total
+                weight = 1 + decay * weight
+            out.append(total / weight if weight else None)
+        self._total, self._weight = total, weight
+        return out
+
+
 def ema(values: Sequence[float], alpha: float = SMOOTHING) -> list[float | None]:
     """pandas' `Series.ewm(alpha=alpha).mean()` (adjust=True); non-finite values are skipped."""
-    smoothed: list[float | None] = []
-    total = weight = 0.0
-    for value in values:
-        if math.isfinite(value):
-            total = value + (1 - alpha) * total
-            weight = 1 + (1 - alpha) * weight
-        smoothed.append(total / weight if weight else None)
-    return smoothed
+    return RunningEma(alpha).extend(values)
 
 
 def _finite(values: Sequence[float]) -> list[float | None]:
@@ -68,7 +104,7 @@ def _lr_change_marks(lr_changes: Sequence[dict], position) -> dict:
 
 
 def epoch_figure(epochs: Sequence[dict], kind: str, lr_changes: Sequence[dict] = (),
-                 batches_per_epoch: int = 0, total_epochs: int | None = None) -> go.Figure:
+                 batches_per_epoch: int = 0, total_epochs: int | None = None) -> SentFigure:
     """Train and validation loss (kind="loss") or accuracy (kind="accuracy") per epoch, from epoch 0."""
     x = [row["epoch"] for row in epochs]
     data = [dict(type="scatter", x=x, y=_finite([row[f"{split}_{kind}"] for row in epochs]), name=split,
@@ -86,31 +122,62 @@ def epoch_figure(epochs: Sequence[dict], kind: str, lr_changes: Sequence[dict] =
     else:
         yaxis = dict(title=dict(text="cross-entropy loss"), hoverformat=".4f")
         title = "Loss per epoch"
-    return go.Figure(dict(data=data, layout=_layout(title, 380, xaxis=xaxis, yaxis=yaxis, **marks)))
+    return SentFigure(dict(data=data, layout=_layout(title, 380, xaxis=xaxis, yaxis=yaxis, **marks)))
 
 
-def batch_loss_figure(steps: Sequence[int], losses: Sequence[float], lr_changes: Sequence[dict] = (),
-                      total_steps: int | None = None) -> go.Figure:
-    """Every minibatch's loss (faint) with its exponential moving average (alpha 0.1) on top.
+def _batch_loss_traces(steps: Sequence[int], losses: Sequence[float],
+                       smoothed: Sequence[float | None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x, raw loss and its moving average, thinned to at most MAX_BATCH_POINTS points for drawing.
 
-    `total_steps` (the run's planned length) fixes the x axis; None lets it grow with the data.
+    `smoothed` is `ema(losses)` when the caller keeps it up to date; else it is computed here.
     """
-    smoothed = [math.nan if value is None else value for value in ema(losses)]
+    smoothed = ema(losses) if smoothed is None else smoothed
     stride = max(1, math.ceil(len(steps) / MAX_BATCH_POINTS))
     # float32/int32 arrays travel as compact base64 (plotly's "bdata"); NaN draws as a gap.
     x = np.asarray(steps[::stride], dtype=np.int32)
     raw = np.asarray(losses[::stride], dtype=np.float32)
     raw[~np.isfinite(raw)] = np.nan
+    average = np.asarray([math.nan if value is None else value for value in smoothed[::stride]], dtype=np.float32)
+    return x, raw, average
+
+
+def _batch_loss_range(x: np.ndarray, total_steps: int | None) -> list[int]:
+    return [0, max(total_steps or 0, int(x[-1]) if len(x) else 0, 1)]
+
+
+def batch_loss_figure(steps: Sequence[int], losses: Sequence[float], lr_changes: Sequence[dict] = (),
+                      total_steps: int | None = None) -> SentFigure:
+    """Every minibatch's loss (faint) with its exponential moving average (alpha 0.1) on top.
+
+    `total_steps` (the run's planned length) fixes the x axis; None lets it grow with the data.
+    """
+    x, raw, smoothed = _batch_loss_traces(steps, losses)
     data = [dict(type="scatter", x=x, y=raw, name="batch loss", mode="lines",
                  line=dict(color=TRAIN_COLOR, width=1), opacity=0.35),
-            dict(type="scatter", x=x, y=np.asarray(smoothed[::stride], dtype=np.float32),
+            dict(type="scatter", x=x, y=smoothed,
                  name=f"moving average (α = {SMOOTHING:g})", mode="lines", line=dict(color=SMOOTH_COLOR, width=3))]
-    last_step = int(x[-1]) if len(x) else 0
-    xaxis = dict(title=dict(text="step (minibatch)"), range=[0, max(total_steps or 0, last_step, 1)])
+    xaxis = dict(title=dict(text="step (minibatch)"), range=_batch_loss_range(x, total_steps))
     yaxis = dict(title=dict(text="cross-entropy loss"), rangemode="tozero", hoverformat=".4f")
     layout = _layout("Loss per minibatch", 360, xaxis=xaxis, yaxis=yaxis,
                      **_lr_change_marks(lr_changes, lambda change: change["step"]))
-    return go.Figure(dict(data=data, layout=layout))
+    return SentFigure(dict(data=data, layout=layout))
+
+
+def refill_batch_loss_figure(figure: SentFigure, steps: Sequence[int], losses: Sequence[float],
+                             lr_changes: Sequence[dict] = (), total_steps: int | None = None,
+                             smoothed: Sequence[float | None] | None = None) -> None:
+    """`batch_loss_figure`'s result brought up to date in place: new arrays, axis range and marks.
+
+    Cheaper than building the figure again, which a page following a run does twice a second;
+    pass `smoothed` (a `RunningEma`'s values) to skip recomputing the average over every batch.
+    """
+    x, raw, smoothed = _batch_loss_traces(steps, losses, smoothed)
+    with figure.batch_update():
+        figure.data[0].update(x=x, y=raw)
+        figure.data[1].update(x=x, y=smoothed)
+        figure.layout.xaxis.range = _batch_loss_range(x, total_steps)
+        figure.layout.update(_lr_change_marks(lr_changes, lambda change: change["step"]))
+    figure.changed()
 
 
 def class_title(name: str) -> str:
@@ -145,7 +212,7 @@ def _scale(maps: np.ndarray) -> float:
     return float(np.abs(maps).max()) or 1.0
 
 
-def weights_figure(weight: torch.Tensor, class_names: Sequence[str], shared_scale: bool = True) -> go.Figure:
+def weights_figure(weight: torch.Tensor, class_names: Sequence[str], shared_scale: bool = True) -> SentFigure:
     """One 28x28 heatmap per class in a grid of 5 columns; blue positive, red negative, 0 white.
 
     With `shared_scale` every map uses one symmetric range (the largest |weight| overall), so
@@ -167,7 +234,7 @@ def weights_figure(weight: torch.Tensor, class_names: Sequence[str], shared_scal
     if shared_scale:
         layout["coloraxis"] = dict(colorscale=WEIGHT_COLORS, cmin=-_scale(maps), cmax=_scale(maps),
                                    colorbar=dict(title=dict(text="weight"), thickness=16))
-    return go.Figure(dict(data=data, layout=layout))
+    return SentFigure(dict(data=data, layout=layout))
 
 
 class WeightMaps:
@@ -178,12 +245,12 @@ class WeightMaps:
     """
 
     def __init__(self) -> None:
-        self._figure: go.Figure | None = None
+        self._figure: SentFigure | None = None
         self._shape: tuple | None = None
         self._source: object = None
 
     def figure(self, source: object, weight: torch.Tensor, class_names: Sequence[str],
-               shared_scale: bool = True) -> go.Figure:
+               shared_scale: bool = True) -> SentFigure:
         """The figure for `weight`; `source` names those weights (e.g. run and snapshot)."""
         shape = (tuple(class_names), shared_scale)
         if self._figure is None or shape != self._shape:
@@ -197,11 +264,12 @@ class WeightMaps:
                         trace.zmin, trace.zmax = -_scale(grid), _scale(grid)
                 if shared_scale:
                     self._figure.layout.coloraxis.update(cmin=-_scale(maps), cmax=_scale(maps))
+            self._figure.changed()
         self._shape, self._source = shape, source
         return self._figure
 
 
-def bias_figure(bias: torch.Tensor, class_names: Sequence[str]) -> go.Figure:
+def bias_figure(bias: torch.Tensor, class_names: Sequence[str]) -> SentFigure:
     """The biases as horizontal bars, blue positive and red negative."""
     values = [float(value) for value in bias.detach().float().cpu()]
     titles = [class_title(name) for name in class_names]
@@ -213,7 +281,7 @@ def bias_figure(bias: torch.Tensor, class_names: Sequence[str]) -> go.Figure:
                   margin=dict(l=10, r=10, t=50, b=10), showlegend=False,
                   yaxis=dict(autorange="reversed"), xaxis=dict(title=dict(text="bias"), zeroline=True,
                                                                zerolinecolor="#888"))
-    return go.Figure(dict(data=[bars], layout=layout))
+    return SentFigure(dict(data=[bars], layout=layout))
 
 
 class FigureMemo:
@@ -238,11 +306,15 @@ class LiveCharts:
     """The Train page's three live charts for a `RunRecord` (worker.snapshot()).
 
     The per-epoch charts change only when an epoch ends or the learning rate changes, so
-    they are rebuilt only then; the per-batch chart is rebuilt on every poll.
+    they are rebuilt only then; the per-batch chart is refilled in place when batches arrive.
     """
 
     def __init__(self) -> None:
         self._memo = FigureMemo()
+        self._batch_figure: SentFigure | None = None
+        self._batch_key: tuple | None = None
+        self._batch_seen: tuple[int, int] = (0, 0)
+        self._smoother = RunningEma()
 
     def figures(self, record) -> dict[str, go.Figure]:
         total_epochs = record.config.epochs
@@ -250,6 +322,17 @@ class LiveCharts:
         key = (record.run_id, len(record.epochs), len(record.lr_changes), bpe)
         figures = {kind: self._memo.get(kind, key, lambda kind=kind: epoch_figure(
             record.epochs, kind, record.lr_changes, bpe, total_epochs)) for kind in ("loss", "accuracy")}
-        figures["batch_loss"] = batch_loss_figure(record.batch_steps, record.batch_losses, record.lr_changes,
-                                                  bpe * total_epochs if total_epochs <= WHOLE_RUN_EPOCHS else None)
+        total_steps = bpe * total_epochs if total_epochs <= WHOLE_RUN_EPOCHS else None
+        seen = (len(record.batch_steps), len(record.lr_changes))
+        run_key = (record.run_id, total_steps)
+        losses = record.batch_losses
+        if self._batch_figure is None or run_key != self._batch_key or len(losses) < len(self._smoother.values):
+            self._smoother = RunningEma()
+            self._batch_figure = batch_loss_figure(record.batch_steps, losses, record.lr_changes, total_steps)
+        elif seen != self._batch_seen:
+            smoothed = self._smoother.extend(losses[len(self._smoother.values):])
+            refill_batch_loss_figure(self._batch_figure, record.batch_steps, losses,
+                                     record.lr_changes, total_steps, smoothed)
+        self._batch_key, self._batch_seen = run_key, seen
+        figures["batch_loss"] = self._batch_figure
         return figures

@@ -1,0 +1,75 @@
+"""The live charts are rebuilt or refilled in place; either way they must show the same thing."""
+import json
+import math
+
+import plotly.graph_objects as go
+
+from pages import charts
+
+
+def as_json(figure) -> dict:
+    return json.loads(figure.to_json())
+
+
+def test_sent_figure_reuses_its_dict_until_told_it_changed():
+    figure = charts.SentFigure(dict(data=[dict(type="scatter", x=[0, 1], y=[1, 2])]))
+    first = figure.to_dict()
+    assert figure.to_dict() is first  # st.plotly_chart's to_dict() on each rerun costs nothing
+    figure.data[0].y = [5, 6]
+    figure.changed()
+    assert list(figure.to_dict()["data"][0]["y"]) == [5, 6]
+    assert go.Figure(figure.to_dict()).data[0].type == "scatter"  # still a valid plotly figure
+
+
+def test_refilled_batch_loss_figure_equals_a_freshly_built_one():
+    steps = list(range(1, 5001))
+    losses = [2.3 / math.sqrt(step) for step in steps]
+    losses[4000] = math.nan  # a non-finite loss is a gap, both ways
+    changes = [{"step": 3000, "epoch": 2, "old": 0.5, "new": 0.1}]
+    figure = charts.batch_loss_figure(steps[:100], losses[:100], (), total_steps=None)
+    figure.to_dict()  # cached, as after a page draw
+    charts.refill_batch_loss_figure(figure, steps, losses, changes, total_steps=6000)
+    assert as_json(figure) == as_json(charts.batch_loss_figure(steps, losses, changes, total_steps=6000))
+    # thinned for drawing: no more than MAX_BATCH_POINTS points, first and last steps kept in range
+    x = charts.batch_loss_figure(steps, losses).data[0].x
+    assert len(x) <= charts.MAX_BATCH_POINTS and x[0] == 1 and x[-1] >= 5000 - 5000 // charts.MAX_BATCH_POINTS
+
+
+class Record:
+    """The fields of lrcore.worker.RunRecord that LiveCharts reads."""
+
+    def __init__(self, run_id, epochs, batches):
+        self.run_id, self.batches_per_epoch = run_id, 10
+        self.config = type("Config", (), {"epochs": epochs})()
+        self.epochs = [{"epoch": e, "train_loss": 1 / (e + 1), "validation_loss": 1 / (e + 1),
+                        "train_accuracy": e / 10, "validation_accuracy": e / 10} for e in range(batches // 10 + 1)]
+        self.lr_changes = []
+        self.batch_steps = list(range(1, batches + 1))
+        self.batch_losses = [1 / step for step in self.batch_steps]
+
+
+def test_live_charts_follow_a_run_and_start_afresh_for_a_new_one():
+    live = charts.LiveCharts()
+    first = live.figures(Record("a", 5, 20))
+    later = live.figures(Record("a", 5, 35))
+    assert later["batch_loss"] is first["batch_loss"]  # refilled in place
+    assert len(later["batch_loss"].to_dict()["data"][0]["x"]["bdata"]) > 0
+    assert as_json(later["batch_loss"]) == as_json(charts.batch_loss_figure(
+        list(range(1, 36)), [1 / s for s in range(1, 36)], (), 50))
+    assert later["loss"] is not first["loss"]  # a new epoch: the per-epoch charts are rebuilt
+    same = live.figures(Record("a", 5, 35))
+    assert same["loss"] is later["loss"] and same["batch_loss"].to_dict() is later["batch_loss"].to_dict()
+    other = live.figures(Record("b", 5, 10))
+    assert other["batch_loss"] is not first["batch_loss"]
+    assert len(other["batch_loss"].data[0].x) == 10
+
+
+def test_running_average_extended_in_pieces_equals_one_pass():
+    values = [2.0, 1.0, math.nan, 4.0, 3.0, math.inf, 0.5]
+    running = charts.RunningEma()
+    running.extend(values[:2])
+    running.extend(values[2:5])
+    assert running.extend(values[5:]) == charts.ema(values)
+    # pandas' ewm(alpha=.1, adjust=True).mean() of [2, 1]: (1 + 0.9 * 2) / (1 + 0.9)
+    assert charts.ema([2.0, 1.0])[1] == (1 + 0.9 * 2) / 1.9
+    assert charts.ema([math.nan, 3.0]) == [None, 3.0]
