@@ -64,6 +64,7 @@ STATUSES = ("running", "done", "stopped", "diverged", "crashed", "imported")
 HEARTBEAT_SECONDS = 5.0  # a running run's meta is refreshed at least this often while batches stream
 STALE_SECONDS = 600.0  # a run written from another machine counts as crashed after this long silent
 MAX_NAME_LENGTH = 100
+SWEEPS_FOLDER = "sweeps"  # reserved inside the runs folder: lrcore.sweepstore keeps sweeps there
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_accuracy", "validation_loss", "validation_accuracy",
                 "learning_rate", "seconds", "elapsed")
@@ -419,6 +420,8 @@ def _finite(value: Any) -> bool:
 def _check_run_id(run_id: str) -> None:
     if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
         raise RunStoreError(f"invalid run id {run_id!r}: use letters, digits, '-', '_' and '.'")
+    if run_id == SWEEPS_FOLDER:
+        raise RunStoreError(f"{SWEEPS_FOLDER!r} is reserved for the sweeps folder; choose another run id")
 
 
 def _clean_name(name: str) -> str:
@@ -491,8 +494,8 @@ class RunStore:
         except OSError:
             folders = []
         for folder in folders:
-            if folder.name.startswith(".") or not folder.is_dir():
-                continue  # temp files and folders being imported or deleted
+            if folder.name.startswith(".") or folder.name == SWEEPS_FOLDER or not folder.is_dir():
+                continue  # temp files, folders being imported or deleted, the sweeps
             try:
                 runs.append(self._summary(folder))
             except RunStoreError as error:

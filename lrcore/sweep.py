@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 
@@ -32,6 +32,19 @@ GRID_SIZES = (2, 64)  # values in one log grid
 PLOT_POINTS = 600  # per-batch curve points kept per configuration (older points are thinned)
 BATCH_SMOOTHING = 0.9  # EMA of the per-batch loss for plotting: alpha 0.1 as the Train page, bias-corrected
 ACTIVE_STATUSES = ("starting", "training")
+
+
+@dataclass(frozen=True)
+class SweepEnded:
+    """The last event a sweep's listeners get: the sweep's final status (done, stopped, failed)."""
+
+    status: str
+    message: str
+
+
+# listener(worker, indices, event): `indices` are the members the group event is about
+# (empty for SweepEnded). Called in the sweep's thread after the event is folded into the record.
+SweepListener = Callable[["SweepWorker", list[int], object], None]
 
 
 def log_grid(low: float, high: float, count: int) -> list[float]:
@@ -137,7 +150,7 @@ class MemberRecord:
     config: TrainConfig
     label: str
     group: int
-    status: str = "waiting"  # waiting, training, done, diverged, stopped, failed
+    status: str = "waiting"  # waiting, training, done, diverged, stopped, failed; crashed (read back from disk)
     message: str = ""
     epochs: list[dict] = field(default_factory=list)  # epoch 0 first; stops at divergence
     batch_steps: list[int] = field(default_factory=list)  # thinned to about PLOT_POINTS points
@@ -187,7 +200,7 @@ class SweepRecord:
     sweep_id: str
     members: list[MemberRecord]
     groups: list[list[int]]
-    status: str = "starting"  # starting, training, done, stopped, failed
+    status: str = "starting"  # starting, training, done, stopped, failed; crashed (read back from disk)
     message: str = ""
     group: int = 0  # group being trained (index into groups)
     progress: dict = field(default_factory=dict)  # epoch, batch, batches_per_epoch, seconds_left
@@ -236,11 +249,19 @@ class SweepRecord:
         return min(done, 1.0)
 
 
+@dataclass(frozen=True)
+class GroupFailed:
+    """A group could not train (e.g. its batch size is larger than the training split)."""
+
+    message: str
+
+
 class SweepWorker:
     """Trains a sweep's groups one after another in a daemon thread; `stop()` ends it early."""
 
     def __init__(self, configs: Sequence[TrainConfig], dataset: Dataset, sweep_id: str | None = None,
-                 batch_event_seconds: float = 0.2, max_batches_per_epoch: int | None = None):
+                 batch_event_seconds: float = 0.2, max_batches_per_epoch: int | None = None,
+                 listeners: Iterable[SweepListener] = ()):
         configs = list(configs)
         check_sweep(configs)
         self.sweep_id = sweep_id or new_sweep_id()
@@ -256,6 +277,7 @@ class SweepWorker:
         self._dataset = dataset
         self._batch_event_seconds = batch_event_seconds
         self._max_batches = max_batches_per_epoch
+        self._listeners = list(listeners)
         self._thread = threading.Thread(target=self.run, name=f"sweep-{self.sweep_id}", daemon=True)
 
     def start(self) -> "SweepWorker":
@@ -309,6 +331,14 @@ class SweepWorker:
             self._record.status = status
             self._record.message = message
             self._record.version += 1
+        self._notify([], SweepEnded(status, message))
+
+    def _notify(self, indices: list[int], event: object) -> None:
+        for listener in self._listeners:
+            try:
+                listener(self, indices, event)
+            except Exception:  # a failing recorder must not stop the sweep
+                log.exception("sweep listener failed for %s", self.sweep_id)
 
     def _run_group(self, number: int, indices: list[int]) -> None:
         configs = [self._record.members[i].config for i in indices]
@@ -323,6 +353,7 @@ class SweepWorker:
             for event in events:
                 with self._lock:
                     self._apply(indices, event)
+                self._notify(indices, event)
         except (ConfigError, DatasetUnavailable) as error:
             # e.g. a batch size larger than the training split: this group fails, the others still run
             with self._lock:
@@ -330,6 +361,7 @@ class SweepWorker:
                     member = self._record.members[i]
                     member.status, member.message = "failed", str(error)
                 self._record.version += 1
+            self._notify(indices, GroupFailed(str(error)))
 
     def _apply(self, indices: list[int], event: object) -> None:
         """Fold one group event into the record (under the lock)."""

@@ -1,0 +1,451 @@
+"""Sweeps on disk, beside the runs: every sweep's settings, curves, results and final weights.
+
+    store = SweepStore()                           # <runs dir>/sweeps
+    worker = SweepWorker(configs, dataset, listeners=[store.listener()]).start()
+    store.list_sweeps()                            # summaries, newest first
+    store.load(sweep_id)                           # a SweepRecord, as the Sweep page draws it
+
+One folder per sweep:
+
+    <sweep_id>/meta.json          status, every configuration's settings, status and final metrics;
+                                  the file that makes the folder a sweep
+    <sweep_id>/epochs.jsonl       one line per configuration and epoch: {"member": i, "epoch": e, ...}
+    <sweep_id>/curves.json        the smoothed per-minibatch loss of every configuration (thinned)
+    <sweep_id>/weights/group-NN.pt final weights and biases of batch-size group NN (K x C x 784, K x C)
+    <sweep_id>/normalizer.pt      the input normalisation, so a configuration can become a checkpoint
+
+Whole files are replaced atomically and epoch lines are appended and flushed, as in the run
+store (lrcore.runstore). Epoch lines are written as each epoch ends; the curves every few
+seconds. A sweep whose meta says "running" but whose process has ended (server restart,
+kill) is read back as crashed, with every completed epoch kept.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import queue
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import events as ev
+from .checkpoint import checkpoint_bytes
+from .config import ConfigError, TrainConfig
+from .model import LogisticRegression
+# The run store's file and liveness helpers: sweeps are kept with the same guarantees.
+from .runstore import (_LIVE, _LIVE_LOCK, SWEEPS_FOLDER, RunStoreError, _owner, _owner_state, _read_jsonl,
+                       _read_normalizer, _write_atomic, _write_json, default_runs_dir)
+from .sweep import MemberRecord, SweepEnded, SweepRecord, SweepWorker
+
+log = logging.getLogger(__name__)
+
+FORMAT = "lrcore-sweep"
+VERSION = 1
+META, EPOCHS, CURVES, NORMALIZER, WEIGHTS = "meta.json", "epochs.jsonl", "curves.json", "normalizer.pt", "weights"
+STATUSES = ("running", "done", "stopped", "failed", "crashed")
+CURVE_SECONDS = 2.0  # the per-batch curves are rewritten at most this often while training
+HEARTBEAT_SECONDS = 5.0
+STALE_SECONDS = 600.0
+EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_accuracy", "validation_loss", "validation_accuracy", "seconds")
+SWEEP_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+class SweepStoreError(RunStoreError):
+    """A sweep cannot be found, read or deleted; the message says why."""
+
+
+def default_sweeps_dir() -> Path:
+    return default_runs_dir() / SWEEPS_FOLDER
+
+
+@dataclass
+class SweepSummary:
+    """A sweep as listed: enough for a picker, without its curves."""
+
+    sweep_id: str
+    status: str
+    dataset: str
+    created: float
+    elapsed: float
+    configs: list[TrainConfig]
+    best_label: str | None = None
+    best_validation_accuracy: float | None = None
+    message: str = ""
+
+    @property
+    def title(self) -> str:
+        rates = sorted({config.learning_rate for config in self.configs})
+        when = time.strftime("%d %b %H:%M", time.localtime(self.created))
+        best = (f" · best {self.best_label}: {self.best_validation_accuracy:.1%}"
+                if self.best_validation_accuracy is not None else "")
+        return (f"{when} · {len(self.configs)} configurations, lr {rates[0]:g} to {rates[-1]:g} on "
+                f"{self.dataset} · {self.status}{best}")
+
+
+def _finite_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _member_summary(member: MemberRecord) -> dict:
+    return {"status": member.status, "message": member.message, "final": member.final,
+            "last_step": member.last_step, "epochs_done": member.epochs_done,
+            "validation_accuracy": _finite_or_none(member.validation_accuracy)}
+
+
+# ---------------------------------------------------------------- writer
+
+class SweepWriter:
+    """Records one sweep's progress into its folder. Create it with `SweepStore.writer`.
+
+    `record` only queues the event; a writer thread reads the worker's snapshot and does the
+    file work, so the sweep never waits for the disk. `SweepEnded` waits until all is written.
+    """
+
+    def __init__(self, store: "SweepStore", worker: SweepWorker, source: str):
+        record = worker.snapshot()
+        self.sweep_id = record.sweep_id
+        _check_sweep_id(self.sweep_id)
+        self.path = store.root / self.sweep_id
+        store.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir()
+        except FileExistsError:
+            raise SweepStoreError(f"a sweep with id {self.sweep_id} already exists in {store.root}") from None
+        (self.path / WEIGHTS).mkdir()
+        self._worker = worker
+        now = time.time()
+        self._meta: dict[str, Any] = {
+            "format": FORMAT, "version": VERSION, "sweep_id": self.sweep_id, "status": "running", "message": "",
+            "source": source, "created": record.started, "updated": now, "elapsed": 0.0,
+            "configs": [member.config.to_dict() for member in record.members],
+            "labels": [member.label for member in record.members], "groups": record.groups,
+            "members": [_member_summary(member) for member in record.members], "class_names": [],
+            "train_size": 0, "validation_size": 0, "device": "", "owner": _owner()}
+        self._written = [0] * len(record.members)  # epoch lines written per configuration
+        self._epochs = open(self.path / EPOCHS, "a", encoding="utf-8")
+        self._last_meta = self._last_curves = 0.0
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.finished = False
+        self.errors = 0
+        self._key = str(self.path.resolve())
+        with _LIVE_LOCK:
+            _LIVE[self._key] = self
+        _write_json(self.path / META, self._meta)  # last: the folder is a sweep once meta.json exists
+        self._thread = threading.Thread(target=self._drain, name=f"sweepstore-{self.sweep_id}", daemon=True)
+        self._thread.start()
+
+    def record(self, indices: list[int], event: object) -> None:
+        """Queue one sweep event; after `SweepEnded` return once everything is on disk."""
+        if self.finished:
+            return
+        self.finished = isinstance(event, SweepEnded)
+        self._queue.put(event)
+        if self.finished:
+            self.wait()
+
+    def wait(self, timeout: float | None = None) -> None:
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def _drain(self) -> None:
+        while True:
+            event = self._queue.get()
+            try:
+                self._apply(event)
+            except Exception:  # a full disk must not stop the sweep; the folder keeps what was saved
+                self.errors += 1
+                log.exception("could not record %s of sweep %s", type(event).__name__, self.sweep_id)
+            if isinstance(event, SweepEnded):
+                self._close()
+                return
+
+    def _apply(self, event: object) -> None:
+        now = time.time()
+        if isinstance(event, ev.GroupBatchProgress):
+            if now - self._last_curves < CURVE_SECONDS and now - self._last_meta < HEARTBEAT_SECONDS:
+                return  # nothing due: skip the snapshot
+        record = self._worker.snapshot()
+        meta = self._meta
+        meta.update(elapsed=record.elapsed, message=record.message,
+                    members=[_member_summary(member) for member in record.members])
+        if isinstance(event, ev.GroupStarted):
+            meta.update(class_names=list(event.class_names), train_size=event.train_size,
+                        validation_size=event.validation_size, device=event.device)
+            if event.normalizer is not None and not (self.path / NORMALIZER).exists():
+                normalizer = {k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v)
+                              for k, v in event.normalizer.to_dict().items()}
+                _write_atomic(self.path / NORMALIZER, lambda out: torch.save(normalizer, out), binary=True)
+        elif isinstance(event, ev.GroupFinished):
+            self._save_group_weights(record)
+        elif isinstance(event, SweepEnded):
+            meta.update(status=event.status, message=event.message)
+        self._write_epochs(record)
+        if not isinstance(event, (ev.GroupBatchProgress, ev.GroupEpochEnd)) or now - self._last_curves >= CURVE_SECONDS:
+            self._write_curves(record)
+        if not isinstance(event, (ev.GroupBatchProgress, ev.GroupEpochEnd)) or now - self._last_meta >= 1.0:
+            self._write_meta()
+
+    def _write_epochs(self, record: SweepRecord) -> None:
+        lines = []
+        for member in record.members:
+            for row in member.epochs[self._written[member.index]:]:
+                lines.append(json.dumps({"member": member.index, **{name: row[name] for name in EPOCH_FIELDS}}))
+            self._written[member.index] = len(member.epochs)
+        if lines:
+            self._epochs.write("\n".join(lines) + "\n")
+            self._epochs.flush()
+
+    def _write_curves(self, record: SweepRecord) -> None:
+        curves = [{"steps": member.batch_steps, "smoothed": member.batch_smoothed} for member in record.members]
+        _write_json(self.path / CURVES, curves)
+        self._last_curves = time.time()
+
+    def _save_group_weights(self, record: SweepRecord) -> None:
+        """Each finished group's final weights, one file per group (written once)."""
+        for number, indices in enumerate(record.groups):
+            path = self.path / WEIGHTS / f"group-{number:02d}.pt"
+            members = [record.members[i] for i in indices]
+            if path.exists() or not members or any(m.weight is None or not m.final for m in members):
+                continue
+            values = {"indices": torch.tensor(indices), "weight": torch.stack([m.weight.cpu() for m in members]),
+                      "bias": torch.stack([m.bias.cpu() for m in members])}
+            _write_atomic(path, lambda out: torch.save(values, out), binary=True)
+
+    def _write_meta(self) -> None:
+        now = time.time()
+        self._meta["updated"] = now
+        self._last_meta = now
+        _write_json(self.path / META, self._meta)
+
+    def _close(self) -> None:
+        try:
+            self._write_meta()
+        except Exception:
+            self.errors += 1
+            log.exception("could not write the final status of sweep %s", self.sweep_id)
+        self._epochs.close()
+        with _LIVE_LOCK:
+            _LIVE.pop(self._key, None)
+
+
+def _check_sweep_id(sweep_id: str) -> None:
+    if not isinstance(sweep_id, str) or not sweep_id or len(sweep_id) > 100 or sweep_id[0] == "." \
+            or not set(sweep_id) <= SWEEP_ID_CHARS:
+        raise SweepStoreError(f"invalid sweep id {sweep_id!r}: use letters, digits, '-', '_' and '.'")
+
+
+# ---------------------------------------------------------------- store
+
+class SweepStore:
+    """All sweeps under one folder (by default `sweeps/` inside the runs folder)."""
+
+    def __init__(self, root: Path | str | None = None):
+        self.root = Path(root) if root is not None else default_sweeps_dir()
+        self.skipped: list[tuple[str, str]] = []
+
+    def writer(self, worker: SweepWorker, source: str = "dashboard") -> SweepWriter:
+        return SweepWriter(self, worker, source)
+
+    def listener(self, source: str = "dashboard") -> Callable[[SweepWorker, list[int], object], None]:
+        """A `SweepWorker` listener that records the sweep it is attached to (one sweep per listener)."""
+        writers: dict[str, SweepWriter | None] = {}
+        lock = threading.Lock()
+
+        def on_event(worker: SweepWorker, indices: list[int], event: object) -> None:
+            with lock:
+                if worker.sweep_id not in writers:
+                    try:
+                        writers[worker.sweep_id] = self.writer(worker, source)
+                    except Exception:  # a read-only or full disk: the sweep still runs, unrecorded
+                        log.exception("could not record sweep %s in %s", worker.sweep_id, self.root)
+                        writers[worker.sweep_id] = None
+                writer = writers[worker.sweep_id]
+            if writer is not None:
+                writer.record(indices, event)
+
+        return on_event
+
+    # -- reading
+
+    def list_sweeps(self) -> list[SweepSummary]:
+        """Every readable sweep, newest first; unreadable folders are listed in `skipped`."""
+        sweeps, skipped = [], []
+        try:
+            folders = sorted(self.root.iterdir())
+        except OSError:
+            folders = []
+        for folder in folders:
+            if folder.name.startswith(".") or not folder.is_dir():
+                continue
+            try:
+                meta = self._meta(folder)
+                sweeps.append(_summary(meta, folder.name))
+            except SweepStoreError as error:
+                skipped.append((folder.name, str(error)))
+        self.skipped = skipped
+        sweeps.sort(key=lambda sweep: (sweep.created, sweep.sweep_id), reverse=True)
+        return sweeps
+
+    def load(self, sweep_id: str) -> SweepRecord:
+        """One sweep in full, as the Sweep page draws it: curves, results and final weights."""
+        folder = self._folder(sweep_id)
+        meta = self._meta(folder)
+        configs, labels, groups, summaries = _members_of(meta)
+        group_of = {index: number for number, indices in enumerate(groups) for index in indices}
+        members = []
+        for index, (config, label, summary) in enumerate(zip(configs, labels, summaries)):
+            final = summary.get("final") if isinstance(summary.get("final"), dict) else {}
+            last_step = summary.get("last_step")
+            members.append(MemberRecord(index, config, str(label), group_of.get(index, 0),
+                                        status=str(summary.get("status") or "waiting"),
+                                        message=str(summary.get("message") or ""), final=dict(final),
+                                        last_step=last_step if isinstance(last_step, int) else None))
+        for row in _read_jsonl(folder / EPOCHS):
+            try:
+                member = members[int(row["member"])]
+                values = {name: row[name] for name in EPOCH_FIELDS}
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+            if values["epoch"] > member.epochs_done or not member.epochs:
+                member.epochs.append(values)
+        try:
+            curves = json.loads((folder / CURVES).read_text(encoding="utf-8"))
+            for member, curve in zip(members, curves):
+                steps, smoothed = list(curve["steps"]), list(curve["smoothed"])
+                if len(steps) == len(smoothed):
+                    member.batch_steps, member.batch_smoothed = steps, smoothed
+        except (OSError, ValueError, TypeError, KeyError):
+            pass  # no curves yet (or a damaged file): the epoch curves and table still show
+        for path in sorted((folder / WEIGHTS).glob("group-*.pt")):
+            try:
+                values = torch.load(path, map_location="cpu", weights_only=True)
+                for index, weight, bias in zip(values["indices"].tolist(), values["weight"], values["bias"]):
+                    members[index].weight, members[index].bias = weight, bias
+            except Exception:
+                continue  # damaged: those configurations just cannot become checkpoints
+        status = meta["status"]
+        if status == "crashed":
+            for member in members:
+                if member.status in ("waiting", "training"):
+                    member.status = "crashed"
+                    member.message = f"the sweep ended without finishing after epoch {member.epochs_done}"
+        return SweepRecord(sweep_id, members, groups, status=status, message=str(meta.get("message") or ""),
+                           train_size=int(meta.get("train_size") or 0),
+                           validation_size=int(meta.get("validation_size") or 0),
+                           device=str(meta.get("device") or ""), normalizer=_read_normalizer(folder / NORMALIZER),
+                           class_names=tuple(meta.get("class_names") or ()),
+                           started=float(meta.get("created") or 0.0), elapsed=float(meta.get("elapsed") or 0.0))
+
+    # -- changing
+
+    def delete(self, sweep_id: str) -> None:
+        """Remove a finished sweep and its files."""
+        folder = self._folder(sweep_id)
+        try:
+            status = self._meta(folder)["status"]
+        except SweepStoreError:
+            status = None  # a broken folder may always be removed
+        if status == "running":
+            raise SweepStoreError("this sweep is still training; stop it before deleting it")
+        trash = self.root / f".deleting-{sweep_id}-{uuid.uuid4().hex[:6]}"
+        os.replace(folder, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    # -- internals
+
+    def _folder(self, sweep_id: str) -> Path:
+        _check_sweep_id(sweep_id)
+        folder = self.root / sweep_id
+        if not (folder / META).is_file():
+            raise SweepStoreError(f"no sweep {sweep_id} in {self.root}")
+        return folder
+
+    def _meta(self, folder: Path) -> dict:
+        try:
+            meta = json.loads((folder / META).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SweepStoreError("no meta.json (not a sweep, or one whose start was cut off)") from None
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise SweepStoreError(f"meta.json is unreadable ({error})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise SweepStoreError("meta.json is not an lrcore sweep")
+        if meta.get("status") not in STATUSES:
+            raise SweepStoreError(f"meta.json has an unknown status {meta.get('status')!r}")
+        _members_of(meta)  # raises for bad settings
+        if meta["status"] == "running":
+            meta = self._check_owner(folder, meta)
+        return meta
+
+    def _check_owner(self, folder: Path, meta: dict) -> dict:
+        """A 'running' sweep whose process is gone becomes crashed (persisted when surely dead)."""
+        state = _owner_state(meta, folder)
+        if state == "alive" or (state == "unknown" and time.time() - float(meta.get("updated") or 0) < STALE_SECONDS):
+            return meta
+        pid = (meta.get("owner") or {}).get("pid")
+        meta = {**meta, "status": "crashed", "message": (
+            f"the process training it (pid {pid}) ended without finishing (server restart, crash or kill); "
+            "every completed epoch is kept")}
+        # the summary's per-configuration numbers may lag the epoch lines by a second: bring them up to date
+        rows = _read_jsonl(folder / EPOCHS)
+        members = [dict(member) for member in meta["members"]]
+        for row in rows:
+            try:
+                member = members[int(row["member"])]
+                if int(row["epoch"]) >= int(member.get("epochs_done") or 0):
+                    member.update(epochs_done=int(row["epoch"]),
+                                  validation_accuracy=_finite_or_none(row["validation_accuracy"]))
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+        meta["members"] = members
+        if state == "dead":
+            try:
+                _write_json(folder / META, meta)
+            except OSError:
+                pass  # read-only store: still shown as crashed
+        return meta
+
+
+def _members_of(meta: dict) -> tuple[list[TrainConfig], list[str], list[list[int]], list[dict]]:
+    """The configurations, labels, groups and member summaries of a sweep's meta, checked."""
+    try:
+        configs = [TrainConfig.from_dict(values) for values in meta["configs"]]
+        labels = [str(label) for label in meta["labels"]]
+        groups = [[int(index) for index in group] for group in meta["groups"]]
+        summaries = [dict(member) for member in meta["members"]]
+    except (ConfigError, KeyError, TypeError, ValueError, AttributeError) as error:
+        raise SweepStoreError(f"meta.json has invalid settings ({error})") from None
+    if not configs or not (len(configs) == len(labels) == len(summaries)) \
+            or sorted(i for group in groups for i in group) != list(range(len(configs))):
+        raise SweepStoreError("meta.json's configurations, labels and groups do not match")
+    return configs, labels, groups, summaries
+
+
+def _summary(meta: dict, sweep_id: str) -> SweepSummary:
+    configs, labels, _groups, members = _members_of(meta)
+    best_label, best = None, None
+    for label, member in zip(labels, members):
+        accuracy = member.get("validation_accuracy")
+        if member.get("status") in ("diverged", "failed") or not isinstance(accuracy, (int, float)):
+            continue
+        if best is None or accuracy > best:
+            best_label, best = label, float(accuracy)
+    return SweepSummary(sweep_id, meta["status"], configs[0].dataset, float(meta.get("created") or 0.0),
+                        float(meta.get("elapsed") or 0.0), configs, best_label, best, str(meta.get("message") or ""))
+
+
+def member_checkpoint_bytes(record: SweepRecord, member: MemberRecord) -> bytes:
+    """One configuration's final (or latest) weights as a checkpoint file, to keep it as a run."""
+    if member.weight is None or member.bias is None or record.normalizer is None:
+        raise SweepStoreError(f"{member.label} has no saved weights")
+    metrics = {name: value for name, value in member.final.items() if _finite_or_none(value) is not None}
+    metrics.setdefault("epochs_completed", member.epochs_done)
+    return checkpoint_bytes(LogisticRegression.from_tensors(member.weight, member.bias), member.config,
+                            tuple(record.class_names), record.normalizer, metrics)
