@@ -35,7 +35,8 @@ import torch  # noqa: E402
 from lrcore.checkpoint import Checkpoint  # noqa: E402
 from lrcore.data import DATASET_TITLES, Dataset, DatasetUnavailable, Normalizer, available_datasets, load_dataset  # noqa: E402
 from lrcore.model import LogisticRegression  # noqa: E402
-from lrcore.runstore import RunStore, default_runs_dir  # noqa: E402
+from lrcore.runstore import SWEEPS_FOLDER, RunStore, default_runs_dir  # noqa: E402
+from lrcore.sweepstore import SweepStore  # noqa: E402
 from lrcore.worker import RunRegistry, TrainingWorker  # noqa: E402
 
 STATUS_LABELS = {"starting": "starting", "training": "training", "paused": "paused", "done": "done",
@@ -241,6 +242,16 @@ def _run_store(root: str) -> RunStore:
 def get_sweeps() -> dict:
     """Sweep and range-test workers of this server process, by id: they outlive page switches."""
     return {}
+
+
+def get_sweep_store() -> SweepStore:
+    """Where sweeps are recorded: `sweeps/` inside the run store's folder."""
+    return _sweep_store(str((default_runs_dir() / SWEEPS_FOLDER).resolve()))
+
+
+@st.cache_resource
+def _sweep_store(root: str) -> SweepStore:
+    return SweepStore(root)
 
 
 # Train page's URL query parameters (pages/train.py PARAMS), which it reads on its first load.

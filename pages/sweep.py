@@ -4,11 +4,14 @@ A sweep trains every learning rate of a log grid (optionally for several batch s
 weight decays) in a `SweepWorker` thread; configurations sharing a batch size train together
 on the same minibatches. The range test (fastai's lr_find) runs in a `RangeTestWorker`.
 Both live in `common.get_sweeps()`, so they keep running across page switches; the page
-polls their snapshots from fragments while they are active.
+polls their snapshots from fragments while they are active. Every sweep is also recorded in
+the sweep store (`common.get_sweep_store()`), so after a server restart it is still listed
+under "Earlier sweeps" and opens as it ended (or as crashed, with its completed epochs).
 """
 from __future__ import annotations
 
 import math
+import time
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -18,7 +21,9 @@ from lrcore.config import (LEARNING_RATE_RANGE, NORMALIZATION_LABELS, NORMALIZAT
                            OPTIMIZERS, ConfigError, TrainConfig)
 from lrcore.data import DATASET_TITLES, make_splits
 from lrcore.lr_finder import END_LR, NUM_BATCHES, START_LR, RangeTestWorker
-from lrcore.sweep import MAX_CONFIGS, SweepWorker, grid_problems, log_grid, parse_numbers, sweep_configs
+from lrcore.checkpoint import CheckpointError
+from lrcore.sweep import MAX_CONFIGS, SweepRecord, SweepWorker, grid_problems, log_grid, parse_numbers, sweep_configs
+from lrcore.sweepstore import SweepStoreError, member_checkpoint_bytes
 from pages import common
 
 POLL_SECONDS = 0.5
@@ -253,19 +258,44 @@ def percent(value) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:.1%}"
 
 
-def sweep_record():
-    worker = common.get_sweeps().get(st.session_state.get("sweep_id"))
-    return worker.snapshot() if worker is not None else None
+def stored_sweep(sweep_id: str) -> SweepRecord | None:
+    """A sweep read back from disk (kept per session: a recorded sweep no longer changes)."""
+    memo = st.session_state.setdefault("sweep_loaded", {})
+    if sweep_id not in memo:
+        try:
+            memo.clear()  # one loaded sweep per session is enough
+            memo[sweep_id] = common.get_sweep_store().load(sweep_id)
+        except SweepStoreError:
+            return None
+    return memo[sweep_id]
+
+
+def shown_sweep(sweep_id: str | None) -> SweepRecord | None:
+    """The sweep to show: a running (or this server's) sweep's snapshot, else its record on disk."""
+    if not sweep_id:
+        return None
+    worker = common.get_sweeps().get(sweep_id)
+    return worker.snapshot() if worker is not None else stored_sweep(sweep_id)
+
+
+def show_sweep(sweep_id: str | None) -> None:
+    """Make `sweep_id` the sweep this session shows (and its link), or show none."""
+    if sweep_id:
+        st.session_state.sweep_id = sweep_id
+        st.query_params["sweep"] = sweep_id
+    else:
+        st.session_state.pop("sweep_id", None)
+        st.query_params.pop("sweep", None)
 
 
 def live_sweep(sweep_id: str | None, was_active: bool) -> None:
     """Progress and overlaid curves of this session's sweep, redrawn from the worker's snapshot."""
-    worker = common.get_sweeps().get(sweep_id)
-    if worker is None:
+    record = shown_sweep(sweep_id)
+    if record is None:
         st.info("Choose a range of learning rates above and press **Start sweep**: one curve per learning rate "
-                "will appear here as they train.", icon=":material/arrow_upward:")
+                "will appear here as they train. Sweeps trained before are under **Earlier sweeps**.",
+                icon=":material/arrow_upward:")
         return
-    record = worker.snapshot()
     if was_active and not record.active:
         st.rerun()  # just finished: redraw the whole page (results table, buttons, polling off)
     groups = len(record.groups)
@@ -280,8 +310,15 @@ def live_sweep(sweep_id: str | None, was_active: bool) -> None:
         st.progress(1.0 if record.status == "done" else record.fraction_done(),
                     text=f"{record.status.capitalize()}: {len(record.members)} configurations "
                          f"in {record.elapsed:.1f} s")
+    if sweep_id not in common.get_sweeps():
+        when = time.strftime("%d %b %Y, %H:%M", time.localtime(record.started))
+        st.caption(f":material/history: Saved sweep of {when}, read back from disk: "
+                   f"{', '.join(sorted({m.config.dataset for m in record.members}))}, "
+                   f"{record.members[0].config.epochs} epochs, {OPTIMIZER_LABELS[record.members[0].config.optimizer]}.")
     if record.status == "failed":
         st.error(record.message, icon=":material/error:")
+    elif record.status == "crashed":
+        st.warning(f"This sweep did not finish: {record.message}.", icon=":material/warning:")
     if not any(member.epochs for member in record.members):
         return
     left, right = st.columns(2)
@@ -336,9 +373,85 @@ def results_table(record) -> None:
     choice = pick_col.selectbox("Configuration to open in Train", range(len(ranked)), key="sweep_pick",
                                 format_func=lambda i: f"#{i + 1}: {ranked[i].label} ({ranked[i].status}, "
                                                       f"validation {percent(ranked[i].validation_accuracy)})")
+    chosen = ranked[choice or 0]
     if open_col.button("Open in Train", icon=":material/model_training:", type="primary", width="stretch",
                        help="Fill the Train page's settings with this configuration."):
-        common.open_in_train(ranked[choice or 0].config)
+        common.open_in_train(chosen.config)
+    open_col.button("Keep as a run", icon=":material/save:", width="stretch", disabled=chosen.weight is None,
+                    on_click=keep_as_run, args=(record, chosen),
+                    help="Save this configuration's trained weights as a run: then open it in Weights, Draw or "
+                         "Evaluate from the Runs page." if chosen.weight is not None else
+                         "Its weights were not saved (the sweep stopped before this configuration finished).")
+    notice = st.session_state.pop("sweep_notice", None)
+    if notice:
+        kind, text = notice
+        if kind == "error":
+            st.error(text, icon=":material/error:")
+        else:
+            st.success(text, icon=":material/save:")
+            st.page_link("pages/runs.py", label="Open the Runs page", icon=":material/history:")
+
+
+def keep_as_run(record: SweepRecord, member) -> None:
+    """Store one configuration's weights as a run (status imported) in the run store."""
+    try:
+        common.get_run_store().import_checkpoint(member_checkpoint_bytes(record, member),
+                                                 name=f"sweep: {member.label}", source="sweep")
+    except (SweepStoreError, CheckpointError, OSError) as error:
+        st.session_state.sweep_notice = ("error", f"Could not keep {member.label} as a run: {error}")
+        return
+    st.session_state.sweep_notice = ("success", f"Kept **{member.label}** as a run: it is on the Runs page, "
+                                                "ready to open in Weights, Draw or Evaluate.")
+
+
+def earlier_sweeps(active: bool) -> None:
+    """Sweeps recorded on disk: open one (its charts and table come back) or delete it."""
+    store = common.get_sweep_store()
+    sweeps = store.list_sweeps()
+    shown = st.session_state.get("sweep_id")
+    with st.expander(f"Earlier sweeps ({len(sweeps)}), saved on disk", icon=":material/history:",
+                     expanded=shown is None and bool(sweeps)):
+        if not sweeps:
+            st.caption("None yet: every sweep you start is saved here, and stays after a restart.")
+            return
+        ids = [sweep.sweep_id for sweep in sweeps]
+        titles = {sweep.sweep_id: sweep.title for sweep in sweeps}
+        if st.session_state.get("sweep_pick_earlier") not in ids:
+            st.session_state.sweep_pick_earlier = shown if shown in ids else ids[0]
+        pick_col, show_col, delete_col = st.columns([4, 1, 1], vertical_alignment="bottom")
+        picked = pick_col.selectbox("Sweep", ids, key="sweep_pick_earlier", format_func=titles.get)
+        show_col.button("Show", icon=":material/visibility:", width="stretch", disabled=picked == shown or active,
+                        on_click=show_sweep, args=(picked,),
+                        help="A sweep is running: wait for it or stop it first." if active else
+                             "Show this sweep's curves and results above.")
+        running = next(sweep for sweep in sweeps if sweep.sweep_id == picked).status == "running"
+        confirming = st.session_state.get("sweep_confirm_delete") == picked
+        delete_col.button("Delete", icon=":material/delete:", width="stretch", disabled=running or confirming,
+                          key="sweep_delete", on_click=st.session_state.__setitem__,
+                          args=("sweep_confirm_delete", picked),
+                          help="Still training: stop it first." if running else "Remove this sweep from disk.")
+        if confirming:
+            st.warning(f"Delete the sweep of {titles[picked].split(' · ')[0]} for good?", icon=":material/delete:")
+            yes_col, no_col, _ = st.columns([1, 1, 4])
+            yes_col.button("Yes, delete", type="primary", key="sweep_delete_yes", on_click=delete_sweep,
+                           args=(picked,))
+            no_col.button("Cancel", key="sweep_delete_no", on_click=st.session_state.pop,
+                          args=("sweep_confirm_delete", None))
+        for folder, why in store.skipped:
+            st.caption(f"Skipped folder {folder}: {why}")
+
+
+def delete_sweep(sweep_id: str) -> None:
+    st.session_state.pop("sweep_confirm_delete", None)
+    try:
+        common.get_sweep_store().delete(sweep_id)
+    except (SweepStoreError, OSError) as error:
+        st.session_state.sweep_notice_delete = f"Could not delete the sweep: {error}"
+        return
+    common.get_sweeps().pop(sweep_id, None)
+    st.session_state.get("sweep_loaded", {}).pop(sweep_id, None)
+    if st.session_state.get("sweep_id") == sweep_id:
+        show_sweep(None)
 
 
 def live_range_test(test_id: str | None, was_active: bool) -> None:
@@ -374,11 +487,10 @@ def range_test_config(dataset_name: str) -> TrainConfig:
 
 
 def start_sweep(configs: list[TrainConfig], dataset) -> None:
-    worker = SweepWorker(configs, dataset)
+    worker = SweepWorker(configs, dataset, listeners=[common.get_sweep_store().listener()])
     sweeps = common.get_sweeps()
     sweeps[worker.sweep_id] = worker
-    st.session_state.sweep_id = worker.sweep_id
-    st.query_params["sweep"] = worker.sweep_id
+    show_sweep(worker.sweep_id)
     worker.start()
 
 
@@ -396,8 +508,12 @@ def sweep_around() -> None:
 for key, value in DEFAULTS.items():
     if key not in st.session_state:
         st.session_state[key] = value
-if "sweep_id" not in st.session_state and st.query_params.get("sweep") in common.get_sweeps():
-    st.session_state.sweep_id = st.query_params["sweep"]  # after a browser refresh
+if "sweep_id" not in st.session_state and st.query_params.get("sweep"):  # a browser refresh or a link
+    if shown_sweep(st.query_params["sweep"]) is not None:
+        st.session_state.sweep_id = st.query_params["sweep"]
+    else:
+        st.warning(f"The sweep in this link ({st.query_params['sweep']}) is not on this server: it was deleted, "
+                   "or recorded elsewhere.", icon=":material/link_off:")
 
 st.title("Sweep")
 st.markdown("**Too low, too high, just right — on one screen.** Train many learning rates at once, each on the "
@@ -414,7 +530,7 @@ for column, (title, colour, text) in zip(st.columns(3), LOOK_FOR):
 
 dataset_name = common.selected_dataset_name()
 dataset = common.dataset_or_stop(dataset_name)
-record = sweep_record()
+record = shown_sweep(st.session_state.get("sweep_id"))
 active = record is not None and record.active
 
 st.header("1 · Sweep learning rates")
@@ -471,6 +587,9 @@ if stop_col.button("Stop", icon=":material/stop:", disabled=not active, width="s
     common.get_sweeps()[st.session_state.sweep_id].stop()
     st.rerun()
 toggle_col.toggle("Show the per-minibatch loss", key="sweep_show_batches", persist_state="session")
+earlier_sweeps(active)
+if "sweep_notice_delete" in st.session_state:
+    st.error(st.session_state.pop("sweep_notice_delete"), icon=":material/error:")
 
 st.fragment(live_sweep, run_every=POLL_SECONDS if active else None)(st.session_state.get("sweep_id"), active)
 if record is not None and not record.active and any(m.epochs for m in record.members):

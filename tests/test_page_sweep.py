@@ -4,9 +4,12 @@ from __future__ import annotations
 import time
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from lrcore.config import LEARNING_RATE_RANGE
+from lrcore.runstore import RunStore
+from tests.apptest_helpers import open_page
 
 
 @pytest.fixture
@@ -102,6 +105,51 @@ def test_tiny_sweep_runs_ranks_and_opens_in_train(app):
     assert app.session_state.train_learning_rate == 2.15
     assert app.session_state.train_epochs == 2 and app.session_state.train_batch_size == 128
     assert app.query_params["lr"] == "2.15"
+
+
+def test_a_sweep_is_saved_and_comes_back_after_a_restart(app, tmp_path):
+    app.slider(key="sweep_count").set_value(4)
+    app.number_input(key="sweep_epochs").set_value(2)
+    app.run()
+    button(app, "Start sweep").click()
+    app.run()
+    sweep_id = app.session_state.sweep_id
+    wait_for(app, lambda at: any(s.value == "Results, best first" for s in at.subheader))
+    before = app.dataframe[0].value
+
+    st.cache_resource.clear()  # a server restart: the process's sweeps are gone, the disk stays
+    again = open_page("pages/sweep.py", query={"sweep": sweep_id})  # a refresh of the old link
+    assert again.session_state.sweep_id == sweep_id
+    assert any("Saved sweep of" in c.value and "2 epochs, SGD" in c.value for c in again.caption)
+    table = again.dataframe[0].value
+    assert list(table["learning rate"]) == list(before["learning rate"])
+    assert table["validation accuracy"].equals(before["validation accuracy"])  # NaN (diverged) equals NaN here
+    assert len(again.get("plotly_chart")) == 3
+    assert any(s.value.startswith("Best: **lr 0.0464**") for s in again.success)
+    assert again.selectbox(key="sweep_pick_earlier").value == sweep_id
+
+    button(again, "Keep as a run").click()  # the best configuration's weights become a run
+    again.run()
+    assert not again.exception
+    assert any("Kept **lr 0.0464** as a run" in s.value for s in again.success)
+    [run] = RunStore(tmp_path / "runs").list_runs()
+    assert run.name == "sweep: lr 0.0464" and run.config.learning_rate == 0.0464 and run.checkpoint is not None
+
+    fresh = open_page("pages/sweep.py")  # a new visitor finds it under Earlier sweeps
+    assert "sweep_id" not in fresh.session_state
+    assert fresh.selectbox(key="sweep_pick_earlier").value == sweep_id
+    button(fresh, "Show").click()
+    fresh.run()
+    assert fresh.session_state.sweep_id == sweep_id and fresh.query_params["sweep"] == sweep_id
+    assert len(fresh.dataframe[0].value) == 4
+    button(fresh, "Delete").click()
+    fresh.run()
+    button(fresh, "Yes, delete").click()
+    fresh.run()
+    assert not fresh.exception and "sweep_id" not in fresh.session_state
+    assert "Earlier sweeps (0)" in fresh.expander[0].label
+    gone = open_page("pages/sweep.py", query={"sweep": sweep_id})
+    assert any("is not on this server" in w.value for w in gone.warning)
 
 
 def test_range_test_suggests_and_fills_train(app):

@@ -6,7 +6,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import screenshot, wait_for_app
+from tests.browser.conftest import screenshot, start_streamlit, stop, wait_for_app
 
 # Traces of the chart whose title contains the text, by kind: configuration lines have a name.
 CHART_TRACES = """(title) => {
@@ -71,3 +71,44 @@ def test_sweep_range_test_and_open_in_train(page, dashboard_url):
     wait_for_app(page)
     assert f"lr={value}" in page.url and "batch_size=128" in page.url, page.url
     assert float(page.get_by_label("Exact learning rate", exact=True).input_value()) == pytest.approx(float(value))
+
+
+def test_a_sweep_survives_a_server_restart(browser, tmp_path):
+    """Run a sweep, restart the server, open the same link: the curves and results come back from disk."""
+    process, url = start_streamlit(tmp_path / "data", tmp_path / "first.log")
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}/sweep")
+        page.get_by_label("Lowest learning rate", exact=True).wait_for(timeout=90_000)
+        wait_for_app(page)
+        slider = page.get_by_role("slider", name="How many learning rates")
+        slider.focus()
+        slider.press("Home")  # 4: 0.001, 0.0464, 2.15, 100
+        wait_for_app(page)
+        set_text(page, "Epochs", "2")
+        page.get_by_role("button", name="Start sweep").click()
+        expect(page.get_by_text("Results, best first")).to_be_visible(timeout=120_000)
+        wait_for_app(page)
+        link = page.url
+        assert "sweep=sweep-" in link, link
+        best = page.get_by_text(re.compile(r"Best: lr \S+ with")).inner_text()
+        page.close()
+    finally:
+        stop(process)
+
+    process, url = start_streamlit(tmp_path / "data", tmp_path / "second.log")
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url + link[link.index("/sweep"):])  # the same link on the restarted server
+        expect(page.get_by_text("Results, best first")).to_be_visible(timeout=90_000)
+        wait_for_app(page)
+        assert page.get_by_text(re.compile(r"Best: lr \S+ with")).inner_text() == best
+        accuracy = page.wait_for_function(CHART_TRACES, arg="Validation accuracy per epoch",
+                                          timeout=30_000).json_value()
+        assert accuracy is not None and len(accuracy["lines"]) == 3, accuracy  # lr 100 diverged at once
+        expect(page.get_by_text("Earlier sweeps (1), saved on disk")).to_be_visible()
+        page.mouse.move(0, 0)
+        screenshot(page, "sweep-after-restart")
+        page.close()
+    finally:
+        stop(process)
