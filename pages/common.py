@@ -152,10 +152,13 @@ def run_state_text(worker: TrainingWorker | None) -> str:
 
 def sidebar() -> None:
     """Dataset, device and the state of the current run, on every page."""
+    worker = current_worker()
+    if worker is not None and st.query_params.get("run") != worker.run_id:
+        # Moving between pages clears the URL's parameters: put the run back, so a refresh finds it.
+        st.query_params["run"] = worker.run_id
     with st.sidebar:
         st.markdown(f"**Dataset:** {DATASET_TITLES[selected_dataset_name()]}")
         st.markdown(f"**Device:** {device_label()}")
-        worker = current_worker()
         # While a run is active the line refreshes itself each second; idle, it costs nothing.
         live = worker is not None and worker.snapshot().active
         st.fragment(run_every=1.0 if live else None)(_run_state_line)()

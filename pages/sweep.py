@@ -508,7 +508,9 @@ def sweep_around() -> None:
 for key, value in DEFAULTS.items():
     if key not in st.session_state:
         st.session_state[key] = value
-if "sweep_id" not in st.session_state and st.query_params.get("sweep"):  # a browser refresh or a link
+if "sweep_id" in st.session_state and st.query_params.get("sweep") != st.session_state.sweep_id:
+    st.query_params["sweep"] = st.session_state.sweep_id  # page switches clear the URL; a refresh needs it
+elif "sweep_id" not in st.session_state and st.query_params.get("sweep"):  # a browser refresh or a link
     if shown_sweep(st.query_params["sweep"]) is not None:
         st.session_state.sweep_id = st.query_params["sweep"]
     else:

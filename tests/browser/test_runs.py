@@ -83,6 +83,16 @@ def test_refresh_keeps_the_run_training_and_the_runs_page_lists_it(page, dashboa
     assert first is not None
     page.wait_for_function(f"() => ({position})() > {first}")  # still training after the refresh
 
+    # Moving to another page with the sidebar clears the URL's parameters; a refresh there
+    # must still find the run (the pages put `run` back into the URL).
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Weights").click()
+    page.get_by_role("heading", name="Weights").first.wait_for(timeout=30_000)
+    wait_for_app(page)
+    page.reload()
+    wait_for_app(page)
+    assert f"run={run_id}" in page.url, page.url
+    expect(page.get_by_text(re.compile(r"Run: training epoch \d+ of 1000"))).to_be_visible(timeout=30_000)
+
     open_runs_page(page, dashboard_url)
     assert table_names(page)[0] == "SGD lr=0.1 bs=20"
     status = page.locator('[data-testid="stDataFrame"] td[aria-colindex="2"]').first
