@@ -141,6 +141,46 @@ def _write_json(path: Path, value: Any) -> None:
     _write_atomic(path, lambda out: json.dump(value, out, indent=1))
 
 
+def _read_meta(folder: Path, expected_format: str, kind: str, error: type[ValueError]) -> dict:
+    """A run's or sweep's meta.json, checked to be of `expected_format`; `error` says what is wrong."""
+    try:
+        meta = json.loads((folder / META).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"no meta.json (not a {kind}, or one whose start was cut off)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as reason:
+        raise error(f"meta.json is unreadable ({reason})") from None
+    if not isinstance(meta, dict) or meta.get("format") != expected_format:
+        raise error(f"meta.json is not an lrcore {kind}")
+    return meta
+
+
+def _read_folders(root: Path, read: Callable[[Path], Any], skip: tuple[str, ...] = ()) -> tuple[list, list]:
+    """`read(folder)` for each folder in `root`, and (name, why) for those it rejects with RunStoreError.
+
+    Hidden names (temp files, folders being imported or deleted) and `skip` are passed over.
+    """
+    items, skipped = [], []
+    try:
+        folders = sorted(root.iterdir())
+    except OSError:
+        folders = []
+    for folder in folders:
+        if folder.name.startswith(".") or folder.name in skip or not folder.is_dir():
+            continue
+        try:
+            items.append(read(folder))
+        except RunStoreError as error:
+            skipped.append((folder.name, str(error)))
+    return items, skipped
+
+
+def _remove_folder(root: Path, folder: Path) -> None:
+    """Delete `folder`: renamed first (atomic), so a half-deleted folder is never listed."""
+    trash = root / f".deleting-{folder.name}-{uuid.uuid4().hex[:6]}"
+    os.replace(folder, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def _read_jsonl(path: Path) -> list[Any]:
     """Every complete line; a torn last line (writer killed mid-append) is skipped."""
     try:
@@ -223,12 +263,51 @@ def _owner_state(meta: dict, folder: Path) -> str:
 
 # ---------------------------------------------------------------- writer
 
+class QueuedWriter:
+    """Writes events from a thread of its own, so the training loop that queues them never waits
+    for the disk. Subclasses set `_queue` and define `_apply(event)`, `_is_last(event)` and `_close()`."""
+
+    _queue: queue.SimpleQueue
+    _thread: threading.Thread
+
+    def _start_writing(self, name: str) -> None:
+        self.errors = 0  # file writes that failed (logged); training is never stopped by them
+        self._thread = threading.Thread(target=self._drain, name=name, daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait until every queued event is written (after the last one)."""
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def _drain(self) -> None:
+        while True:
+            event = self._queue.get()
+            try:
+                self._apply(event)
+            except Exception:  # a full disk must not stop training; the folder keeps what was saved
+                self.errors += 1
+                log.exception("could not record %s in %s", type(event).__name__, self._thread.name)
+            if self._is_last(event):
+                self._close()
+                return
+
+    def _apply(self, event: object) -> None:
+        raise NotImplementedError
+
+    def _is_last(self, event: object) -> bool:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+
 class _Crash:
     def __init__(self, message: str):
         self.message = message
 
 
-class RunWriter:
+class RunWriter(QueuedWriter):
     """Records one run's events into its folder. Create it with `RunStore.writer`.
 
     `record` only queues the event: a writer thread does the file work, so the training
@@ -262,13 +341,11 @@ class RunWriter:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._submit_lock = threading.Lock()
         self.finished = False  # no more events accepted (Finished or crash submitted)
-        self.errors = 0  # file writes that failed (logged); training is never stopped by them
         self._key = str(self.path.resolve())
         with _LIVE_LOCK:
             _LIVE[self._key] = self
         self._write_meta()  # last: the folder only counts as a run once meta.json exists
-        self._thread = threading.Thread(target=self._drain, name=f"runstore-{self.run_id}", daemon=True)
-        self._thread.start()
+        self._start_writing(f"runstore-{self.run_id}")
 
     # -- context manager: a block that raises marks the run crashed with the reason
     def __enter__(self) -> "RunWriter":
@@ -311,30 +388,14 @@ class RunWriter:
             self._queue.put(_Crash(message))
         self.wait()
 
-    def wait(self, timeout: float | None = None) -> None:
-        """Wait until every queued event is written (after Finished or crash)."""
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
-
-    def _drain(self) -> None:
-        while True:
-            event = self._queue.get()
-            try:
-                if isinstance(event, _Crash):
-                    self._meta.update(status="crashed", phase="", message=event.message or "crashed",
-                                      progress={})
-                else:
-                    self._apply(event)
-            except Exception:  # a full disk must not stop training; the run shows what was saved
-                self.errors += 1
-                log.exception("could not record %s of run %s", type(event).__name__, self.run_id)
-            if isinstance(event, (_Crash, ev.Finished)):
-                self._close()
-                return
+    def _is_last(self, event: object) -> bool:
+        return isinstance(event, (_Crash, ev.Finished))
 
     def _apply(self, event: object) -> None:
         meta = self._meta
-        if isinstance(event, ev.BatchProgress):
+        if isinstance(event, _Crash):
+            meta.update(status="crashed", phase="", message=event.message or "crashed", progress={})
+        elif isinstance(event, ev.BatchProgress):
             first = event.step - len(event.losses) + 1
             self._batches.write(json.dumps({"step": first, "losses": [float(x) for x in event.losses]}) + "\n")
             self._batches.flush()
@@ -488,19 +549,7 @@ class RunStore:
 
     def list_runs(self) -> list[StoredRun]:
         """Every valid run, newest first. Unreadable folders are skipped and listed in `skipped`."""
-        runs, skipped = [], []
-        try:
-            folders = sorted(self.root.iterdir())
-        except OSError:
-            folders = []
-        for folder in folders:
-            if folder.name.startswith(".") or folder.name == SWEEPS_FOLDER or not folder.is_dir():
-                continue  # temp files, folders being imported or deleted, the sweeps
-            try:
-                runs.append(self._summary(folder))
-            except RunStoreError as error:
-                skipped.append((folder.name, str(error)))
-        self.skipped = skipped
+        runs, self.skipped = _read_folders(self.root, self._summary, skip=(SWEEPS_FOLDER,))
         runs.sort(key=lambda run: (run.created, run.run_id), reverse=True)
         return runs
 
@@ -583,10 +632,7 @@ class RunStore:
             run = None  # a broken folder may always be removed
         if run is not None and run.active:
             raise RunStoreError(f"run “{run.name}” is still training; stop it before deleting it")
-        # Renamed first (atomic), so a half-deleted folder is never listed as a run.
-        trash = self.root / f".deleting-{run_id}-{uuid.uuid4().hex[:6]}"
-        os.replace(folder, trash)
-        shutil.rmtree(trash, ignore_errors=True)
+        _remove_folder(self.root, folder)
 
     def import_checkpoint(self, data: bytes, name: str | None = None, source: str = "upload") -> str:
         """Store an uploaded checkpoint as a run (status imported); raises CheckpointError if bad."""
@@ -626,14 +672,7 @@ class RunStore:
         return folder
 
     def _summary(self, folder: Path) -> StoredRun:
-        try:
-            meta = json.loads((folder / META).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise RunStoreError("no meta.json (not a run, or one whose start was cut off)") from None
-        except (OSError, UnicodeDecodeError, ValueError) as error:
-            raise RunStoreError(f"meta.json is unreadable ({error})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise RunStoreError("meta.json is not an lrcore run")
+        meta = _read_meta(folder, FORMAT, "run", RunStoreError)
         try:
             config = TrainConfig.from_dict(meta["config"])
         except (ConfigError, KeyError, TypeError, AttributeError) as error:

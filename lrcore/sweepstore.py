@@ -24,12 +24,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import queue
-import shutil
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -41,8 +38,9 @@ from .checkpoint import checkpoint_bytes
 from .config import ConfigError, TrainConfig
 from .model import LogisticRegression
 # The run store's file and liveness helpers: sweeps are kept with the same guarantees.
-from .runstore import (_LIVE, _LIVE_LOCK, SWEEPS_FOLDER, RunStoreError, _owner, _owner_state, _read_jsonl,
-                       _read_normalizer, _write_atomic, _write_json, default_runs_dir)
+from .runstore import (_LIVE, _LIVE_LOCK, SWEEPS_FOLDER, QueuedWriter, RunStoreError, _owner, _owner_state, _read_jsonl,
+                       _read_folders, _read_meta, _read_normalizer, _remove_folder, _write_atomic, _write_json,
+                       default_runs_dir)
 from .sweep import MemberRecord, SweepEnded, SweepRecord, SweepWorker
 
 log = logging.getLogger(__name__)
@@ -102,7 +100,7 @@ def _member_summary(member: MemberRecord) -> dict:
 
 # ---------------------------------------------------------------- writer
 
-class SweepWriter:
+class SweepWriter(QueuedWriter):
     """Records one sweep's progress into its folder. Create it with `SweepStore.writer`.
 
     `record` only queues the event; a writer thread reads the worker's snapshot and does the
@@ -134,13 +132,11 @@ class SweepWriter:
         self._last_meta = self._last_curves = 0.0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self.finished = False
-        self.errors = 0
         self._key = str(self.path.resolve())
         with _LIVE_LOCK:
             _LIVE[self._key] = self
         _write_json(self.path / META, self._meta)  # last: the folder is a sweep once meta.json exists
-        self._thread = threading.Thread(target=self._drain, name=f"sweepstore-{self.sweep_id}", daemon=True)
-        self._thread.start()
+        self._start_writing(f"sweepstore-{self.sweep_id}")
 
     def record(self, indices: list[int], event: object) -> None:
         """Queue one sweep event; after `SweepEnded` return once everything is on disk."""
@@ -151,21 +147,8 @@ class SweepWriter:
         if self.finished:
             self.wait()
 
-    def wait(self, timeout: float | None = None) -> None:
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
-
-    def _drain(self) -> None:
-        while True:
-            event = self._queue.get()
-            try:
-                self._apply(event)
-            except Exception:  # a full disk must not stop the sweep; the folder keeps what was saved
-                self.errors += 1
-                log.exception("could not record %s of sweep %s", type(event).__name__, self.sweep_id)
-            if isinstance(event, SweepEnded):
-                self._close()
-                return
+    def _is_last(self, event: object) -> bool:
+        return isinstance(event, SweepEnded)
 
     def _apply(self, event: object) -> None:
         now = time.time()
@@ -277,20 +260,7 @@ class SweepStore:
 
     def list_sweeps(self) -> list[SweepSummary]:
         """Every readable sweep, newest first; unreadable folders are listed in `skipped`."""
-        sweeps, skipped = [], []
-        try:
-            folders = sorted(self.root.iterdir())
-        except OSError:
-            folders = []
-        for folder in folders:
-            if folder.name.startswith(".") or not folder.is_dir():
-                continue
-            try:
-                meta = self._meta(folder)
-                sweeps.append(_summary(meta, folder.name))
-            except SweepStoreError as error:
-                skipped.append((folder.name, str(error)))
-        self.skipped = skipped
+        sweeps, self.skipped = _read_folders(self.root, lambda folder: _summary(self._meta(folder), folder.name))
         sweeps.sort(key=lambda sweep: (sweep.created, sweep.sweep_id), reverse=True)
         return sweeps
 
@@ -355,9 +325,7 @@ class SweepStore:
             status = None  # a broken folder may always be removed
         if status == "running":
             raise SweepStoreError("this sweep is still training; stop it before deleting it")
-        trash = self.root / f".deleting-{sweep_id}-{uuid.uuid4().hex[:6]}"
-        os.replace(folder, trash)
-        shutil.rmtree(trash, ignore_errors=True)
+        _remove_folder(self.root, folder)
 
     # -- internals
 
@@ -369,14 +337,7 @@ class SweepStore:
         return folder
 
     def _meta(self, folder: Path) -> dict:
-        try:
-            meta = json.loads((folder / META).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise SweepStoreError("no meta.json (not a sweep, or one whose start was cut off)") from None
-        except (OSError, UnicodeDecodeError, ValueError) as error:
-            raise SweepStoreError(f"meta.json is unreadable ({error})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise SweepStoreError("meta.json is not an lrcore sweep")
+        meta = _read_meta(folder, FORMAT, "sweep", SweepStoreError)
         if meta.get("status") not in STATUSES:
             raise SweepStoreError(f"meta.json has an unknown status {meta.get('status')!r}")
         _members_of(meta)  # raises for bad settings
