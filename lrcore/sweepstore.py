@@ -188,7 +188,9 @@ class SweepWriter(QueuedWriter):
 
     def _write_curves(self, record: SweepRecord) -> None:
         curves = [{"steps": member.batch_steps, "smoothed": member.batch_smoothed} for member in record.members]
-        _write_json(self.path / CURVES, curves)
+        # compact: json's indented output goes through its pure-Python encoder, ~10x slower for 40,000 numbers
+        text = json.dumps(curves, separators=(",", ":"))
+        _write_atomic(self.path / CURVES, lambda out: out.write(text))
         self._last_curves = time.time()
 
     def _save_group_weights(self, record: SweepRecord) -> None:
