@@ -144,8 +144,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--dataset", default=None, help="default: fashion-mnist when installed, else mnist-sample")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=9, help="runs of each variant (medians are compared)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=11, help="runs of each variant (medians are compared)")
     parser.add_argument("--lr", type=float, default=0.1)
     args = parser.parse_args()
     name = args.dataset or ("fashion-mnist" if locate("fashion-mnist") else "mnist-sample")
