@@ -634,8 +634,13 @@ class RunStore:
             raise RunStoreError(f"run “{run.name}” is still training; stop it before deleting it")
         _remove_folder(self.root, folder)
 
-    def import_checkpoint(self, data: bytes, name: str | None = None, source: str = "upload") -> str:
-        """Store an uploaded checkpoint as a run (status imported); raises CheckpointError if bad."""
+    def import_checkpoint(self, data: bytes, name: str | None = None, source: str = "upload",
+                          epochs: list[dict] | None = None) -> str:
+        """Store a checkpoint as a run (status imported); raises CheckpointError if bad.
+
+        `epochs` (metrics per epoch, e.g. a sweep configuration's) become the run's curves; a row's
+        missing learning rate is the config's and its elapsed time the sum of the epochs' seconds.
+        """
         checkpoint = load_checkpoint(data)
         run_id = new_run_id()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -645,14 +650,26 @@ class RunStore:
                             checkpoint.normalizer, checkpoint.metrics)
             metrics = checkpoint.metrics
             now = time.time()
-            epochs = int(metrics.get("epochs_completed", 0) or 0)
+            rows, elapsed = [], 0.0
+            for row in epochs or []:
+                elapsed += float(row.get("seconds") or 0.0)
+                rows.append({"learning_rate": checkpoint.config.learning_rate, "elapsed": elapsed, **row})
+                missing = [name for name in EPOCH_FIELDS if name not in rows[-1]]
+                if missing:
+                    raise RunStoreError(f"epoch {row.get('epoch', '?')} has no {', '.join(missing)}")
+            if rows:
+                (staging / EPOCHS).write_text("".join(json.dumps({k: row[k] for k in EPOCH_FIELDS}) + "\n"
+                                                      for row in rows), encoding="utf-8")
+            accuracies = [row["validation_accuracy"] for row in rows if _finite(row["validation_accuracy"])]
+            best = max(accuracies) if accuracies else metrics.get("validation_accuracy")
+            epochs_done = int(metrics.get("epochs_completed", 0) or 0)
             _write_json(staging / META, {
                 "format": FORMAT, "version": VERSION, "run_id": run_id,
                 "name": _clean_name(name) if name and name.strip() else "uploaded checkpoint",
                 "status": "imported", "phase": "", "message": "", "source": source,
                 "config": checkpoint.config.to_dict(), "class_names": list(checkpoint.class_names),
-                "created": now, "updated": now, "duration": 0.0, "epochs_done": epochs,
-                "best_validation_accuracy": metrics.get("validation_accuracy"),
+                "created": now, "updated": now, "duration": elapsed, "epochs_done": epochs_done,
+                "best_validation_accuracy": best,
                 "learning_rate": checkpoint.config.learning_rate, "progress": {},
                 "final": dict(metrics), "train_size": 0, "validation_size": 0, "batches_per_epoch": 0,
                 "device": "", "lr_changes": [], "owner": _owner()})

@@ -19,7 +19,7 @@ import streamlit as st
 from plotly.colors import qualitative
 
 from lrcore.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint
-from lrcore.config import NORMALIZATION_LABELS, OPTIMIZER_LABELS, TrainConfig
+from lrcore.config import OPTIMIZER_LABELS, TrainConfig
 from lrcore.data import DATASET_TITLES
 from lrcore.runstore import RunStoreError, StoredRun, epochs_csv
 from pages import charts, common
@@ -38,7 +38,7 @@ LONG_NAMES = {"dataset": "dataset", "learning_rate": "learning rate", "batch_siz
               "per_class_limit": "images per class", "seed": "seed", "device": "device"}
 STATUS_TEXT = {"imported": "uploaded"}  # plain words: the table is drawn on a canvas, emoji fonts vary
 SOURCES = {"dashboard": "trained in the dashboard", "cli": "trained with python -m lrcore",
-           "upload": "uploaded checkpoint"}
+           "upload": "uploaded checkpoint", "sweep": "kept from a learning-rate sweep (Sweep page)"}
 OPEN_PAGES = [("pages/weights.py", "Weights", ":material/grid_view:"), ("pages/draw.py", "Draw", ":material/draw:"),
               ("pages/evaluate.py", "Evaluate", ":material/fact_check:")]
 
@@ -85,6 +85,8 @@ def status_text(run: StoredRun) -> str:
         state = "paused" if run.phase == "paused" else "training"
         epoch = run.progress.get("epoch")
         return f"{state} (epoch {epoch or run.epochs_done + 1} of {run.config.epochs})"
+    if run.status == "imported" and run.source == "sweep":
+        return "kept from a sweep"
     return STATUS_TEXT.get(run.status, run.status)
 
 
@@ -111,7 +113,8 @@ def runs_table(runs: list[StoredRun]) -> pd.DataFrame:
             "Batch size": config.batch_size,
             "Optimizer": setting_text("optimizer", config.optimizer),
             "Weight decay": f"{config.weight_decay:g}",
-            "Epochs": f"{run.epochs_done} / {config.epochs}" if run.status != "imported" else str(config.epochs),
+            "Epochs": f"{run.epochs_done} / {config.epochs}" if run.status != "imported" or run.source == "sweep"
+            else str(config.epochs),
             "Normalisation": setting_text("normalization", config.normalization),
             "Validation": config.validation_fraction,
             "Per class": setting_text("per_class_limit", config.per_class_limit),

@@ -22,6 +22,7 @@ from lrcore.config import (LEARNING_RATE_RANGE, NORMALIZATION_LABELS, NORMALIZAT
 from lrcore.data import DATASET_TITLES, make_splits
 from lrcore.lr_finder import END_LR, NUM_BATCHES, START_LR, RangeTestWorker
 from lrcore.checkpoint import CheckpointError
+from lrcore.runstore import RunStoreError
 from lrcore.sweep import MAX_CONFIGS, SweepRecord, SweepWorker, grid_problems, log_grid, parse_numbers, sweep_configs
 from lrcore.sweepstore import SweepStoreError, member_checkpoint_bytes
 from pages import common
@@ -396,8 +397,8 @@ def keep_as_run(record: SweepRecord, member) -> None:
     """Store one configuration's weights as a run (status imported) in the run store."""
     try:
         common.get_run_store().import_checkpoint(member_checkpoint_bytes(record, member),
-                                                 name=f"sweep: {member.label}", source="sweep")
-    except (SweepStoreError, CheckpointError, OSError) as error:
+                                                 name=f"sweep: {member.label}", source="sweep", epochs=member.epochs)
+    except (RunStoreError, CheckpointError, OSError) as error:
         st.session_state.sweep_notice = ("error", f"Could not keep {member.label} as a run: {error}")
         return
     st.session_state.sweep_notice = ("success", f"Kept **{member.label}** as a run: it is on the Runs page, "

@@ -134,6 +134,11 @@ def test_a_sweep_is_saved_and_comes_back_after_a_restart(app, tmp_path):
     assert any("Kept **lr 0.0464** as a run" in s.value for s in again.success)
     [run] = RunStore(tmp_path / "runs").list_runs()
     assert run.name == "sweep: lr 0.0464" and run.config.learning_rate == 0.0464 and run.checkpoint is not None
+    assert [row["epoch"] for row in RunStore(tmp_path / "runs").load(run.run_id).epochs] == [0, 1, 2]
+    again.switch_page("pages/runs.py")
+    again.run()
+    runs_table = again.dataframe[0].value
+    assert list(runs_table["Status"]) == ["kept from a sweep"] and list(runs_table["Epochs"]) == ["2 / 2"]
 
     fresh = open_page("pages/sweep.py")  # a new visitor finds it under Earlier sweeps
     assert "sweep_id" not in fresh.session_state

@@ -187,7 +187,12 @@ def test_a_configuration_becomes_a_run_and_runs_ignore_the_sweeps_folder(tmp_pat
     loaded = SweepStore().load(record.sweep_id)
     member = loaded.best()
     run_id = runs.import_checkpoint(member_checkpoint_bytes(loaded, member), name=f"sweep: {member.label}",
-                                    source="sweep")
+                                    source="sweep", epochs=member.epochs)
+    run = runs.load(run_id)  # its curves come along, for the Runs page's comparisons
+    assert [row["validation_accuracy"] for row in run.epochs] == [row["validation_accuracy"] for row in member.epochs]
+    assert run.epochs[-1]["elapsed"] == pytest.approx(sum(row["seconds"] for row in member.epochs))
+    assert run.best_validation_accuracy == max(row["validation_accuracy"] for row in member.epochs)
+    assert run.source == "sweep" and run.epochs_done == SMALL.epochs
     checkpoint = runs.checkpoint(run_id)
     assert torch.equal(checkpoint.model.linear.weight.detach(), member.weight)
     assert checkpoint.config == member.config
