@@ -22,7 +22,7 @@ import torch
 
 from . import events as ev
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import (DATASETS, DEVICES, NORMALIZATIONS, OPTIMIZERS, ConfigError, TrainConfig)
+from .config import (BATCH_ORDERS, DATASETS, DEVICES, NORMALIZATIONS, OPTIMIZERS, ConfigError, TrainConfig)
 from .data import DatasetUnavailable, load_dataset, make_splits
 from .evaluate import evaluate_model, predict
 from .train import train
@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_argument("--device", choices=DEVICES, default=DEFAULTS.device, help="auto = CUDA when available")
     train_cmd.add_argument("--normalization", choices=NORMALIZATIONS, default=DEFAULTS.normalization,
                            help="raw 0..1 pixels or per-pixel mean/std")
+    train_cmd.add_argument("--batch-order", choices=BATCH_ORDERS, default=DEFAULTS.batch_order,
+                           help="minibatch order: reshuffled every epoch, one fixed order, or sorted by class")
     train_cmd.add_argument("--per-class-limit", type=int, default=None,
                            help="use at most N training images per class (tutorial 003 uses 500)")
     train_cmd.add_argument("--save", type=Path, default=None, metavar="PATH", help="write a checkpoint here")
@@ -113,7 +115,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        validation_fraction=args.validation_fraction, epochs=1 if args.dry_run else args.epochs,
                        optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay,
                        seed=args.seed, device=args.device, dataset=args.dataset,
-                       normalization=args.normalization, per_class_limit=args.per_class_limit)
+                       normalization=args.normalization, per_class_limit=args.per_class_limit,
+                       batch_order=args.batch_order)
 
 
 def run_train(args: argparse.Namespace) -> int:

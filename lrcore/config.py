@@ -14,6 +14,11 @@ OPTIMIZERS = ("sgd", "momentum", "adamw")
 OPTIMIZER_LABELS = {"sgd": "SGD", "momentum": "SGD + momentum", "adamw": "AdamW"}
 NORMALIZATIONS = ("raw", "standardize")
 NORMALIZATION_LABELS = {"raw": "raw pixels 0..1", "standardize": "per-pixel mean/std"}
+# Minibatch order (tutorial 002's "what happens if you disable the shuffling?"): a new shuffle
+# each epoch, one shuffled order repeated every epoch, or sorted by class (all 0s, then all 1s...).
+BATCH_ORDERS = ("shuffled", "fixed", "by_class")
+BATCH_ORDER_LABELS = {"shuffled": "shuffled every epoch", "fixed": "the same order every epoch",
+                      "by_class": "sorted by class"}
 DATASETS = ("mnist-sample", "mnist", "fashion-mnist")
 DEVICES = ("auto", "cpu", "cuda")
 LEARNING_RATE_RANGE = (1e-6, 100.0)
@@ -43,6 +48,7 @@ class TrainConfig:
     dataset: str = "mnist-sample"
     normalization: str = "raw"
     per_class_limit: int | None = None
+    batch_order: str = "shuffled"
 
     def __post_init__(self) -> None:
         problems = config_problems(asdict(self))
@@ -114,6 +120,9 @@ def config_problems(values: dict[str, Any]) -> dict[str, str]:
     normalization = values.get("normalization")
     if normalization not in NORMALIZATIONS:
         problems["normalization"] = f"must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}"
+    order = values.get("batch_order", "shuffled")
+    if order not in BATCH_ORDERS:
+        problems["batch_order"] = f"must be one of {', '.join(BATCH_ORDERS)}, got {order!r}"
     limit = values.get("per_class_limit")
     if limit is not None and (not _is_int(limit) or limit < 1):
         problems["per_class_limit"] = f"must be empty (use all images) or a whole number >= 1, got {limit!r}"

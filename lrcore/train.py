@@ -30,7 +30,7 @@ DIVERGENCE_FACTOR = 20.0
 LOSS_SMOOTHING = 0.1  # weight of the newest batch in the moving average (tutorial 003)
 # Settings that must be equal for configurations to share minibatches in one group.
 GROUP_SHARED = ("batch_size", "validation_fraction", "epochs", "optimizer", "momentum", "seed",
-                "device", "dataset", "normalization", "per_class_limit")
+                "device", "dataset", "normalization", "per_class_limit", "batch_order")
 
 
 class TrainingControl:
@@ -136,6 +136,24 @@ def train(config: TrainConfig, dataset: Dataset | None = None, control: Training
             yield event
 
 
+def minibatch_orders(batch_order: str, train_index: torch.Tensor, labels: torch.Tensor,
+                     generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """The training images' indices in minibatch order, one tensor per epoch (endless).
+
+    shuffled: a new permutation each epoch (the default, as DataLoader(shuffle=True));
+    fixed: one permutation, repeated; by_class: sorted by label, in the split's order within a class.
+    """
+    if batch_order == "by_class":
+        order = train_index[torch.sort(labels[train_index].cpu(), stable=True).indices.to(train_index.device)]
+    elif batch_order == "fixed":
+        order = train_index[torch.randperm(len(train_index), generator=generator).to(train_index.device)]
+    else:
+        order = None
+    while True:
+        yield order if order is not None else \
+            train_index[torch.randperm(len(train_index), generator=generator).to(train_index.device)]
+
+
 def check_group(configs: Sequence[TrainConfig]) -> None:
     if not configs:
         raise ConfigError({"configs": "at least one configuration is needed"})
@@ -203,10 +221,9 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
     diverged = [False] * count
     status = "done"
     epochs_completed = 0
-    generator = torch.Generator().manual_seed(config.seed)
+    orders = minibatch_orders(config.batch_order, train_index, labels, torch.Generator().manual_seed(config.seed))
     for epoch in range(1, config.epochs + 1):
-        order = torch.randperm(len(train_index), generator=generator).to(device)
-        order = train_index[order]
+        order = next(orders)
         epoch_start = time.perf_counter()
         pending: list[tuple[float, ...]] = []
         last_event = epoch_start

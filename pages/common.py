@@ -261,6 +261,7 @@ def _sweep_store(root: str) -> SweepStore:
 TRAIN_PARAMS = {"learning_rate": "lr", "batch_size": "batch_size", "validation_fraction": "val_fraction",
                 "epochs": "epochs", "optimizer": "optimizer", "momentum": "momentum",
                 "weight_decay": "weight_decay", "seed": "seed", "normalization": "normalization",
+                "batch_order": "order",
                 "per_class_limit": "per_class"}
 
 

@@ -1,7 +1,30 @@
-"""Home: what this dashboard is and where to start."""
+"""Home: what this dashboard is, where to start, and the tutorials' experiments one click away."""
 import streamlit as st
 
+from lrcore.config import TrainConfig
 from pages import common
+
+# The tutorials' exercises as ready-made settings: (title, what to look for, settings for Train).
+EXPERIMENTS = [
+    ("Learning rate too high", "SGD with lr 50: the loss blows up and the run stops with an explanation.",
+     {"learning_rate": 50.0, "epochs": 5}),
+    ("Learning rate too low", "lr 0.001: the loss creeps down; after 10 epochs the accuracy is still climbing.",
+     {"learning_rate": 0.001}),
+    ("Small batches, as in tutorial 003", "500 images per digit, batch size 16: a noisy per-batch loss; watch "
+     "its moving average.", {"batch_size": 16, "per_class_limit": 500, "learning_rate": 0.1, "epochs": 5}),
+    ("A bigger validation set", "Hold out half the images: less to learn from, a steadier validation curve.",
+     {"validation_fraction": 0.5}),
+    ("Train on a small subset", "50 images per digit: training accuracy races ahead of validation "
+     "(overfitting).", {"per_class_limit": 50, "epochs": 30}),
+    ("SGD vs AdamW", "AdamW with lr 0.001, as in tutorial 003; compare it with an SGD run on the Runs page.",
+     {"optimizer": "adamw", "learning_rate": 0.001}),
+    ("Weight decay", "Weight decay 0.01 pulls the weights to 0: smoother weight images, slightly lower "
+     "accuracy.", {"weight_decay": 0.01}),
+    ("Standardised pixels", "Per-pixel mean/std instead of 0..1 (tutorial 002): compare speed and loss.",
+     {"normalization": "standardize", "learning_rate": 0.1}),
+    ("No shuffling", "Minibatches sorted by class (tutorial 002's question): the model forgets each digit "
+     "while it sees the next.", {"batch_order": "by_class", "epochs": 3}),
+]
 
 st.title("Logistic regression on MNIST")
 st.markdown(
@@ -28,3 +51,14 @@ steps = [
 ]
 for path, icon, text in steps:
     st.page_link(path, label=text, icon=icon)
+
+st.subheader("Experiments from the tutorials")
+st.caption("Each button opens Train with the settings filled in; press Start. For too low, too high and just "
+           "right side by side, use the Sweep page.")
+dataset_name = common.selected_dataset_name()
+for row in range(0, len(EXPERIMENTS), 3):
+    for column, (title, text, settings) in zip(st.columns(3), EXPERIMENTS[row:row + 3]):
+        with column.container(border=True, height="stretch"):
+            st.markdown(f"**{title}**  \n{text}")
+            if st.button("Open in Train", key=f"home_experiment_{row}_{title}", icon=":material/model_training:"):
+                common.open_in_train(TrainConfig(dataset=dataset_name, **settings))

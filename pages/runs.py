@@ -19,7 +19,7 @@ import streamlit as st
 from plotly.colors import qualitative
 
 from lrcore.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint
-from lrcore.config import OPTIMIZER_LABELS, TrainConfig
+from lrcore.config import BATCH_ORDER_LABELS, OPTIMIZER_LABELS, TrainConfig
 from lrcore.data import DATASET_TITLES
 from lrcore.runstore import RunStoreError, StoredRun, epochs_csv
 from pages import charts, common
@@ -31,11 +31,13 @@ MAX_UPLOAD_MB = MAX_CHECKPOINT_BYTES // (1024 * 1024)
 # Settings named in legends when they differ between the compared runs, in this order.
 SHORT_NAMES = {"dataset": "data", "learning_rate": "lr", "batch_size": "bs", "optimizer": "opt",
                "momentum": "momentum", "weight_decay": "wd", "epochs": "epochs", "validation_fraction": "val",
-               "normalization": "norm", "per_class_limit": "per class", "seed": "seed", "device": "device"}
+               "normalization": "norm", "per_class_limit": "per class", "seed": "seed", "device": "device",
+               "batch_order": "order"}
 LONG_NAMES = {"dataset": "dataset", "learning_rate": "learning rate", "batch_size": "batch size",
               "optimizer": "optimizer", "momentum": "momentum", "weight_decay": "weight decay",
               "epochs": "epochs", "validation_fraction": "validation fraction", "normalization": "normalisation",
-              "per_class_limit": "images per class", "seed": "seed", "device": "device"}
+              "per_class_limit": "images per class", "seed": "seed", "device": "device",
+              "batch_order": "minibatch order"}
 STATUS_TEXT = {"imported": "uploaded"}  # plain words: the table is drawn on a canvas, emoji fonts vary
 SOURCES = {"dashboard": "trained in the dashboard", "cli": "trained with python -m lrcore",
            "upload": "uploaded checkpoint", "sweep": "kept from a learning-rate sweep (Sweep page)"}
@@ -52,6 +54,8 @@ def setting_text(field: str, value) -> str:
         return "standardised" if value == "standardize" else "raw"
     if field == "per_class_limit":
         return "all" if value is None else str(value)
+    if field == "batch_order":
+        return BATCH_ORDER_LABELS.get(value, str(value))
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)

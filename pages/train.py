@@ -13,8 +13,8 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from lrcore.config import (LEARNING_RATE_RANGE, NORMALIZATION_LABELS, NORMALIZATIONS, OPTIMIZER_LABELS,
-                           OPTIMIZERS, ConfigError, TrainConfig, config_problems)
+from lrcore.config import (BATCH_ORDER_LABELS, BATCH_ORDERS, LEARNING_RATE_RANGE, NORMALIZATION_LABELS,
+                           NORMALIZATIONS, OPTIMIZER_LABELS, OPTIMIZERS, ConfigError, TrainConfig, config_problems)
 from lrcore.data import DATASET_TITLES, make_splits
 from pages import charts, common
 
@@ -38,12 +38,13 @@ PARAMS = {
     "seed": ("seed", int, 0, 2**31 - 1),
     "normalization": ("normalization", NORMALIZATIONS, None, None),
     "per_class": ("per_class_limit", int, 1, 1_000_000),
+    "order": ("batch_order", BATCH_ORDERS, None, None),
 }
 FIELD_PARAMS = {field: param for param, (field, *_rest) in PARAMS.items()}
 LABELS = {"learning_rate": "Learning rate", "batch_size": "Batch size", "epochs": "Epochs",
           "validation_fraction": "Validation fraction", "optimizer": "Optimizer", "momentum": "Momentum",
           "weight_decay": "Weight decay", "normalization": "Normalisation", "per_class_limit": "Images per class",
-          "seed": "Seed"}
+          "seed": "Seed", "batch_order": "Minibatch order"}
 
 
 # ---------------------------------------------------------------- settings <-> URL and widgets
@@ -342,6 +343,11 @@ with st.container(border=True):
                   format="%.2f", persist_state="session",
                   help="Share of the training images held out to check the model on unseen data.")
         problem_note("validation_fraction")
+        st.selectbox("Minibatch order", BATCH_ORDERS, key="train_batch_order", format_func=BATCH_ORDER_LABELS.get,
+                     persist_state="session",
+                     help="Shuffled every epoch is the usual choice. Sorted by class shows what happens without "
+                          "shuffling when the data is ordered: the model forgets one digit while it sees the next.")
+        problem_note("batch_order")
     with optimizer_col:
         st.radio("Optimizer", OPTIMIZERS, key="train_optimizer", format_func=OPTIMIZER_LABELS.get,
                  persist_state="session")

@@ -32,6 +32,7 @@ def test_defaults_are_valid():
     ("dataset", "cifar10", "mnist-sample"),
     ("normalization", "zscore", "raw, standardize"),
     ("per_class_limit", 0, ">= 1"),
+    ("batch_order", "random", "shuffled, fixed, by_class"),
 ])
 def test_each_bad_value_names_the_field_and_what_is_allowed(field, value, fragment):
     with pytest.raises(ConfigError) as caught:

@@ -223,7 +223,7 @@ def test_reset_forgets_the_run_and_restores_defaults():
 def test_share_link_parameters_fill_the_widgets():
     at = train_page({"lr": "0.02", "batch_size": "64", "val_fraction": "0.3", "epochs": "4",
                      "optimizer": "momentum", "momentum": "0.8", "weight_decay": "0.001", "seed": "7",
-                     "normalization": "standardize", "per_class": "100"})
+                     "normalization": "standardize", "per_class": "100", "order": "by_class"})
     assert not at.warning
     assert at.number_input(key="train_learning_rate").value == 0.02
     assert at.select_slider(key="train_lr_grid").value == 0.02
@@ -237,6 +237,7 @@ def test_share_link_parameters_fill_the_widgets():
     assert at.radio(key="train_normalization").value == "standardize"
     assert at.toggle(key="train_limit_on").value is True
     assert at.number_input(key="train_per_class_limit").value == 100
+    assert at.selectbox(key="train_batch_order").value == "by_class"
     assert not errors(at) and not button(at, "Start").disabled
 
 
@@ -247,6 +248,7 @@ def test_share_link_parameters_fill_the_widgets():
     ("optimizer", "adam", "one of sgd, momentum, adamw"),
     ("val_fraction", "0.95", "a number from 0.01 to 0.9"),
     ("per_class", "-3", "or all"),
+    ("order", "random", "one of shuffled, fixed, by_class"),
 ])
 def test_a_bad_share_link_parameter_warns_and_falls_back_to_the_default(param, value, allowed):
     at = train_page({param: value, "epochs": "3"})

@@ -156,3 +156,27 @@ def test_group_member_diverges_alone(sample):
     assert [d.index for d in diverged] == [1]
     assert finished.diverged == [False, True] and finished.status == "done"
     assert finished.test_accuracy[0] > 0.85
+
+
+def test_minibatch_orders_shuffled_fixed_and_sorted_by_class(sample):
+    index = torch.arange(0, 8000, 7)
+    labels = sample.train_labels
+    for order_name in ("shuffled", "fixed", "by_class"):
+        orders = train_module.minibatch_orders(order_name, index, labels, torch.Generator().manual_seed(0))
+        first, second = next(orders), next(orders)
+        for order in (first, second):  # every image once per epoch
+            assert torch.equal(order.sort().values, index)
+        assert torch.equal(first, second) == (order_name != "shuffled")
+        sorted_labels = labels[first]
+        assert bool((sorted_labels[1:] >= sorted_labels[:-1]).all()) == (order_name == "by_class")
+
+
+def test_sorted_by_class_batches_show_forgetting_in_the_loss(sample):
+    """Unshuffled, class-sorted minibatches: each class is learned then forgotten (tutorial 002's exercise)."""
+    config = TrainConfig(epochs=2, learning_rate=0.5, per_class_limit=100)
+    shuffled = run(config, sample, batch_event_seconds=0.0)
+    by_class = run(config.replace(batch_order="by_class"), sample, batch_event_seconds=0.0)
+    assert of(shuffled, ev.RunStarted)[0].config.batch_order == "shuffled"
+    final = {name: of(events, ev.Finished)[0] for name, events in (("shuffled", shuffled), ("by_class", by_class))}
+    # the last batches are all 9s: the sorted model says "9" to almost everything and does far worse
+    assert final["by_class"].validation_accuracy < final["shuffled"].validation_accuracy - 0.2
