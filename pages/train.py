@@ -333,6 +333,11 @@ with st.container(border=True):
                         step=0.01, persist_state="session",
                         help=f"Any value from {LEARNING_RATE_RANGE[0]:g} to {LEARNING_RATE_RANGE[1]:g}.")
         problem_note("learning_rate")
+        st.selectbox("Minibatch order", BATCH_ORDERS, key="train_batch_order", format_func=BATCH_ORDER_LABELS.get,
+                     persist_state="session",
+                     help="Shuffled every epoch is the usual choice. Sorted by class shows what happens without "
+                          "shuffling when the data is ordered: the model forgets one digit while it sees the next.")
+        problem_note("batch_order")
     with size_col:
         st.number_input("Batch size", key="train_batch_size", min_value=1, step=1, persist_state="session",
                         help="Images per gradient step.")
@@ -343,11 +348,6 @@ with st.container(border=True):
                   format="%.2f", persist_state="session",
                   help="Share of the training images held out to check the model on unseen data.")
         problem_note("validation_fraction")
-        st.selectbox("Minibatch order", BATCH_ORDERS, key="train_batch_order", format_func=BATCH_ORDER_LABELS.get,
-                     persist_state="session",
-                     help="Shuffled every epoch is the usual choice. Sorted by class shows what happens without "
-                          "shuffling when the data is ordered: the model forgets one digit while it sees the next.")
-        problem_note("batch_order")
     with optimizer_col:
         st.radio("Optimizer", OPTIMIZERS, key="train_optimizer", format_func=OPTIMIZER_LABELS.get,
                  persist_state="session")
