@@ -103,19 +103,29 @@ def _lr_change_marks(lr_changes: Sequence[dict], position) -> dict:
     return dict(shapes=shapes, annotations=annotations)
 
 
+SPLITS = (("train", TRAIN_COLOR), ("validation", VALIDATION_COLOR))
+
+
+def _epoch_parts(epochs: Sequence[dict], kind: str, lr_changes: Sequence[dict], batches_per_epoch: int,
+                 total_epochs: int | None) -> tuple[list, list[list], dict, dict]:
+    """x, the train and validation y values, the x axis's range and ticks, and the lr-change marks."""
+    x = [row["epoch"] for row in epochs]
+    ys = [_finite([row[f"{split}_{kind}"] for row in epochs]) for split, _color in SPLITS]
+    # A change during epoch e at step s lies between the points of epochs e-1 and e.
+    marks = _lr_change_marks(lr_changes if batches_per_epoch else (),
+                             lambda change: change["step"] / batches_per_epoch)
+    planned = total_epochs if total_epochs and total_epochs <= WHOLE_RUN_EPOCHS else 0
+    last = max(planned, x[-1] if x else 0, 1)
+    return x, ys, dict(range=[-0.2, last + 0.2], dtick=1 if last <= 20 else None), marks
+
+
 def epoch_figure(epochs: Sequence[dict], kind: str, lr_changes: Sequence[dict] = (),
                  batches_per_epoch: int = 0, total_epochs: int | None = None) -> SentFigure:
     """Train and validation loss (kind="loss") or accuracy (kind="accuracy") per epoch, from epoch 0."""
-    x = [row["epoch"] for row in epochs]
-    data = [dict(type="scatter", x=x, y=_finite([row[f"{split}_{kind}"] for row in epochs]), name=split,
-                 mode="lines+markers", line=dict(color=color, width=3), marker=dict(size=8))
-            for split, color in (("train", TRAIN_COLOR), ("validation", VALIDATION_COLOR))]
-    # A change during epoch e at step s lies between the points of epochs e-1 and e.
-    marks = _lr_change_marks(lr_changes, lambda change: change["step"] / batches_per_epoch) \
-        if batches_per_epoch else {}
-    planned = total_epochs if total_epochs and total_epochs <= WHOLE_RUN_EPOCHS else 0
-    last = max(planned, x[-1] if x else 0, 1)
-    xaxis = dict(title=dict(text="epoch"), range=[-0.2, last + 0.2], dtick=1 if last <= 20 else None)
+    x, ys, xaxis, marks = _epoch_parts(epochs, kind, lr_changes, batches_per_epoch, total_epochs)
+    data = [dict(type="scatter", x=x, y=y, name=split, mode="lines+markers", line=dict(color=color, width=3),
+                 marker=dict(size=8)) for (split, color), y in zip(SPLITS, ys)]
+    xaxis = dict(title=dict(text="epoch"), **xaxis)
     if kind == "accuracy":
         yaxis = dict(title=dict(text="accuracy"), tickformat=".1~%", hoverformat=".2%")
         title = "Accuracy per epoch"
@@ -123,6 +133,18 @@ def epoch_figure(epochs: Sequence[dict], kind: str, lr_changes: Sequence[dict] =
         yaxis = dict(title=dict(text="cross-entropy loss"), hoverformat=".4f")
         title = "Loss per epoch"
     return SentFigure(dict(data=data, layout=_layout(title, 380, xaxis=xaxis, yaxis=yaxis, **marks)))
+
+
+def refill_epoch_figure(figure: SentFigure, epochs: Sequence[dict], kind: str, lr_changes: Sequence[dict] = (),
+                        batches_per_epoch: int = 0, total_epochs: int | None = None) -> None:
+    """`epoch_figure`'s result brought up to date in place (new points, axis range, marks)."""
+    x, ys, xaxis, marks = _epoch_parts(epochs, kind, lr_changes, batches_per_epoch, total_epochs)
+    with figure.batch_update():
+        for trace, y in zip(figure.data, ys):
+            trace.update(x=x, y=y)
+        figure.layout.xaxis.update(xaxis)
+        figure.layout.update(marks)
+    figure.changed()
 
 
 def _batch_loss_traces(steps: Sequence[int], losses: Sequence[float],
@@ -305,12 +327,14 @@ class FigureMemo:
 class LiveCharts:
     """The Train page's three live charts for a `RunRecord` (worker.snapshot()).
 
-    The per-epoch charts change only when an epoch ends or the learning rate changes, so
-    they are rebuilt only then; the per-batch chart is refilled in place when batches arrive.
+    Each chart is built once per run and then refilled in place: the per-epoch charts when an
+    epoch ends or the learning rate changes, the per-batch chart when batches arrive.
     """
 
     def __init__(self) -> None:
-        self._memo = FigureMemo()
+        self._epoch_figures: dict[str, SentFigure] = {}
+        self._epoch_key: tuple | None = None
+        self._epoch_seen: tuple[int, int] = (0, 0)
         self._batch_figure: SentFigure | None = None
         self._batch_key: tuple | None = None
         self._batch_seen: tuple[int, int] = (0, 0)
@@ -319,9 +343,16 @@ class LiveCharts:
     def figures(self, record) -> dict[str, go.Figure]:
         total_epochs = record.config.epochs
         bpe = record.batches_per_epoch
-        key = (record.run_id, len(record.epochs), len(record.lr_changes), bpe)
-        figures = {kind: self._memo.get(kind, key, lambda kind=kind: epoch_figure(
-            record.epochs, kind, record.lr_changes, bpe, total_epochs)) for kind in ("loss", "accuracy")}
+        key = (record.run_id, bpe, total_epochs)
+        seen_epochs = (len(record.epochs), len(record.lr_changes))
+        if key != self._epoch_key:
+            self._epoch_figures = {kind: epoch_figure(record.epochs, kind, record.lr_changes, bpe, total_epochs)
+                                   for kind in ("loss", "accuracy")}
+        elif seen_epochs != self._epoch_seen:
+            for kind, figure in self._epoch_figures.items():
+                refill_epoch_figure(figure, record.epochs, kind, record.lr_changes, bpe, total_epochs)
+        self._epoch_key, self._epoch_seen = key, seen_epochs
+        figures: dict[str, go.Figure] = dict(self._epoch_figures)
         total_steps = bpe * total_epochs if total_epochs <= WHOLE_RUN_EPOCHS else None
         seen = (len(record.batch_steps), len(record.lr_changes))
         run_key = (record.run_id, total_steps)

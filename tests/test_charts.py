@@ -56,7 +56,9 @@ def test_live_charts_follow_a_run_and_start_afresh_for_a_new_one():
     assert len(later["batch_loss"].to_dict()["data"][0]["x"]["bdata"]) > 0
     assert as_json(later["batch_loss"]) == as_json(charts.batch_loss_figure(
         list(range(1, 36)), [1 / s for s in range(1, 36)], (), 50))
-    assert later["loss"] is not first["loss"]  # a new epoch: the per-epoch charts are rebuilt
+    assert later["loss"] is first["loss"]  # a new epoch: the per-epoch charts are refilled too
+    record = Record("a", 5, 35)
+    assert as_json(later["accuracy"]) == as_json(charts.epoch_figure(record.epochs, "accuracy", (), 10, 5))
     same = live.figures(Record("a", 5, 35))
     assert same["loss"] is later["loss"] and same["batch_loss"].to_dict() is later["batch_loss"].to_dict()
     other = live.figures(Record("b", 5, 10))
@@ -73,3 +75,16 @@ def test_running_average_extended_in_pieces_equals_one_pass():
     # pandas' ewm(alpha=.1, adjust=True).mean() of [2, 1]: (1 + 0.9 * 2) / (1 + 0.9)
     assert charts.ema([2.0, 1.0])[1] == (1 + 0.9 * 2) / 1.9
     assert charts.ema([math.nan, 3.0]) == [None, 3.0]
+
+
+def test_refilled_epoch_figure_equals_a_freshly_built_one():
+    rows = [{"epoch": e, "train_loss": 2.3 / (e + 1), "validation_loss": math.nan if e == 3 else 2.4 / (e + 1),
+             "train_accuracy": e / 40, "validation_accuracy": e / 41} for e in range(31)]
+    changes = [{"step": 250, "epoch": 3, "old": 0.5, "new": 0.1}]
+    for kind in ("loss", "accuracy"):
+        figure = charts.epoch_figure(rows[:2], kind, (), 100, 30)
+        figure.to_dict()
+        # past WHOLE_RUN_EPOCHS the axis stops showing every epoch: the refill must drop dtick too
+        charts.refill_epoch_figure(figure, rows, kind, changes, 100, 30)
+        assert as_json(figure) == as_json(charts.epoch_figure(rows, kind, changes, 100, 30))
+        assert "dtick" not in figure.to_dict()["layout"]["xaxis"]
