@@ -174,6 +174,31 @@ def _read_folders(root: Path, read: Callable[[Path], Any], skip: tuple[str, ...]
     return items, skipped
 
 
+def _folder_with_meta(root: Path, name: str, kind: str, error: type[ValueError]) -> Path:
+    folder = root / name
+    if not (folder / META).is_file():
+        raise error(f"no {kind} {name} in {root}")
+    return folder
+
+
+def _writer_gone(meta: dict, folder: Path) -> str | None:
+    """None while a 'running' folder's writer may still be at work; else "dead", or "unknown" when
+    it wrote from another machine and has been silent for STALE_SECONDS."""
+    state = _owner_state(meta, folder)
+    if state == "alive" or (state == "unknown" and time.time() - float(meta.get("updated") or 0.0) < STALE_SECONDS):
+        return None
+    return state
+
+
+def _write_crash(folder: Path, meta: dict, state: str) -> None:
+    """Persist a crashed status once the writer is surely dead (a read-only store just shows it)."""
+    if state == "dead":
+        try:
+            _write_json(folder / META, meta)
+        except OSError:
+            pass
+
+
 def _remove_folder(root: Path, folder: Path) -> None:
     """Delete `folder`: renamed first (atomic), so a half-deleted folder is never listed."""
     trash = root / f".deleting-{folder.name}-{uuid.uuid4().hex[:6]}"
@@ -683,10 +708,7 @@ class RunStore:
 
     def _folder(self, run_id: str) -> Path:
         _check_run_id(run_id)
-        folder = self.root / run_id
-        if not (folder / META).is_file():
-            raise RunStoreError(f"no run {run_id} in {self.root}")
-        return folder
+        return _folder_with_meta(self.root, run_id, "run", RunStoreError)
 
     def _summary(self, folder: Path) -> StoredRun:
         meta = _read_meta(folder, FORMAT, "run", RunStoreError)
@@ -726,21 +748,15 @@ class RunStore:
 
     def _check_owner(self, folder: Path, meta: dict) -> dict:
         """A 'running' run whose writer is gone becomes crashed (persisted when surely dead)."""
-        state = _owner_state(meta, folder)
-        if state == "alive":
+        state = _writer_gone(meta, folder)
+        if state is None:
             return meta
-        if state == "unknown" and time.time() - float(meta.get("updated") or 0.0) < STALE_SECONDS:
-            return meta  # written from another machine and recently alive
         epochs, total = int(meta.get("epochs_done") or 0), meta.get("config", {}).get("epochs", "?")
         pid = (meta.get("owner") or {}).get("pid")
         meta = {**meta, "status": "crashed", "phase": "", "progress": {}, "message": (
             f"the process training it (pid {pid}) ended without finishing (server restart, crash or "
             f"kill) after epoch {epochs} of {total}; the completed epochs are kept")}
-        if state == "dead":
-            try:
-                _write_json(folder / META, meta)
-            except OSError:
-                pass  # read-only store: still shown as crashed
+        _write_crash(folder, meta, state)
         return meta
 
     def _snapshots(self, folder: Path) -> list[tuple[int, torch.Tensor, torch.Tensor]]:

@@ -38,9 +38,9 @@ from .checkpoint import checkpoint_bytes
 from .config import ConfigError, TrainConfig
 from .model import LogisticRegression
 # The run store's file and liveness helpers: sweeps are kept with the same guarantees.
-from .runstore import (_LIVE, _LIVE_LOCK, SWEEPS_FOLDER, QueuedWriter, RunStoreError, _owner, _owner_state, _read_jsonl,
-                       _read_folders, _read_meta, _read_normalizer, _remove_folder, _write_atomic, _write_json,
-                       default_runs_dir)
+from .runstore import (_LIVE, _LIVE_LOCK, SWEEPS_FOLDER, QueuedWriter, RunStoreError, _folder_with_meta, _owner,
+                       _read_folders, _read_jsonl, _read_meta, _read_normalizer, _remove_folder, _write_atomic,
+                       _write_crash, _write_json, _writer_gone, default_runs_dir)
 from .sweep import MemberRecord, SweepEnded, SweepRecord, SweepWorker
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,6 @@ META, EPOCHS, CURVES, NORMALIZER, WEIGHTS = "meta.json", "epochs.jsonl", "curves
 STATUSES = ("running", "done", "stopped", "failed", "crashed")
 CURVE_SECONDS = 2.0  # the per-batch curves are rewritten at most this often while training
 HEARTBEAT_SECONDS = 5.0
-STALE_SECONDS = 600.0
 EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_accuracy", "validation_loss", "validation_accuracy", "seconds")
 SWEEP_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -333,10 +332,7 @@ class SweepStore:
 
     def _folder(self, sweep_id: str) -> Path:
         _check_sweep_id(sweep_id)
-        folder = self.root / sweep_id
-        if not (folder / META).is_file():
-            raise SweepStoreError(f"no sweep {sweep_id} in {self.root}")
-        return folder
+        return _folder_with_meta(self.root, sweep_id, "sweep", SweepStoreError)
 
     def _meta(self, folder: Path) -> dict:
         meta = _read_meta(folder, FORMAT, "sweep", SweepStoreError)
@@ -349,8 +345,8 @@ class SweepStore:
 
     def _check_owner(self, folder: Path, meta: dict) -> dict:
         """A 'running' sweep whose process is gone becomes crashed (persisted when surely dead)."""
-        state = _owner_state(meta, folder)
-        if state == "alive" or (state == "unknown" and time.time() - float(meta.get("updated") or 0) < STALE_SECONDS):
+        state = _writer_gone(meta, folder)
+        if state is None:
             return meta
         pid = (meta.get("owner") or {}).get("pid")
         meta = {**meta, "status": "crashed", "message": (
@@ -368,11 +364,7 @@ class SweepStore:
             except (KeyError, IndexError, TypeError, ValueError):
                 continue
         meta["members"] = members
-        if state == "dead":
-            try:
-                _write_json(folder / META, meta)
-            except OSError:
-                pass  # read-only store: still shown as crashed
+        _write_crash(folder, meta, state)
         return meta
 
 
