@@ -267,7 +267,7 @@ def _pid_alive(pid: int, start: str | None) -> bool:
     return not (start and current and current != start)
 
 
-_LIVE: dict[str, "RunWriter"] = {}  # run folder -> unfinished writer of this process
+_LIVE: dict[str, "QueuedWriter"] = {}  # run or sweep folder -> unfinished writer of this process
 _LIVE_LOCK = threading.Lock()
 
 
@@ -289,14 +289,34 @@ def _owner_state(meta: dict, folder: Path) -> str:
 # ---------------------------------------------------------------- writer
 
 class QueuedWriter:
-    """Writes events from a thread of its own, so the training loop that queues them never waits
-    for the disk. Subclasses set `_queue` and define `_apply(event)`, `_is_last(event)` and `_close()`."""
+    """A run's or sweep's folder, written from a thread of its own so that the training loop
+    queuing the events never waits for the disk. Subclasses create the folder with
+    `_make_folder`, fill `_meta` and `_handles` (open append files), call `_start_writing`,
+    and define `_apply(event)` and `_is_last(event)`."""
 
-    _queue: queue.SimpleQueue
+    path: Path
+    _meta: dict[str, Any]
+    _handles: tuple = ()
     _thread: threading.Thread
 
+    def _make_folder(self, root: Path, name: str, kind: str, error: type[ValueError]) -> None:
+        self.path = root / name
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir()
+        except FileExistsError:
+            raise error(f"a {kind} with id {name} already exists in {root}") from None
+        (self.path / WEIGHTS).mkdir()
+
     def _start_writing(self, name: str) -> None:
+        """Join this process's live writers, write meta.json and start the writer thread."""
         self.errors = 0  # file writes that failed (logged); training is never stopped by them
+        self._last_meta = 0.0
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._key = str(self.path.resolve())
+        with _LIVE_LOCK:
+            _LIVE[self._key] = self
+        self._write_meta()  # last: the folder only counts once meta.json exists
         self._thread = threading.Thread(target=self._drain, name=name, daemon=True)
         self._thread.start()
 
@@ -323,8 +343,23 @@ class QueuedWriter:
     def _is_last(self, event: object) -> bool:
         raise NotImplementedError
 
+    def _write_meta(self) -> None:
+        now = time.time()
+        self._meta["updated"] = now
+        self._last_meta = now
+        _write_json(self.path / META, self._meta)
+
     def _close(self) -> None:
-        raise NotImplementedError
+        """Write the final meta (status no longer running) and leave this process's live writers."""
+        try:
+            self._write_meta()
+        except Exception:
+            self.errors += 1
+            log.exception("could not write the final status in %s", self.path)
+        for handle in self._handles:
+            handle.close()
+        with _LIVE_LOCK:
+            _LIVE.pop(self._key, None)
 
 
 class _Crash:
@@ -343,14 +378,8 @@ class RunWriter(QueuedWriter):
                  source: str):
         self.run_id = run_id or new_run_id()
         _check_run_id(self.run_id)
-        self.path = store.root / self.run_id
         self.config = config
-        store.root.mkdir(parents=True, exist_ok=True)
-        try:
-            self.path.mkdir()
-        except FileExistsError:
-            raise RunStoreError(f"a run with id {self.run_id} already exists in {store.root}") from None
-        (self.path / WEIGHTS).mkdir()
+        self._make_folder(store.root, self.run_id, "run", RunStoreError)
         now = time.time()
         self._meta: dict[str, Any] = {
             "format": FORMAT, "version": VERSION, "run_id": self.run_id,
@@ -362,14 +391,9 @@ class RunWriter(QueuedWriter):
             "device": "", "lr_changes": [], "owner": _owner()}
         self._epochs = open(self.path / EPOCHS, "a", encoding="utf-8")
         self._batches = open(self.path / BATCHES, "a", encoding="utf-8")
-        self._last_meta = 0.0
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._handles = (self._epochs, self._batches)
         self._submit_lock = threading.Lock()
         self.finished = False  # no more events accepted (Finished or crash submitted)
-        self._key = str(self.path.resolve())
-        with _LIVE_LOCK:
-            _LIVE[self._key] = self
-        self._write_meta()  # last: the folder only counts as a run once meta.json exists
         self._start_writing(f"runstore-{self.run_id}")
 
     # -- context manager: a block that raises marks the run crashed with the reason
@@ -437,9 +461,7 @@ class RunWriter(QueuedWriter):
                         validation_size=event.validation_size, batches_per_epoch=event.batches_per_epoch,
                         device=event.device)
             if event.normalizer is not None:
-                normalizer = {k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v)
-                              for k, v in event.normalizer.to_dict().items()}
-                _write_atomic(self.path / NORMALIZER, lambda out: torch.save(normalizer, out), binary=True)
+                _save_normalizer(self.path / NORMALIZER, event.normalizer)
             self._write_meta()
         elif isinstance(event, ev.LearningRateChanged):
             meta["lr_changes"].append({"step": event.step, "epoch": event.epoch, "old": event.old, "new": event.new})
@@ -479,24 +501,6 @@ class RunWriter(QueuedWriter):
             meta["best_validation_accuracy"] = (event.validation_accuracy if best is None
                                                 else max(best, event.validation_accuracy))
         self._write_meta()
-
-    def _close(self) -> None:
-        """Write the final meta (status not running) and leave this process's live runs."""
-        try:
-            self._write_meta()
-        except Exception:
-            self.errors += 1
-            log.exception("could not write the final status of run %s", self.run_id)
-        for handle in (self._epochs, self._batches):
-            handle.close()
-        with _LIVE_LOCK:
-            _LIVE.pop(self._key, None)
-
-    def _write_meta(self) -> None:
-        now = time.time()
-        self._meta["updated"] = now
-        self._last_meta = now
-        _write_json(self.path / META, self._meta)
 
 
 def _finite(value: Any) -> bool:
@@ -779,6 +783,11 @@ def _read_snapshot(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
     if not isinstance(weight, torch.Tensor) or not isinstance(bias, torch.Tensor) or weight.ndim != 2:
         return None
     return weight, bias
+
+
+def _save_normalizer(path: Path, normalizer: Normalizer) -> None:
+    values = {k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in normalizer.to_dict().items()}
+    _write_atomic(path, lambda out: torch.save(values, out), binary=True)
 
 
 def _read_normalizer(path: Path) -> Normalizer | None:

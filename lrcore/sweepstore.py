@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -38,9 +37,9 @@ from .checkpoint import checkpoint_bytes
 from .config import ConfigError, TrainConfig
 from .model import LogisticRegression
 # The run store's file and liveness helpers: sweeps are kept with the same guarantees.
-from .runstore import (_LIVE, _LIVE_LOCK, SWEEPS_FOLDER, QueuedWriter, RunStoreError, _folder_with_meta, _owner,
-                       _read_folders, _read_jsonl, _read_meta, _read_normalizer, _remove_folder, _write_atomic,
-                       _write_crash, _write_json, _writer_gone, default_runs_dir)
+from .runstore import (RUN_ID_PATTERN, SWEEPS_FOLDER, QueuedWriter, RunStoreError, _folder_with_meta, _owner,
+                       _read_folders, _read_jsonl, _read_meta, _read_normalizer, _remove_folder, _save_normalizer,
+                       _write_atomic, _write_crash, _writer_gone, default_runs_dir)
 from .sweep import MemberRecord, SweepEnded, SweepRecord, SweepWorker
 
 log = logging.getLogger(__name__)
@@ -50,9 +49,9 @@ VERSION = 1
 META, EPOCHS, CURVES, NORMALIZER, WEIGHTS = "meta.json", "epochs.jsonl", "curves.json", "normalizer.pt", "weights"
 STATUSES = ("running", "done", "stopped", "failed", "crashed")
 CURVE_SECONDS = 2.0  # the per-batch curves are rewritten at most this often while training
+META_SECONDS = 1.0  # the summary in meta.json likewise, between status changes
 HEARTBEAT_SECONDS = 5.0
 EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_accuracy", "validation_loss", "validation_accuracy", "seconds")
-SWEEP_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
 class SweepStoreError(RunStoreError):
@@ -110,13 +109,7 @@ class SweepWriter(QueuedWriter):
         record = worker.snapshot()
         self.sweep_id = record.sweep_id
         _check_sweep_id(self.sweep_id)
-        self.path = store.root / self.sweep_id
-        store.root.mkdir(parents=True, exist_ok=True)
-        try:
-            self.path.mkdir()
-        except FileExistsError:
-            raise SweepStoreError(f"a sweep with id {self.sweep_id} already exists in {store.root}") from None
-        (self.path / WEIGHTS).mkdir()
+        self._make_folder(store.root, self.sweep_id, "sweep", SweepStoreError)
         self._worker = worker
         now = time.time()
         self._meta: dict[str, Any] = {
@@ -128,13 +121,9 @@ class SweepWriter(QueuedWriter):
             "train_size": 0, "validation_size": 0, "device": "", "owner": _owner()}
         self._written = [0] * len(record.members)  # epoch lines written per configuration
         self._epochs = open(self.path / EPOCHS, "a", encoding="utf-8")
-        self._last_meta = self._last_curves = 0.0
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._handles = (self._epochs,)
+        self._last_curves = 0.0
         self.finished = False
-        self._key = str(self.path.resolve())
-        with _LIVE_LOCK:
-            _LIVE[self._key] = self
-        _write_json(self.path / META, self._meta)  # last: the folder is a sweep once meta.json exists
         self._start_writing(f"sweepstore-{self.sweep_id}")
 
     def record(self, indices: list[int], event: object) -> None:
@@ -162,17 +151,17 @@ class SweepWriter(QueuedWriter):
             meta.update(class_names=list(event.class_names), train_size=event.train_size,
                         validation_size=event.validation_size, device=event.device)
             if event.normalizer is not None and not (self.path / NORMALIZER).exists():
-                normalizer = {k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v)
-                              for k, v in event.normalizer.to_dict().items()}
-                _write_atomic(self.path / NORMALIZER, lambda out: torch.save(normalizer, out), binary=True)
+                _save_normalizer(self.path / NORMALIZER, event.normalizer)
         elif isinstance(event, ev.GroupFinished):
             self._save_group_weights(record)
         elif isinstance(event, SweepEnded):
             meta.update(status=event.status, message=event.message)
         self._write_epochs(record)
-        if not isinstance(event, (ev.GroupBatchProgress, ev.GroupEpochEnd)) or now - self._last_curves >= CURVE_SECONDS:
+        # batches and epoch ends are written throttled; anything else changes a status: at once
+        routine = isinstance(event, (ev.GroupBatchProgress, ev.GroupEpochEnd))
+        if not routine or now - self._last_curves >= CURVE_SECONDS:
             self._write_curves(record)
-        if not isinstance(event, (ev.GroupBatchProgress, ev.GroupEpochEnd)) or now - self._last_meta >= 1.0:
+        if not routine or now - self._last_meta >= META_SECONDS:
             self._write_meta()
 
     def _write_epochs(self, record: SweepRecord) -> None:
@@ -203,26 +192,10 @@ class SweepWriter(QueuedWriter):
                       "bias": torch.stack([m.bias.cpu() for m in members])}
             _write_atomic(path, lambda out: torch.save(values, out), binary=True)
 
-    def _write_meta(self) -> None:
-        now = time.time()
-        self._meta["updated"] = now
-        self._last_meta = now
-        _write_json(self.path / META, self._meta)
-
-    def _close(self) -> None:
-        try:
-            self._write_meta()
-        except Exception:
-            self.errors += 1
-            log.exception("could not write the final status of sweep %s", self.sweep_id)
-        self._epochs.close()
-        with _LIVE_LOCK:
-            _LIVE.pop(self._key, None)
 
 
 def _check_sweep_id(sweep_id: str) -> None:
-    if not isinstance(sweep_id, str) or not sweep_id or len(sweep_id) > 100 or sweep_id[0] == "." \
-            or not set(sweep_id) <= SWEEP_ID_CHARS:
+    if not isinstance(sweep_id, str) or not RUN_ID_PATTERN.match(sweep_id):  # the same rule as run ids
         raise SweepStoreError(f"invalid sweep id {sweep_id!r}: use letters, digits, '-', '_' and '.'")
 
 
