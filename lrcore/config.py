@@ -111,18 +111,11 @@ def config_problems(values: dict[str, Any]) -> dict[str, str]:
     seed = values.get("seed")
     if not _is_int(seed) or not 0 <= seed < 2**31:
         problems["seed"] = f"must be a whole number from 0 to {2**31 - 1}, got {seed!r}"
-    device = values.get("device")
-    if device not in DEVICES:
-        problems["device"] = f"must be one of {', '.join(DEVICES)}, got {device!r}"
-    dataset = values.get("dataset")
-    if dataset not in DATASETS:
-        problems["dataset"] = f"must be one of {', '.join(DATASETS)}, got {dataset!r}"
-    normalization = values.get("normalization")
-    if normalization not in NORMALIZATIONS:
-        problems["normalization"] = f"must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}"
-    order = values.get("batch_order", "shuffled")
-    if order not in BATCH_ORDERS:
-        problems["batch_order"] = f"must be one of {', '.join(BATCH_ORDERS)}, got {order!r}"
+    for field, allowed in (("device", DEVICES), ("dataset", DATASETS), ("normalization", NORMALIZATIONS),
+                           ("batch_order", BATCH_ORDERS)):
+        value = values.get(field)
+        if value not in allowed:
+            problems[field] = f"must be one of {', '.join(allowed)}, got {value!r}"
     limit = values.get("per_class_limit")
     if limit is not None and (not _is_int(limit) or limit < 1):
         problems["per_class_limit"] = f"must be empty (use all images) or a whole number >= 1, got {limit!r}"

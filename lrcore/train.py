@@ -143,15 +143,17 @@ def minibatch_orders(batch_order: str, train_index: torch.Tensor, labels: torch.
     shuffled: a new permutation each epoch (the default, as DataLoader(shuffle=True));
     fixed: one permutation, repeated; by_class: sorted by label, in the split's order within a class.
     """
+    def shuffled() -> torch.Tensor:
+        return train_index[torch.randperm(len(train_index), generator=generator).to(train_index.device)]
+
     if batch_order == "by_class":
         order = train_index[torch.sort(labels[train_index].cpu(), stable=True).indices.to(train_index.device)]
-    elif batch_order == "fixed":
-        order = train_index[torch.randperm(len(train_index), generator=generator).to(train_index.device)]
     else:
-        order = None
+        order = shuffled()  # the first epoch's; "fixed" keeps it
     while True:
-        yield order if order is not None else \
-            train_index[torch.randperm(len(train_index), generator=generator).to(train_index.device)]
+        yield order
+        if batch_order == "shuffled":
+            order = shuffled()
 
 
 def check_group(configs: Sequence[TrainConfig]) -> None:
