@@ -168,12 +168,13 @@ def _batch_loss_range(x: np.ndarray, total_steps: int | None) -> list[int]:
 
 
 def batch_loss_figure(steps: Sequence[int], losses: Sequence[float], lr_changes: Sequence[dict] = (),
-                      total_steps: int | None = None) -> SentFigure:
+                      total_steps: int | None = None, smoothed: Sequence[float | None] | None = None) -> SentFigure:
     """Every minibatch's loss (faint) with its exponential moving average (alpha 0.1) on top.
 
     `total_steps` (the run's planned length) fixes the x axis; None lets it grow with the data.
+    `smoothed` is the average when the caller keeps it (a `RunningEma`'s values).
     """
-    x, raw, smoothed = _batch_loss_traces(steps, losses)
+    x, raw, smoothed = _batch_loss_traces(steps, losses, smoothed)
     data = [dict(type="scatter", x=x, y=raw, name="batch loss", mode="lines",
                  line=dict(color=TRAIN_COLOR, width=1), opacity=0.35),
             dict(type="scatter", x=x, y=smoothed,
@@ -359,7 +360,8 @@ class LiveCharts:
         losses = record.batch_losses
         if self._batch_figure is None or run_key != self._batch_key or len(losses) < len(self._smoother.values):
             self._smoother = RunningEma()
-            self._batch_figure = batch_loss_figure(record.batch_steps, losses, record.lr_changes, total_steps)
+            self._batch_figure = batch_loss_figure(record.batch_steps, losses, record.lr_changes, total_steps,
+                                                   self._smoother.extend(losses))
         elif seen != self._batch_seen:
             smoothed = self._smoother.extend(losses[len(self._smoother.values):])
             refill_batch_loss_figure(self._batch_figure, record.batch_steps, losses,

@@ -35,8 +35,8 @@ import torch  # noqa: E402
 from lrcore.checkpoint import Checkpoint  # noqa: E402
 from lrcore.data import DATASET_TITLES, Dataset, DatasetUnavailable, Normalizer, available_datasets, load_dataset  # noqa: E402
 from lrcore.model import LogisticRegression  # noqa: E402
-from lrcore.runstore import SWEEPS_FOLDER, RunStore, default_runs_dir  # noqa: E402
-from lrcore.sweepstore import SweepStore  # noqa: E402
+from lrcore.runstore import RunStore, default_runs_dir  # noqa: E402
+from lrcore.sweepstore import SweepStore, default_sweeps_dir  # noqa: E402
 from lrcore.worker import RunRegistry, TrainingWorker  # noqa: E402
 
 STATUS_LABELS = {"starting": "starting", "training": "training", "paused": "paused", "done": "done",
@@ -249,7 +249,7 @@ def get_sweeps() -> dict:
 
 def get_sweep_store() -> SweepStore:
     """Where sweeps are recorded: `sweeps/` inside the run store's folder."""
-    return _sweep_store(str((default_runs_dir() / SWEEPS_FOLDER).resolve()))
+    return _sweep_store(str(default_sweeps_dir().resolve()))
 
 
 @st.cache_resource

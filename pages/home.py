@@ -60,5 +60,5 @@ for row in range(0, len(EXPERIMENTS), 3):
     for column, (title, text, settings) in zip(st.columns(3), EXPERIMENTS[row:row + 3]):
         with column.container(border=True, height="stretch"):
             st.markdown(f"**{title}**  \n{text}")
-            if st.button("Open in Train", key=f"home_experiment_{row}_{title}", icon=":material/model_training:"):
+            if st.button("Open in Train", key=f"home_experiment_{title}", icon=":material/model_training:"):
                 common.open_in_train(TrainConfig(dataset=dataset_name, **settings))

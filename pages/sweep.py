@@ -313,9 +313,9 @@ def live_sweep(sweep_id: str | None, was_active: bool) -> None:
                          f"in {record.elapsed:.1f} s")
     if sweep_id not in common.get_sweeps():
         when = time.strftime("%d %b %Y, %H:%M", time.localtime(record.started))
-        st.caption(f":material/history: Saved sweep of {when}, read back from disk: "
-                   f"{', '.join(sorted({m.config.dataset for m in record.members}))}, "
-                   f"{record.members[0].config.epochs} epochs, {OPTIMIZER_LABELS[record.members[0].config.optimizer]}.")
+        config = record.members[0].config  # dataset, epochs and optimizer are the same for every configuration
+        st.caption(f":material/history: Saved sweep of {when}, read back from disk: {config.dataset}, "
+                   f"{config.epochs} epochs, {OPTIMIZER_LABELS[config.optimizer]}.")
     if record.status == "failed":
         st.error(record.message, icon=":material/error:")
     elif record.status == "crashed":
