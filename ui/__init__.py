@@ -1,0 +1,1 @@
+"""Helpers shared by the pages (kept out of `pages/`, which holds only pages)."""
