@@ -125,13 +125,14 @@ def main() -> None:
           f"batch size 128, SGD lr {args.lr}, torch threads {torch.get_num_threads()}")
 
     if name == "mnist-sample":
-        from lrcore.data import SAMPLE_SPLIT_SEED, SAMPLE_TEST_SIZE
         from torch.utils.data import Subset
-        order = torch.randperm(10_000, generator=torch.Generator().manual_seed(SAMPLE_SPLIT_SEED))
-        pool_indices = order[SAMPLE_TEST_SIZE:].tolist()
+
+        from lrcore.data import sample_test_split
 
         def test_mask(full):
-            return Subset(full, pool_indices)
+            # The same pool (train + validation) that load_dataset("mnist-sample") keeps, in its order.
+            _test, pool = sample_test_split(full.targets)
+            return Subset(full, pool.tolist())
     else:
         def test_mask(full):
             return full
