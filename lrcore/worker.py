@@ -198,8 +198,10 @@ def new_run_id() -> str:
 
 
 def default_run_name(config: TrainConfig) -> str:
-    from .config import OPTIMIZER_LABELS
-    return f"{OPTIMIZER_LABELS[config.optimizer]} lr={config.learning_rate:g} bs={config.batch_size}"
+    """"SGD lr=0.5 wd=0.01": what differs from the defaults (see lrcore.naming)."""
+    from .naming import default_run_name as name_for
+
+    return name_for(config)
 
 
 class RunRegistry:

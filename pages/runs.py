@@ -21,6 +21,7 @@ from plotly.colors import qualitative
 from lrcore.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint
 from lrcore.config import BATCH_ORDER_LABELS, OPTIMIZER_LABELS, TrainConfig
 from lrcore.data import DATASET_TITLES
+from lrcore.naming import SHORT_NAMES, differing_settings, legend_labels, setting_text
 from lrcore.runstore import RunStoreError, StoredRun, epochs_csv
 from pages import charts, common
 
@@ -28,11 +29,6 @@ TABLE_KEY = "runs_table"
 POLL_SECONDS = 2.0  # a listing: fresh enough, and cheap for the server while it trains
 COLORS = qualitative.Plotly
 MAX_UPLOAD_MB = MAX_CHECKPOINT_BYTES // (1024 * 1024)
-# Settings named in legends when they differ between the compared runs, in this order.
-SHORT_NAMES = {"dataset": "data", "learning_rate": "lr", "batch_size": "bs", "optimizer": "opt",
-               "momentum": "momentum", "weight_decay": "wd", "epochs": "epochs", "validation_fraction": "val",
-               "normalization": "norm", "per_class_limit": "per class", "seed": "seed", "device": "device",
-               "batch_order": "order"}
 LONG_NAMES = {"dataset": "dataset", "learning_rate": "learning rate", "batch_size": "batch size",
               "optimizer": "optimizer", "momentum": "momentum", "weight_decay": "weight decay",
               "epochs": "epochs", "validation_fraction": "validation fraction", "normalization": "normalisation",
@@ -46,34 +42,6 @@ OPEN_PAGES = [("pages/weights.py", "Weights", ":material/grid_view:"), ("pages/d
 
 
 # ---------------------------------------------------------------- text
-
-def setting_text(field: str, value) -> str:
-    if field == "optimizer":
-        return OPTIMIZER_LABELS.get(value, str(value))
-    if field == "normalization":
-        return "standardised" if value == "standardize" else "raw"
-    if field == "per_class_limit":
-        return "all" if value is None else str(value)
-    if field == "batch_order":
-        return BATCH_ORDER_LABELS.get(value, str(value))
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def differing_settings(configs: list[TrainConfig]) -> list[str]:
-    """The settings (in SHORT_NAMES order) that are not the same for every config."""
-    return [field for field in SHORT_NAMES if len({getattr(config, field) for config in configs}) > 1]
-
-
-def legend_labels(runs: list[StoredRun]) -> list[str]:
-    """'lr=0.1, bs=64' from the settings that differ; the run's name where that does not tell them apart."""
-    fields = differing_settings([run.config for run in runs])
-    labels = [", ".join(f"{SHORT_NAMES[f]}={setting_text(f, getattr(run.config, f))}" for f in fields)
-              for run in runs]
-    return [label if label and labels.count(label) == 1 else (f"{label} · {run.name}" if label else run.name)
-            for label, run in zip(labels, runs)]
-
 
 def duration_text(seconds: float) -> str:
     if not seconds:

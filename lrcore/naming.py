@@ -1,0 +1,110 @@
+"""Short names for settings, shared by run names and chart legends so the two always agree.
+
+    default_run_name(TrainConfig(weight_decay=0.01))  -> "SGD lr=0.5 wd=0.01"
+    legend_labels(runs)                               -> ["lr=0.1", "lr=0.5"]
+
+A run name says what differs from the defaults (the dataset's own defaults when
+`lrcore.config.defaults_for` exists), so two runs that differ only in weight decay no
+longer share one name. Any TrainConfig field works, including ones added later: a field
+without a short name is named after itself ("deskew off", "label smoothing=0.1").
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, Sequence
+
+from . import config as config_module
+from .config import BATCH_ORDER_LABELS, OPTIMIZER_LABELS, TrainConfig
+
+# Settings named in legends and run names, in this order; other fields follow in dataclass order.
+SHORT_NAMES = {"dataset": "data", "learning_rate": "lr", "batch_size": "bs", "optimizer": "opt",
+               "momentum": "momentum", "weight_decay": "wd", "epochs": "epochs", "validation_fraction": "val",
+               "normalization": "norm", "per_class_limit": "per class", "seed": "seed", "device": "device",
+               "batch_order": "order"}
+# Left out of run names: where the run trained is not a hyperparameter, and the run list
+# has its own dataset column.
+NOT_IN_NAMES = ("dataset", "device")
+
+
+def short_name(field: str) -> str:
+    return SHORT_NAMES.get(field, field.replace("_", " "))
+
+
+def setting_fields() -> list[str]:
+    """Every TrainConfig field: SHORT_NAMES order first, then any others in dataclass order."""
+    names = [f.name for f in fields(TrainConfig)]
+    return [name for name in SHORT_NAMES if name in names] + [name for name in names if name not in SHORT_NAMES]
+
+
+def setting_text(field: str, value: Any) -> str:
+    """A setting's value as people read it: "SGD", "standardised", "all", "0.01"."""
+    if field == "optimizer":
+        return OPTIMIZER_LABELS.get(value, str(value))
+    if field == "normalization":
+        return "standardised" if value == "standardize" else "raw"
+    if field == "per_class_limit":
+        return "all" if value is None else str(value)
+    if field == "batch_order":
+        return BATCH_ORDER_LABELS.get(value, str(value))
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def setting_label(field: str, value: Any) -> str:
+    """"wd=0.01"; an on/off setting reads "deskew off"."""
+    if isinstance(value, bool):
+        return f"{short_name(field)} {setting_text(field, value)}"
+    return f"{short_name(field)}={setting_text(field, value)}"
+
+
+def differing_settings(configs: Sequence[TrainConfig]) -> list[str]:
+    """The settings (in `setting_fields` order) that are not the same for every config."""
+    return [field for field in setting_fields() if len({getattr(config, field, None) for config in configs}) > 1]
+
+
+def legend_labels(runs: Sequence[Any]) -> list[str]:
+    """'lr=0.1, bs=64' from the settings that differ; the run's name where that does not tell them apart.
+
+    `runs` are anything with `.config` and `.name` (stored runs, run records).
+    """
+    differing = differing_settings([run.config for run in runs])
+    labels = [", ".join(setting_label(f, getattr(run.config, f, None)) for f in differing) for run in runs]
+    return [label if label and labels.count(label) == 1 else (f"{label} · {run.name}" if label else run.name)
+            for label, run in zip(labels, runs)]
+
+
+def defaults_for(dataset: str) -> TrainConfig:
+    """The default settings for `dataset`: `config.defaults_for` where it exists, else TrainConfig's."""
+    lookup = getattr(config_module, "defaults_for", None)
+    plain = TrainConfig(dataset=dataset)
+    if lookup is None:
+        return plain
+    try:
+        defaults = lookup(dataset)
+        if isinstance(defaults, TrainConfig):
+            return defaults
+        return plain.replace(**dict(defaults))  # a mapping of the settings that differ
+    except Exception:  # a name is a label: never let it stop a run from starting
+        return plain
+
+
+def default_run_name(config: TrainConfig) -> str:
+    """"SGD lr=0.5", "SGD lr=0.5 wd=0.01", "AdamW lr=0.001 bs=64 deskew off": what differs from the defaults.
+
+    The optimizer and learning rate are always named; momentum only for SGD + momentum,
+    the one optimizer that uses it.
+    """
+    defaults = defaults_for(config.dataset)
+    parts = [setting_text("optimizer", config.optimizer), setting_label("learning_rate", config.learning_rate)]
+    for field in setting_fields():
+        if field in ("optimizer", "learning_rate", *NOT_IN_NAMES):
+            continue
+        if field == "momentum" and config.optimizer != "momentum":
+            continue
+        value = getattr(config, field)
+        if value != getattr(defaults, field, None):
+            parts.append(setting_label(field, value))
+    return " ".join(parts)

@@ -1,0 +1,72 @@
+"""Run names and legends say what differs from the defaults, with one table of short names."""
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import pytest
+
+from lrcore import config as config_module
+from lrcore import naming
+from lrcore.config import TrainConfig
+from lrcore.naming import default_run_name, legend_labels
+from lrcore.worker import default_run_name as worker_default_run_name
+
+
+@pytest.mark.parametrize("changes, name", [
+    ({}, "SGD lr=0.5"),
+    ({"weight_decay": 0.01}, "SGD lr=0.5 wd=0.01"),
+    ({"optimizer": "adamw", "learning_rate": 0.001, "batch_size": 64}, "AdamW lr=0.001 bs=64"),
+    ({"optimizer": "momentum", "learning_rate": 0.1}, "SGD + momentum lr=0.1"),
+    ({"optimizer": "momentum", "momentum": 0.5}, "SGD + momentum lr=0.5 momentum=0.5"),
+    ({"momentum": 0.5}, "SGD lr=0.5"),  # plain SGD ignores momentum: naming it would mislead
+    ({"per_class_limit": 50, "epochs": 30}, "SGD lr=0.5 epochs=30 per class=50"),
+    ({"normalization": "standardize", "learning_rate": 0.1}, "SGD lr=0.1 norm=standardised"),
+    ({"dataset": "fashion-mnist", "device": "cpu"}, "SGD lr=0.5"),  # where it ran is not in the name
+])
+def test_the_name_says_what_differs_from_the_defaults(changes, name):
+    assert default_run_name(TrainConfig(**changes)) == name
+    assert worker_default_run_name(TrainConfig(**changes)) == name  # the worker and run store use it
+
+
+def test_a_weight_decay_run_and_a_default_run_have_different_names():
+    assert default_run_name(TrainConfig()) != default_run_name(TrainConfig(weight_decay=0.01))
+
+
+def test_the_dataset_defaults_are_the_baseline_when_config_has_them(monkeypatch):
+    """With per-dataset defaults, the dataset's own default learning rate is not 'different'."""
+    def defaults_for(dataset):
+        return TrainConfig(dataset=dataset, optimizer="adamw", learning_rate=0.001) \
+            if dataset == "fashion-mnist" else TrainConfig(dataset=dataset)
+    monkeypatch.setattr(config_module, "defaults_for", defaults_for, raising=False)
+    assert default_run_name(TrainConfig(dataset="fashion-mnist", optimizer="adamw", learning_rate=0.001,
+                                        epochs=30)) == "AdamW lr=0.001 epochs=30"
+    # a mapping of changes works too, and a failing lookup falls back to TrainConfig's defaults
+    monkeypatch.setattr(config_module, "defaults_for", lambda dataset: {"batch_size": 64}, raising=False)
+    assert default_run_name(TrainConfig(batch_size=64)) == "SGD lr=0.5"
+    monkeypatch.setattr(config_module, "defaults_for", lambda dataset: 1 / 0, raising=False)
+    assert default_run_name(TrainConfig(batch_size=64)) == "SGD lr=0.5 bs=64"
+
+
+def test_a_field_without_a_short_name_is_named_after_itself(monkeypatch):
+    """A setting added to TrainConfig later (e.g. deskew) is named without changing this module."""
+    @dataclasses.dataclass(frozen=True)
+    class Extended(TrainConfig):
+        deskew: bool = True
+        label_smoothing: float = 0.0
+
+    monkeypatch.setattr(naming, "TrainConfig", Extended)
+    monkeypatch.setattr(naming, "defaults_for", lambda dataset: Extended(dataset=dataset))
+    config = Extended(optimizer="adamw", learning_rate=0.001, batch_size=64, deskew=False, label_smoothing=0.1)
+    assert default_run_name(config) == "AdamW lr=0.001 bs=64 deskew off label smoothing=0.1"
+    runs = [SimpleNamespace(name="a", config=Extended(deskew=False)), SimpleNamespace(name="b", config=Extended())]
+    assert legend_labels(runs) == ["deskew off", "deskew on"]
+
+
+def test_legends_use_the_same_short_names_as_run_names():
+    runs = [SimpleNamespace(name="plain", config=TrainConfig()),
+            SimpleNamespace(name="decay", config=TrainConfig(weight_decay=0.01))]
+    assert legend_labels(runs) == ["wd=0", "wd=0.01"]
+    assert default_run_name(runs[1].config).endswith(legend_labels(runs)[1])
+    twins = [SimpleNamespace(name="first", config=TrainConfig()), SimpleNamespace(name="second", config=TrainConfig())]
+    assert legend_labels(twins) == ["first", "second"]
