@@ -34,6 +34,7 @@ from .config import ConfigError, TrainConfig
 from .data import Dataset, DatasetUnavailable, fit_normalizer, load_dataset, make_splits
 from .engine import StackedSoftmaxRegression, onehot_columns
 from .model import LogisticRegression, initial_parameters
+from .smoothing import BiasCorrectedEma
 from .train import resolve_device, single_cpu_thread
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ def _range_test(config: TrainConfig, device: str, dataset: Dataset | None, model
     lrs: list[float] = []
     losses: list[float] = []
     smoothed: list[float] = []
-    average, best, blew_up = 0.0, math.inf, False
+    smoother, best, blew_up = BiasCorrectedEma(SMOOTHING), math.inf, False
     for batch, lr in enumerate(schedule):
         if should_stop is not None and should_stop():
             break
@@ -150,8 +151,8 @@ def _range_test(config: TrainConfig, device: str, dataset: Dataset | None, model
         inputs = prepare(images.index_select(0, rows))
         loss_sum, delta = engine.forward(inputs, targets.index_select(1, rows))
         loss = loss_sum.item() / len(rows)
-        average = SMOOTHING * average + (1 - SMOOTHING) * loss
-        value = average / (1 - SMOOTHING ** (batch + 1))
+        # a non-finite loss stays visible (and stops the test) instead of being skipped
+        value = smoother.add(loss) if math.isfinite(loss) else math.nan
         lrs.append(lr)
         losses.append(loss)
         smoothed.append(value)

@@ -16,6 +16,8 @@ import torch
 from plotly.colors import diverging
 from plotly.subplots import make_subplots
 
+from lrcore.smoothing import BiasCorrectedEma
+
 TRAIN_COLOR = "#1f77b4"
 VALIDATION_COLOR = "#ff7f0e"
 SMOOTH_COLOR = "#d62728"
@@ -50,30 +52,26 @@ class SentFigure(go.Figure):
 
 
 class RunningEma:
-    """pandas' `Series.ewm(alpha=alpha).mean()` (adjust=True), extended as values arrive.
+    """A bias-corrected moving average (`lrcore.smoothing`) of a growing series, extended as values arrive.
 
-    Non-finite values are skipped (the average carries on); before the first finite value it is None.
+    `alpha` is the newest value's weight (tutorial 003's `ewm(alpha=.1)`); the values equal
+    pandas' `Series.ewm(alpha=alpha).mean()`. Non-finite values are skipped (the average
+    carries on); before the first finite value it is None.
     """
 
     def __init__(self, alpha: float = SMOOTHING) -> None:
         self.alpha = alpha
         self.values: list[float | None] = []
-        self._total = self._weight = 0.0
+        self._average = BiasCorrectedEma(1 - alpha)
 
     def extend(self, values: Sequence[float]) -> list[float | None]:
-        decay = 1 - self.alpha
-        total, weight, out = self._total, self._weight, self.values
-        for value in values:
-            if math.isfinite(value):
-                total = value + decay * total
-                weight = 1 + decay * weight
-            out.append(total / weight if weight else None)
-        self._total, self._weight = total, weight
+        add, out = self._average.add, self.values
+        out.extend(add(value) for value in values)
         return out
 
 
 def ema(values: Sequence[float], alpha: float = SMOOTHING) -> list[float | None]:
-    """pandas' `Series.ewm(alpha=alpha).mean()` (adjust=True); non-finite values are skipped."""
+    """The bias-corrected moving average of `values` (pandas' `ewm(alpha=alpha).mean()`); non-finite skipped."""
     return RunningEma(alpha).extend(values)
 
 
@@ -235,11 +233,13 @@ def _scale(maps: np.ndarray) -> float:
     return float(np.abs(maps).max()) or 1.0
 
 
-def weights_figure(weight: torch.Tensor, class_names: Sequence[str], shared_scale: bool = True) -> SentFigure:
+def weights_figure(weight: torch.Tensor, class_names: Sequence[str], shared_scale: bool = True,
+                   limit: float | None = None, height: int | None = None, colorbar: bool = True) -> SentFigure:
     """One 28x28 heatmap per class in a grid of 5 columns; blue positive, red negative, 0 white.
 
-    With `shared_scale` every map uses one symmetric range (the largest |weight| overall), so
-    colours compare across classes; otherwise each map is scaled to its own largest |weight|.
+    With `shared_scale` every map uses one symmetric range (the largest |weight| overall, or
+    ±`limit` when given, so two runs' figures share one scale); otherwise each map is scaled
+    to its own largest |weight|. `height` shrinks the grid for a half-width column.
     """
     maps = _class_maps(weight, len(class_names))
     titles = tuple(class_title(name) for name in class_names)
@@ -254,8 +254,11 @@ def weights_figure(weight: torch.Tensor, class_names: Sequence[str], shared_scal
             trace.update(colorscale=WEIGHT_COLORS, zmin=-_scale(grid), zmax=_scale(grid), showscale=False)
         data.append(trace)
     layout = copy.deepcopy(_grid_layout(titles))
+    if height is not None:
+        layout["height"] = height
     if shared_scale:
-        layout["coloraxis"] = dict(colorscale=WEIGHT_COLORS, cmin=-_scale(maps), cmax=_scale(maps),
+        bound = limit or _scale(maps)
+        layout["coloraxis"] = dict(colorscale=WEIGHT_COLORS, cmin=-bound, cmax=bound, showscale=colorbar,
                                    colorbar=dict(title=dict(text="weight"), thickness=16))
     return SentFigure(dict(data=data, layout=layout))
 
@@ -271,24 +274,32 @@ class WeightMaps:
         self._figure: SentFigure | None = None
         self._shape: tuple | None = None
         self._source: object = None
+        self._limit: float | None = None
 
     def figure(self, source: object, weight: torch.Tensor, class_names: Sequence[str],
-               shared_scale: bool = True) -> SentFigure:
-        """The figure for `weight`; `source` names those weights (e.g. run and snapshot)."""
-        shape = (tuple(class_names), shared_scale)
+               shared_scale: bool = True, limit: float | None = None, height: int | None = None,
+               colorbar: bool = True) -> SentFigure:
+        """The figure for `weight`; `source` names those weights (e.g. run and snapshot).
+
+        `limit`, `height` and `colorbar` are `weights_figure`'s: a compared run's figure
+        keeps its maps and only follows the shared scale when the other run's weights grow.
+        """
+        shape = (tuple(class_names), shared_scale, height, colorbar)
         if self._figure is None or shape != self._shape:
-            self._figure = weights_figure(weight, class_names, shared_scale)
-        elif source != self._source:
+            self._figure = weights_figure(weight, class_names, shared_scale, limit, height, colorbar)
+        elif source != self._source or limit != self._limit:
             maps = _class_maps(weight, len(class_names))
             with self._figure.batch_update():
-                for trace, grid in zip(self._figure.data, maps):
-                    trace.z = grid
-                    if not shared_scale:
-                        trace.zmin, trace.zmax = -_scale(grid), _scale(grid)
+                if source != self._source:
+                    for trace, grid in zip(self._figure.data, maps):
+                        trace.z = grid
+                        if not shared_scale:
+                            trace.zmin, trace.zmax = -_scale(grid), _scale(grid)
                 if shared_scale:
-                    self._figure.layout.coloraxis.update(cmin=-_scale(maps), cmax=_scale(maps))
+                    bound = limit or _scale(maps)
+                    self._figure.layout.coloraxis.update(cmin=-bound, cmax=bound)
             self._figure.changed()
-        self._shape, self._source = shape, source
+        self._shape, self._source, self._limit = shape, source, limit
         return self._figure
 
 
@@ -305,6 +316,27 @@ def bias_figure(bias: torch.Tensor, class_names: Sequence[str]) -> SentFigure:
                   yaxis=dict(autorange="reversed"), xaxis=dict(title=dict(text="bias"), zeroline=True,
                                                                zerolinecolor="#888"))
     return SentFigure(dict(data=[bars], layout=layout))
+
+
+COMPARE_COLORS = ("#525252", "#e08214")  # this run dark grey, the compared run orange: not RdBu's red/blue
+
+
+def class_norms(weight: torch.Tensor) -> list[float]:
+    """Each class's L2 weight norm: how strongly its weights pull; weight decay shrinks it."""
+    return [float(value) for value in torch.linalg.vector_norm(weight.detach().float().cpu(), dim=1)]
+
+
+def class_bars_figure(title: str, value_name: str, series: Sequence[tuple[str, Sequence[float]]],
+                      class_names: Sequence[str], height: int = 320) -> SentFigure:
+    """One bar per class for each (legend name, values) in `series`, grouped by class."""
+    titles = [class_title(name) for name in class_names]
+    data = [dict(type="bar", x=titles, y=[float(value) for value in values], name=name,
+                 marker=dict(color=COMPARE_COLORS[index % len(COMPARE_COLORS)]),
+                 hovertemplate=f"{value_name} %{{y:.4g}}")
+            for index, (name, values) in enumerate(series)]
+    layout = _layout(title, height, barmode="group", xaxis=dict(tickangle=-45 if len(titles) > 5 else 0),
+                     yaxis=dict(title=dict(text=value_name), zeroline=True, zerolinecolor="#888"))
+    return SentFigure(dict(data=data, layout=layout))
 
 
 class FigureMemo:

@@ -3,6 +3,7 @@ import json
 import math
 
 import plotly.graph_objects as go
+import pytest
 
 from pages import charts
 
@@ -73,8 +74,22 @@ def test_running_average_extended_in_pieces_equals_one_pass():
     running.extend(values[2:5])
     assert running.extend(values[5:]) == charts.ema(values)
     # pandas' ewm(alpha=.1, adjust=True).mean() of [2, 1]: (1 + 0.9 * 2) / (1 + 0.9)
-    assert charts.ema([2.0, 1.0])[1] == (1 + 0.9 * 2) / 1.9
+    assert charts.ema([2.0, 1.0])[1] == pytest.approx((1 + 0.9 * 2) / 1.9, rel=1e-15)
     assert charts.ema([math.nan, 3.0]) == [None, 3.0]
+
+
+def test_the_moving_average_is_bias_corrected_from_the_first_batch():
+    """A plain EMA starting at 0 would show 0.23 for a first loss of 2.3; the corrected one shows 2.3."""
+    assert charts.ema([2.3] * 50) == pytest.approx([2.3] * 50, rel=1e-12)
+    step = charts.ema([2.0] * 10 + [1.0] * 60)
+    assert step[:10] == pytest.approx([2.0] * 10)
+    # the first low batch weighs alpha / (total weight so far), not alpha / 1 as a fully warmed-up EMA
+    assert step[10] == pytest.approx(2.0 - 0.1 / (1 - 0.9 ** 11))
+    assert all(later < earlier for earlier, later in zip(step[10:], step[11:]))  # follows the step down
+    assert step[-1] == pytest.approx(1.0, abs=0.01)
+    pieces = charts.RunningEma()
+    pieces.extend([math.nan, 5.0])
+    assert pieces.extend([5.0, math.inf, 5.0]) == [None, 5.0, 5.0, 5.0, 5.0]  # skipped values keep it level
 
 
 def test_refilled_epoch_figure_equals_a_freshly_built_one():

@@ -11,6 +11,7 @@ from lrcore import events as ev
 from lrcore.config import ConfigError
 from lrcore.lr_finder import SMOOTHING, RangeTestWorker, lr_range_test, lr_schedule, suggest
 from lrcore.model import LogisticRegression
+from lrcore.smoothing import BiasCorrectedEma
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,18 @@ def test_learning_rate_grows_exponentially_and_loss_is_smoothed_as_fastai(datase
         assert smoothed == pytest.approx(average / (1 - SMOOTHING ** (i + 1)))
     assert min(result.losses) < 0.6 * result.losses[0]  # it learned something on the way up
     assert lr_schedule(1e-6, 10.0, 100)[0] == 1e-6
+
+
+def test_the_smoothed_loss_is_bias_corrected_so_it_starts_at_the_loss(dataset):
+    """fastai's average: the first smoothed loss is the first loss, not 2% of it (beta 0.98)."""
+    smoother = BiasCorrectedEma(SMOOTHING)
+    assert [smoother.add(3.0) for _ in range(5)] == pytest.approx([3.0] * 5, rel=1e-12)
+    step = BiasCorrectedEma(SMOOTHING)
+    values = [step.add(2.0) for _ in range(20)] + [step.add(1.0) for _ in range(400)]
+    assert values[:20] == pytest.approx([2.0] * 20) and values[20] < values[19]
+    assert all(b < a for a, b in zip(values[20:], values[21:])) and values[-1] == pytest.approx(1.0, abs=0.01)
+    result = lr_range_test(TrainConfig(), dataset, num_batches=20)
+    assert result.smoothed[0] == pytest.approx(result.losses[0], rel=1e-12)
 
 
 def test_stops_when_the_loss_blows_up(dataset):
