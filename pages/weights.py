@@ -3,14 +3,42 @@
 Each class's weights are an image: a blue pixel is evidence for the class when it is inked,
 a red pixel evidence against. The figures come from `pages.charts`; while the current run
 trains, a fragment redraws them from `worker.snapshot()` twice a second.
+
+"Compare with another run" puts a stored run's final weights beside them, both on one
+symmetric colour scale, with each class's weight norm: a weight-decay run's smaller,
+paler weights show at a glance. The compared run is read once per page run, and its
+figure only follows the shared scale while the current run's weights change.
 """
 from __future__ import annotations
 
-import streamlit as st
+from dataclasses import dataclass
+from datetime import datetime
 
+import streamlit as st
+import torch
+
+from lrcore.checkpoint import CheckpointError
+from lrcore.runstore import RunStoreError, StoredRun
 from pages import charts, common
+from ui.text import md_escape, shorten
 
 POLL_SECONDS = 0.5
+COMPARE_KEY = "weights_compare"
+COMPARE_HEIGHT = 300  # a half-width grid of 2 rows: the maps are about 100 px wide there
+
+
+@dataclass(frozen=True)
+class ComparedRun:
+    """A stored run's final weights, shown beside the current ones."""
+
+    run_id: str
+    name: str
+    status: str
+    epoch: int
+    weight: torch.Tensor
+    bias: torch.Tensor
+    class_names: tuple[str, ...]
+    key: tuple  # changes when the stored run changes (a run still training elsewhere)
 
 
 def snapshot_label(record, index: int) -> str:
@@ -23,12 +51,22 @@ def snapshot_label(record, index: int) -> str:
     return str(epoch)
 
 
-def draw_weights(weight, bias, class_names, shared_scale: bool, source: object) -> None:
-    """Heatmaps and biases; `source` names the weights (run and snapshot), so polls reuse the figures."""
-    if "weights_figures" not in st.session_state:
-        st.session_state.weights_figures, st.session_state.weights_memo = charts.WeightMaps(), charts.FigureMemo()
-    maps = st.session_state.weights_figures.figure(source, weight, class_names, shared_scale)
-    biases = st.session_state.weights_memo.get("biases", source, lambda: charts.bias_figure(bias, class_names))
+def draw_weights(weight, bias, class_names, shared_scale: bool, source: object,
+                 compared: ComparedRun | None = None, title: str = "") -> None:
+    """Heatmaps and biases; `source` names the weights (run and snapshot), so polls reuse the figures.
+
+    With `compared`, its weights stand beside these on one colour scale, with both runs'
+    per-class weight norms and biases; `title` names these weights above their grid.
+    """
+    state = st.session_state
+    if "weights_figures" not in state:
+        state.weights_figures, state.weights_memo = charts.WeightMaps(), charts.FigureMemo()
+        state.weights_compare_figures = charts.WeightMaps()
+    if compared is not None:
+        draw_comparison(weight, bias, class_names, source, compared, title)
+        return
+    maps = state.weights_figures.figure(source, weight, class_names, shared_scale)
+    biases = state.weights_memo.get("biases", source, lambda: charts.bias_figure(bias, class_names))
     maps_col, bias_col = st.columns([5, 1])
     maps_col.plotly_chart(maps, key="weights_maps")
     bias_col.plotly_chart(biases, key="weights_biases")
@@ -39,7 +77,89 @@ def draw_weights(weight, bias, class_names, shared_scale: bool, source: object) 
                f"ignored. Hover a pixel for its row, column and weight. Colours: {scale}.")
 
 
-def run_weights(run_id: str, was_active: bool, shared_scale: bool) -> None:
+def draw_comparison(weight, bias, class_names, source: object, compared: ComparedRun, title: str) -> None:
+    """Two grids side by side (stacked on a phone) on one symmetric scale, then norms and biases."""
+    state = st.session_state
+    limit = max(float(weight.abs().max()), float(compared.weight.abs().max())) or 1.0
+    ours = state.weights_figures.figure(source, weight, class_names, True, limit, COMPARE_HEIGHT, colorbar=False)
+    theirs = state.weights_compare_figures.figure(compared.key, compared.weight, compared.class_names, True,
+                                                  limit, COMPARE_HEIGHT)
+    left, right = st.columns(2, gap="medium")
+    left.markdown(f"**A** · {title}")
+    left.plotly_chart(ours, key="weights_maps")
+    right.markdown(f"**B** · run “{md_escape(compared.name)}”, epoch {compared.epoch} ({compared.status})")
+    right.plotly_chart(theirs, key="weights_compare_maps")
+    ours_norms, theirs_norms = charts.class_norms(weight), charts.class_norms(compared.weight)
+    names = ("A: this run", "B: compared")
+    norms = state.weights_memo.get("compare_norms", (source, compared.key), lambda: charts.class_bars_figure(
+        "Weight norm per class", "‖w‖", list(zip(names, (ours_norms, theirs_norms))), class_names))
+    biases = state.weights_memo.get("compare_biases", (source, compared.key), lambda: charts.class_bars_figure(
+        "Bias per class", "bias", list(zip(names, (bias.tolist(), compared.bias.tolist()))), class_names))
+    norms_col, bias_col = st.columns(2, gap="medium")
+    norms_col.plotly_chart(norms, key="weights_compare_norms")
+    bias_col.plotly_chart(biases, key="weights_compare_biases")
+    total_a, total_b = float(weight.norm()), float(compared.weight.norm())
+    ratio = f"; B's is {total_b / total_a:.0%} of A's" if total_a else ""
+    st.caption(f"Both grids use one colour scale, ±{limit:.3g}: paler means smaller weights. Whole weight "
+               f"matrix norm ‖W‖: A {total_a:.3g}, B {total_b:.3g}{ratio}. Weight decay pulls every weight "
+               "towards 0, so its norms are lower and its images fainter and smoother.")
+    if tuple(compared.class_names) != tuple(class_names):
+        st.caption("The two runs have different classes (different datasets): the bars are matched by position.")
+
+
+def run_option_label(run: StoredRun) -> str:
+    """A stored run in the picker (plain text: select options are not markdown)."""
+    when = datetime.fromtimestamp(run.created).strftime("%H:%M") if run.created else ""
+    accuracy = run.test_accuracy
+    facts = [run.status if not run.active else "training",
+             f"test {accuracy:.1%}" if isinstance(accuracy, float) else "", when]
+    return " · ".join([shorten(run.name, 60), *(fact for fact in facts if fact)])
+
+
+def compare_picker(current_id: str | None) -> ComparedRun | None:
+    """"Compare with another run": a stored run with weights, other than the current one, or None."""
+    store = common.get_run_store()
+    try:
+        runs = [run for run in store.list_runs() if run.has_weights and run.run_id != current_id]
+    except OSError as error:
+        st.warning(f"The stored runs could not be read: {md_escape(error)}", icon=":material/warning:")
+        return None
+    if not runs:
+        st.caption("Train a second run (for example with weight decay 0.01) to compare its weights with these.")
+        st.session_state.pop(COMPARE_KEY, None)
+        return None
+    labels = {run.run_id: run_option_label(run) for run in runs}
+    if st.session_state.get(COMPARE_KEY) not in labels:
+        st.session_state[COMPARE_KEY] = None  # deleted, or now the current run: start without a comparison
+    run_id = st.selectbox("Compare with another run", [None, *labels], key=COMPARE_KEY,
+                          format_func=lambda value: "— none —" if value is None else labels[value],
+                          help="Shows that run's final weights beside these, on one colour scale, with each "
+                               "class's weight norm.")
+    return None if run_id is None else load_compared(run_id)
+
+
+def load_compared(run_id: str) -> ComparedRun | None:
+    """The run's final weights (its newest epoch while unfinished), read again only when the run changed."""
+    store = common.get_run_store()
+    memo = st.session_state.get("weights_compare_loaded")
+    try:
+        summary = store.get(run_id)
+        key = (run_id, summary.updated, summary.status, summary.epochs_done)
+        if memo is not None and memo.key == key:
+            return memo
+        checkpoint = store.checkpoint(run_id)
+    except (RunStoreError, CheckpointError, OSError) as error:
+        st.warning(f"That run's weights could not be read: {md_escape(error)}", icon=":material/warning:")
+        return None
+    model = checkpoint.model.linear
+    epoch = int(checkpoint.metrics.get("epochs_completed", summary.epochs_done) or summary.epochs_done)
+    compared = ComparedRun(run_id, summary.name, summary.status, epoch, model.weight.detach().clone(),
+                           model.bias.detach().clone(), tuple(checkpoint.class_names), key)
+    st.session_state.weights_compare_loaded = compared
+    return compared
+
+
+def run_weights(run_id: str, was_active: bool, shared_scale: bool, compared: ComparedRun | None = None) -> None:
     """The current run's weights at the epoch chosen on the slider (following the newest while training)."""
     worker = common.get_registry().get(run_id)
     record = worker.snapshot()
@@ -75,8 +195,11 @@ def run_weights(run_id: str, was_active: bool, shared_scale: bool) -> None:
     index = state.weights_index
     epoch, weight, bias = record.snapshots[index]
     status = f"live, {common.run_state_text(worker)}" if record.active else record.status
-    st.markdown(f"**Epoch {snapshot_label(record, index)}** of run “{record.name}” ({status})")
-    draw_weights(weight, bias, record.class_names, shared_scale, source=(run_id, index, epoch))
+    heading = f"run “{md_escape(record.name)}”, epoch {snapshot_label(record, index)} ({status})"
+    if compared is None:
+        st.markdown(f"**Epoch {snapshot_label(record, index)}** of run “{md_escape(record.name)}” ({status})")
+    draw_weights(weight, bias, record.class_names, shared_scale, source=(run_id, index, epoch),
+                 compared=compared, title=heading)
 
 
 st.title("Weights")
@@ -90,15 +213,25 @@ if model is None and worker is None:
 
 st.caption("One 28×28 weight image per class: the model scores an image by adding up ink × weight over "
            "all pixels, plus the class's bias.")
-shared_scale = not st.toggle("Scale each class separately", key="weights_separate_scales",
-                             persist_state="session",
-                             help="Off: one symmetric colour scale for all ten, so they compare. On: each image "
-                                  "uses its own range, which shows faint classes better.")
+scale_col, compare_col = st.columns([1, 2], vertical_alignment="bottom")
+compared = None
+with compare_col:
+    compared = compare_picker(worker.run_id if worker is not None else None)
+# Two runs compare only on one scale: the per-class switch waits until the comparison is off.
+shared_scale = not scale_col.toggle("Scale each class separately", key="weights_separate_scales",
+                                    persist_state="session", disabled=compared is not None,
+                                    help="Off: one symmetric colour scale for all ten, so they compare. On: each "
+                                         "image uses its own range, which shows faint classes better. Comparing "
+                                         "two runs always uses one scale.") or compared is not None
 
 if worker is None:
-    st.markdown(f"**{model.label}**")
+    label = md_escape(model.label, limit=200)
+    if compared is None:
+        st.markdown(f"**{label}**")
     weight, bias = model.model.linear.weight.detach(), model.model.linear.bias.detach()
-    draw_weights(weight, bias, model.class_names, shared_scale, source=(model.label, id(model.model)))
+    draw_weights(weight, bias, model.class_names, shared_scale, source=(model.label, id(model.model)),
+                 compared=compared, title=label)
 else:
     active = worker.snapshot().active
-    st.fragment(run_weights, run_every=POLL_SECONDS if active else None)(worker.run_id, active, shared_scale)
+    st.fragment(run_weights, run_every=POLL_SECONDS if active else None)(worker.run_id, active, shared_scale,
+                                                                        compared)

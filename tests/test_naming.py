@@ -25,12 +25,17 @@ from lrcore.worker import default_run_name as worker_default_run_name
     ({"dataset": "fashion-mnist", "device": "cpu"}, "SGD lr=0.5"),  # where it ran is not in the name
 ])
 def test_the_name_says_what_differs_from_the_defaults(changes, name):
-    assert default_run_name(TrainConfig(**changes)) == name
-    assert worker_default_run_name(TrainConfig(**changes)) == name  # the worker and run store use it
+    base = naming.defaults_for(changes.get("dataset", "mnist-sample"))  # the dataset's defaults, if it has own
+    config = base.replace(**changes)
+    expected = name.replace("lr=0.5", f"lr={config.learning_rate:g}") if "learning_rate" not in changes else name
+    assert default_run_name(config) == expected
+    assert worker_default_run_name(config) == expected  # the worker and run store use it
 
 
 def test_a_weight_decay_run_and_a_default_run_have_different_names():
-    assert default_run_name(TrainConfig()) != default_run_name(TrainConfig(weight_decay=0.01))
+    base = naming.defaults_for("mnist-sample")
+    assert default_run_name(base) != default_run_name(base.replace(weight_decay=0.01))
+    assert default_run_name(base.replace(weight_decay=0.01)).endswith(" wd=0.01")
 
 
 def test_the_dataset_defaults_are_the_baseline_when_config_has_them(monkeypatch):
@@ -42,10 +47,11 @@ def test_the_dataset_defaults_are_the_baseline_when_config_has_them(monkeypatch)
     assert default_run_name(TrainConfig(dataset="fashion-mnist", optimizer="adamw", learning_rate=0.001,
                                         epochs=30)) == "AdamW lr=0.001 epochs=30"
     # a mapping of changes works too, and a failing lookup falls back to TrainConfig's defaults
-    monkeypatch.setattr(config_module, "defaults_for", lambda dataset: {"batch_size": 64}, raising=False)
+    monkeypatch.setattr(config_module, "defaults_for", lambda dataset: {"batch_size": 64, "deskew": False}
+                        if "deskew" in TrainConfig.__dataclass_fields__ else {"batch_size": 64}, raising=False)
     assert default_run_name(TrainConfig(batch_size=64)) == "SGD lr=0.5"
     monkeypatch.setattr(config_module, "defaults_for", lambda dataset: 1 / 0, raising=False)
-    assert default_run_name(TrainConfig(batch_size=64)) == "SGD lr=0.5 bs=64"
+    assert default_run_name(TrainConfig(batch_size=64)) == "SGD lr=0.5 bs=64"  # TrainConfig() is the baseline
 
 
 def test_a_field_without_a_short_name_is_named_after_itself(monkeypatch):
@@ -64,8 +70,8 @@ def test_a_field_without_a_short_name_is_named_after_itself(monkeypatch):
 
 
 def test_legends_use_the_same_short_names_as_run_names():
-    runs = [SimpleNamespace(name="plain", config=TrainConfig()),
-            SimpleNamespace(name="decay", config=TrainConfig(weight_decay=0.01))]
+    base = naming.defaults_for("mnist-sample")
+    runs = [SimpleNamespace(name="plain", config=base), SimpleNamespace(name="decay", config=base.replace(weight_decay=0.01))]
     assert legend_labels(runs) == ["wd=0", "wd=0.01"]
     assert default_run_name(runs[1].config).endswith(legend_labels(runs)[1])
     twins = [SimpleNamespace(name="first", config=TrainConfig()), SimpleNamespace(name="second", config=TrainConfig())]

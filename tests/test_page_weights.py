@@ -200,3 +200,96 @@ def test_refilled_weight_maps_equal_a_freshly_built_figure(shared_scale):
     figure = maps.figure("epoch 1", first, names, shared_scale)
     assert maps.figure("epoch 2", second, names, shared_scale) is figure  # refilled, not rebuilt
     assert json.loads(figure.to_json()) == json.loads(charts.weights_figure(second, names, shared_scale).to_json())
+
+
+# ---------------------------------------------------------------- comparing two runs
+
+def stored_run(config: TrainConfig, name: str | None = None) -> str:
+    """Train `config` into the run store the pages read (as `python -m lrcore train` does); its run id."""
+    from lrcore.runstore import RunStore, default_runs_dir
+    from lrcore.train import train
+
+    with RunStore(default_runs_dir()).writer(config, name=name) as writer:
+        for event in train(config):
+            writer.record(event)
+    writer.wait(30)
+    return writer.run_id
+
+
+@pytest.fixture(scope="module")
+def current_run():
+    """A finished run that is this session's current run, recorded in the store as the pages do."""
+    from lrcore.data import load_dataset
+
+    worker = common.get_registry().start(TrainConfig(epochs=2), load_dataset("mnist-sample"),
+                                         listeners=[common.get_run_store().listener()], name="the current one")
+    worker.join(60)
+    assert worker.snapshot().status == "done"
+    return worker
+
+
+@pytest.fixture(scope="module")
+def decay_run() -> str:
+    return stored_run(TrainConfig(weight_decay=0.01, epochs=3), name="decay *[link](http://example.com)*")
+
+
+def compare_figures(at: AppTest) -> tuple[list[dict], list[dict]]:
+    specs = figures(at)
+    maps = [spec for spec in specs if spec["data"][0]["type"] == "heatmap"]
+    bars = [spec for spec in specs if spec["data"][0]["type"] == "bar"]
+    return maps, bars
+
+
+def test_a_stored_run_compares_beside_the_current_one_on_one_scale_with_its_norms(current_run, decay_run):
+    from lrcore.runstore import RunStore, default_runs_dir
+
+    finished_run = current_run
+    at = weights_page(finished_run.run_id)
+    picker = at.selectbox(key="weights_compare")
+    assert picker.value is None
+    assert any(option.startswith("decay *[link]") for option in picker.options)  # plain text in a select
+    assert not any(option.startswith("the current one") for option in picker.options)  # not itself
+    picker.set_value(decay_run).run()
+    assert not at.exception, at.exception
+    maps, bars = compare_figures(at)
+    assert len(maps) == 2  # this run and the compared one
+    ours = finished_run.snapshot().snapshots[-1][1]
+    theirs = RunStore(default_runs_dir()).checkpoint(decay_run).model.linear.weight.detach()
+    limit = max(float(ours.abs().max()), float(theirs.abs().max()))
+    for spec in maps:  # one symmetric scale for both
+        assert spec["layout"]["coloraxis"]["cmax"] == -spec["layout"]["coloraxis"]["cmin"] == pytest.approx(limit)
+    np.testing.assert_allclose(array(maps[1]["data"][4]["z"]), theirs[4].reshape(28, 28).numpy(), rtol=1e-6)
+    norms = next(spec for spec in bars if "norm" in spec["layout"]["title"]["text"])
+    assert [trace["name"] for trace in norms["data"]] == ["A: this run", "B: compared"]
+    np.testing.assert_allclose(array(norms["data"][0]["y"]), ours.norm(dim=1).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(array(norms["data"][1]["y"]), theirs.norm(dim=1).numpy(), rtol=1e-5)
+    assert all(b < a for a, b in zip(array(norms["data"][0]["y"]), array(norms["data"][1]["y"])))  # decay shrinks
+    markdown = " ".join(m.value for m in at.markdown)
+    assert "decay \\*\\[link\\]\\(http" in markdown  # the user's run name is shown literally
+    assert at.toggle(key="weights_separate_scales").disabled
+    # back to one run: the page is as before
+    at.selectbox(key="weights_compare").set_value(None).run()
+    maps, bars = compare_figures(at)
+    assert len(maps) == 1 and not at.toggle(key="weights_separate_scales").disabled
+
+
+def test_the_compared_figure_is_kept_while_the_current_weights_change():
+    """Polling a live run refills only the current grid; the compared one just follows the shared scale."""
+    names = tuple("0123456789")
+    other = torch.randn(10, 784)
+    maps = charts.WeightMaps()
+    figure = maps.figure(("other", 1), other, names, True, limit=5.0, height=300)
+    assert maps.figure(("other", 1), other, names, True, limit=7.0, height=300) is figure
+    assert figure.layout.coloraxis.cmax == 7.0 and figure.to_dict()["layout"]["coloraxis"]["cmin"] == -7.0
+    assert json.loads(figure.to_json()) == json.loads(
+        charts.weights_figure(other, names, True, limit=7.0, height=300).to_json())
+
+
+def test_without_other_runs_the_page_says_how_to_get_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("LRCORE_RUNS_DIR", str(tmp_path / "empty-runs"))
+    weight, bias = torch.randn(10, 784), torch.randn(10)
+    checkpoint = load_checkpoint(checkpoint_bytes(LogisticRegression.from_tensors(weight, bias), TrainConfig(),
+                                                  tuple("0123456789"), Normalizer()))
+    at = weights_page(checkpoint=checkpoint)
+    assert not [box for box in at.selectbox if box.key == "weights_compare"]
+    assert any("Train a second run" in caption.value for caption in at.caption)
