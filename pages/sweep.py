@@ -543,7 +543,8 @@ with lr_col:
     low_col, high_col = st.columns(2)
     low_col.text_input("Lowest learning rate", key="sweep_low", persist_state="session")
     high_col.text_input("Highest learning rate", key="sweep_high", persist_state="session")
-    st.slider("How many learning rates", 4, MAX_CONFIGS, key="sweep_count", persist_state="session",
+    # from 3: Home's "too low, just right, too high" card opens the Sweep with three rates
+    st.slider("How many learning rates", 3, MAX_CONFIGS, key="sweep_count", persist_state="session",
               help="Spread evenly on a log scale between the lowest and the highest.")
 configs, problems = read_settings(dataset_name)
 with lr_col:
