@@ -1,11 +1,13 @@
 """Draw: draw a digit (or upload a picture, or pick a test image) and see what the model sees and why."""
 from __future__ import annotations
 
+import html
+import io
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 import torch
-from plotly.subplots import make_subplots
 from PIL import Image
 from streamlit_drawable_canvas import st_canvas
 
@@ -16,19 +18,115 @@ from lrcore.evaluate import contributions, predict
 from lrcore.predict_drawing import predict_canvas, predict_drawing
 from lrcore.preprocess import MAX_BYTES, ImageError, load_image_bytes
 from pages import common
+from ui.text import md_escape, shorten
 
 CANVAS_SIDE = 280  # px; 10x MNIST, big enough for a finger on a phone
 PREVIEW_SIDE = 196  # the 28x28 input blown up 7x, nearest neighbour so every pixel shows
 SOURCES = [":material/draw: Draw", ":material/upload: Upload a picture", ":material/casino: Random test image"]
 RUNNER_UP = -1  # the "compare with" choice that follows the drawing (None would show as "no selection")
 PREDICTED_COLOUR, COMPARED_COLOUR, OTHER_COLOUR = "#FF4B4B", "#1C83E1", "#B9BDC8"
+NAME_MAX = 40  # characters of a class name shown in headings and charts
+UNDO_DEPTH = 50  # strokes whose pictures are kept for Undo
+# The canvas's own toolbar (undo, redo, edit, reset) is invisible until hovered and sits on the
+# top right of the drawing area, so a stroke starting there draws nothing; streamlit-drawable-canvas
+# 0.13 has no option to hide it. The page has its own Undo and Clear, so hide the toolbar inside
+# each canvas's shadow root (polled: a canvas is re-created by Undo and Clear).
+HIDE_CANVAS_TOOLBAR_JS = """
+export default function ({ parentElement }) {
+  const patch = () => {
+    for (const host of document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')) {
+      const root = host.shadowRoot;
+      if (root && !root.querySelector("style[data-draw-no-toolbar]")) {
+        const style = document.createElement("style");
+        style.dataset.drawNoToolbar = "";
+        style.textContent = ".dc-toolbar { display: none !important; }";
+        root.appendChild(style);
+      }
+    }
+  };
+  patch();
+  clearInterval(parentElement.drawToolbarTimer);
+  parentElement.drawToolbarTimer = setInterval(patch, 100);
+  return () => clearInterval(parentElement.drawToolbarTimer);
+}
+"""
+
+
+@st.cache_resource
+def canvas_toolbar_hider():
+    """The component that hides the canvases' toolbars, registered once per server process."""
+    return st.components.v2.component("lrcore-draw.hide-canvas-toolbar", js=HIDE_CANVAS_TOOLBAR_JS,
+                                      isolate_styles=False)
+
+
+def plot_text(name: str) -> str:
+    """A class name for a plotly label: plotly reads <b>, <a href>... in text, so escape it."""
+    return html.escape(shorten(name, NAME_MAX))
+
+
+def shown(name: str) -> str:
+    """A class name for any Streamlit markdown: literal, one line, short."""
+    return md_escape(name, NAME_MAX)
+
+
+# --- the canvas: its strokes, Undo and Clear ----------------------------------------------------
+def new_canvas(objects: list[dict]) -> None:
+    """Replace the canvas with a fresh one (a new key) that starts with `objects` drawn."""
+    st.session_state.draw_canvas_version += 1
+    st.session_state.draw_initial_objects = objects
 
 
 def clear_canvas() -> None:
-    # A new key gives a fresh, empty canvas component.
-    st.session_state.draw_canvas_version += 1
+    new_canvas([])
+    st.session_state.draw_pictures = {}
 
 
+def undo_stroke() -> None:
+    new_canvas(st.session_state.draw_objects[:-1])
+
+
+def remember_picture(objects: list[dict], picture: np.ndarray | None) -> np.ndarray | None:
+    """The canvas's picture for `objects`, kept per stroke count so Undo can show the one before.
+
+    A canvas re-created by Undo shows its strokes but sends no picture until the next stroke,
+    so the picture for n strokes is the one the canvas sent when it had n strokes. A new
+    stroke after an Undo starts a new branch: pictures of the old, longer one are dropped.
+    """
+    pictures: dict[int, bytes] = st.session_state.draw_pictures
+    count = len(objects)
+    if picture is not None:
+        for stale in [n for n in pictures if n >= count or n < count - UNDO_DEPTH]:
+            del pictures[stale]
+        buffer = io.BytesIO()
+        Image.fromarray(picture).save(buffer, format="PNG")  # ~3 KB, not 300 KB of pixels
+        pictures[count] = buffer.getvalue()
+        return picture
+    stored = pictures.get(count) if count else None
+    return np.asarray(Image.open(io.BytesIO(stored))) if stored is not None else None
+
+
+def drawing_input(model: common.ModelInUse):
+    """The canvas, its Undo and Clear buttons; the prediction for what is drawn, or None."""
+    brush = st.session_state.get("draw_brush", 20)
+    initial = st.session_state.draw_initial_objects
+    canvas = st_canvas(stroke_width=brush, stroke_color="#FFFFFF", background_color="#000000",
+                       width=CANVAS_SIDE, height=CANVAS_SIDE, drawing_mode="freedraw",
+                       initial_drawing={"objects": initial} if initial else None,
+                       update_streamlit=True, return_image_data=True,
+                       key=f"draw_canvas_{st.session_state.draw_canvas_version}")
+    objects = list((canvas.json_data or {}).get("objects") or [])
+    st.session_state.draw_objects = objects
+    with st.container(horizontal=True, key="draw_canvas_buttons"):
+        st.button("Undo", icon=":material/undo:", on_click=undo_stroke, disabled=not objects,
+                  help="Remove the last stroke.")
+        st.button("Clear", icon=":material/ink_eraser:", on_click=clear_canvas, disabled=not objects)
+    st.slider("Brush width", min_value=6, max_value=40, value=20, key="draw_brush",
+              help="MNIST digits have strokes about a tenth of the digit's height.")
+    drawing = remember_picture(objects, canvas.image_data)
+    return predict_canvas(model.model, model.normalizer, drawing) if drawing is not None else None
+
+
+# --- the model ----------------------------------------------------------------------------------
 def pick_random_test_image() -> None:
     st.session_state.draw_random_seed = int(np.random.default_rng().integers(2**31))
 
@@ -45,7 +143,7 @@ def load_uploaded_checkpoint(key: str) -> None:
     try:
         checkpoint = load_checkpoint(upload.getvalue())
     except CheckpointError as error:
-        st.error(f"Can't use “{upload.name}” as a model: {error}")
+        st.error(f"Can't use “{md_escape(upload.name)}” as a model: {error}")
         return
     st.session_state.draw_checkpoint_file = upload.file_id
     common.use_checkpoint(checkpoint, f"checkpoint “{upload.name}”")
@@ -64,6 +162,7 @@ def quick_training_progress(run_id: str) -> None:
                 text=f"Training a quick model: {common.run_state_text(worker)}…")
 
 
+# --- what the model says ------------------------------------------------------------------------
 def preview(image28: torch.Tensor) -> Image.Image:
     return Image.fromarray(image28.numpy()).resize((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.NEAREST)
 
@@ -72,65 +171,70 @@ def probability_chart(probabilities: torch.Tensor, names: tuple[str, ...], predi
     colours = [PREDICTED_COLOUR if c == predicted else COMPARED_COLOUR if c == compared else OTHER_COLOUR
                for c in range(len(names))]
     percent = (probabilities * 100).tolist()
-    figure = go.Figure(go.Bar(x=list(names), y=percent, marker_color=colours,
+    figure = go.Figure(go.Bar(x=[plot_text(n) for n in names], y=percent, marker_color=colours,
                               text=[f"{p:.0f}%" if p >= 0.5 else "" for p in percent], textposition="outside",
                               hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
-    figure.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10), showlegend=False,
+    figure.update_layout(height=240, margin=dict(l=10, r=10, t=10, b=10), showlegend=False,
                          yaxis=dict(range=[0, 115], title="probability (%)", tickvals=[0, 25, 50, 75, 100]),
                          xaxis=dict(type="category"))
     return figure
 
 
-def contribution_maps(maps: torch.Tensor, bias: torch.Tensor, names: tuple[str, ...],
-                      predicted: int, compared: int) -> go.Figure:
-    """Weight x input for the predicted class, the compared class and their difference, on one scale."""
-    difference = maps[predicted] - maps[compared]
-    panels = [maps[predicted], maps[compared], difference]
-    logit = lambda c: float(maps[c].sum() + bias[c])  # noqa: E731
-    titles = [f"“{names[predicted]}” (predicted): logit {logit(predicted):.1f}",
-              f"“{names[compared]}”: logit {logit(compared):.1f}",
-              f"“{names[predicted]}” minus “{names[compared]}”"]
-    # One symmetric colour range for all three, so equal colours mean equal amounts. Blue means
-    # "for the class", as on the Weights page and in tutorial 003.
-    limit = max(float(torch.stack(panels).abs().max()), 1e-6)
-    figure = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=0.04)
-    for col, panel in enumerate(panels, start=1):
-        figure.add_trace(go.Heatmap(z=panel.numpy(), zmin=-limit, zmax=limit, zmid=0, colorscale="RdBu",
-                                    showscale=col == 3, colorbar=dict(title="contribution", thickness=12),
-                                    hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>"),
-                         row=1, col=col)
-        figure.update_xaxes(visible=False, constrain="domain", row=1, col=col)
-        figure.update_yaxes(visible=False, autorange="reversed", scaleanchor=f"x{'' if col == 1 else col}",
-                            constrain="domain", row=1, col=col)
-    figure.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10))
+def contribution_map(panel: torch.Tensor, limit: float) -> go.Figure:
+    """One 28x28 map of weight x input; every map of the page uses the same colour range."""
+    figure = go.Figure(go.Heatmap(z=panel.numpy(), zmin=-limit, zmax=limit, zmid=0, colorscale="RdBu",
+                                  colorbar=dict(orientation="h", thickness=10, y=-0.02, yanchor="top",
+                                                len=1.0, tickfont=dict(size=10)),
+                                  hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>"))
+    figure.update_xaxes(visible=False, constrain="domain")
+    figure.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", constrain="domain")
+    figure.update_layout(height=300, margin=dict(l=0, r=0, t=0, b=40))
     return figure
 
 
-def classes_to_show(probabilities: torch.Tensor) -> tuple[int, int, int]:
+def compare_choice(names: tuple[str, ...]) -> int:
+    """The "Compare with" pick: a class index, or RUNNER_UP.
+
+    Read before the selectbox is drawn (the probability chart above it colours the compared
+    class). The browser sends the option's label and Streamlit decodes it with the options
+    of the previous run: a label that is no longer an option comes back as a string, and
+    after a change of model a class index would name another model's class. Either way
+    the pick goes back to the runner-up, in the selectbox too.
+    """
+    choice = st.session_state.get("draw_compare", RUNNER_UP)
+    valid = type(choice) is int and 0 <= choice < len(names)
+    if not valid or st.session_state.get("draw_compare_names", names) != names:
+        if "draw_compare" in st.session_state:
+            st.session_state.draw_compare = RUNNER_UP
+        choice = RUNNER_UP
+    st.session_state.draw_compare_names = names
+    return choice
+
+
+def classes_to_show(probabilities: torch.Tensor, names: tuple[str, ...]) -> tuple[int, int, int]:
     """(predicted, runner-up, the class to compare with: the user's pick or the runner-up)."""
     ranking = probabilities.argsort(descending=True).tolist()
     predicted, runner_up = ranking[0], ranking[1]
-    choice = st.session_state.get("draw_compare", RUNNER_UP)
-    return predicted, runner_up, runner_up if choice in (None, RUNNER_UP, predicted) else choice
+    choice = compare_choice(names)
+    return predicted, runner_up, runner_up if choice in (RUNNER_UP, predicted) else choice
 
 
 def verdict(image28: torch.Tensor, probabilities: torch.Tensor, names: tuple[str, ...],
             true_label: int | None = None) -> None:
-    """What the model sees and what it predicts."""
-    predicted, runner_up, compared = classes_to_show(probabilities)
-    sees, says = st.columns([1, 2])
-    with sees:
-        st.markdown("**What the model sees**", help="The 28×28 input, blown up: cropped, scaled to 20 px and "
-                    "centred, as MNIST's digits were prepared.")
-        st.image(preview(image28), width=PREVIEW_SIDE)
-    with says:
-        st.markdown(f"**Prediction:** <span class='draw-prediction' style='font-size:2.6rem;font-weight:700;"
-                    f"color:{PREDICTED_COLOUR}'>{names[predicted]}</span> &nbsp; "
-                    f"{probabilities[predicted] * 100:.0f}% sure", unsafe_allow_html=True)
-        if true_label is not None:
-            mark = ":green[:material/check: correct]" if true_label == predicted else ":red[:material/close: wrong]"
-            st.markdown(f"**True label:** {names[true_label]} ({mark})")
-        st.caption(f"Runner-up: {names[runner_up]} ({probabilities[runner_up] * 100:.0f}%)")
+    """What the model predicts, first (on a phone it comes right under the canvas), and what it sees."""
+    predicted, runner_up, compared = classes_to_show(probabilities, names)
+    with st.container(horizontal=True, gap="large"):
+        with st.container(key="draw_prediction", width="stretch"):
+            st.markdown(f"**Prediction** · {probabilities[predicted] * 100:.0f}% sure")
+            st.header(f":red[{shown(names[predicted])}]", anchor=False)
+            if true_label is not None:
+                mark = ":green[:material/check: correct]" if true_label == predicted else ":red[:material/close: wrong]"
+                st.markdown(f"**True label:** {shown(names[true_label])} ({mark})")
+            st.caption(f"Runner-up: {shown(names[runner_up])} ({probabilities[runner_up] * 100:.0f}%)")
+        with st.container(width=PREVIEW_SIDE, gap="small"):
+            st.markdown("**What the model sees**", help="The 28×28 input, blown up: cropped, scaled to 20 px "
+                        "and centred, as MNIST's digits were prepared.")
+            st.image(preview(image28), width=PREVIEW_SIDE)
     st.plotly_chart(probability_chart(probabilities, names, predicted, compared), key="draw_probabilities",
                     config={"displayModeBar": False})
 
@@ -138,26 +242,39 @@ def verdict(image28: torch.Tensor, probabilities: torch.Tensor, names: tuple[str
 def why(image28: torch.Tensor, probabilities: torch.Tensor, model: common.ModelInUse) -> None:
     """Which pixels made the model pick its class over another one."""
     names = model.class_names
-    predicted, runner_up, compared = classes_to_show(probabilities)
-    st.subheader(f"Why “{names[predicted]}” and not “{names[compared]}”?")
+    predicted, runner_up, compared = classes_to_show(probabilities, names)
+    st.subheader(f"Why “{shown(names[predicted])}” and not “{shown(names[compared])}”?", anchor=False)
     pick, note = st.columns([1, 2], vertical_alignment="bottom")
+    # Option labels must not depend on the input: the browser sends back the label it shows,
+    # and a label naming the runner-up goes stale when the drawing changes.
     pick.selectbox("Compare with", [RUNNER_UP, *range(len(names))], key="draw_compare",
-                   format_func=lambda c: f"the runner-up ({names[runner_up]})" if c == RUNNER_UP else names[c])
+                   format_func=lambda c: "the runner-up" if c == RUNNER_UP else shorten(names[c], NAME_MAX))
     if st.session_state.draw_compare == predicted:
         note.caption("That is the predicted class itself: comparing with the runner-up instead.")
     maps = contributions(model.model, model.normalizer, image28)
     bias = model.model.linear.bias.detach().cpu()
-    st.plotly_chart(contribution_maps(maps, bias, names, predicted, compared), key="draw_contributions",
-                    config={"displayModeBar": False})
+    logit = lambda c: float(maps[c].sum() + bias[c])  # noqa: E731
+    panels = [(f"**“{shown(names[predicted])}”** (predicted) · logit {logit(predicted):.1f}", maps[predicted]),
+              (f"**“{shown(names[compared])}”** · logit {logit(compared):.1f}", maps[compared]),
+              (f"**“{shown(names[predicted])}” minus “{shown(names[compared])}”**", maps[predicted] - maps[compared])]
+    # One symmetric colour range for all three, so equal colours mean equal amounts. Blue means
+    # "for the class", as on the Weights page and in tutorial 003. Three figures, not subplots:
+    # on a phone the columns stack and each map gets the full width.
+    limit = max(float(torch.stack([panel for _, panel in panels]).abs().max()), 1e-6)
+    for column, (title, panel), key in zip(st.columns(3), panels, ["predicted", "compared", "difference"]):
+        with column:
+            st.markdown(title)
+            st.plotly_chart(contribution_map(panel, limit), key=f"draw_map_{key}", config={"displayModeBar": False})
     st.caption("Each pixel's contribution is its weight × its input. Blue pixels push towards the class, red "
                "pixels push away; a class's logit is the sum of its map plus its bias, and the highest logit "
                "wins. In the difference map, blue pixels are those that favour "
-               f"“{names[predicted]}” over “{names[compared]}”.")
+               f"“{shown(names[predicted])}” over “{shown(names[compared])}”.")
 
 
 # ---------------------------------------------------------------------------------------------
 st.title("Draw")
-for key, value in {"draw_canvas_version": 0, "draw_random_seed": None}.items():
+for key, value in {"draw_canvas_version": 0, "draw_random_seed": None, "draw_initial_objects": [],
+                   "draw_objects": [], "draw_pictures": {}}.items():
     if key not in st.session_state:
         st.session_state[key] = value
 
@@ -176,7 +293,7 @@ if model is None:
             "then draw.")
     train_side, load_side = st.columns(2, gap="large")
     with train_side:
-        st.subheader("Train a quick model")
+        st.subheader("Train a quick model", anchor=False)
         st.write(f"Default settings (learning rate 0.5, batch size 128, 10 epochs) on "
                  f"{DATASET_TITLES[dataset_name]}.")
         if st.button("Train a quick model", type="primary", icon=":material/bolt:"):
@@ -185,11 +302,12 @@ if model is None:
             st.session_state.draw_quick_run = worker.run_id
             st.rerun()
     with load_side:
-        st.subheader("Load a checkpoint")
+        st.subheader("Load a checkpoint", anchor=False)
         load_uploaded_checkpoint("draw_checkpoint_empty")
     st.stop()
 
-st.caption(f"Model: {model.label} · trained on {DATASET_TITLES.get(model.dataset, model.dataset)}")
+st.caption(f"Model: {md_escape(model.label)} · trained on "
+           f"{md_escape(DATASET_TITLES.get(model.dataset, model.dataset))}")
 if model.dataset == "fashion-mnist":
     st.warning("This model was trained on Fashion-MNIST: it recognises clothing (T-shirts, trousers, shoes, "
                "bags…), not digits. Drawing still works, so try a trouser or a bag; a digit will be read as "
@@ -198,20 +316,16 @@ with st.expander("Use a different model: load a checkpoint"):
     load_uploaded_checkpoint("draw_checkpoint_swap")
 
 source = st.radio("Input", SOURCES, horizontal=True, key="draw_source", label_visibility="collapsed")
-left, right = st.columns([1, 2], gap="large")
 image28, probabilities, true_label = None, None, None
+# Input and prediction side by side; a horizontal container wraps, so on a phone the prediction
+# comes right under the canvas instead of below everything else.
+with st.container(horizontal=True, gap="large", key="draw_workspace"):
+    left = st.container(width=CANVAS_SIDE + 20)
+    right = st.container(width="stretch", key="draw_result")
 
 with left:
     if source == SOURCES[0]:
-        brush = st.slider("Brush width", min_value=6, max_value=40, value=20, key="draw_brush",
-                          help="MNIST digits have strokes about a tenth of the digit's height.")
-        canvas = st_canvas(stroke_width=brush, stroke_color="#FFFFFF", background_color="#000000",
-                           width=CANVAS_SIDE, height=CANVAS_SIDE, drawing_mode="freedraw",
-                           update_streamlit=True, return_image_data=True,
-                           key=f"draw_canvas_{st.session_state.draw_canvas_version}")
-        st.button("Clear", icon=":material/ink_eraser:", on_click=clear_canvas)
-        drawing = canvas.image_data
-        result = predict_canvas(model.model, model.normalizer, drawing) if drawing is not None else None
+        result = drawing_input(model)
         if result is not None and not result.empty:
             image28, probabilities = result.image, result.probabilities
     elif source == SOURCES[1]:
@@ -223,10 +337,11 @@ with left:
             try:
                 picture = load_image_bytes(upload.getvalue())
             except ImageError as error:
-                st.error(f"Can't use “{upload.name}”: {error}. Upload a PNG or JPEG picture of a single "
-                         f"digit, up to {MAX_BYTES // 2**20} MB.")
+                st.error(f"Can't use “{md_escape(upload.name)}”: {error}. Upload a PNG or JPEG picture of a "
+                         f"single digit, up to {MAX_BYTES // 2**20} MB.")
             else:
-                st.image(picture, caption=upload.name, width=CANVAS_SIDE)
+                st.image(picture, width=CANVAS_SIDE)
+                st.caption(md_escape(upload.name))
                 result = predict_drawing(model.model, model.normalizer, picture)
                 if result.preprocessed.inverted:
                     st.caption("Dark ink on light paper: inverted to white on black, like MNIST.")
@@ -264,3 +379,5 @@ with right:
 
 if probabilities is not None:
     why(image28, probabilities, model)
+if source == SOURCES[0]:
+    canvas_toolbar_hider()(key="draw_hide_canvas_toolbar")  # last: its empty element adds no gap mid-page
