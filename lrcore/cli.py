@@ -22,14 +22,30 @@ import torch
 
 from . import events as ev
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import (BATCH_ORDERS, DATASETS, DEVICES, NORMALIZATIONS, OPTIMIZERS, ConfigError, TrainConfig)
+from .config import (BATCH_ORDERS, DATASETS, DEVICES, NORMALIZATIONS, OPTIMIZERS, ConfigError, TrainConfig,
+                     dataset_default_text, defaults_for)
 from .data import DatasetUnavailable, load_dataset, make_splits
-from .evaluate import evaluate_model, predict
+from .evaluate import evaluate_model, predict, split_data
 from .train import train
 
 EXIT_USAGE, EXIT_FAILURE, EXIT_DIVERGED = 2, 1, 3
 DRY_RUN_BATCHES = 3
-DEFAULTS = TrainConfig()
+DEFAULTS = TrainConfig.for_dataset(DATASETS[0])
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: ...)", except for options whose default is None (nothing, or the dataset's)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def dataset_default_help(text: str, field: str) -> str:
+    """Help for a setting whose default depends on --dataset: "... (default: 0.5) (default for Fashion-MNIST: 0.1)"."""
+    value = getattr(DEFAULTS, field)
+    value = ("on" if value else "off") if isinstance(value, bool) else value
+    extra = dataset_default_text(field)
+    return f"{text} (default: {value}){f' ({extra})' if extra else ''}"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -41,19 +57,22 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m lrcore", description=__doc__.splitlines()[0],
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
 
-    train_cmd = commands.add_parser("train", help="train a model", formatter_class=fmt)
+    train_cmd = commands.add_parser("train", help="train a model", formatter_class=fmt,
+                                    description="Train a model. Settings not given take the chosen dataset's "
+                                                "defaults (lr, epochs and deskewing differ for Fashion-MNIST).")
     add_data_options(train_cmd)
     train_cmd.add_argument("--dataset", default=DEFAULTS.dataset, choices=DATASETS, help="dataset to train on")
     train_cmd.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float,
-                           default=DEFAULTS.learning_rate, help="learning rate")
+                           default=None, help=dataset_default_help("learning rate", "learning_rate"))
     train_cmd.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="minibatch size")
     train_cmd.add_argument("--validation-fraction", type=float, default=DEFAULTS.validation_fraction,
                            help="fraction of the training pool held out for validation")
-    train_cmd.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="passes over the training split")
+    train_cmd.add_argument("--epochs", type=int, default=None,
+                           help=dataset_default_help("passes over the training split", "epochs"))
     train_cmd.add_argument("--optimizer", choices=OPTIMIZERS, default=DEFAULTS.optimizer, help="optimizer")
     train_cmd.add_argument("--momentum", type=float, default=DEFAULTS.momentum, help="momentum (optimizer momentum)")
     train_cmd.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay, help="weight decay")
@@ -61,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_argument("--device", choices=DEVICES, default=DEFAULTS.device, help="auto = CUDA when available")
     train_cmd.add_argument("--normalization", choices=NORMALIZATIONS, default=DEFAULTS.normalization,
                            help="raw 0..1 pixels or per-pixel mean/std")
+    train_cmd.add_argument("--deskew", action=argparse.BooleanOptionalAction, default=None,
+                           help=dataset_default_help("deskew the images (shear each digit upright)", "deskew"))
     train_cmd.add_argument("--batch-order", choices=BATCH_ORDERS, default=DEFAULTS.batch_order,
                            help="minibatch order: reshuffled every epoch, one fixed order, or sorted by class")
     train_cmd.add_argument("--per-class-limit", type=int, default=None,
@@ -111,12 +132,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(learning_rate=args.learning_rate, batch_size=args.batch_size,
-                       validation_fraction=args.validation_fraction, epochs=1 if args.dry_run else args.epochs,
+    """The run's settings: those given, and the dataset's defaults (`defaults_for`) for the rest."""
+    defaults = defaults_for(args.dataset)
+    chosen = lambda field: defaults[field] if getattr(args, field) is None else getattr(args, field)  # noqa: E731
+    return TrainConfig(learning_rate=chosen("learning_rate"), batch_size=args.batch_size,
+                       validation_fraction=args.validation_fraction, epochs=1 if args.dry_run else chosen("epochs"),
                        optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay,
                        seed=args.seed, device=args.device, dataset=args.dataset,
                        normalization=args.normalization, per_class_limit=args.per_class_limit,
-                       batch_order=args.batch_order)
+                       batch_order=args.batch_order, deskew=chosen("deskew"))
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -204,12 +228,7 @@ class ProgressBar:
 def run_evaluate(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(args.checkpoint)
     dataset = load_dataset(checkpoint.config.dataset)
-    if args.split == "test":
-        images, labels = dataset.test_images, dataset.test_labels
-    else:
-        config = checkpoint.config
-        index = make_splits(dataset, config.validation_fraction, config.seed, config.per_class_limit).validation
-        images, labels = dataset.train_images[index], dataset.train_labels[index]
+    images, labels = split_data(dataset, checkpoint.config, args.split)  # deskewed if trained so
     result = evaluate_model(checkpoint.model, checkpoint.normalizer, images, labels)
     print(f"{checkpoint.config.dataset} {args.split} split ({len(labels):,} images): "
           f"accuracy {result.accuracy:.4f}, loss {result.loss:.4f}")
@@ -224,7 +243,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .preprocess import ImageError, load_image_bytes, preprocess_digit
+    from .predict_drawing import predict_drawing
+    from .preprocess import ImageError, load_image_bytes
 
     if args.top < 1:
         raise ConfigError({"top": f"must be at least 1, got {args.top}"})
@@ -235,21 +255,23 @@ def run_predict(args: argparse.Namespace) -> int:
     status = 0
     for path in args.images:
         try:
-            result = preprocess_digit(load_image_bytes(path.read_bytes()))
+            # Prepared like MNIST, and deskewed when the model was trained on deskewed images.
+            result = predict_drawing(checkpoint.model, checkpoint.normalizer, load_image_bytes(path.read_bytes()),
+                                     deskew=checkpoint.config.deskew)
         except (OSError, ImageError) as error:
             print(f"{path}: {error}", file=sys.stderr)
             status = EXIT_FAILURE
             continue
         if result.empty:
-            print(f"{path}: {result.message}")
+            print(f"{path}: {result.preprocessed.message}")
             continue
-        probabilities = predict(checkpoint.model, checkpoint.normalizer, result.image.unsqueeze(0))[0]
-        print(f"{path}: {top_classes(probabilities, names, args.top)}")
+        print(f"{path}: {top_classes(result.probabilities, names, args.top)}")
     if args.random > 0:
         dataset = load_dataset(checkpoint.config.dataset)
         generator = torch.Generator().manual_seed(args.seed if args.seed is not None else time.time_ns() % 2**31)
         picks = torch.randperm(len(dataset.test_labels), generator=generator)[:args.random]
-        probabilities = predict(checkpoint.model, checkpoint.normalizer, dataset.test_images[picks])
+        test_images = dataset.images("test", deskew=checkpoint.config.deskew)
+        probabilities = predict(checkpoint.model, checkpoint.normalizer, test_images[picks])
         for index, probs in zip(picks.tolist(), probabilities):
             label = names[dataset.test_labels[index]]
             verdict = "right" if probs.argmax().item() == dataset.test_labels[index].item() else "WRONG"

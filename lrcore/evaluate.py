@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .data import Normalizer
+from .config import TrainConfig
+from .data import Dataset, Normalizer, make_splits
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,16 @@ class Evaluation:
     def cell(self, true_class: int, predicted_class: int) -> torch.Tensor:
         """Indices of images of `true_class` predicted as `predicted_class`."""
         return torch.nonzero((self.labels == true_class) & (self.predictions == predicted_class)).flatten()
+
+
+def split_data(dataset: Dataset, config: TrainConfig, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images and labels of a model's test or validation split, as the model saw them in
+    training (deskewed when `config.deskew`; the validation split from the run's seed and fraction)."""
+    images = dataset.images(split, deskew=config.deskew)
+    if split == "test":
+        return images, dataset.test_labels
+    index = make_splits(dataset, config.validation_fraction, config.seed, config.per_class_limit).validation
+    return images[index], dataset.train_labels[index]
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ from typing import Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 SIZE = 28  # output frame, as MNIST
@@ -27,6 +28,9 @@ FRAME = 2  # border width (px) that tells paper colour and paper level
 MAX_BYTES = 5 * 1024 * 1024
 MAX_SIDE = 4096
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as PIL's convert("L")
+# Deskewing shears at most 45 degrees: a blob or a flat dash has an ill-defined slant.
+MAX_SHEAR = 1.0
+DESKEW_CHUNK = 4096  # images per step: bounds the sampling grid to ~25 MB
 EMPTY_MESSAGE = "No digit found: draw a digit (white on black) or upload a clearer image."
 
 ImageInput = Union[np.ndarray, Image.Image, bytes, bytearray, memoryview, torch.Tensor]
@@ -145,6 +149,63 @@ def to_model_input(image28: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"expected a uint8 {SIZE}x{SIZE} image, got {image28.dtype} "
                          f"with shape {tuple(image28.shape)}")
     return image28.reshape(1, SIZE * SIZE).to(torch.float32).div_(255.0)
+
+
+def slant(images: torch.Tensor) -> torch.Tensor:
+    """Per-image shear cov(x, y) / var(y) of the ink (0 = upright), for N x 28 x 28 (or 28 x 28) images.
+
+    Rows grow downwards, so positive means the lower ink lies further right, as in "\\";
+    images with no ink (or no height) have slant 0.
+    """
+    return _moments(images.reshape(-1, SIZE, SIZE).float())[2]
+
+
+def deskew(images: torch.Tensor) -> torch.Tensor:
+    """Moment-based deskewing (LeCun's MNIST table: 12% -> 8.4% error for a linear classifier).
+
+    Each image is sheared horizontally so its ink's principal axis is vertical
+    (alpha = cov(x, y) / var(y), capped at 45 degrees), with its centre of mass moved to
+    the image centre (CENTRE, as MNIST's), resampled bilinearly. uint8 in (28 x 28,
+    N x 28 x 28 or N x 784), uint8 out in the same shape; empty images stay empty. Batched
+    and chunked: all 70,000 MNIST images take about 2 s on one CPU thread.
+    """
+    if images.dtype != torch.uint8 or images.numel() % (SIZE * SIZE):
+        raise ValueError(f"expected uint8 {SIZE}x{SIZE} images, got {images.dtype} with shape {tuple(images.shape)}")
+    batch = images.reshape(-1, SIZE, SIZE)
+    out = torch.empty_like(batch)
+    offsets = torch.arange(SIZE, dtype=torch.float32, device=images.device) - CENTRE
+    scale = 2.0 / (SIZE - 1)  # pixel index -> grid_sample's -1..1 (align_corners=True)
+    for start in range(0, len(batch), DESKEW_CHUNK):
+        pixels = batch[start:start + DESKEW_CHUNK].float()
+        cy, cx, alpha = _moments(pixels)
+        n = len(pixels)
+        # Output pixel (CENTRE + v, CENTRE + u) reads the input at (cy + v, cx + u + alpha * v):
+        # a shear about the centre of mass, so ink along x = cx + alpha (y - cy) ends up vertical.
+        in_y = (cy.view(n, 1, 1) + offsets.view(1, SIZE, 1)).expand(n, SIZE, SIZE)
+        in_x = cx.view(n, 1, 1) + offsets.view(1, 1, SIZE) + alpha.view(n, 1, 1) * offsets.view(1, SIZE, 1)
+        grid = torch.stack((in_x * scale - 1, in_y * scale - 1), dim=-1)
+        sampled = F.grid_sample(pixels.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros",
+                                align_corners=True)
+        out[start:start + n] = sampled.squeeze(1).round_().clamp_(0, 255).to(torch.uint8)
+    return out.reshape(images.shape)
+
+
+def _moments(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Centre of mass (row, column) and slant of each float N x 28 x 28 image; empty ones: centre, 0."""
+    coords = torch.arange(SIZE, dtype=pixels.dtype, device=pixels.device)
+    rows, cols = pixels.sum(2), pixels.sum(1)  # ink per row, per column
+    mass = rows.sum(1)
+    empty = mass <= 0
+    safe = torch.where(empty, torch.ones_like(mass), mass)
+    cy = torch.where(empty, torch.full_like(mass, CENTRE), rows @ coords / safe)
+    cx = torch.where(empty, torch.full_like(mass, CENTRE), cols @ coords / safe)
+    dy = coords.view(1, SIZE) - cy[:, None]
+    dx = coords.view(1, SIZE) - cx[:, None]
+    var_y = (rows * dy * dy).sum(1) / safe
+    cov = torch.einsum("nij,ni,nj->n", pixels, dy, dx) / safe
+    # A flat dash has no height to shear along: leave it alone rather than divide by ~0.
+    alpha = torch.where(var_y > 1e-3, cov / var_y.clamp_min(1e-3), torch.zeros_like(var_y))
+    return cy, cx, alpha.clamp(-MAX_SHEAR, MAX_SHEAR)
 
 
 def _luminance(image: ImageInput) -> tuple[np.ndarray, np.ndarray | None]:

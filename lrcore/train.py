@@ -30,7 +30,7 @@ DIVERGENCE_FACTOR = 20.0
 LOSS_SMOOTHING = 0.1  # weight of the newest batch in the moving average (tutorial 003)
 # Settings that must be equal for configurations to share minibatches in one group.
 GROUP_SHARED = ("batch_size", "validation_fraction", "epochs", "optimizer", "momentum", "seed",
-                "device", "dataset", "normalization", "per_class_limit", "batch_order")
+                "device", "dataset", "normalization", "per_class_limit", "batch_order", "deskew")
 
 
 class TrainingControl:
@@ -182,7 +182,9 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
     dataset = dataset if dataset is not None else load_dataset(config.dataset)
     splits = make_splits(dataset, config.validation_fraction, config.seed, config.per_class_limit)
     config.check_sizes(len(splits.train))
-    images = dataset.flat_images("train", device)
+    # The deskewed copy (when asked for) is made once per dataset and process, never per batch;
+    # the normaliser, every batch, the epoch evaluations and the test set all use the same variant.
+    images = dataset.flat_images("train", device, config.deskew)
     labels = dataset.train_labels.to(device)
     train_index = splits.train.to(device)
     validation_index = splits.validation.to(device)
@@ -287,7 +289,7 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
 
     models = tuple(LogisticRegression.from_tensors(*engine.parameters_of(i)) for i in range(count))
     test_index = torch.arange(len(dataset.test_labels), device=device)
-    test_loss, test_acc = engine.evaluate(dataset.flat_images("test", device), test_index,
+    test_loss, test_acc = engine.evaluate(dataset.flat_images("test", device, config.deskew), test_index,
                                           dataset.test_labels.to(device), prepare)
     val_loss, val_acc = engine.evaluate(images, validation_index, labels, prepare)
     yield ev.GroupFinished(status, epochs_completed, models, normalizer, dataset.class_names, diverged,
