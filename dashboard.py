@@ -36,4 +36,5 @@ PAGES = [
 
 navigation = st.navigation(PAGES)
 common.sidebar()
-navigation.run()
+with common.framed():
+    navigation.run()

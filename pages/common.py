@@ -7,37 +7,55 @@ loaded checkpoint.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass
 
 import streamlit as st
+import torch
+
+from lrcore.checkpoint import Checkpoint
+from lrcore.data import DATASET_TITLES, Dataset, DatasetUnavailable, Normalizer, available_datasets, load_dataset
+from lrcore.model import LogisticRegression
+from lrcore.runstore import RunStore, default_runs_dir
+from lrcore.sweepstore import SweepStore, default_sweeps_dir
+from lrcore.worker import RunRegistry, TrainingWorker
+
+# Set while dashboard.py runs the chosen page (per script thread: each session's script runs
+# on its own thread). A page that runs without it was started by Streamlit's legacy mode.
+_FRAME = threading.local()
 
 
-def _leave_legacy_pages_mode() -> None:
+@contextlib.contextmanager
+def framed():
+    """dashboard.py runs the page inside this, so `ensure_frame` knows the frame is there."""
+    _FRAME.active = True
+    try:
+        yield
+    finally:
+        _FRAME.active = False
+
+
+def ensure_frame() -> None:
     """Make a direct link (e.g. /train?lr=0.1) on a fresh server go through dashboard.py.
 
     Streamlit decides per process whether an app uses the legacy `pages/` folder: the flag
     starts True because pages/ exists and only turns False once a session runs
-    st.navigation. Until then a direct link runs the page alone, without the frame. Every
-    page imports this module, so its first import clears the flag and reruns through
-    dashboard.py, which then resolves the same page.
+    st.navigation. Until then a direct link runs the page alone, without the frame
+    (sidebar, navigation). Every page calls this first: outside the frame it clears the
+    flag and reruns, and the rerun goes through dashboard.py, which resolves the same page.
+    It is a call, not an import side effect: a rerun raised inside the first import of
+    this module made concurrent sessions fail with "cannot import name 'common'".
+    Streamlit has no public switch for this; `tests/browser/test_cold_server.py` and
+    `test_direct_links.py` check it on a real server.
     """
+    if getattr(_FRAME, "active", False):
+        return
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    PagesManager.uses_pages_directory = False
+    st.rerun()
 
-
-_leave_legacy_pages_mode()  # first, before the slow imports below
-
-import torch  # noqa: E402
-
-from lrcore.checkpoint import Checkpoint  # noqa: E402
-from lrcore.data import DATASET_TITLES, Dataset, DatasetUnavailable, Normalizer, available_datasets, load_dataset  # noqa: E402
-from lrcore.model import LogisticRegression  # noqa: E402
-from lrcore.runstore import RunStore, default_runs_dir  # noqa: E402
-from lrcore.sweepstore import SweepStore, default_sweeps_dir  # noqa: E402
-from lrcore.worker import RunRegistry, TrainingWorker  # noqa: E402
 
 STATUS_LABELS = {"starting": "starting", "training": "training", "paused": "paused", "done": "done",
                  "stopped": "stopped", "diverged": "diverged", "crashed": "crashed"}

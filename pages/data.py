@@ -12,6 +12,8 @@ from lrcore.config import DATASETS
 from lrcore.download import DownloadJob
 from pages import common
 
+common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
+
 EXAMPLES = 44  # example grid: 4 rows of 11 on a laptop screen
 DOWNLOADABLE = ("mnist", "fashion-mnist")
 FASHION_APT = "sudo apt-get install dataset-fashion-mnist"

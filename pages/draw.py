@@ -18,6 +18,8 @@ from lrcore.evaluate import contributions, predict
 from lrcore.predict_drawing import predict_canvas, predict_drawing
 from lrcore.preprocess import MAX_BYTES, ImageError, load_image_bytes
 from pages import common
+
+common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 from ui.text import md_escape, shorten
 
 CANVAS_SIDE = 280  # px; 10x MNIST, big enough for a finger on a phone

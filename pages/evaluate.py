@@ -14,6 +14,8 @@ from lrcore.data import DATASET_TITLES, make_splits
 from lrcore.evaluate import Evaluation, evaluate_model
 from pages import common
 
+common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
+
 CELL_IMAGES = 40
 TOP_LOSSES = 16
 RANDOM_IMAGES = 32

@@ -4,6 +4,8 @@ import streamlit as st
 from lrcore.naming import defaults_for
 from pages import common
 
+common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
+
 # The tutorials' exercises as ready-made settings: (title, what to look for, settings for Train).
 EXPERIMENTS = [
     ("Learning rate too low", "lr 0.001: the loss creeps down; after 10 epochs the accuracy is still climbing.",

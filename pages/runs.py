@@ -25,6 +25,8 @@ from lrcore.naming import SHORT_NAMES, differing_settings, legend_labels, settin
 from lrcore.runstore import RunStoreError, StoredRun, epochs_csv
 from pages import charts, common
 
+common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
+
 TABLE_KEY = "runs_table"
 POLL_SECONDS = 2.0  # a listing: fresh enough, and cheap for the server while it trains
 COLORS = qualitative.Plotly

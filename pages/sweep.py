@@ -27,6 +27,8 @@ from lrcore.sweep import MAX_CONFIGS, SweepRecord, SweepWorker, grid_problems, l
 from lrcore.sweepstore import SweepStoreError, member_checkpoint_bytes
 from pages import common
 
+common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
+
 POLL_SECONDS = 0.5
 COLORSCALE = "Plasma"
 COLOR_SPAN = (0.0, 0.85)  # Plasma's last yellow is hard to see on white

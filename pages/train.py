@@ -18,6 +18,8 @@ from lrcore.config import (BATCH_ORDER_LABELS, BATCH_ORDERS, LEARNING_RATE_RANGE
 from lrcore.data import DATASET_TITLES, make_splits
 from pages import charts, common
 
+common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
+
 DEFAULTS = TrainConfig()
 DEFAULT_PER_CLASS = 500  # tutorial 003's subset size, offered when the limit is switched on
 # 1-2-5 steps per decade; the exact-value box takes anything in LEARNING_RATE_RANGE.

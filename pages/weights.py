@@ -20,6 +20,8 @@ import torch
 from lrcore.checkpoint import CheckpointError
 from lrcore.runstore import RunStoreError, StoredRun
 from pages import charts, common
+
+common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 from ui.text import md_escape, shorten
 
 POLL_SECONDS = 0.5
