@@ -11,8 +11,12 @@ One folder per run:
     <run_id>/meta.json       status, settings, summary; the file that makes the folder a run
     <run_id>/name.json       the name given by the user (rename), if any
     <run_id>/epochs.jsonl    one line of metrics per epoch (epoch 0 = before training)
-    <run_id>/batches.jsonl   one line per BatchProgress event: {"step": first step, "losses": [...]}
-    <run_id>/weights/NNNN.pt weight and bias after epoch NNNN (torch.save of tensors only)
+    <run_id>/batches.jsonl   the per-batch losses: {"step": first step, "losses": [...]} per line, or,
+                             once thinned, {"step": s, "stride": n, "losses": [...]}: each value the
+                             mean of n steps, the i-th ending at step s + i * n
+    <run_id>/weights/NNNN.pt weight and bias after epoch NNNN (torch.save of tensors only), for at
+                             most MAX_SNAPSHOTS epochs spread evenly over the run: epoch 0 and the
+                             newest are always kept
     <run_id>/normalizer.pt   the input normalisation, so an unfinished run can become a checkpoint
     <run_id>/model.pt        the final checkpoint (done, stopped or diverged: the kept weights)
 
@@ -24,10 +28,17 @@ per (throttled) batch event, and one weight file plus a meta rewrite per epoch.
 
 A run whose meta still says "running" but whose writer process has ended (server
 restart, kill -9) is shown as crashed, with every completed epoch kept.
+
+What one run keeps is bounded (every epoch's metrics, at most MAX_SNAPSHOTS weight files and
+MAX_BATCH_VALUES batch losses), and the whole store has a size limit ($LRCORE_STORE_MAX_MB, 500 MB
+by default): a run started while the store is over it trains but is not saved. A write that fails
+(full disk, read-only folder, no permission) never stops training: the writer stops saving that
+run, logs one line and keeps the reason in `writer.error` (and in the run's `save_error`).
 """
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import logging
@@ -64,6 +75,10 @@ STATUSES = ("running", "done", "stopped", "diverged", "crashed", "imported")
 HEARTBEAT_SECONDS = 5.0  # a running run's meta is refreshed at least this often while batches stream
 STALE_SECONDS = 600.0  # a run written from another machine counts as crashed after this long silent
 MAX_NAME_LENGTH = 100
+MAX_MESSAGE_LENGTH = 1000  # a status message read back from disk is cut here (the page shows it whole)
+MAX_SNAPSHOTS = 50  # weight files kept per run, thinned evenly as the run grows
+MAX_BATCH_VALUES = 10_000  # per-batch losses kept per run; beyond, neighbours are averaged in pairs
+DEFAULT_STORE_MAX_MB = 500.0
 SWEEPS_FOLDER = "sweeps"  # reserved inside the runs folder: lrcore.sweepstore keeps sweeps there
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_accuracy", "validation_loss", "validation_accuracy",
@@ -72,6 +87,97 @@ EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_accuracy", "validation_los
 
 class RunStoreError(ValueError):
     """A run cannot be found, renamed or deleted; the message says why."""
+
+
+class StoreFullError(OSError):
+    """The store is over its size limit ($LRCORE_STORE_MAX_MB): a new run or sweep is not saved."""
+
+
+_WRITE_ERRORS = {
+    errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the runs folder is on a read-only file system",
+    errno.EACCES: "the server is not allowed to write to the runs folder",
+    errno.EPERM: "the server is not allowed to write to the runs folder",
+    errno.EFBIG: "a file grew larger than the server allows", errno.EIO: "the disk reported an input/output error",
+}
+
+
+def disk_error(error: BaseException) -> OSError | None:
+    """The OSError behind `error`, if any: torch.save reports a full disk as a RuntimeError raised
+    while handling the OSError (its zip writer fails again on closing)."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError):
+            return error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
+
+
+def describe_write_error(error: BaseException) -> str:
+    """Why something could not be saved, in words for a page: no server paths in it."""
+    if isinstance(error, (StoreFullError, RunStoreError)):
+        return str(error)
+    error = disk_error(error) or error
+    if isinstance(error, OSError):
+        what = _WRITE_ERRORS.get(error.errno, "the runs folder could not be written to")
+        return f"{what} ({error.strerror or type(error).__name__})"
+    return f"an internal error ({type(error).__name__}: {error})"
+
+
+def store_limit_mb() -> float | None:
+    """The store's size limit in MB: $LRCORE_STORE_MAX_MB (0 = no limit), else DEFAULT_STORE_MAX_MB."""
+    text = os.environ.get("LRCORE_STORE_MAX_MB", "").strip()
+    if not text:
+        return DEFAULT_STORE_MAX_MB
+    try:
+        value = float(text)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError
+    except ValueError:
+        if text not in _BAD_LIMITS:  # said once per value, not at every run
+            _BAD_LIMITS.add(text)
+            log.warning("LRCORE_STORE_MAX_MB=%r is not a size in MB (a number >= 0; 0 = no limit): using %g",
+                        text[:40], DEFAULT_STORE_MAX_MB)
+        return DEFAULT_STORE_MAX_MB
+    return value or None
+
+
+_BAD_LIMITS: set[str] = set()
+
+
+def folder_size(root: Path) -> int:
+    """Bytes in the files under `root` (0 if it does not exist); links are not followed."""
+    total, pending = 0, [root]
+    while pending:
+        try:
+            entries = list(os.scandir(pending.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+    return total
+
+
+def _megabytes(size: float) -> str:
+    return f"{size / 1e6:,.1f} MB" if size < 10e6 else f"{size / 1e6:,.0f} MB"
+
+
+def check_room(root: Path) -> None:
+    """Raise StoreFullError when the store under `root` is at or over its size limit."""
+    limit = store_limit_mb()
+    if limit is None:
+        return
+    used = folder_size(root)
+    if used >= limit * 1e6:
+        raise StoreFullError(
+            f"the run store is full: it holds {_megabytes(used)}, its limit is {_megabytes(limit * 1e6)} "
+            "(LRCORE_STORE_MAX_MB); delete old runs on the Runs page (or sweeps on the Sweep page) to make room")
 
 
 def default_runs_dir() -> Path:
@@ -108,6 +214,7 @@ class StoredRun:
     checkpoint: Path | None = None
     has_weights: bool = False  # a final checkpoint or at least one epoch's weights (see RunStore.checkpoint)
     lr_changes: list[dict] = field(default_factory=list)  # {step, epoch, old, new}
+    save_error: str = ""  # why the run could not be saved completely (see describe_write_error)
     # filled by load():
     epochs: list[dict] = field(default_factory=list)
     batch_steps: list[int] = field(default_factory=list)
@@ -154,30 +261,36 @@ def _read_meta(folder: Path, expected_format: str, kind: str, error: type[ValueE
     return meta
 
 
-def _read_folders(root: Path, read: Callable[[Path], Any], skip: tuple[str, ...] = ()) -> tuple[list, list]:
-    """`read(folder)` for each folder in `root`, and (name, why) for those it rejects with RunStoreError.
+def _read_folders(root: Path, read: Callable[[Path], Any],
+                  skip: tuple[str, ...] = ()) -> tuple[list, list, str]:
+    """`read(folder)` for each folder in `root`, (name, why) for those it rejects with RunStoreError,
+    and why `root` itself cannot be listed ("" when it can, or does not exist yet: no runs).
 
     Hidden names (temp files, folders being imported or deleted) and `skip` are passed over.
     """
     items, skipped = [], []
     try:
         folders = sorted(root.iterdir())
-    except OSError:
-        folders = []
+    except FileNotFoundError:
+        return items, skipped, ""
+    except OSError as error:
+        return items, skipped, f"the folder cannot be read ({error.strerror or type(error).__name__})"
     for folder in folders:
-        if folder.name.startswith(".") or folder.name in skip or not folder.is_dir():
-            continue
         try:
+            if folder.name.startswith(".") or folder.name in skip or not folder.is_dir():
+                continue
             items.append(read(folder))
         except RunStoreError as error:
             skipped.append((folder.name, str(error)))
-    return items, skipped
+        except OSError as error:  # e.g. a folder without read permission
+            skipped.append((folder.name, f"unreadable ({error.strerror or type(error).__name__})"))
+    return items, skipped, ""
 
 
 def _folder_with_meta(root: Path, name: str, kind: str, error: type[ValueError]) -> Path:
     folder = root / name
     if not (folder / META).is_file():
-        raise error(f"no {kind} {name} in {root}")
+        raise error(f"no {kind} {name} in the store (deleted, or never saved)")
     return folder
 
 
@@ -202,8 +315,17 @@ def _write_crash(folder: Path, meta: dict, state: str) -> None:
 def _remove_folder(root: Path, folder: Path) -> None:
     """Delete `folder`: renamed first (atomic), so a half-deleted folder is never listed."""
     trash = root / f".deleting-{folder.name}-{uuid.uuid4().hex[:6]}"
+    key = str(folder.resolve())
     os.replace(folder, trash)
     shutil.rmtree(trash, ignore_errors=True)
+    with _LIVE_LOCK:
+        _UNSAVED.pop(key, None)
+
+
+def _unsaved(folder: Path) -> dict | None:
+    """The final meta of a run or sweep of this process whose writer could not write it, if any."""
+    with _LIVE_LOCK:
+        return _UNSAVED.get(str(folder.resolve()))
 
 
 def _read_jsonl(path: Path) -> list[Any]:
@@ -268,6 +390,9 @@ def _pid_alive(pid: int, start: str | None) -> bool:
 
 
 _LIVE: dict[str, "QueuedWriter"] = {}  # run or sweep folder -> unfinished writer of this process
+# run or sweep folder -> its final meta, kept in memory when a failed writer could not write it,
+# so this process lists it as ended (with its save error) rather than as training or crashed
+_UNSAVED: dict[str, dict] = {}
 _LIVE_LOCK = threading.Lock()
 
 
@@ -292,31 +417,67 @@ class QueuedWriter:
     """A run's or sweep's folder, written from a thread of its own so that the training loop
     queuing the events never waits for the disk. Subclasses create the folder with
     `_make_folder`, fill `_meta` and `_handles` (open append files), call `_start_writing`,
-    and define `_apply(event)` and `_is_last(event)`."""
+    and define `_apply(event)`, `_settle(event)` and `_is_last(event)`.
+
+    The first write that fails (full disk, read-only folder, ...) stops the writing: `error` says
+    why in words, one line is logged, `on_error(error)` is called, and the remaining events are
+    only folded into the meta kept in memory, so the folder is never listed as still training.
+    """
 
     path: Path
     _meta: dict[str, Any]
     _handles: tuple = ()
     _thread: threading.Thread
+    error: str | None = None
+    on_error: Callable[[str], None] | None = None
 
-    def _make_folder(self, root: Path, name: str, kind: str, error: type[ValueError]) -> None:
+    def _make_folder(self, root: Path, name: str, kind: str, error: type[ValueError],
+                     quota_root: Path | None = None) -> None:
         self.path = root / name
+        check_room(quota_root or root)
         root.mkdir(parents=True, exist_ok=True)
         try:
             self.path.mkdir()
         except FileExistsError:
-            raise error(f"a {kind} with id {name} already exists in {root}") from None
-        (self.path / WEIGHTS).mkdir()
+            raise error(f"a {kind} with id {name} already exists in the store") from None
+        try:
+            (self.path / WEIGHTS).mkdir()
+        except BaseException:
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise
+
+    def _open_append(self, name: str):
+        """An append handle for `name` in the folder; the folder is removed again if that fails."""
+        try:
+            return open(self.path / name, "a", encoding="utf-8")
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        """Undo a start that failed: close what was opened, leave the live writers, remove the folder."""
+        for handle in self._handles:
+            try:
+                handle.close()
+            except OSError:
+                pass
+        with _LIVE_LOCK:
+            _LIVE.pop(str(self.path.resolve()), None)
+        shutil.rmtree(self.path, ignore_errors=True)
 
     def _start_writing(self, name: str) -> None:
         """Join this process's live writers, write meta.json and start the writer thread."""
-        self.errors = 0  # file writes that failed (logged); training is never stopped by them
+        self.errors = 0  # 1 once a write failed (see `error`); training is never stopped by it
         self._last_meta = 0.0
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._key = str(self.path.resolve())
         with _LIVE_LOCK:
             _LIVE[self._key] = self
-        self._write_meta()  # last: the folder only counts once meta.json exists
+        try:
+            self._write_meta()  # last: the folder only counts once meta.json exists
+        except BaseException:
+            self._abandon()
+            raise
         self._thread = threading.Thread(target=self._drain, name=name, daemon=True)
         self._thread.start()
 
@@ -328,16 +489,34 @@ class QueuedWriter:
     def _drain(self) -> None:
         while True:
             event = self._queue.get()
-            try:
-                self._apply(event)
-            except Exception:  # a full disk must not stop training; the folder keeps what was saved
-                self.errors += 1
-                log.exception("could not record %s in %s", type(event).__name__, self._thread.name)
+            if self.error is None:
+                try:
+                    self._apply(event)
+                except Exception as error:  # a full disk must not stop training: stop saving, say why
+                    self._fail(error)
             if self._is_last(event):
-                self._close()
+                self._close(event)
                 return
 
+    def _fail(self, error: Exception) -> None:
+        """The first failed write: remember why, log one line, tell `on_error`; nothing is written after."""
+        self.errors += 1
+        self.error = describe_write_error(error)
+        if disk_error(error) is not None:  # the disk's fault: one line, no traceback
+            log.error("stopped saving %s: %s", self.path, self.error)
+        else:
+            log.exception("stopped saving %s after an internal error", self.path)
+        if self.on_error is not None:
+            try:
+                self.on_error(self.error)
+            except Exception:
+                log.exception("the save-error callback of %s failed", self.path)
+
     def _apply(self, event: object) -> None:
+        raise NotImplementedError
+
+    def _settle(self, event: object) -> None:
+        """Fold the last event into the meta in memory (status, final results), without writing files."""
         raise NotImplementedError
 
     def _is_last(self, event: object) -> bool:
@@ -349,17 +528,31 @@ class QueuedWriter:
         self._last_meta = now
         _write_json(self.path / META, self._meta)
 
-    def _close(self) -> None:
-        """Write the final meta (status no longer running) and leave this process's live writers."""
+    def _close(self, event: object) -> None:
+        """Write the final meta (status no longer running) and leave this process's live writers,
+        whatever fails: a writer that cannot write leaves its final meta in memory instead."""
         try:
-            self._write_meta()
-        except Exception:
-            self.errors += 1
-            log.exception("could not write the final status in %s", self.path)
-        for handle in self._handles:
-            handle.close()
-        with _LIVE_LOCK:
-            _LIVE.pop(self._key, None)
+            if self.error is None:
+                try:
+                    self._write_meta()
+                except Exception as error:
+                    self._fail(error)
+            if self.error is not None:
+                self._settle(event)
+                self._meta["save_error"] = self.error
+                try:  # quietly: the failure is already logged, and the disk may have room again
+                    self._write_meta()
+                except Exception:
+                    with _LIVE_LOCK:
+                        _UNSAVED[self._key] = json.loads(json.dumps(self._meta))
+        finally:
+            for handle in self._handles:
+                try:
+                    handle.close()
+                except Exception:  # its last buffered line could not be flushed: already reported
+                    pass
+            with _LIVE_LOCK:
+                _LIVE.pop(self._key, None)
 
 
 class _Crash:
@@ -375,23 +568,30 @@ class RunWriter(QueuedWriter):
     """
 
     def __init__(self, store: "RunStore", config: TrainConfig, name: str | None, run_id: str | None,
-                 source: str):
+                 source: str, on_error: Callable[[str], None] | None = None):
         self.run_id = run_id or new_run_id()
         _check_run_id(self.run_id)
         self.config = config
+        self.on_error = on_error
+        name = _clean_name(name) if name else default_run_name(config)
         self._make_folder(store.root, self.run_id, "run", RunStoreError)
         now = time.time()
         self._meta: dict[str, Any] = {
-            "format": FORMAT, "version": VERSION, "run_id": self.run_id,
-            "name": _clean_name(name) if name else default_run_name(config),
+            "format": FORMAT, "version": VERSION, "run_id": self.run_id, "name": name,
             "status": "running", "phase": "starting", "message": "", "source": source,
             "config": config.to_dict(), "class_names": [], "created": now, "updated": now, "duration": 0.0,
             "epochs_done": 0, "best_validation_accuracy": None, "learning_rate": config.learning_rate,
             "progress": {}, "final": {}, "train_size": 0, "validation_size": 0, "batches_per_epoch": 0,
             "device": "", "lr_changes": [], "owner": _owner()}
-        self._epochs = open(self.path / EPOCHS, "a", encoding="utf-8")
-        self._batches = open(self.path / BATCHES, "a", encoding="utf-8")
+        self._epochs = self._open_append(EPOCHS)
+        self._handles = (self._epochs,)
+        self._batches = self._open_append(BATCHES)
         self._handles = (self._epochs, self._batches)
+        self._snapshot_epochs: list[int] = []  # epochs whose weight files are kept
+        self._snapshot_stride = 1  # kept: multiples of this, and the newest
+        self._batch_stride = 1  # steps averaged into one stored batch loss
+        self._batch_points: list[tuple[int, float]] = []  # (last step, mean loss) as on disk
+        self._batch_block: list = [0.0, 0, 0]  # sum, count and last step of the block being averaged
         self._submit_lock = threading.Lock()
         self.finished = False  # no more events accepted (Finished or crash submitted)
         self._start_writing(f"runstore-{self.run_id}")
@@ -440,14 +640,23 @@ class RunWriter(QueuedWriter):
     def _is_last(self, event: object) -> bool:
         return isinstance(event, (_Crash, ev.Finished))
 
+    def _settle(self, event: object) -> None:
+        if isinstance(event, _Crash):
+            self._meta.update(status="crashed", phase="", message=event.message or "crashed", progress={})
+        elif isinstance(event, ev.Finished):
+            final = {"test_loss": event.test_loss, "test_accuracy": event.test_accuracy,
+                     "validation_loss": event.validation_loss, "validation_accuracy": event.validation_accuracy,
+                     "epochs_completed": event.epochs_completed}
+            self._meta.update(status=event.status, phase="", final=final, duration=event.elapsed, progress={})
+
     def _apply(self, event: object) -> None:
         meta = self._meta
         if isinstance(event, _Crash):
-            meta.update(status="crashed", phase="", message=event.message or "crashed", progress={})
+            self._flush_batch_block()
+            self._settle(event)
         elif isinstance(event, ev.BatchProgress):
             first = event.step - len(event.losses) + 1
-            self._batches.write(json.dumps({"step": first, "losses": [float(x) for x in event.losses]}) + "\n")
-            self._batches.flush()
+            self._record_batches(first, [float(x) for x in event.losses])
             meta["duration"] = event.elapsed
             meta["learning_rate"] = event.learning_rate
             meta["progress"] = {"epoch": event.epoch, "batch": event.batch, "step": event.step,
@@ -477,18 +686,68 @@ class RunWriter(QueuedWriter):
             meta["message"] = event.message
             self._write_meta()
         elif isinstance(event, ev.Finished):
-            final = {"test_loss": event.test_loss, "test_accuracy": event.test_accuracy,
-                     "validation_loss": event.validation_loss, "validation_accuracy": event.validation_accuracy,
-                     "epochs_completed": event.epochs_completed}
+            self._flush_batch_block()
+            self._settle(event)
             save_checkpoint(self.path / CHECKPOINT, event.model, self.config, tuple(event.class_names),
-                            event.normalizer, {k: v for k, v in final.items() if _finite(v)})
-            meta.update(status=event.status, phase="", final=final, duration=event.elapsed, progress={})
+                            event.normalizer, {k: v for k, v in meta["final"].items() if _finite(v)})
+
+    def _record_batches(self, first: int, losses: list[float]) -> None:
+        """Append the losses of steps first, first + 1, ...; at most MAX_BATCH_VALUES stay on disk."""
+        if self._batch_stride == 1 and len(self._batch_points) + len(losses) <= MAX_BATCH_VALUES:
+            self._batches.write(json.dumps({"step": first, "losses": losses}) + "\n")
+            self._batches.flush()
+            self._batch_points.extend(zip(range(first, first + len(losses)), losses))
+            return
+        block, points = self._batch_block, []
+        for step, loss in enumerate(losses, start=first):
+            block[0] += loss
+            block[1] += 1
+            block[2] = step
+            if block[1] >= self._batch_stride:
+                points.append((step, block[0] / block[1]))
+                block[:] = [0.0, 0, 0]
+        self._append_batch_points(points)
+
+    def _append_batch_points(self, points: list[tuple[int, float]]) -> None:
+        if not points:
+            return
+        self._batch_points.extend(points)
+        if len(self._batch_points) <= MAX_BATCH_VALUES:
+            self._batches.write(json.dumps({"step": points[0][0], "stride": self._batch_stride,
+                                            "losses": [loss for _, loss in points]}) + "\n")
+            self._batches.flush()
+            return
+        # Too many: average neighbours in pairs (an odd last one starts the next, twice as long, block)
+        # and rewrite the file, so it stays at most MAX_BATCH_VALUES values.
+        old, stride = self._batch_points, self._batch_stride
+        if len(old) % 2:
+            step, loss = old.pop()
+            block = self._batch_block
+            block[0], block[1], block[2] = block[0] + loss * stride, block[1] + stride, max(block[2], step)
+        self._batch_stride = stride * 2
+        self._batch_points = [(old[i + 1][0], (old[i][1] + old[i + 1][1]) / 2) for i in range(0, len(old), 2)]
+        row = {"step": self._batch_points[0][0], "stride": self._batch_stride,
+               "losses": [loss for _, loss in self._batch_points]}
+        self._batches.close()
+        _write_atomic(self.path / BATCHES, lambda out: out.write(json.dumps(row) + "\n"))
+        self._batches = open(self.path / BATCHES, "a", encoding="utf-8")
+        self._handles = (self._epochs, self._batches)
+
+    def _flush_batch_block(self) -> None:
+        """At the end: the last, shorter block of steps becomes one more value."""
+        block = self._batch_block
+        if block[1]:
+            self._batches.write(json.dumps({"step": block[2], "stride": block[1], "losses": [block[0] / block[1]]})
+                                + "\n")
+            self._batches.flush()
+            block[:] = [0.0, 0, 0]
 
     def _record_epoch(self, event: ev.EpochEnd) -> None:
-        # weights first, then the metrics line, then meta: a listed epoch always has its weights
+        # weights first, then the metrics line, then meta: the newest listed epoch has its weights
         snapshot = {"weight": event.weight.detach().cpu(), "bias": event.bias.detach().cpu()}
         _write_atomic(self.path / WEIGHTS / f"{event.epoch:04d}.pt", lambda out: torch.save(snapshot, out),
                       binary=True)
+        self._thin_snapshots(event.epoch)
         row = {name: getattr(event, name) for name in EPOCH_FIELDS}
         self._epochs.write(json.dumps(row) + "\n")
         self._epochs.flush()
@@ -502,6 +761,21 @@ class RunWriter(QueuedWriter):
                                                 else max(best, event.validation_accuracy))
         self._write_meta()
 
+    def _thin_snapshots(self, newest: int) -> None:
+        """Keep at most MAX_SNAPSHOTS weight files: epochs at multiples of a stride that doubles as
+        the run grows (epoch 0 always), and the newest; the others' files are removed."""
+        kept = [epoch for epoch in self._snapshot_epochs if epoch != newest] + [newest]
+        stride = self._snapshot_stride
+        while sum(1 for epoch in kept if epoch % stride == 0 or epoch == newest) > MAX_SNAPSHOTS:
+            stride *= 2
+        self._snapshot_stride = stride
+        self._snapshot_epochs = []
+        for epoch in kept:
+            if epoch % stride == 0 or epoch == newest:
+                self._snapshot_epochs.append(epoch)
+            else:
+                (self.path / WEIGHTS / f"{epoch:04d}.pt").unlink(missing_ok=True)
+
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
@@ -512,6 +786,14 @@ def _check_run_id(run_id: str) -> None:
         raise RunStoreError(f"invalid run id {run_id!r}: use letters, digits, '-', '_' and '.'")
     if run_id == SWEEPS_FOLDER:
         raise RunStoreError(f"{SWEEPS_FOLDER!r} is reserved for the sweeps folder; choose another run id")
+
+
+def _capped(text: Any, limit: int) -> str:
+    """Text read from a file, on one line and at most `limit` characters ("…" marks a cut)."""
+    if text is None:
+        return ""
+    line = " ".join(str(text)[:limit * 4].split())  # cut first: a 1 MB value is not split whole
+    return line if len(line) <= limit else line[:limit - 1].rstrip() + "…"
 
 
 def _clean_name(name: str) -> str:
@@ -531,17 +813,32 @@ class RunStore:
     def __init__(self, root: Path | str | None = None):
         self.root = Path(root) if root is not None else default_runs_dir()
         self.skipped: list[tuple[str, str]] = []  # (folder, why) from the last list_runs()
+        self.problem = ""  # why the last list_runs() could not read the folder itself ("" if it could)
 
     def writer(self, config: TrainConfig, name: str | None = None, run_id: str | None = None,
-               source: str = "cli") -> RunWriter:
-        """Create the run's folder (status running) and return its writer."""
-        return RunWriter(self, config, name, run_id, source)
+               source: str = "cli", on_error: Callable[[str], None] | None = None) -> RunWriter:
+        """Create the run's folder (status running) and return its writer.
+
+        Raises OSError when the folder cannot be made (StoreFullError: the store is over its size
+        limit); later failed writes never raise: `on_error(reason)` is called once and
+        `writer.error` keeps the reason (see `describe_write_error`).
+        """
+        return RunWriter(self, config, name, run_id, source, on_error)
 
     def listener(self, source: str = "dashboard") -> Callable[[object, object], None]:
-        """A `TrainingWorker` listener that records every worker it is attached to."""
+        """A `TrainingWorker` listener that records every worker it is attached to.
+
+        A run that cannot be saved (full disk, read-only folder, store over its limit) keeps
+        training: the reason goes to `worker.set_save_error`, for the pages to show.
+        """
         writers: dict[str, RunWriter] = {}
         failed: set[str] = set()
         lock = threading.Lock()
+
+        def report(worker, reason: str) -> None:
+            set_error = getattr(worker, "set_save_error", None)
+            if set_error is not None:
+                set_error(reason)
 
         def on_event(worker, event) -> None:
             run_id = worker.run_id
@@ -549,26 +846,28 @@ class RunStore:
                 if run_id in failed:
                     return
                 writer = writers.get(run_id)
-            try:
-                if writer is None:
+            if writer is None:
+                try:
                     record = worker.snapshot()
-                    writer = self.writer(record.config, record.name, run_id, source)
+                    writer = self.writer(record.config, record.name, run_id, source,
+                                         on_error=lambda reason: report(worker, reason))
+                except Exception as error:  # the run trains on, unsaved: say why, once
+                    reason = describe_write_error(error)
+                    if isinstance(error, RunStoreError) or disk_error(error):
+                        log.error("run %s is not saved: %s", run_id, reason)
+                    else:
+                        log.exception("run %s is not saved", run_id)
                     with lock:
-                        writers[run_id] = writer
-                if event is None:
-                    writer.crash(worker.snapshot().message)
-                else:
-                    writer.record(event)
-            except Exception as error:  # a full disk must not stop training: stop recording this run
-                log.exception("could not record run %s in %s", run_id, self.root)
+                        failed.add(run_id)
+                    report(worker, reason)
+                    return
                 with lock:
-                    failed.add(run_id)
-                if writer is not None:
-                    try:
-                        writer.crash(f"recording stopped: {type(error).__name__}: {error}")
-                    except Exception:
-                        pass
-            if writer is not None and writer.finished:
+                    writers[run_id] = writer
+            if event is None:
+                writer.crash(worker.snapshot().message)
+            else:
+                writer.record(event)
+            if writer.finished:
                 with lock:
                     writers.pop(run_id, None)
 
@@ -578,7 +877,7 @@ class RunStore:
 
     def list_runs(self) -> list[StoredRun]:
         """Every valid run, newest first. Unreadable folders are skipped and listed in `skipped`."""
-        runs, self.skipped = _read_folders(self.root, self._summary, skip=(SWEEPS_FOLDER,))
+        runs, self.skipped, self.problem = _read_folders(self.root, self._summary, skip=(SWEEPS_FOLDER,))
         runs.sort(key=lambda run: (run.created, run.run_id), reverse=True)
         return runs
 
@@ -593,11 +892,14 @@ class RunStore:
         run.epochs = [row for row in _read_jsonl(folder / EPOCHS)
                       if isinstance(row, dict) and all(name in row for name in EPOCH_FIELDS)]
         for row in _read_jsonl(folder / BATCHES):
-            try:
+            try:  # a thinned row's i-th value is the mean of `stride` steps ending at step + i * stride
                 first, losses = int(row["step"]), [float(x) for x in row["losses"]]
-            except (KeyError, TypeError, ValueError):
+                stride = int(row.get("stride", 1))
+            except (KeyError, TypeError, ValueError, AttributeError):
                 continue
-            run.batch_steps.extend(range(first, first + len(losses)))
+            if stride < 1:
+                continue
+            run.batch_steps.extend(range(first, first + stride * len(losses), stride))
             run.batch_losses.extend(losses)
         if weights:
             run.snapshots = self._snapshots(folder)
@@ -663,6 +965,48 @@ class RunStore:
             raise RunStoreError(f"run “{run.name}” is still training; stop it before deleting it")
         _remove_folder(self.root, folder)
 
+    def delete_many(self, run_ids: list[str]) -> tuple[list[str], list[str]]:
+        """Delete several runs: (deleted ids, one line per run that could not be deleted and why)."""
+        deleted, problems = [], []
+        for run_id in run_ids:
+            try:
+                self.delete(run_id)
+            except RunStoreError as error:
+                problems.append(str(error))
+            except OSError as error:
+                problems.append(f"run {run_id} could not be deleted: {describe_write_error(error)}")
+            else:
+                deleted.append(run_id)
+        return deleted, problems
+
+    def older_than(self, days: float, now: float | None = None) -> list[StoredRun]:
+        """Runs that are not training and were started more than `days` days ago (prune candidates)."""
+        cutoff = (time.time() if now is None else now) - days * 86400
+        return [run for run in self.list_runs() if not run.active and run.created < cutoff]
+
+    def usage(self) -> int:
+        """Bytes the store holds on disk (runs and sweeps)."""
+        return folder_size(self.root)
+
+    def write_problem(self) -> str | None:
+        """Why a new run would not be saved now (store over its limit, folder not writable), else None.
+
+        Probes by creating and removing a small hidden file, which also catches a read-only mount
+        for a server running as root (which permission bits do not stop).
+        """
+        try:
+            check_room(self.root)
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle, probe = tempfile.mkstemp(dir=self.root, prefix=".probe-")
+            try:
+                os.write(handle, b"x")
+            finally:
+                os.close(handle)
+                os.unlink(probe)
+        except OSError as error:
+            return describe_write_error(error)
+        return None
+
     def import_checkpoint(self, data: bytes, name: str | None = None, source: str = "upload",
                           epochs: list[dict] | None = None) -> str:
         """Store a checkpoint as a run (status imported); raises CheckpointError if bad.
@@ -672,6 +1016,7 @@ class RunStore:
         """
         checkpoint = load_checkpoint(data)
         run_id = new_run_id()
+        check_room(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".import-"))
         try:
@@ -731,12 +1076,13 @@ class RunStore:
                 name = custom["name"]
         except (OSError, ValueError):
             pass
+        name = _capped(name, MAX_NAME_LENGTH) or folder.name  # a huge name in a file never reaches a page
         try:
             checkpoint = folder / CHECKPOINT
             return StoredRun(
                 run_id=folder.name, name=name, status=meta["status"], config=config, path=folder,
-                phase=str(meta.get("phase") or ""), message=str(meta.get("message") or ""),
-                source=str(meta.get("source") or ""), class_names=tuple(meta.get("class_names") or ()),
+                phase=_capped(meta.get("phase"), 20), message=_capped(meta.get("message"), MAX_MESSAGE_LENGTH),
+                source=_capped(meta.get("source"), 20), class_names=tuple(meta.get("class_names") or ()),
                 created=float(meta.get("created") or 0.0), updated=float(meta.get("updated") or 0.0),
                 duration=float(meta.get("duration") or 0.0), epochs_done=int(meta.get("epochs_done") or 0),
                 best_validation_accuracy=meta.get("best_validation_accuracy"),
@@ -746,12 +1092,16 @@ class RunStore:
                 batches_per_epoch=int(meta.get("batches_per_epoch") or 0), device=str(meta.get("device") or ""),
                 checkpoint=checkpoint if checkpoint.is_file() else None,
                 has_weights=checkpoint.is_file() or any((folder / WEIGHTS).glob("[0-9]*.pt")),
-                lr_changes=list(meta.get("lr_changes") or []))
+                lr_changes=list(meta.get("lr_changes") or []),
+                save_error=_capped(meta.get("save_error"), MAX_MESSAGE_LENGTH))
         except (TypeError, ValueError) as error:
             raise RunStoreError(f"meta.json has invalid values ({error})") from None
 
     def _check_owner(self, folder: Path, meta: dict) -> dict:
         """A 'running' run whose writer is gone becomes crashed (persisted when surely dead)."""
+        kept = _unsaved(folder)
+        if kept is not None:  # its writer in this process could not write the end: the end it knew
+            return kept
         state = _writer_gone(meta, folder)
         if state is None:
             return meta

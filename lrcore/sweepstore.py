@@ -11,12 +11,15 @@ One folder per sweep:
                                   the file that makes the folder a sweep
     <sweep_id>/epochs.jsonl       one line per configuration and epoch: {"member": i, "epoch": e, ...}
     <sweep_id>/curves.json        the smoothed per-minibatch loss of every configuration (thinned)
-    <sweep_id>/weights/group-NN.pt final weights and biases of batch-size group NN (K x C x 784, K x C)
+    <sweep_id>/weights/group-NN.pt latest weights and biases of batch-size group NN (K x C x 784, K x C),
+                                  rewritten as each epoch ends and once more at the group's end
     <sweep_id>/normalizer.pt      the input normalisation, so a configuration can become a checkpoint
 
 Whole files are replaced atomically and epoch lines are appended and flushed, as in the run
-store (lrcore.runstore). Epoch lines are written as each epoch ends; the curves every few
-seconds. A sweep whose meta says "running" but whose process has ended (server restart,
+store (lrcore.runstore). Epoch lines and weights are written as each epoch ends (weights
+first, so a listed epoch's weights are on disk); the curves every few seconds. A write that
+fails stops the recording of that sweep with one log line (`SweepStore.save_errors`); the
+sweep itself trains on. A sweep whose meta says "running" but whose process has ended (server restart,
 kill) is read back as crashed, with every completed epoch kept.
 """
 from __future__ import annotations
@@ -37,9 +40,10 @@ from .checkpoint import checkpoint_bytes
 from .config import ConfigError, TrainConfig
 from .model import LogisticRegression
 # The run store's file and liveness helpers: sweeps are kept with the same guarantees.
-from .runstore import (RUN_ID_PATTERN, SWEEPS_FOLDER, QueuedWriter, RunStoreError, _folder_with_meta, _owner,
-                       _read_folders, _read_jsonl, _read_meta, _read_normalizer, _remove_folder, _save_normalizer,
-                       _write_atomic, _write_crash, _writer_gone, default_runs_dir)
+from .runstore import (MAX_MESSAGE_LENGTH, MAX_NAME_LENGTH, RUN_ID_PATTERN, SWEEPS_FOLDER, QueuedWriter,
+                       RunStoreError, _capped, _folder_with_meta, _owner, _read_folders, _read_jsonl, _read_meta,
+                       _read_normalizer, _remove_folder, _save_normalizer, _unsaved, _write_atomic, _write_crash,
+                       _writer_gone, default_runs_dir, describe_write_error, disk_error)
 from .sweep import MemberRecord, SweepEnded, SweepRecord, SweepWorker
 
 log = logging.getLogger(__name__)
@@ -105,11 +109,15 @@ class SweepWriter(QueuedWriter):
     file work, so the sweep never waits for the disk. `SweepEnded` waits until all is written.
     """
 
-    def __init__(self, store: "SweepStore", worker: SweepWorker, source: str):
+    def __init__(self, store: "SweepStore", worker: SweepWorker, source: str,
+                 on_error: Callable[[str], None] | None = None):
         record = worker.snapshot()
         self.sweep_id = record.sweep_id
         _check_sweep_id(self.sweep_id)
-        self._make_folder(store.root, self.sweep_id, "sweep", SweepStoreError)
+        self.on_error = on_error
+        # the size limit covers the whole run store, which holds the sweeps folder
+        quota_root = store.root.parent if store.root.name == SWEEPS_FOLDER else store.root
+        self._make_folder(store.root, self.sweep_id, "sweep", SweepStoreError, quota_root)
         self._worker = worker
         now = time.time()
         self._meta: dict[str, Any] = {
@@ -120,7 +128,8 @@ class SweepWriter(QueuedWriter):
             "members": [_member_summary(member) for member in record.members], "class_names": [],
             "train_size": 0, "validation_size": 0, "device": "", "owner": _owner()}
         self._written = [0] * len(record.members)  # epoch lines written per configuration
-        self._epochs = open(self.path / EPOCHS, "a", encoding="utf-8")
+        self._weights_written: dict[int, list] = {}  # group -> (epochs, finished) per member, as saved
+        self._epochs = self._open_append(EPOCHS)
         self._handles = (self._epochs,)
         self._last_curves = 0.0
         self.finished = False
@@ -138,6 +147,10 @@ class SweepWriter(QueuedWriter):
     def _is_last(self, event: object) -> bool:
         return isinstance(event, SweepEnded)
 
+    def _settle(self, event: object) -> None:
+        if isinstance(event, SweepEnded):
+            self._meta.update(status=event.status, message=event.message)
+
     def _apply(self, event: object) -> None:
         now = time.time()
         if isinstance(event, ev.GroupBatchProgress):
@@ -152,10 +165,10 @@ class SweepWriter(QueuedWriter):
                         validation_size=event.validation_size, device=event.device)
             if event.normalizer is not None and not (self.path / NORMALIZER).exists():
                 _save_normalizer(self.path / NORMALIZER, event.normalizer)
-        elif isinstance(event, ev.GroupFinished):
-            self._save_group_weights(record)
         elif isinstance(event, SweepEnded):
             meta.update(status=event.status, message=event.message)
+        if not isinstance(event, ev.GroupBatchProgress):
+            self._save_group_weights(record)  # before the epoch lines: a listed epoch has its weights
         self._write_epochs(record)
         # batches and epoch ends are written throttled; anything else changes a status: at once
         routine = isinstance(event, (ev.GroupBatchProgress, ev.GroupEpochEnd))
@@ -182,15 +195,20 @@ class SweepWriter(QueuedWriter):
         self._last_curves = time.time()
 
     def _save_group_weights(self, record: SweepRecord) -> None:
-        """Each finished group's final weights, one file per group (written once)."""
+        """Each group's latest weights (last completed epoch, or final), one file per group, rewritten
+        when they changed: a sweep cut off by a crash keeps weights for every configuration."""
         for number, indices in enumerate(record.groups):
-            path = self.path / WEIGHTS / f"group-{number:02d}.pt"
-            members = [record.members[i] for i in indices]
-            if path.exists() or not members or any(m.weight is None or not m.final for m in members):
+            members = [record.members[i] for i in indices if record.members[i].weight is not None]
+            state = [(m.epochs_done, bool(m.final)) for m in members]
+            if not members or self._weights_written.get(number) == state:
                 continue
-            values = {"indices": torch.tensor(indices), "weight": torch.stack([m.weight.cpu() for m in members]),
+            values = {"indices": torch.tensor([m.index for m in members]),
+                      "epochs": torch.tensor([m.epochs_done for m in members]),
+                      "weight": torch.stack([m.weight.cpu() for m in members]),
                       "bias": torch.stack([m.bias.cpu() for m in members])}
-            _write_atomic(path, lambda out: torch.save(values, out), binary=True)
+            _write_atomic(self.path / WEIGHTS / f"group-{number:02d}.pt", lambda out: torch.save(values, out),
+                          binary=True)
+            self._weights_written[number] = state
 
 
 
@@ -207,9 +225,13 @@ class SweepStore:
     def __init__(self, root: Path | str | None = None):
         self.root = Path(root) if root is not None else default_sweeps_dir()
         self.skipped: list[tuple[str, str]] = []
+        self.problem = ""  # why the last list_sweeps() could not read the folder itself
+        self.save_errors: dict[str, str] = {}  # sweep id -> why it could not be saved (this process)
 
-    def writer(self, worker: SweepWorker, source: str = "dashboard") -> SweepWriter:
-        return SweepWriter(self, worker, source)
+    def writer(self, worker: SweepWorker, source: str = "dashboard",
+               on_error: Callable[[str], None] | None = None) -> SweepWriter:
+        """Create the sweep's folder; raises OSError if it cannot (see RunStore.writer)."""
+        return SweepWriter(self, worker, source, on_error)
 
     def listener(self, source: str = "dashboard") -> Callable[[SweepWorker, list[int], object], None]:
         """A `SweepWorker` listener that records the sweep it is attached to (one sweep per listener)."""
@@ -217,14 +239,20 @@ class SweepStore:
         lock = threading.Lock()
 
         def on_event(worker: SweepWorker, indices: list[int], event: object) -> None:
+            sweep_id = worker.sweep_id
             with lock:
-                if worker.sweep_id not in writers:
+                if sweep_id not in writers:
                     try:
-                        writers[worker.sweep_id] = self.writer(worker, source)
-                    except Exception:  # a read-only or full disk: the sweep still runs, unrecorded
-                        log.exception("could not record sweep %s in %s", worker.sweep_id, self.root)
-                        writers[worker.sweep_id] = None
-                writer = writers[worker.sweep_id]
+                        writers[sweep_id] = self.writer(
+                            worker, source, on_error=lambda reason: self.save_errors.setdefault(sweep_id, reason))
+                    except Exception as error:  # a read-only or full disk: the sweep still runs, unrecorded
+                        self.save_errors[sweep_id] = describe_write_error(error)
+                        if isinstance(error, RunStoreError) or disk_error(error):
+                            log.error("sweep %s is not saved: %s", sweep_id, self.save_errors[sweep_id])
+                        else:
+                            log.exception("sweep %s is not saved", sweep_id)
+                        writers[sweep_id] = None
+                writer = writers[sweep_id]
             if writer is not None:
                 writer.record(indices, event)
 
@@ -234,7 +262,8 @@ class SweepStore:
 
     def list_sweeps(self) -> list[SweepSummary]:
         """Every readable sweep, newest first; unreadable folders are listed in `skipped`."""
-        sweeps, self.skipped = _read_folders(self.root, lambda folder: _summary(self._meta(folder), folder.name))
+        sweeps, self.skipped, self.problem = _read_folders(
+            self.root, lambda folder: _summary(self._meta(folder), folder.name))
         sweeps.sort(key=lambda sweep: (sweep.created, sweep.sweep_id), reverse=True)
         return sweeps
 
@@ -248,9 +277,10 @@ class SweepStore:
         for index, (config, label, summary) in enumerate(zip(configs, labels, summaries)):
             final = summary.get("final") if isinstance(summary.get("final"), dict) else {}
             last_step = summary.get("last_step")
-            members.append(MemberRecord(index, config, str(label), group_of.get(index, 0),
+            members.append(MemberRecord(index, config, _capped(label, MAX_NAME_LENGTH), group_of.get(index, 0),
                                         status=str(summary.get("status") or "waiting"),
-                                        message=str(summary.get("message") or ""), final=dict(final),
+                                        message=_capped(summary.get("message"), MAX_MESSAGE_LENGTH),
+                                        final=dict(final),
                                         last_step=last_step if isinstance(last_step, int) else None))
         for row in _read_jsonl(folder / EPOCHS):
             try:
@@ -281,7 +311,8 @@ class SweepStore:
                 if member.status in ("waiting", "training"):
                     member.status = "crashed"
                     member.message = f"the sweep ended without finishing after epoch {member.epochs_done}"
-        return SweepRecord(sweep_id, members, groups, status=status, message=str(meta.get("message") or ""),
+        return SweepRecord(sweep_id, members, groups, status=status,
+                           message=_capped(meta.get("message"), MAX_MESSAGE_LENGTH),
                            train_size=int(meta.get("train_size") or 0),
                            validation_size=int(meta.get("validation_size") or 0),
                            device=str(meta.get("device") or ""), normalizer=_read_normalizer(folder / NORMALIZER),
@@ -318,6 +349,9 @@ class SweepStore:
 
     def _check_owner(self, folder: Path, meta: dict) -> dict:
         """A 'running' sweep whose process is gone becomes crashed (persisted when surely dead)."""
+        kept = _unsaved(folder)
+        if kept is not None:  # its writer in this process could not write the end: the end it knew
+            return kept
         state = _writer_gone(meta, folder)
         if state is None:
             return meta
@@ -366,7 +400,8 @@ def _summary(meta: dict, sweep_id: str) -> SweepSummary:
         if best is None or accuracy > best:
             best_label, best = label, float(accuracy)
     return SweepSummary(sweep_id, meta["status"], configs[0].dataset, float(meta.get("created") or 0.0),
-                        float(meta.get("elapsed") or 0.0), configs, best_label, best, str(meta.get("message") or ""))
+                        float(meta.get("elapsed") or 0.0), configs, _capped(best_label, MAX_NAME_LENGTH) or None,
+                        best, _capped(meta.get("message"), MAX_MESSAGE_LENGTH))
 
 
 def member_checkpoint_bytes(record: SweepRecord, member: MemberRecord) -> bytes:

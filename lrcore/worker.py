@@ -53,6 +53,7 @@ class RunRecord:
     normalizer: Normalizer | None = None
     started: float = field(default_factory=time.time)
     elapsed: float = 0.0
+    save_error: str = ""  # why the run store could not save this run ("" while it can); it trains on
     version: int = 0  # bumped on every change, so pollers can skip redraws
 
     @property
@@ -165,6 +166,13 @@ class TrainingWorker:
             self._record.name = name
             self._record.version += 1
 
+    def set_save_error(self, reason: str) -> None:
+        """Called by a recorder (RunStore.listener) that cannot save this run; the first reason stays."""
+        with self._lock:
+            if not self._record.save_error:
+                self._record.save_error = reason
+                self._record.version += 1
+
     def _run(self) -> None:
         try:
             for event in train(self._record.config, self._dataset, self.control, self._batch_event_seconds):
@@ -227,3 +235,9 @@ class RunRegistry:
     def active(self) -> list[TrainingWorker]:
         with self._lock:
             return [w for w in self._workers.values() if w.snapshot().active]
+
+    def unsaved(self) -> list[TrainingWorker]:
+        """Workers whose run could not be saved: they exist only here, until the server restarts."""
+        with self._lock:
+            workers = list(self._workers.values())
+        return [w for w in workers if w.snapshot().save_error]
