@@ -62,17 +62,24 @@ cols[1].metric("Test images", f"{len(dataset.test_labels):,}")
 cols[2].metric("Classes", dataset.num_classes)
 
 st.subheader("Start here")
+# (page, icon, link, what it is for): the link keeps to the page's name, so it fits a phone's width
+# (a page link never wraps: a long label is cut off); the description beside it wraps.
 steps = [
-    ("pages/data.py", ":material/dataset:", "Data: look at the images, class counts and mean digits."),
-    ("pages/train.py", ":material/show_chart:", "Train: pick a learning rate and batch size, press Start, watch the curves."),
-    ("pages/weights.py", ":material/grid_view:", "Weights: ten 28×28 heatmaps, scrub through the epochs."),
-    ("pages/draw.py", ":material/draw:", "Draw: draw a digit and see what the model sees and why."),
-    ("pages/evaluate.py", ":material/fact_check:", "Evaluate: confusion matrix, per-class accuracy, worst mistakes."),
-    ("pages/runs.py", ":material/history:", "Runs: compare runs, download checkpoints, export metrics."),
-    ("pages/sweep.py", ":material/tune:", "Sweep: train many learning rates at once; find a learning rate."),
+    ("pages/data.py", ":material/dataset:", "Data", "Look at the images, class counts and mean digits."),
+    ("pages/train.py", ":material/show_chart:", "Train", "Pick a learning rate and batch size, press Start, "
+     "watch the curves."),
+    ("pages/weights.py", ":material/grid_view:", "Weights", "Ten 28×28 heatmaps, scrub through the epochs, "
+     "compare two runs."),
+    ("pages/draw.py", ":material/draw:", "Draw", "Draw a digit and see what the model sees and why."),
+    ("pages/evaluate.py", ":material/fact_check:", "Evaluate", "Confusion matrix, per-class accuracy, worst "
+     "mistakes."),
+    ("pages/runs.py", ":material/history:", "Runs", "Compare runs, download checkpoints, export metrics."),
+    ("pages/sweep.py", ":material/tune:", "Sweep", "Train many learning rates at once; find a learning rate."),
 ]
-for path, icon, text in steps:
-    st.page_link(path, label=text, icon=icon)
+for path, icon, title, text in steps:
+    link_col, text_col = st.columns([1, 5], vertical_alignment="center", gap="small")
+    link_col.page_link(path, label=title, icon=icon)
+    text_col.markdown(text)
 
 st.subheader("Experiments from the tutorials")
 st.caption("Each button opens Train (or Sweep) with the settings filled in; press Start.")
