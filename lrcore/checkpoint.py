@@ -8,10 +8,12 @@ with a message a page can show. A bare `state_dict` of the tutorials' model (key
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 import tempfile
 import time
+import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +22,26 @@ from typing import BinaryIO
 import torch
 
 from .config import ConfigError, TrainConfig
-from .data import DIGIT_NAMES, Normalizer
+from .data import DIGIT_NAMES, FASHION_NAMES, Normalizer
 from .model import NUM_PIXELS, LogisticRegression
 
 FORMAT = "lrcore-checkpoint"
 VERSION = 1
 MAX_CHECKPOINT_BYTES = 20 * 1024 * 1024  # a 10-class model is ~35 KB; anything huge is not ours
+MIN_CLASSES, MAX_CLASSES = 2, 100  # an image-folder dataset may bring more than 10; 2,000 is not a classifier we show
+MAX_CLASS_NAME_LENGTH = 64  # a 1 MB class name froze viewers' browsers for minutes
+MAX_METRICS = 32
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# Classes each known dataset has; a checkpoint for one of them must have exactly as many.
+DATASET_CLASSES = {"mnist-sample": len(DIGIT_NAMES), "mnist": len(DIGIT_NAMES), "fashion-mnist": len(FASHION_NAMES)}
+# What the archive may declare before anything is decompressed (a zip bomb of 1 GB of zeros
+# deflates to ~1 MB, so the file size alone says nothing). The tensors of the largest model
+# we accept, in float64: weight + bias + normaliser mean and std.
+MAX_TENSOR_BYTES = (MAX_CLASSES * (NUM_PIXELS + 1) + 2 * NUM_PIXELS) * 8  # ~640 KB
+MAX_TENSOR_RECORDS = 4
+MAX_PICKLE_BYTES = 256 * 1024  # settings, class names and metrics: a few KB
+MAX_OTHER_RECORD_BYTES = 1024  # version, byteorder, serialization id
+MAX_ARCHIVE_RECORDS = 16
 
 
 class CheckpointError(ValueError):
@@ -73,7 +89,8 @@ def checkpoint_payload(model: LogisticRegression, config: TrainConfig, class_nam
         "config": config.to_dict(),
         "class_names": list(class_names),
         "normalizer": normalizer.to_dict(),
-        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+        # a NaN metric would make the file refused on loading: leave it out instead
+        "metrics": {k: float(v) for k, v in (metrics or {}).items() if math.isfinite(float(v))},
         "created": time.time(),
     }
 
@@ -94,6 +111,7 @@ def load_checkpoint(source: str | Path | bytes | BinaryIO) -> Checkpoint:
                               f"{MAX_CHECKPOINT_BYTES // (1024 * 1024)} MB")
     if not zipfile.is_zipfile(io.BytesIO(data)):
         raise CheckpointError("not a checkpoint: the file is not a PyTorch file (.pt) saved by torch.save")
+    _check_archive(data)  # before torch.load decompresses (and allocates) anything
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -123,6 +141,43 @@ def _read_bytes(source: str | Path | bytes | BinaryIO) -> bytes:
     return source.read(MAX_CHECKPOINT_BYTES + 1)
 
 
+def _check_archive(data: bytes) -> None:
+    """Refuse an archive whose declared (uncompressed) records exceed what a checkpoint needs.
+
+    The zip's central directory lists each record's uncompressed size, and torch's reader
+    allocates exactly that much: checking it first means a compressed bomb costs nothing.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as error:
+        raise CheckpointError(f"the file is damaged or truncated ({_first_line(error)})") from None
+    if len(records) > MAX_ARCHIVE_RECORDS:
+        raise CheckpointError(f"refused: the archive holds {len(records)} records; a checkpoint has at most "
+                              f"{MAX_ARCHIVE_RECORDS}")
+    tensors = [r for r in records if r.filename.rsplit("/", 2)[-2:-1] == ["data"]]
+    pickles = [r for r in records if r.filename.endswith(".pkl")]
+    others = [r for r in records if r not in tensors and r not in pickles]
+    tensor_bytes = sum(r.file_size for r in tensors)
+    if len(tensors) > MAX_TENSOR_RECORDS or tensor_bytes > MAX_TENSOR_BYTES:
+        raise CheckpointError(
+            f"refused: the file declares {len(tensors)} tensors of {_megabytes(tensor_bytes)} in all once "
+            f"decompressed; a checkpoint holds at most {MAX_TENSOR_RECORDS} (weights, bias, normalisation) "
+            f"of {_megabytes(MAX_TENSOR_BYTES)} for {MAX_CLASSES} classes")
+    if len(pickles) != 1 or pickles[0].file_size > MAX_PICKLE_BYTES:
+        raise CheckpointError(f"refused: the file's settings record declares "
+                              f"{_megabytes(sum(r.file_size for r in pickles))}; a checkpoint's is at most "
+                              f"{_megabytes(MAX_PICKLE_BYTES)}")
+    if any(r.file_size > MAX_OTHER_RECORD_BYTES for r in others):
+        big = max(others, key=lambda r: r.file_size)
+        raise CheckpointError(f"refused: the file holds an unexpected record of {_megabytes(big.file_size)} "
+                              "once decompressed")
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.2f} MB" if size >= 10_000 else f"{size:,} bytes"
+
+
 def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
@@ -130,46 +185,154 @@ def _first_line(error: BaseException) -> str:
 def _from_state_dict(state: dict) -> dict:
     """A tutorial-style `model.state_dict()` becomes a checkpoint with default settings."""
     weight = state.get("linear.weight")
+    rows = weight.shape[0] if isinstance(weight, torch.Tensor) and weight.ndim == 2 else 0
+    # Checked before naming the classes: a (10**9, 0) tensor costs no bytes but would ask for 10**9 names.
+    if not MIN_CLASSES <= rows <= MAX_CLASSES:
+        raise CheckpointError(f"linear.weight: expected a tensor of classes x {NUM_PIXELS} with {MIN_CLASSES} to "
+                              f"{MAX_CLASSES} classes, found {_describe(weight)}")
     return {"format": FORMAT, "version": VERSION, "weight": weight, "bias": state.get("linear.bias"),
             "config": TrainConfig().to_dict(),
-            "class_names": list(DIGIT_NAMES) if getattr(weight, "ndim", 0) == 2 and weight.shape[0] == 10
-            else [str(i) for i in range(getattr(weight, "shape", [0])[0])],
+            "class_names": list(DIGIT_NAMES) if rows == 10 else [str(i) for i in range(rows)],
             "normalizer": {"kind": "raw"}, "metrics": {}, "created": 0.0}
 
 
 def _validate(payload: dict) -> Checkpoint:
-    weight, bias = payload.get("weight"), payload.get("bias")
-    names = payload.get("class_names")
-    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
-        raise CheckpointError("checkpoint has no valid class_names list")
+    """Check every field's type and value; the first problem becomes one message naming the field."""
+    version = payload.get("version", VERSION)
+    if not _is_int(version) or version < 1:
+        raise CheckpointError(f"version: expected a whole number, found {_describe(version)}")
+    if version > VERSION:
+        raise CheckpointError(f"version: the file is format version {version}, made by a newer lrcore; "
+                              f"this one reads version {VERSION}")
+    config = _config(payload.get("config"))
+    names = _class_names(payload.get("class_names"), config.dataset)
     classes = len(names)
-    if not isinstance(weight, torch.Tensor) or tuple(weight.shape) != (classes, NUM_PIXELS):
-        shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
-        raise CheckpointError(f"weights have the wrong shape: expected {classes} x {NUM_PIXELS} "
-                              f"(classes x 28*28 pixels), found {shape}")
-    if not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (classes,):
-        shape = tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__
-        raise CheckpointError(f"bias has the wrong shape: expected ({classes},), found {shape}")
-    if not torch.isfinite(weight).all() or not torch.isfinite(bias).all():
-        raise CheckpointError("weights contain NaN or infinite values")
-    try:
-        config = TrainConfig.from_dict(payload.get("config") or {})
-    except (ConfigError, TypeError) as error:
-        raise CheckpointError(f"checkpoint settings are invalid: {error}") from None
-    normalizer = _normalizer(payload.get("normalizer") or {"kind": "raw"})
-    metrics = payload.get("metrics") or {}
+    weight = _tensor(payload.get("weight"), "weight", (classes, NUM_PIXELS), f"{classes} x {NUM_PIXELS} "
+                     "(classes x 28*28 pixels)")
+    bias = _tensor(payload.get("bias"), "bias", (classes,), f"({classes},)")
+    normalizer = _normalizer(payload.get("normalizer"))
+    metrics = _metrics(payload.get("metrics"))
+    created = payload.get("created")
+    if created is None:
+        created = 0.0
+    if not _is_finite(created) or created < 0:
+        raise CheckpointError(f"created: expected a time in seconds (a number >= 0), found {_describe(created)}")
     model = LogisticRegression.from_tensors(weight.float(), bias.float())
-    return Checkpoint(model, config, tuple(names), normalizer,
-                      {str(k): float(v) for k, v in metrics.items()}, float(payload.get("created") or 0.0))
+    return Checkpoint(model, config, names, normalizer, metrics, float(created))
 
 
-def _normalizer(values: dict) -> Normalizer:
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_finite(value: object) -> bool:
+    try:
+        return _is_real(value) and math.isfinite(value)
+    except OverflowError:  # a whole number too large for a float
+        return False
+
+
+def _describe(value: object) -> str:
+    """A short description of a bad value: its type, and the value itself only when it is short.
+
+    Never the repr of a container: a crafted file may nest thousands of levels deep.
+    """
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10 ** 30:
+        return "a whole number too large to use"
+    if value is None or isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) <= 40):
+        return f"{type(value).__name__} {value!r}"
+    if isinstance(value, (str, bytes, list, tuple, dict)):
+        return f"a {type(value).__name__} of length {len(value):,}"
+    return f"a {type(value).__name__}"
+
+
+def _config(values: object) -> TrainConfig:
+    if values is None:
+        return TrainConfig()  # an old or bare file: the defaults
+    if not isinstance(values, dict):
+        raise CheckpointError(f"config: expected a dict of training settings, found {_describe(values)}")
+    try:
+        return TrainConfig.from_dict({k: v for k, v in values.items() if isinstance(k, str)})
+    except (ConfigError, TypeError, ValueError, OverflowError) as error:
+        text = _first_line(error)
+        raise CheckpointError(f"config: the training settings are invalid: {text}") from None
+
+
+def _class_names(names: object, dataset: str) -> tuple[str, ...]:
+    if not isinstance(names, (list, tuple)):
+        raise CheckpointError(f"class_names: expected a list of {MIN_CLASSES} to {MAX_CLASSES} names, "
+                              f"found {_describe(names)}")
+    if not MIN_CLASSES <= len(names) <= MAX_CLASSES:
+        raise CheckpointError(f"class_names: a model has {MIN_CLASSES} to {MAX_CLASSES} classes, this one {len(names):,}")
+    for index, name in enumerate(names):
+        if not isinstance(name, str):
+            raise CheckpointError(f"class_names: name {index} is not text but {_describe(name)}")
+        if not name.strip() or len(name) > MAX_CLASS_NAME_LENGTH:
+            raise CheckpointError(f"class_names: name {index} has {len(name):,} characters; each name has 1 to "
+                                  f"{MAX_CLASS_NAME_LENGTH} and is not blank")
+        if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") for c in name):
+            raise CheckpointError(f"class_names: name {index} contains control or invisible characters")
+    if len(set(names)) != len(names):
+        raise CheckpointError("class_names: two classes have the same name; each must be different")
+    expected = DATASET_CLASSES.get(dataset)
+    if expected is not None and len(names) != expected:
+        raise CheckpointError(f"class_names: the file has {len(names)} classes, but a model for {dataset} "
+                              f"needs {expected}")
+    return tuple(names)
+
+
+def _tensor(value: object, field_name: str, shape: tuple[int, ...], shape_text: str) -> torch.Tensor:
+    """A dense, real floating-point, finite tensor of exactly `shape`."""
+    if not isinstance(value, torch.Tensor):
+        raise CheckpointError(f"{field_name}: expected a tensor of {shape_text}, found {_describe(value)}")
+    if value.layout != torch.strided or value.is_quantized or value.is_nested:
+        raise CheckpointError(f"{field_name}: expected a dense tensor, found layout {value.layout}")
+    if tuple(value.shape) != shape:
+        raise CheckpointError(f"{field_name} has the wrong shape: expected {shape_text}, found {tuple(value.shape)}")
+    if value.dtype not in FLOAT_DTYPES:
+        raise CheckpointError(f"{field_name}: expected floating-point numbers (float16, bfloat16, float32 or "
+                              f"float64), found {value.dtype}")
+    if not bool(torch.isfinite(value).all()):
+        raise CheckpointError(f"{field_name} contains NaN or infinite values")
+    return value
+
+
+def _normalizer(values: object) -> Normalizer:
+    if values is None:
+        return Normalizer("raw")
+    if not isinstance(values, dict):
+        raise CheckpointError(f"normalizer: expected a dict (kind raw, or standardize with mean and std), "
+                              f"found {_describe(values)}")
     kind = values.get("kind")
     if kind == "raw":
         return Normalizer("raw")
-    mean, std = values.get("mean"), values.get("std")
-    if (kind != "standardize" or not isinstance(mean, torch.Tensor) or not isinstance(std, torch.Tensor)
-            or mean.shape != (NUM_PIXELS,) or std.shape != (NUM_PIXELS,) or not bool((std > 0).all())):
-        raise CheckpointError("checkpoint normalisation is invalid: expected raw, or standardize with "
-                              f"784 means and 784 positive standard deviations")
+    if kind != "standardize":
+        raise CheckpointError(f"normalizer: kind must be raw or standardize, found {_describe(kind)}")
+    mean = _tensor(values.get("mean"), "normalizer mean", (NUM_PIXELS,), f"{NUM_PIXELS} values")
+    std = _tensor(values.get("std"), "normalizer std", (NUM_PIXELS,), f"{NUM_PIXELS} values")
+    if not bool((std > 0).all()):
+        raise CheckpointError(f"normalizer std: expected {NUM_PIXELS} positive standard deviations")
     return Normalizer("standardize", mean.float(), std.float())
+
+
+def _metrics(values: object) -> dict[str, float]:
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise CheckpointError(f"metrics: expected a dict of numbers, found {_describe(values)}")
+    if len(values) > MAX_METRICS:
+        raise CheckpointError(f"metrics: at most {MAX_METRICS} entries, found {len(values):,}")
+    for key, value in values.items():
+        if not isinstance(key, str) or not 1 <= len(key) <= MAX_CLASS_NAME_LENGTH:
+            raise CheckpointError(f"metrics: each name is text of 1 to {MAX_CLASS_NAME_LENGTH} characters, "
+                                  f"found {_describe(key)}")
+        if not _is_finite(value):
+            raise CheckpointError(f"metrics: {key[:MAX_CLASS_NAME_LENGTH]} must be a finite number, "
+                                  f"found {_describe(value)}")
+    return {key: float(value) for key, value in values.items()}

@@ -88,8 +88,8 @@ def valid_payload():
     (saved({**valid_payload(), "bias": torch.zeros(3)}), "bias has the wrong shape"),
     (saved({**valid_payload(), "weight": torch.full((10, 784), float("nan"))}), "NaN"),
     (saved({**valid_payload(), "class_names": []}), "class_names"),
-    (saved({**valid_payload(), "config": {"learning_rate": -5}}), "settings are invalid"),
-    (saved({**valid_payload(), "normalizer": {"kind": "standardize", "mean": torch.zeros(3)}}), "normalisation"),
+    (saved({**valid_payload(), "config": {"learning_rate": -5}}), "config: the training settings are invalid"),
+    (saved({**valid_payload(), "normalizer": {"kind": "standardize", "mean": torch.zeros(3)}}), "normalizer mean"),
 ])
 def test_each_bad_checkpoint_gets_a_clear_error(data, message):
     with pytest.raises(CheckpointError, match=message):
