@@ -14,6 +14,7 @@ import torch
 
 from lrcore import TrainConfig, load_dataset
 from lrcore.checkpoint import load_checkpoint
+from lrcore.evaluate import evaluate_model, split_data
 from lrcore.runstore import RunStore, RunStoreError
 from lrcore.sweep import SweepWorker, sweep_configs
 from lrcore.sweepstore import SweepStore, SweepStoreError, default_sweeps_dir, member_checkpoint_bytes
@@ -137,6 +138,15 @@ def test_sweep_killed_mid_training_keeps_its_epochs_and_shows_crashed(tmp_path):
     assert sweep["best"] is not None  # the summary is brought up to date from the epoch lines
     meta = json.loads((tmp_path / sweep_id / "meta.json").read_text())
     assert meta["status"] == "crashed"  # written down: no longer depends on the pid
+    # every configuration kept the weights of its last completed epoch (2): each is a usable model
+    record = SweepStore(tmp_path).load(sweep_id)
+    dataset = load_dataset("mnist-sample")
+    for member in record.members:
+        checkpoint = load_checkpoint(member_checkpoint_bytes(record, member))
+        assert checkpoint.metrics["epochs_completed"] == 2 and checkpoint.config == member.config
+        images, labels = split_data(dataset, member.config, "validation")
+        accuracy = evaluate_model(checkpoint.model, checkpoint.normalizer, images, labels).accuracy
+        assert accuracy == pytest.approx(member.epochs[-1]["validation_accuracy"], abs=1e-6) and accuracy > 0.5
 
 
 def test_half_written_and_broken_folders_never_pass_for_a_sweep(tmp_path, dataset):
