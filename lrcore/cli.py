@@ -25,11 +25,13 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import (BATCH_ORDERS, DATASETS, DEVICES, NORMALIZATIONS, OPTIMIZERS, ConfigError, TrainConfig,
                      dataset_default_text, defaults_for)
 from .data import DatasetUnavailable, load_dataset, make_splits
+from .runstore import MAX_NAME_LENGTH, RunStoreError, default_runs_dir
 from .evaluate import evaluate_model, predict, split_data
 from .train import train
 
 EXIT_USAGE, EXIT_FAILURE, EXIT_DIVERGED = 2, 1, 3
 DRY_RUN_BATCHES = 3
+MAX_FILE_NAME_BYTES = 200  # file systems allow 255, and the temporary file's name adds ~15
 DEFAULTS = TrainConfig.for_dataset(DATASETS[0])
 
 
@@ -86,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="minibatch order: reshuffled every epoch, one fixed order, or sorted by class")
     train_cmd.add_argument("--per-class-limit", type=int, default=None,
                            help="use at most N training images per class (tutorial 003 uses 500)")
-    train_cmd.add_argument("--save", type=Path, default=None, metavar="PATH", help="write a checkpoint here")
+    train_cmd.add_argument("--save", type=Path, default=None, metavar="PATH", help="write a checkpoint here (its folder must exist)")
     train_cmd.add_argument("--dry-run", action="store_true",
                            help=f"one epoch of {DRY_RUN_BATCHES} batches, nothing recorded (smoke test)")
     train_cmd.add_argument("--download", action="store_true", help="download mnist / fashion-mnist if missing")
@@ -126,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"python -m lrcore {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (DatasetUnavailable, CheckpointError) as error:
+    except (DatasetUnavailable, CheckpointError, RunStoreError) as error:
         print(f"python -m lrcore {args.command}: {error}", file=sys.stderr)
         return EXIT_FAILURE
 
@@ -143,7 +145,75 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        batch_order=args.batch_order, deskew=chosen("deskew"))
 
 
+def output_problems(args: argparse.Namespace) -> dict[str, str]:
+    """{option: message} for a run name, run store folder or checkpoint path that cannot be used.
+
+    Checked before the dataset is loaded and training starts: finding out after the run
+    that --save points at a folder would throw the trained model away.
+    """
+    problems: dict[str, str] = {}
+    if args.name:
+        name = " ".join(args.name.split())
+        if not name:
+            problems["--name"] = "a run name cannot be blank"
+        elif len(name) > MAX_NAME_LENGTH:
+            problems["--name"] = f"a run name is at most {MAX_NAME_LENGTH} characters, got {len(name):,}"
+    recording = not args.dry_run and not args.no_record
+    if args.runs_dir is not None or recording:
+        folder = args.runs_dir if args.runs_dir is not None else default_runs_dir()
+        try:
+            problem = folder_problem(folder, "the run store folder", make_parents=args.runs_dir is None)
+        except OSError as error:  # e.g. a name too long for the file system
+            problem = f"the run store folder {shown(folder)} cannot be used: {error.strerror or error}"
+        if problem:
+            problems["--runs-dir" if args.runs_dir is not None else "run store"] = problem + \
+                ("" if args.runs_dir is not None else " (from $LRCORE_RUNS_DIR or --data-dir; --no-record skips it)")
+    if args.save is not None:
+        try:
+            if len(args.save.name.encode()) > MAX_FILE_NAME_BYTES:
+                problem = f"the file name is {len(args.save.name.encode())} bytes long; at most {MAX_FILE_NAME_BYTES}"
+            elif args.save.is_dir():
+                problem = f"{shown(args.save)} is a folder; give a file name, e.g. {shown(args.save / 'model.pt')}"
+            else:
+                problem = folder_problem(args.save.parent, "the folder for the checkpoint", may_create=False)
+        except OSError as error:
+            problem = f"{shown(args.save)} cannot be used: {error.strerror or error}"
+        if problem:
+            problems["--save"] = problem
+    return problems
+
+
+def folder_problem(folder: Path, what: str, may_create: bool = True, make_parents: bool = False) -> str | None:
+    """Why `folder` cannot be written to (or created: its last part, or with `make_parents`
+    every missing part), or None."""
+    if folder.exists():
+        if not folder.is_dir():
+            return f"{what} {shown(folder)} is a file, not a folder"
+        return None if os.access(folder, os.W_OK | os.X_OK) else f"{what} {shown(folder)} is not writable"
+    if not may_create:
+        return f"{what} {shown(folder)} does not exist; create it first"
+    parent = folder.parent
+    while make_parents and not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.exists():  # a typo should not silently create a tree of folders
+        return f"{what} {shown(folder)} does not exist, nor does {shown(folder.parent)}; create it first"
+    if not parent.is_dir():
+        return f"{what} {shown(folder)} cannot be created: {shown(parent)} is a file"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{what} {shown(folder)} cannot be created: {shown(parent)} is not writable"
+    return None
+
+
+def shown(path: Path) -> str:
+    """A path for a one-line message (a newline in a file name stays on the line)."""
+    text = str(path)
+    return text if text.isprintable() else ascii(text)
+
+
 def run_train(args: argparse.Namespace) -> int:
+    problems = output_problems(args)
+    if problems:
+        raise ConfigError(problems)
     config = config_from_args(args)
     dataset = load_dataset(config.dataset, download=args.download)
     # Check the batch size against the split now, so a bad argument never leaves a crashed run behind.
@@ -166,7 +236,13 @@ def run_train(args: argparse.Namespace) -> int:
     if args.save is not None:
         metrics = {"test_accuracy": finished.test_accuracy, "test_loss": finished.test_loss,
                    "validation_accuracy": finished.validation_accuracy, "validation_loss": finished.validation_loss}
-        path = save_checkpoint(args.save, finished.model, config, finished.class_names, finished.normalizer, metrics)
+        try:
+            path = save_checkpoint(args.save, finished.model, config, finished.class_names, finished.normalizer,
+                                   metrics)
+        except OSError as error:  # checked before training; the disk can still fill up or change since
+            print(f"python -m lrcore train: could not save the checkpoint to {shown(args.save)}: "
+                  f"{error.strerror or error}", file=sys.stderr)
+            return EXIT_FAILURE
         print(f"saved checkpoint to {path}")
     if writer is not None:
         print(f"recorded as run {writer.run_id} in {writer.path.parent}")

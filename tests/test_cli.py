@@ -1,19 +1,17 @@
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from lrcore.cli import main
+from lrcore.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_help_shows_every_default():
-    result = subprocess.run([sys.executable, "-m", "lrcore", "train", "--help"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0
-    text = " ".join(result.stdout.split())
+def test_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit) as caught:  # the parser itself: no second Python process to start
+        build_parser().parse_args(["train", "--help"])
+    assert caught.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
     for default in ("(default: 0.5)", "(default: 128)", "(default: 0.2)", "(default: 10)", "(default: sgd)",
                     "(default: mnist-sample)", "(default: raw)", "--dry-run", "--save"):
         assert default in text
@@ -127,3 +125,74 @@ def test_a_bad_batch_size_leaves_no_run_behind(tmp_path):
     runs = tmp_path / "runs"
     assert main(["train", "--batch-size", "9000", "--runs-dir", str(runs)]) == 2
     assert stored_runs(runs) == []
+
+
+@pytest.fixture
+def places(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    return tmp_path
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--name", "x" * 101], "--name: a run name is at most 100 characters, got 101"),
+    (["--name", " \n "], "--name: a run name cannot be blank"),
+    (["--runs-dir", "{tmp}/missing/runs"], "--runs-dir: the run store folder {tmp}/missing/runs does not exist, nor "
+                                           "does {tmp}/missing; create it first"),
+    (["--runs-dir", "{tmp}/a-file"], "--runs-dir: the run store folder {tmp}/a-file is a file, not a folder"),
+    (["--runs-dir", "{tmp}/a-file/runs"], "cannot be created: {tmp}/a-file is a file"),
+    (["--save", "{tmp}/missing/model.pt", "--no-record"],
+     "--save: the folder for the checkpoint {tmp}/missing does not exist; create it first"),
+    (["--save", "{tmp}", "--no-record"], "--save: {tmp} is a folder; give a file name, e.g. {tmp}/model.pt"),
+    (["--save", "{tmp}/a-file/model.pt", "--no-record"], "--save: the folder for the checkpoint {tmp}/a-file is a file"),
+    (["--save", "{tmp}/" + "m" * 300 + ".pt", "--no-record"], "--save: the file name is 303 bytes long; at most 200"),
+    (["--save", "{tmp}/new\nline/model.pt", "--no-record"], "'{tmp}/new\\nline' does not exist"),
+])
+def test_unusable_names_and_paths_exit_2_with_one_line_before_training(args, fragment, places, capsys, monkeypatch):
+    import lrcore.cli as cli
+    monkeypatch.setattr(cli, "train", lambda *a, **k: pytest.fail("training started despite a bad argument"))
+    monkeypatch.setattr(cli, "load_dataset", lambda *a, **k: pytest.fail("dataset loaded despite a bad argument"))
+    args = [arg.replace("{tmp}", str(places)) for arg in args]
+    assert main(["train", "--runs-dir", str(places / "runs"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m lrcore train: error: ") and len(err.strip().splitlines()) == 1
+    assert fragment.replace("{tmp}", str(places)) in err
+    assert sorted(p.name for p in places.iterdir()) == ["a-file"]  # no run folder, no checkpoint, no store
+
+
+def test_a_run_store_from_the_environment_that_is_a_file_is_reported(places, capsys, monkeypatch):
+    monkeypatch.setenv("LRCORE_RUNS_DIR", str(places / "a-file"))
+    assert main(["train", "--epochs", "1"]) == 2
+    assert "run store: the run store folder" in capsys.readouterr().err
+    assert main(["train", "--epochs", "1", "--no-record", "--quiet"]) == 0  # not recording: not needed
+
+
+def test_a_save_that_fails_after_training_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    import lrcore.cli as cli
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(cli, "save_checkpoint", disk_full)
+    assert main(["train", "--epochs", "1", "--save", str(tmp_path / "m.pt"), "--no-record", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"python -m lrcore train: could not save the checkpoint to {tmp_path / 'm.pt'}: " \
+                          "No space left on device"
+
+
+def test_a_new_runs_folder_inside_an_existing_one_is_created(tmp_path, capsys):
+    assert main(["train", "--dry-run", "--runs-dir", str(tmp_path / "runs"), "--save", str(tmp_path / "m.pt")]) == 0
+    assert (tmp_path / "m.pt").is_file()
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["predict", "--random", "3"]])
+def test_a_checkpoint_with_the_wrong_class_count_is_refused_by_evaluate_and_predict(command, tmp_path, capsys):
+    import torch
+    from lrcore.checkpoint import checkpoint_payload
+    from lrcore.config import TrainConfig
+    from lrcore.data import Normalizer
+    from lrcore.model import LogisticRegression
+    payload = checkpoint_payload(LogisticRegression.from_tensors(torch.zeros(3, 784), torch.zeros(3)),
+                                 TrainConfig(), ("a", "b", "c"), Normalizer())
+    torch.save(payload, tmp_path / "three.pt")
+    assert main([command[0], str(tmp_path / "three.pt"), *command[1:]]) == 1
+    err = capsys.readouterr().err
+    assert "a model for mnist-sample needs 10" in err and len(err.strip().splitlines()) == 1
