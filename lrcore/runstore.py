@@ -165,6 +165,8 @@ def folder_size(root: Path) -> int:
 
 
 def _megabytes(size: float) -> str:
+    if size < 1e6:
+        return f"{size / 1e3:,.0f} kB"
     return f"{size / 1e6:,.1f} MB" if size < 10e6 else f"{size / 1e6:,.0f} MB"
 
 

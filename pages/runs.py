@@ -8,9 +8,11 @@ re-applied when the order changes (a new run on top, a run deleted).
 """
 from __future__ import annotations
 
+import html
 import math
 import re
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,12 +20,13 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.colors import qualitative
 
-from lrcore.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint
+from lrcore.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, checkpoint_bytes, load_checkpoint
 from lrcore.config import BATCH_ORDER_LABELS, OPTIMIZER_LABELS, TrainConfig
 from lrcore.data import DATASET_TITLES
 from lrcore.naming import SHORT_NAMES, differing_settings, legend_labels, setting_text
-from lrcore.runstore import RunStoreError, StoredRun, epochs_csv
+from lrcore.runstore import RunStore, RunStoreError, StoredRun, describe_write_error, epochs_csv, store_limit_mb
 from pages import charts, common
+from ui.text import md_escape
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 
@@ -61,7 +64,19 @@ def status_text(run: StoredRun) -> str:
         return f"{state} (epoch {epoch or run.epochs_done + 1} of {run.config.epochs})"
     if run.status == "imported" and run.source == "sweep":
         return "kept from a sweep"
-    return STATUS_TEXT.get(run.status, run.status)
+    text = STATUS_TEXT.get(run.status, run.status)
+    return f"{text}, not fully saved" if run.save_error else text
+
+
+def plot_text(text: str) -> str:
+    """User text for a plotly legend or hover label, which would render <a href>, <b>, ... tags."""
+    return html.escape(text, quote=False)
+
+
+def size_text(size: float) -> str:
+    if size < 1e6:
+        return f"{size / 1e3:,.0f} kB"
+    return f"{size / 1e6:,.1f} MB" if size < 10e6 else f"{size / 1e6:,.0f} MB"
 
 
 def percent_or_none(value) -> float | None:
@@ -157,10 +172,10 @@ def epoch_curves(runs: list[StoredRun], labels: list[str], metric: str, splits: 
             name = "validation" if split == "validation" else "training"
             data.append(dict(
                 type="scatter", x=epochs, y=_finite([row[f"{split}_{metric}"] for row in run.epochs]),
-                mode="lines+markers" if len(epochs) <= 60 else "lines", name=label, legendgroup=run.run_id,
-                showlegend=number == 0, marker=dict(size=6),
+                mode="lines+markers" if len(epochs) <= 60 else "lines", name=plot_text(label),
+                legendgroup=run.run_id, showlegend=number == 0, marker=dict(size=6),
                 line=dict(color=color, width=3, dash="solid" if split == "validation" else "dash"),
-                hovertemplate=f"{label} · {name}: %{{y:{value_format}}}<extra></extra>"))
+                hovertemplate=f"%{{fullData.name}} · {name}: %{{y:{value_format}}}<extra></extra>"))
     xaxis = dict(title=dict(text="epoch (0 = before training)"), rangemode="tozero")
     if metric == "accuracy":
         yaxis = dict(title=dict(text="accuracy"), tickformat=".0%")
@@ -180,9 +195,9 @@ def batch_curves(runs: list[StoredRun], labels: list[str], log_loss: bool) -> go
         stride = max(1, math.ceil(len(run.batch_losses) / charts.MAX_BATCH_POINTS))
         smooth = [math.nan if value is None else value for value in charts.ema(run.batch_losses)]
         data.append(dict(type="scatter", x=np.asarray(run.batch_steps[::stride], dtype=np.float64)
-                         / run.batches_per_epoch, y=_finite(smooth[::stride]), mode="lines", name=label,
+                         / run.batches_per_epoch, y=_finite(smooth[::stride]), mode="lines", name=plot_text(label),
                          line=dict(color=COLORS[index % len(COLORS)], width=2),
-                         hovertemplate=f"{label}: %{{y:.4f}}<extra></extra>"))
+                         hovertemplate="%{fullData.name}: %{y:.4f}<extra></extra>"))
     xaxis = dict(title=dict(text="epoch"), rangemode="tozero")
     yaxis = dict(title=dict(text="loss" + (" (log scale)" if log_loss else "")), type="log" if log_loss else "linear")
     return go.Figure(dict(data=data, layout=_layout("Training loss per batch (smoothed)", 380, xaxis, yaxis)))
@@ -194,7 +209,7 @@ def compare(runs: list[StoredRun]) -> None:
         if not run.epochs:
             why = "an uploaded checkpoint has" if run.status == "imported" else \
                 "it is starting, or ended before its first evaluation: it has"
-            st.caption(f"No curves for “{run.name}”: {why} no per-epoch metrics.")
+            st.caption(f"No curves for “{md_escape(run.name)}”: {why} no per-epoch metrics.")
     if not with_curves:
         return
     labels = legend_labels(with_curves)
@@ -236,8 +251,8 @@ def open_run(run: StoredRun, page: str) -> None:
     else:
         try:
             checkpoint = common.get_run_store().checkpoint(run.run_id)
-        except (CheckpointError, RunStoreError) as error:
-            st.error(f"Cannot open “{run.name}”: {error}")
+        except (CheckpointError, RunStoreError, OSError) as error:
+            st.error(f"Cannot open “{md_escape(run.name)}”: {md_escape(error, 500)}")
             return
         common.use_checkpoint(checkpoint, label=f"run “{run.name}”")
     switch_to(page)
@@ -262,14 +277,44 @@ def delete_run(run: StoredRun) -> None:
         common.get_run_store().delete(run.run_id)
     except RunStoreError as error:
         st.session_state.runs_problem = str(error)
+    except OSError as error:  # a read-only folder
+        st.session_state.runs_problem = f"“{run.name}” could not be deleted: {describe_write_error(error)}"
     else:
         st.session_state.runs_notice = f"Deleted “{run.name}”."
 
 
+def delete_runs(key: str) -> None:
+    """Confirmation callback of a many-run delete (selected runs, or the old ones)."""
+    run_ids = st.session_state.pop(key, None) or []
+    deleted, problems = common.get_run_store().delete_many(run_ids)
+    if deleted:
+        st.session_state.runs_notice = f"Deleted {len(deleted)} run{'s' if len(deleted) != 1 else ''}."
+    if problems:
+        st.session_state.runs_problem = " ".join(problems[:3]) + (f" (and {len(problems) - 3} more)"
+                                                                 if len(problems) > 3 else "")
+
+
+def confirm_delete_many(key: str, runs: list[StoredRun], what: str) -> None:
+    """The confirmation box of a many-run delete, while `key` holds the run ids to delete."""
+    with st.container(border=True):
+        names = ", ".join(f"“{md_escape(run.name, 60)}”" for run in runs[:5])
+        more = f" and {len(runs) - 5} more" if len(runs) > 5 else ""
+        st.warning(f"Delete {what} for good ({len(runs)}: {names}{more})? Their checkpoints, curves and "
+                   "weights are removed from disk.")
+        yes_col, no_col, _ = st.columns([1.3, 1, 3.7])
+        yes_col.button(f"Yes, delete {len(runs)}", type="primary", key=f"{key}_yes", on_click=delete_runs,
+                       args=(key,))
+        no_col.button("Cancel", key=f"{key}_no", on_click=st.session_state.pop, args=(key, None))
+
+
 def run_actions(run: StoredRun) -> None:
     store = common.get_run_store()
+    if run.save_error:
+        st.error(f"This run could not be saved completely: {md_escape(run.save_error, 400)}. What was written "
+                 "before that is kept here; if it is still listed under **Not saved** above, download its "
+                 "checkpoint there before the server restarts.", icon=":material/sd_card_alert:")
     if run.message and run.status in ("diverged", "crashed"):
-        (st.error if run.status == "crashed" else st.warning)(run.message)
+        (st.error if run.status == "crashed" else st.warning)(md_escape(run.message, 1000))
     final = run.final
     facts = []
     if final.get("test_accuracy") is not None:
@@ -314,7 +359,8 @@ def run_actions(run: StoredRun) -> None:
                     help="Stop the run first." if run.active else "Remove this run and its files.")
     if confirming:
         with st.container(border=True):
-            st.warning(f"Delete “{run.name}” for good? Its checkpoint, curves and weights are removed from disk.")
+            st.warning(f"Delete “{md_escape(run.name)}” for good? Its checkpoint, curves and weights are removed "
+                       "from disk.")
             yes_col, no_col, _ = st.columns([1, 1, 4])
             yes_col.button("Yes, delete", type="primary", key="runs_delete_yes", on_click=delete_run, args=(run,))
             no_col.button("Cancel", key="runs_delete_no", on_click=st.session_state.pop,
@@ -326,12 +372,15 @@ def run_actions(run: StoredRun) -> None:
 def runs_section(was_active: bool) -> None:
     store = common.get_run_store()
     if "runs_notice" in st.session_state:
-        st.success(st.session_state.pop("runs_notice"), icon=":material/delete:")
+        st.success(md_escape(st.session_state.pop("runs_notice"), 300), icon=":material/delete:")
     if "runs_problem" in st.session_state:
-        st.error(st.session_state.pop("runs_problem"))
+        st.error(md_escape(st.session_state.pop("runs_problem"), 1000))
     runs = store.list_runs()
     if was_active != any(run.active for run in runs):
         st.rerun(scope="app")  # a run started or ended: turn polling on or off
+    if store.problem:
+        st.error(f"The runs folder cannot be listed: {md_escape(store.problem, 300)}.")
+    unsaved_runs()
     if not runs:
         st.info("No runs yet. Train a model on the **Train** page (or with `python -m lrcore train`): every run is "
                 "kept here with its settings, curves and checkpoint, across refreshes and restarts.", icon=":material/info:")
@@ -367,13 +416,90 @@ def runs_section(was_active: bool) -> None:
                               help="The run the buttons below act on.")
         run = next(item for item in selected if item.run_id == picked)
     run_actions(run)
+    if len(selected) > 1:
+        deletable = [item for item in selected if not item.active]
+        confirming = st.session_state.get("runs_confirm_selected")
+        st.button(f"Delete the {len(deletable)} selected runs…" if len(deletable) > 1 else "Delete selected runs…",
+                  icon=":material/delete_sweep:", disabled=len(deletable) < 2 or bool(confirming),
+                  key="runs_delete_selected", on_click=st.session_state.__setitem__,
+                  args=("runs_confirm_selected", [item.run_id for item in deletable]),
+                  help="Runs still training are left out: stop them first.")
+        if confirming:
+            confirm_delete_many("runs_confirm_selected", [item for item in deletable if item.run_id in confirming],
+                                "the selected runs")
+
+
+def unsaved_runs() -> None:
+    """Runs of this server that the store could not save: usable (and downloadable) until it restarts."""
+    workers = common.get_registry().unsaved()
+    if not workers:
+        return
+    st.subheader("Not saved", help="These runs trained, but the run store could not keep them. They live in the "
+                                   "server's memory only, until it restarts.")
+    for worker in workers[-5:]:
+        record = worker.snapshot()
+        with st.container(border=True):
+            text_col, button_col = st.columns([5, 1.2], vertical_alignment="center")
+            text_col.error(f"“{md_escape(record.name)}” ({record.status}) could not be saved: "
+                           f"{md_escape(record.save_error, 400)}. It stays usable until the server restarts: "
+                           "download its checkpoint to keep it.", icon=":material/sd_card_alert:")
+            model = record.latest_model()
+            metrics = {k: v for k, v in record.final.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+            metrics.setdefault("epochs_completed", record.epochs_done)
+            button_col.download_button(
+                "Checkpoint", icon=":material/download:", width="stretch", key=f"runs_unsaved_{record.run_id}",
+                data=(lambda r=record, m=model, x=metrics: checkpoint_bytes(m, r.config, r.class_names, r.normalizer,
+                                                                             x)) if model is not None else b"",
+                file_name=f"{file_stem(record.name)}.pt", mime="application/octet-stream", on_click="ignore",
+                disabled=model is None or record.normalizer is None,
+                help="Its newest weights with their settings, built from the server's memory.")
+    if len(workers) > 5:
+        st.caption(f"And {len(workers) - 5} earlier unsaved runs (their checkpoints from the Train page).")
 
 
 def show_skipped(store) -> None:
     if store.skipped:
-        folders = ", ".join(f"{name} ({why})" for name, why in store.skipped[:5])
+        folders = ", ".join(f"{md_escape(name, 60)} ({md_escape(why, 200)})" for name, why in store.skipped[:5])
         more = f" and {len(store.skipped) - 5} more" if len(store.skipped) > 5 else ""
-        st.caption(f"Not shown: folders in {store.root} that are not readable runs: {folders}{more}.")
+        st.caption(f"Not shown: folders in the runs folder that are not readable runs: {folders}{more}.")
+
+
+def folder_text(store: RunStore) -> str:
+    """Where the runs are kept, without revealing the server's absolute paths."""
+    try:
+        return f"`{store.root.resolve().relative_to(Path.cwd().resolve())}` in the app's folder"
+    except (ValueError, OSError):
+        return "the folder named by LRCORE_RUNS_DIR (or `runs/` in LRCORE_DATA_DIR)"
+
+
+def storage_section(store: RunStore, runs: list[StoredRun]) -> None:
+    """How full the store is, and deleting old finished runs."""
+    used, limit = store.usage(), store_limit_mb()
+    problem = store.write_problem()
+    if problem:
+        st.warning(f"New runs are not being saved: {md_escape(problem, 400)}.", icon=":material/sd_card_alert:")
+    over = limit is not None and used >= limit * 1e6
+    with st.expander("Storage and clean-up", icon=":material/storage:", expanded=over):
+        size = size_text(used) + (f" of its {size_text(limit * 1e6)} limit (LRCORE_STORE_MAX_MB)" if limit
+                                  else " (no size limit: LRCORE_STORE_MAX_MB=0)")
+        st.caption(f"The run store holds {size}: {len(runs)} run{'s' if len(runs) != 1 else ''} and the saved "
+                   "sweeps. Each run keeps every epoch's metrics, at most 50 weight snapshots and 10,000 batch "
+                   "losses. Nothing is ever deleted without you asking.")
+        days_col, button_col = st.columns([1, 2], vertical_alignment="bottom")
+        days = days_col.number_input("Finished more than … days ago", min_value=0, max_value=3650, value=30,
+                                     step=1, key="runs_prune_days",
+                                     help="Runs still training are never deleted. 0 = every finished run.")
+        old = store.older_than(days)
+        confirming = st.session_state.get("runs_confirm_prune")
+        button_col.button(f"Delete {len(old)} finished run{'s' if len(old) != 1 else ''} older than {days} "
+                          f"day{'s' if days != 1 else ''}…", icon=":material/delete_sweep:", key="runs_prune",
+                          disabled=not old or bool(confirming), on_click=st.session_state.__setitem__,
+                          args=("runs_confirm_prune", [run.run_id for run in old]))
+        if confirming:
+            confirm_delete_many("runs_confirm_prune", [run for run in old if run.run_id in confirming],
+                                f"the runs older than {days} day{'s' if days != 1 else ''}")
+        st.caption("To delete particular runs, tick them in the table and use **Delete** (several at once: "
+                   "**Delete the selected runs**). Sweeps are deleted on the Sweep page.")
 
 
 def upload_section() -> None:
@@ -393,7 +519,7 @@ def upload_section() -> None:
             checkpoint = load_checkpoint(upload.getvalue())
         except CheckpointError as error:
             # the message stays, the uploader empties: pick another file straight away
-            st.session_state.runs_upload_problem = f"“{upload.name}” was not added: {error}."
+            st.session_state.runs_upload_problem = f"“{md_escape(upload.name)}” was not added: {md_escape(error, 400)}."
             st.session_state.runs_upload_counter = counter + 1
             st.rerun()
         config, metrics = checkpoint.config, checkpoint.metrics
@@ -408,11 +534,15 @@ def upload_section() -> None:
             try:
                 run_id = common.get_run_store().import_checkpoint(upload.getvalue(), name=name)
             except (CheckpointError, RunStoreError) as error:
-                st.error(f"“{upload.name}” was not added: {error}.")
+                st.error(f"“{md_escape(upload.name)}” was not added: {md_escape(error, 400)}.")
+                return
+            except OSError as error:  # a full disk, a read-only folder, the store over its limit
+                st.error(f"“{md_escape(upload.name)}” was not added: it could not be saved, "
+                         f"{md_escape(describe_write_error(error), 400)}.")
                 return
             st.session_state.runs_upload_counter = counter + 1  # empties the uploader
             st.session_state.runs_select = [run_id]
-            st.toast(f"Added “{name}”.")
+            st.toast(f"Added “{md_escape(name)}”.")
             st.rerun()
 
 
@@ -422,7 +552,9 @@ st.title("Runs")
 st.caption("Every training run is kept with its settings, curves, weights and checkpoint, so it is still here "
            "after a refresh or a restart. Tick several runs to overlay their curves.")
 store = common.get_run_store()
-any_active = any(run.active for run in store.list_runs())
+all_runs = store.list_runs()
+any_active = any(run.active for run in all_runs)
 st.fragment(runs_section, run_every=POLL_SECONDS if any_active else None)(any_active)
 upload_section()
-st.caption(f"Runs are kept in `{store.root}` (set LRCORE_RUNS_DIR to change it).")
+storage_section(store, all_runs)
+st.caption(f"Runs are kept on the server in {folder_text(store)} (set LRCORE_RUNS_DIR to change it).")

@@ -11,6 +11,7 @@ from lrcore.config import TrainConfig
 from lrcore.data import load_dataset
 from lrcore.runstore import RunStore
 from lrcore.train import train
+from pages import common
 from pages.runs import legend_labels
 
 SMALL = TrainConfig(epochs=2, learning_rate=0.5, batch_size=60, per_class_limit=30)
@@ -163,3 +164,107 @@ def test_crashed_run_shows_its_reason_and_keeps_its_epochs(runs_dir):
     assert "the server was restarted" in at.error[0].value
     assert chart_traces(at)["Loss per epoch"] == ["cut off"]
     assert not at.button(key=f"runs_open_Draw_{writer.run_id}").disabled  # its newest epoch can be opened
+
+
+# ---------------------------------------------------------------- saving problems, clean-up, user text
+
+def page_text(at: AppTest) -> str:
+    parts = [element.value for kind in ("markdown", "caption", "error", "warning", "info", "success")
+             for element in getattr(at, kind)]
+    return " | ".join(str(part) for part in parts)
+
+
+def test_a_run_saved_only_in_part_says_why(with_runs, runs_dir):
+    run_id = with_runs["slow"]
+    meta_path = runs_dir / run_id / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "save_error": "the disk is full (No space left on device)"}))
+    at = runs_page()
+    table = at.dataframe[0].value
+    assert table["Status"].iloc[list(table["Name"]).index("slow")] == "done, not fully saved"
+    select(at, ["slow"])
+    assert "could not be saved completely: the disk is full \\(No space left on device\\)" in at.error[0].value
+
+
+@pytest.fixture
+def unsaved_worker(runs_dir, tmp_path):
+    """A run of this server whose store folder could not be made (a file is in the way)."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    registry = common.get_registry()
+    worker = registry.start(SMALL, load_dataset("mnist-sample"), listeners=[RunStore(blocker / "runs").listener()],
+                            name="kept in memory")
+    worker.join(60)
+    yield worker
+    registry._workers.pop(worker.run_id, None)  # other tests share this server-wide registry
+
+
+def test_a_run_that_could_not_be_saved_is_listed_with_its_checkpoint(unsaved_worker):
+    at = runs_page()
+    assert "No runs yet" in at.info[0].value  # nothing on disk
+    error = at.error[0].value
+    assert "“kept in memory” (done) could not be saved: the runs folder could not be written to" in error
+    assert "until the server restarts" in error
+    button = at.get("download_button")[0]
+    assert not button.disabled
+
+
+def test_prune_old_finished_runs_with_confirmation(with_runs, runs_dir):
+    for name, age_days in (("baseline", 40), ("slow", 12)):
+        meta_path = runs_dir / with_runs[name] / "meta.json"
+        meta = json.loads(meta_path.read_text())
+        meta_path.write_text(json.dumps({**meta, "created": meta["created"] - age_days * 86400}))
+    at = runs_page()
+    assert "The run store holds" in page_text(at) and "500 MB limit" in page_text(at)
+    assert at.button(key="runs_prune").label == "Delete 1 finished run older than 30 days…"
+    at.number_input(key="runs_prune_days").set_value(10).run()
+    assert at.button(key="runs_prune").label == "Delete 2 finished runs older than 10 days…"
+    at.button(key="runs_prune").click().run()
+    assert "Delete the runs older than 10 days for good (2:" in at.warning[0].value
+    assert len(RunStore().list_runs()) == 3  # nothing deleted before the confirmation
+    at.button(key="runs_confirm_prune_yes").click().run()
+    assert not at.exception
+    assert [run.name for run in RunStore().list_runs()] == ["small batches"]
+    assert list(at.dataframe[0].value["Name"]) == ["small batches"]
+    assert "Deleted 2 runs" in at.success[0].value
+
+
+def test_delete_several_selected_runs(with_runs):
+    at = runs_page()
+    select(at, ["baseline", "slow"])
+    at.button(key="runs_delete_selected").click().run()
+    assert "Delete the selected runs for good (2:" in at.warning[0].value
+    at.button(key="runs_confirm_selected_no").click().run()
+    assert len(RunStore().list_runs()) == 3
+    at.button(key="runs_delete_selected").click().run()
+    at.button(key="runs_confirm_selected_yes").click().run()
+    assert [run.name for run in RunStore().list_runs()] == ["small batches"]
+
+
+def test_store_over_its_limit_says_so(with_runs, monkeypatch):
+    monkeypatch.setenv("LRCORE_STORE_MAX_MB", "0.01")
+    at = runs_page()
+    warning = at.warning[0].value
+    assert warning.startswith("New runs are not being saved: the run store is full\\: it holds")
+    assert "its limit is 10 kB \\(LRCORE\\_STORE\\_MAX\\_MB\\); delete old runs" in warning
+    assert at.expander[-1].proto.expanded  # the clean-up controls are open
+
+
+def test_user_text_is_shown_literally_and_no_server_path(with_runs, runs_dir):
+    run_id = with_runs["slow"]
+    evil = "[click](https://evil.example) ![x](https://tracker.example/x.png) <b>bold</b>"
+    RunStore().rename(run_id, evil)
+    meta_path = runs_dir / run_id / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["config"]["learning_rate"] = 0.5  # the same settings as "baseline": the legends name the runs
+    meta_path.write_text(json.dumps({**meta, "status": "crashed", "message": "**loud** [link](https://x.example)"}))
+    at = runs_page()
+    select(at, [evil, "baseline"])
+    at.selectbox(key="runs_action_run").set_value(run_id).run()
+    text = page_text(at)
+    assert "[click](" not in text and "**loud**" not in text and "\\*\\*loud\\*\\*" in text
+    legends = chart_traces(at)["Loss per epoch"]
+    assert "&lt;b&gt;bold&lt;/b&gt;" in " ".join(legends) and "<b>" not in " ".join(legends)
+    at.button(key=f"runs_delete_{run_id}").click().run()
+    assert "Delete “\\[click\\]" in at.warning[0].value
+    assert str(runs_dir) not in page_text(at) and str(runs_dir.resolve()) not in page_text(at)
