@@ -10,6 +10,7 @@ poor. numpy does the per-pixel work and PIL only the resize, which keeps a
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from typing import Union
 
@@ -27,6 +28,18 @@ HAZE = EMPTY_PEAK / 2  # ...and above this absolute level; weaker pixels are noi
 FRAME = 2  # border width (px) that tells paper colour and paper level
 MAX_BYTES = 5 * 1024 * 1024
 MAX_SIDE = 4096
+# Decoding budget. A PNG decodes whole (no reduce-on-decode): 12 MP of RGBA is 48 MB, the most
+# one upload may cost; JPEGs are reduced while decoding. Every picture is then shrunk to
+# WORK_SIDE px a side: the digit ends up 20 px tall, so that is plenty.
+MAX_PIXELS = 12_000_000
+WORK_SIDE = 1024
+BAND_ROWS = 256  # input rows shrunk at a time for pictures with alpha
+SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+EXIF_ORIENTATION = 0x0112
+ORIENTATION_FIX = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                   4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                   6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                   8: Image.Transpose.ROTATE_90}  # as ImageOps.exif_transpose
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as PIL's convert("L")
 # Deskewing shears at most 45 degrees: a blob or a flat dash has an ill-defined slant.
 MAX_SHEAR = 1.0
@@ -56,9 +69,14 @@ class PreprocessResult:
 
 
 def load_image_bytes(data: bytes, max_bytes: int = MAX_BYTES) -> Image.Image:
-    """Decode an uploaded PNG or JPEG, refusing oversized, corrupt or huge images.
+    """Decode an uploaded PNG or JPEG within a memory budget, as an 8-bit L, RGB or RGBA image.
 
-    Phone photos carry their rotation in EXIF, so it is applied here.
+    Refuses oversized, corrupt or huge images, checking the header's size before decoding.
+    A digit needs few pixels, so a JPEG is reduced while it is decoded (`Image.draft`), a PNG
+    (which decodes whole) over MAX_PIXELS is refused, and the picture is then shrunk to at most
+    WORK_SIDE px a side: a hostile 4096x4096 picture no longer costs hundreds of MB. 16-bit
+    greyscale is scaled to 8 bits (not clipped), so `st.image` can show every result. Phone
+    photos carry their rotation in EXIF, so it is applied here.
     """
     data = bytes(data)
     if len(data) > max_bytes:
@@ -74,14 +92,71 @@ def load_image_bytes(data: bytes, max_bytes: int = MAX_BYTES) -> Image.Image:
         if width > MAX_SIDE or height > MAX_SIDE or width < 1 or height < 1:
             raise ImageError(f"image is {width}x{height} px; at most {MAX_SIDE}x{MAX_SIDE} px "
                              "is allowed")
+        if image.format == "PNG" and width * height > MAX_PIXELS:
+            raise ImageError(f"image is {width}x{height} px ({width * height / 1e6:.1f} megapixels); a PNG may "
+                             f"have at most {MAX_PIXELS / 1e6:g} megapixels: scale it down (a digit needs far "
+                             "fewer pixels) or save it as JPEG")
+        if image.format == "JPEG":
+            image.draft(None, (WORK_SIDE, WORK_SIDE))  # decode at 1/2, 1/4 or 1/8 scale when that is enough
+        orientation = image.getexif().get(EXIF_ORIENTATION)
         image.load()
-        return ImageOps.exif_transpose(image)
+        if image.mode in SIXTEEN_BIT_GREY:  # shrunk first: the scaling to 8 bits then works on few pixels
+            image = _eight_bit_grey(_shrink(image, reducing_gap=None))
+        else:
+            image = _shrink(_eight_bit(image))
+        method = ORIENTATION_FIX.get(orientation)
+        return image.transpose(method) if method is not None else image
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:  # PIL refuses giant headers inside open()
         raise ImageError(f"image is far too large; at most {MAX_SIDE}x{MAX_SIDE} px is allowed") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"not a PNG or JPEG image (the file is corrupt or truncated: {exc})") from exc
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """L, RGB or RGBA (any transparency kept as alpha), converting only when the mode differs."""
+    if image.mode in ("LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        return image.convert("RGBA")
+    if image.mode in ("L", "RGB", "RGBA"):
+        return image
+    return image.convert("L" if image.mode == "1" else "RGB")
+
+
+def _eight_bit_grey(image: Image.Image) -> Image.Image:
+    """16-bit greyscale (0..65535) -> 8-bit L (0..255, value / 257), RGBA when a tRNS grey is transparent."""
+    values = np.asarray(image).astype(np.int64).clip(0, 65535)
+    grey = ((values * 255 + 32767) // 65535).astype(np.uint8)
+    transparent = image.info.get("transparency")
+    if not isinstance(transparent, int):
+        return Image.fromarray(grey, "L")
+    alpha = np.where(values == transparent, 0, 255).astype(np.uint8)
+    return Image.fromarray(np.dstack([grey, grey, grey, alpha]), "RGBA")
+
+
+def _shrink(image: Image.Image, reducing_gap: float | None = 2.0) -> Image.Image:
+    """`image` with its longer side at most WORK_SIDE px (unchanged when it already is)."""
+    width, height = image.size
+    scale = WORK_SIDE / max(width, height)
+    if scale >= 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if image.mode not in ("RGBA", "LA"):
+        return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=reducing_gap)
+    # Pillow resizes alpha images through a premultiplied copy of the whole input (+48 MB at
+    # 12 MP); band by band, that copy stays a few MB. Each band reads LANCZOS's reach beyond it.
+    out = Image.new(image.mode, size)
+    step = height / size[1]  # input rows per output row
+    margin = math.ceil(3 * step) + 1
+    rows = max(1, int(BAND_ROWS / step))
+    for first in range(0, size[1], rows):
+        last = min(first + rows, size[1])
+        top, bottom = first * step, last * step
+        crop_top, crop_bottom = max(0, math.floor(top) - margin), min(height, math.ceil(bottom) + margin)
+        band = image.crop((0, crop_top, width, crop_bottom))
+        out.paste(band.resize((size[0], last - first), Image.Resampling.LANCZOS,
+                              box=(0, top - crop_top, width, bottom - crop_top)), (0, first))
+    return out
 
 
 def preprocess_digit(image: ImageInput, invert: bool | None = None) -> PreprocessResult:
@@ -180,7 +255,9 @@ def deskew(images: torch.Tensor) -> torch.Tensor:
         cy, cx, alpha = _moments(pixels)
         n = len(pixels)
         # Output pixel (CENTRE + v, CENTRE + u) reads the input at (cy + v, cx + u + alpha * v):
-        # a shear about the centre of mass, so ink along x = cx + alpha (y - cy) ends up vertical.
+        # a shear about the centre of mass, so ink along x = cx + alpha (y - cy) ends up vertical,
+        # and the centre of mass lands on the centre. Measured: this sub-pixel centring scores
+        # 0.5-0.8 points higher than moving by whole pixels (mnist-sample, SGD and AdamW).
         in_y = (cy.view(n, 1, 1) + offsets.view(1, SIZE, 1)).expand(n, SIZE, SIZE)
         in_x = cx.view(n, 1, 1) + offsets.view(1, 1, SIZE) + alpha.view(n, 1, 1) * offsets.view(1, SIZE, 1)
         grid = torch.stack((in_x * scale - 1, in_y * scale - 1), dim=-1)

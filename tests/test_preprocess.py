@@ -230,3 +230,104 @@ def test_core_does_not_import_streamlit():
     code = "import sys, lrcore.preprocess; sys.exit('streamlit' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
+
+
+# ---------------------------------------------------------------- decoding budget, 8-bit output
+
+def png_from_rows(width: int, height: int, bit_depth: int, colour_type: int, row) -> bytes:
+    """A PNG written row by row (`row(y)` -> the row's samples as bytes), so a huge test picture
+    never sits in memory whole."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    packer = zlib.compressobj(6)
+    body = b"".join(packer.compress(b"\x00" + row(y)) for y in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def bar_rows(width: int, height: int, channels: int, sample_bytes: int):
+    """Rows of an opaque black picture with a white vertical bar in its middle third."""
+    white = b"\xff" * (channels * sample_bytes)
+    black = (b"\x00" * (channels - 1) * sample_bytes + b"\xff" * sample_bytes) if channels == 4 \
+        else b"\x00" * channels * sample_bytes
+    left, right = width * 9 // 20, width * 11 // 20
+    inked = black * left + white * (right - left) + black * (width - right)
+    blank = black * width
+    return lambda y: inked if height // 5 <= y < height * 4 // 5 else blank
+
+
+def test_16_bit_greyscale_png_loads_as_8_bit_with_its_contrast():
+    values = np.zeros((40, 40), dtype=">u2")
+    values[:, 10:20], values[:, 20:30], values[:, 30:] = 20000, 32896, 65535
+    png = png_from_rows(40, 40, 16, 0, lambda y: values[y].tobytes())
+    image = load_image_bytes(png)
+    assert image.mode == "L" and image.size == (40, 40)
+    assert np.asarray(image)[0, [0, 15, 25, 35]].tolist() == [0, 78, 128, 255]  # value / 257, not clipped
+    image.save(io.BytesIO(), format="JPEG")  # what st.image does with it: "cannot write mode I;16" before
+    assert_digit(preprocess_digit(png))
+
+
+def test_every_picture_comes_back_as_8_bit_l_rgb_or_rgba():
+    seven = draw_seven(canvas())
+    palette = seven.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE)
+    transparent_palette = palette.copy()
+    colours = palette.getpalette()
+    black = next(i for i in range(len(colours) // 3) if colours[3 * i:3 * i + 3] == [0, 0, 0])
+    transparent_palette.info["transparency"] = black  # white strokes on transparent paper
+    for picture in (seven, seven.convert("1"), seven.convert("LA"), palette, transparent_palette):
+        loaded = load_image_bytes(png_bytes(picture))
+        assert loaded.mode in ("L", "RGB", "RGBA"), picture.mode
+        assert correlation(assert_digit(preprocess_digit(loaded)), preprocess_digit(seven).image) > 0.9
+    assert load_image_bytes(png_bytes(transparent_palette)).mode == "RGBA"
+
+
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_a_4096x4096_rgba_png_is_refused_from_its_header(bit_depth):
+    png = png_from_rows(4096, 4096, bit_depth, 6, bar_rows(4096, 4096, 4, bit_depth // 8))
+    assert len(png) < 1_000_000  # a small file that would decode to 64-128 MB
+    with pytest.raises(ImageError, match=r"4096x4096 px \(16\.8 megapixels\); a PNG may have at most 12 megapixels"):
+        load_image_bytes(png)
+
+
+def test_a_large_png_within_the_budget_is_shrunk_right_after_decoding():
+    png = png_from_rows(4000, 3000, 8, 6, bar_rows(4000, 3000, 4, 1))
+    image = load_image_bytes(png)
+    assert image.mode == "RGBA" and image.size == (1024, 768)
+    result = preprocess_digit(image)
+    # The bar (x 1800..2200, y 600..2400 of 4000x3000), in the shrunk picture's pixels.
+    assert all(abs(a - b) <= 2 for a, b in zip(result.bbox, (461, 154, 563, 614))), result.bbox
+    small = load_image_bytes(png_from_rows(400, 300, 8, 6, bar_rows(400, 300, 4, 1)))
+    assert correlation(assert_digit(result), assert_digit(preprocess_digit(small))) > 0.85  # a 4.5 px wide bar
+
+
+def test_a_large_jpeg_is_reduced_while_decoding(monkeypatch):
+    from PIL import JpegImagePlugin
+
+    drafts = []
+    original = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):
+        result = original(self, mode, size)
+        drafts.append(self.size)  # the size the decoder will produce
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    buffer = io.BytesIO()
+    draw_seven(Image.new("RGB", (280, 280)), width=14).resize((4096, 4096)).save(buffer, format="JPEG")
+    image = load_image_bytes(buffer.getvalue())
+    assert drafts == [(1024, 1024)]  # decoded at 1/4 scale: 3 MB instead of 48 MB
+    assert image.mode == "RGB" and image.size == (1024, 1024)
+    assert correlation(assert_digit(preprocess_digit(image)), preprocess_digit(draw_seven(canvas())).image) > 0.9
+
+
+def test_exif_rotation_is_applied():
+    tall = Image.new("RGB", (200, 300))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    buffer = io.BytesIO()
+    tall.save(buffer, format="JPEG", exif=exif)
+    assert load_image_bytes(buffer.getvalue()).size == (300, 200)
