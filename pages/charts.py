@@ -207,6 +207,7 @@ def class_title(name: str) -> str:
 
 COLUMNS = 5
 MAP_HEIGHT = 200  # pixels per row of heatmaps
+COMPACT_MAP_HEIGHT = 130  # in a half-width column (two runs side by side) the maps are ~60-95 px wide
 
 
 @functools.lru_cache(maxsize=16)
@@ -234,12 +235,13 @@ def _scale(maps: np.ndarray) -> float:
 
 
 def weights_figure(weight: torch.Tensor, class_names: Sequence[str], shared_scale: bool = True,
-                   limit: float | None = None, height: int | None = None, colorbar: bool = True) -> SentFigure:
+                   limit: float | None = None, compact: bool = False) -> SentFigure:
     """One 28x28 heatmap per class in a grid of 5 columns; blue positive, red negative, 0 white.
 
     With `shared_scale` every map uses one symmetric range (the largest |weight| overall, or
     ±`limit` when given, so two runs' figures share one scale); otherwise each map is scaled
-    to its own largest |weight|. `height` shrinks the grid for a half-width column.
+    to its own largest |weight|. `compact` is for a half-width column: lower, smaller titles,
+    the colour bar under the grid so two grids side by side get maps of the same size.
     """
     maps = _class_maps(weight, len(class_names))
     titles = tuple(class_title(name) for name in class_names)
@@ -254,12 +256,18 @@ def weights_figure(weight: torch.Tensor, class_names: Sequence[str], shared_scal
             trace.update(colorscale=WEIGHT_COLORS, zmin=-_scale(grid), zmax=_scale(grid), showscale=False)
         data.append(trace)
     layout = copy.deepcopy(_grid_layout(titles))
-    if height is not None:
-        layout["height"] = height
+    colorbar = dict(title=dict(text="weight"), thickness=16)
+    if compact:
+        rows = math.ceil(len(titles) / COLUMNS)
+        layout.update(height=COMPACT_MAP_HEIGHT * rows + 70, margin=dict(l=5, r=5, t=30, b=50))
+        for name, axis in layout.items():
+            if name.startswith("xaxis"):
+                axis["title"]["font"] = dict(size=13)
+        colorbar = dict(title=dict(text="weight", side="top"), orientation="h", thickness=12, len=0.8,
+                        y=-0.04, yanchor="top")
     if shared_scale:
         bound = limit or _scale(maps)
-        layout["coloraxis"] = dict(colorscale=WEIGHT_COLORS, cmin=-bound, cmax=bound, showscale=colorbar,
-                                   colorbar=dict(title=dict(text="weight"), thickness=16))
+        layout["coloraxis"] = dict(colorscale=WEIGHT_COLORS, cmin=-bound, cmax=bound, colorbar=colorbar)
     return SentFigure(dict(data=data, layout=layout))
 
 
@@ -277,16 +285,15 @@ class WeightMaps:
         self._limit: float | None = None
 
     def figure(self, source: object, weight: torch.Tensor, class_names: Sequence[str],
-               shared_scale: bool = True, limit: float | None = None, height: int | None = None,
-               colorbar: bool = True) -> SentFigure:
+               shared_scale: bool = True, limit: float | None = None, compact: bool = False) -> SentFigure:
         """The figure for `weight`; `source` names those weights (e.g. run and snapshot).
 
-        `limit`, `height` and `colorbar` are `weights_figure`'s: a compared run's figure
-        keeps its maps and only follows the shared scale when the other run's weights grow.
+        `limit` and `compact` are `weights_figure`'s: a compared run's figure keeps its maps
+        and only follows the shared scale when the other run's weights grow.
         """
-        shape = (tuple(class_names), shared_scale, height, colorbar)
+        shape = (tuple(class_names), shared_scale, compact)
         if self._figure is None or shape != self._shape:
-            self._figure = weights_figure(weight, class_names, shared_scale, limit, height, colorbar)
+            self._figure = weights_figure(weight, class_names, shared_scale, limit, compact)
         elif source != self._source or limit != self._limit:
             maps = _class_maps(weight, len(class_names))
             with self._figure.batch_update():

@@ -26,7 +26,6 @@ from ui.text import md_escape, shorten
 
 POLL_SECONDS = 0.5
 COMPARE_KEY = "weights_compare"
-COMPARE_HEIGHT = 300  # a half-width grid of 2 rows: the maps are about 100 px wide there
 
 
 @dataclass(frozen=True)
@@ -83,9 +82,9 @@ def draw_comparison(weight, bias, class_names, source: object, compared: Compare
     """Two grids side by side (stacked on a phone) on one symmetric scale, then norms and biases."""
     state = st.session_state
     limit = max(float(weight.abs().max()), float(compared.weight.abs().max())) or 1.0
-    ours = state.weights_figures.figure(source, weight, class_names, True, limit, COMPARE_HEIGHT, colorbar=False)
+    ours = state.weights_figures.figure(source, weight, class_names, True, limit, compact=True)
     theirs = state.weights_compare_figures.figure(compared.key, compared.weight, compared.class_names, True,
-                                                  limit, COMPARE_HEIGHT)
+                                                  limit, compact=True)
     left, right = st.columns(2, gap="medium")
     left.markdown(f"**A** · {title}")
     left.plotly_chart(ours, key="weights_maps")
@@ -215,7 +214,7 @@ if model is None and worker is None:
 
 st.caption("One 28×28 weight image per class: the model scores an image by adding up ink × weight over "
            "all pixels, plus the class's bias.")
-scale_col, compare_col = st.columns([1, 2], vertical_alignment="bottom")
+scale_col, compare_col = st.columns(2, vertical_alignment="bottom")
 compared = None
 with compare_col:
     compared = compare_picker(worker.run_id if worker is not None else None)

@@ -278,11 +278,11 @@ def test_the_compared_figure_is_kept_while_the_current_weights_change():
     names = tuple("0123456789")
     other = torch.randn(10, 784)
     maps = charts.WeightMaps()
-    figure = maps.figure(("other", 1), other, names, True, limit=5.0, height=300)
-    assert maps.figure(("other", 1), other, names, True, limit=7.0, height=300) is figure
+    figure = maps.figure(("other", 1), other, names, True, limit=5.0, compact=True)
+    assert maps.figure(("other", 1), other, names, True, limit=7.0, compact=True) is figure
     assert figure.layout.coloraxis.cmax == 7.0 and figure.to_dict()["layout"]["coloraxis"]["cmin"] == -7.0
     assert json.loads(figure.to_json()) == json.loads(
-        charts.weights_figure(other, names, True, limit=7.0, height=300).to_json())
+        charts.weights_figure(other, names, True, limit=7.0, compact=True).to_json())
 
 
 def test_without_other_runs_the_page_says_how_to_get_one(tmp_path, monkeypatch):
