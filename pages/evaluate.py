@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -13,6 +14,7 @@ from lrcore.config import ConfigError
 from lrcore.data import DATASET_TITLES, make_splits
 from lrcore.evaluate import Evaluation, evaluate_model
 from pages import common
+from ui.text import md_escape
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 
@@ -51,7 +53,7 @@ def load_uploaded() -> None:
     try:
         checkpoint = load_checkpoint(uploaded.getvalue())
     except CheckpointError as error:
-        st.session_state.eval_upload_error = f"{uploaded.name} was not loaded: {error}"
+        st.session_state.eval_upload_error = f"{md_escape(uploaded.name)} was not loaded: {md_escape(error, 500)}"
         return
     common.use_checkpoint(checkpoint, f"checkpoint {uploaded.name}")
 
@@ -70,6 +72,7 @@ def cell_clicked() -> None:
 
 def confusion_figure(result: Evaluation, names: list[str], normalised: bool, chosen: tuple[int, int]) -> go.Figure:
     classes = len(names)
+    names = [html.escape(name) for name in names]  # plotly renders <a>, <b>... in labels; entities show literally
     counts = result.confusion
     shares = result.normalized_confusion()
     z = shares if normalised else counts
@@ -121,13 +124,14 @@ if model is None:
     st.stop()
 
 worker = common.current_worker()
-st.caption(f"Model: {model.label} · evaluated on {DATASET_TITLES.get(model.dataset, model.dataset)}")
+st.caption(f"Model: {md_escape(model.label, 200)} · evaluated on {DATASET_TITLES.get(model.dataset, model.dataset)}")
 if not common.using_checkpoint() and worker is not None and worker.snapshot().active:
     st.button("Update to the latest weights", icon=":material/refresh:",
               help="The run is still training; this page shows the weights of its last finished epoch.")
 
 dataset = common.dataset_or_stop(model.dataset)
 names = list(model.class_names)
+name_text = [md_escape(name) for name in names]  # class names come from uploaded files: literal in any markdown
 if len(names) != dataset.num_classes:
     st.error(f"This model has {len(names)} classes but {model.dataset} has {dataset.num_classes}; "
              "load a checkpoint trained on this dataset.")
@@ -136,7 +140,7 @@ config = common.current_model_config()
 try:
     splits = make_splits(dataset, config.validation_fraction, config.seed, config.per_class_limit)
 except ConfigError as error:
-    st.error(f"Cannot rebuild this model's validation split: {error}")
+    st.error(f"Cannot rebuild this model's validation split: {md_escape(error, 500)}")
     st.stop()
 
 key = fingerprint(model)
@@ -181,15 +185,15 @@ with right:
                                          key="eval_pred")
     st.markdown("**Most confused pairs**")
     for t, p, count in result.most_confused(6):
-        st.button(f"{names[t]} taken for {names[p]}: {count} images", key=f"eval_pair_{t}_{p}",
+        st.button(f"{name_text[t]} taken for {name_text[p]}: {count} images", key=f"eval_pair_{t}_{p}",
                   on_click=pick_cell, args=(t, p), width="stretch")
 
 members = result.cell(true_class, predicted_class)
 predicted_share = result.probabilities[members, predicted_class]
 members = members[predicted_share.argsort(descending=True)]
 shown = members[:CELL_IMAGES]
-verb = "predicted correctly" if true_class == predicted_class else f"predicted as {names[predicted_class]}"
-st.markdown(f"**{len(members)} images of class {names[true_class]} {verb}**"
+verb = "predicted correctly" if true_class == predicted_class else f"predicted as {name_text[predicted_class]}"
+st.markdown(f"**{len(members)} images of class {name_text[true_class]} {verb}**"
             + (f" — the {len(shown)} most confident shown" if len(members) > len(shown) else "")
             + (". Caption: probability of the predicted class, then of the true class." if len(shown) else "."))
 if len(shown):
@@ -223,7 +227,7 @@ st.subheader("Top losses")
 st.caption("The images the model is most wrong about. Caption: predicted / actual / loss / probability of the "
            "actual class (like fastai's plot_top_losses).")
 worst = result.top_losses(TOP_LOSSES)
-image_grid(split_images(worst), [f"{names[int(result.predictions[i])]} / {names[int(result.labels[i])]} / "
+image_grid(split_images(worst), [f"{name_text[int(result.predictions[i])]} / {name_text[int(result.labels[i])]} / "
                    f"{result.losses[i]:.2f} / {result.probabilities[i, result.labels[i]]:.2f}" for i in worst.tolist()],
            marked=result.predictions[worst] != result.labels[worst], scale=4)  # wider: captions fit one line
 
@@ -237,6 +241,6 @@ generator = torch.Generator().manual_seed(st.session_state.eval_sample_seed)
 sample = torch.randperm(len(result.labels), generator=generator)[:RANDOM_IMAGES]
 wrong = result.predictions[sample] != result.labels[sample]
 st.caption(f"{int((~wrong).sum())} of {len(sample)} right. Wrong ones have a red border and say the true class.")
-image_grid(split_images(sample), [f":red[{names[int(result.predictions[i])]} (true {names[int(result.labels[i])]})]"
-                    if result.predictions[i] != result.labels[i] else names[int(result.predictions[i])]
+image_grid(split_images(sample), [f":red[{name_text[int(result.predictions[i])]} (true {name_text[int(result.labels[i])]})]"
+                    if result.predictions[i] != result.labels[i] else name_text[int(result.predictions[i])]
                     for i in sample.tolist()], marked=wrong)

@@ -1,6 +1,8 @@
 """The Evaluate page in Streamlit's AppTest: no model, a checkpoint, a run, confusion cells, mistakes."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
@@ -14,6 +16,7 @@ from lrcore.data import make_splits
 from lrcore.evaluate import evaluate_model
 from lrcore.model import LogisticRegression
 from pages import common
+from ui.text import md_escape
 
 APP = "../dashboard.py"  # relative to this file
 PAGE = "pages/evaluate.py"
@@ -192,3 +195,68 @@ def test_evaluations_are_cached_by_weights_not_recomputed(checkpoint, monkeypatc
     assert not at.exception
     assert len(calls) == 2  # new weights: test and validation evaluated once each
     assert metrics(at)["Test accuracy"] == "10.00%"  # all-zero weights: every image is called class 0
+
+
+# ---------------------------------------------------------------- hostile input (security review)
+
+HOSTILE_NAMES = ("[x](http://e)", "![i](http://e/i.png)", "<img src=x onerror=alert(1)>", ":red[3]", "$4$", "`5`",
+                 "**6**", "# 7", "<a href='http://e'>8</a>", "9 :material/home:")
+
+
+def unescaped(text: str) -> str:
+    """What markdown shows for backslash-escaped text."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def markdown_texts(at: AppTest) -> list[str]:
+    """Every string of the page that Streamlit renders as markdown."""
+    values = [e.value for kind in (at.markdown, at.caption, at.error, at.warning, at.info, at.subheader)
+              for e in kind]
+    values += [b.label for b in at.button] + [s.label for s in at.selectbox]
+    values += [caption for image in at.image for caption in image.captions]
+    return [str(v) for v in values]
+
+
+def test_class_names_with_markdown_and_html_are_shown_literally(checkpoint):
+    hostile = load_checkpoint(checkpoint_bytes(checkpoint.model, CONFIG, HOSTILE_NAMES, checkpoint.normalizer, {}))
+    at = evaluate_page(hostile)
+    at.selectbox(key="eval_true").set_value(1)  # the image-named class, predicted as the link-named one
+    at.selectbox(key="eval_pred").set_value(0)
+    at.run()
+    assert not at.exception
+    shown = markdown_texts(at)
+    for text in shown:  # no markup from a class name survives unescaped
+        assert not re.search(r"(?<!\\)(<|\]\(|\$|`|:red\[3|:material)", text), text
+    heading = cell_heading(at)
+    assert md_escape(HOSTILE_NAMES[1]) in heading and md_escape(HOSTILE_NAMES[0]) in heading
+    assert unescaped(md_escape(HOSTILE_NAMES[1])) == HOSTILE_NAMES[1]  # escaped, the text reads the same
+    pair_labels = [b.label for b in at.button if b.key and b.key.startswith("eval_pair_")]
+    assert pair_labels and all(any(md_escape(name) in label for name in HOSTILE_NAMES) for label in pair_labels)
+    captions = [c for image in at.image for c in image.captions]
+    assert any(md_escape(name) in c for c in captions for name in HOSTILE_NAMES)
+    figure = at.get("plotly_chart")[0].proto.spec
+    assert "&lt;img src=x onerror=alert(1)&gt;" in figure and "<img" not in figure and "<a " not in figure
+
+
+def test_a_markdown_file_name_in_an_upload_error_is_literal():
+    at = evaluate_page()
+    at.file_uploader(key="eval_upload").set_value(("[x](http://e)![i](http://e/i.png).pt", b"junk", "x/y")).run()
+    assert not at.exception
+    [error] = at.error
+    assert error.value.startswith(md_escape("[x](http://e)![i](http://e/i.png).pt") + " was not loaded: ")
+    assert "](http" not in error.value
+
+
+def test_uploading_each_hostile_checkpoint_shows_an_error_and_no_exception():
+    from tests.test_hostile_checkpoints import CRAFTED, deflated, payload, saved
+    cases = dict(CRAFTED)
+    cases["1 GB of deflated zeros"] = (deflated(saved(payload()), {"archive/data/9": 1 << 30}), "tensors")
+    at = evaluate_page()
+    for number, (name, (data, field)) in enumerate(cases.items()):
+        at.file_uploader(key="eval_upload").set_value((f"crafted{number}.pt", data, "application/octet-stream"))
+        at.run()
+        assert not at.exception, (name, at.exception)
+        [error] = at.error
+        assert unescaped(error.value).startswith(f"crafted{number}.pt was not loaded: "), name
+        assert field in unescaped(error.value), (name, error.value)
+        assert "No model to evaluate yet" in texts(at.info)  # nothing was loaded
