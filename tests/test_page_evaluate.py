@@ -11,7 +11,7 @@ from tests.apptest_helpers import open_page, texts
 
 import lrcore.evaluate
 from lrcore import TrainConfig, load_dataset, train
-from lrcore.checkpoint import checkpoint_bytes, load_checkpoint
+from lrcore.checkpoint import Checkpoint, CheckpointError, checkpoint_bytes, load_checkpoint
 from lrcore.data import make_splits
 from lrcore.evaluate import evaluate_model
 from lrcore.model import LogisticRegression
@@ -173,8 +173,12 @@ def test_a_checkpoint_for_a_missing_dataset_says_how_to_get_it(checkpoint, tmp_p
 def test_a_model_with_the_wrong_number_of_classes_is_refused(checkpoint):
     model = checkpoint.model
     weight, bias = model.linear.weight.detach()[:5].clone(), model.linear.bias.detach()[:5].clone()
-    five = load_checkpoint(checkpoint_bytes(LogisticRegression.from_tensors(weight, bias), CONFIG,
-                                            tuple("01234"), checkpoint.normalizer, {}))
+    data = checkpoint_bytes(LogisticRegression.from_tensors(weight, bias), CONFIG, tuple("01234"),
+                            checkpoint.normalizer, {})
+    with pytest.raises(CheckpointError, match="a model for mnist-sample needs 10"):
+        load_checkpoint(data)  # a file is refused on loading; the page still checks models from elsewhere
+    five = Checkpoint(LogisticRegression.from_tensors(weight, bias), CONFIG, tuple("01234"),
+                      checkpoint.normalizer, {}, 0.0)
     at = evaluate_page(five)
     assert "has 5 classes but mnist-sample has 10" in texts(at.error)
 
