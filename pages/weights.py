@@ -170,7 +170,7 @@ def run_weights(run_id: str, was_active: bool, shared_scale: bool, compared: Com
         if record.active:
             st.info("Waiting for the first weights (the untrained model)…", icon=":material/hourglass_top:")
         else:
-            st.error(f"This run stopped before it produced any weights. {record.message}")
+            st.error(f"This run stopped before it produced any weights. {md_escape(record.message, limit=300)}")
         return
     newest = len(record.snapshots) - 1
     options = list(range(newest + 1))
