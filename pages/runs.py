@@ -39,6 +39,7 @@ LONG_NAMES = {"dataset": "dataset", "learning_rate": "learning rate", "batch_siz
               "epochs": "epochs", "validation_fraction": "validation fraction", "normalization": "normalisation",
               "per_class_limit": "images per class", "seed": "seed", "device": "device",
               "batch_order": "minibatch order"}
+CHECKPOINT_METRICS = ("test_loss", "test_accuracy", "validation_loss", "validation_accuracy", "epochs_completed")
 STATUS_TEXT = {"imported": "uploaded"}  # plain words: the table is drawn on a canvas, emoji fonts vary
 SOURCES = {"dashboard": "trained in the dashboard", "cli": "trained with python -m lrcore",
            "upload": "uploaded checkpoint", "sweep": "kept from a learning-rate sweep (Sweep page)"}
@@ -439,12 +440,13 @@ def unsaved_runs() -> None:
     for worker in workers[-5:]:
         record = worker.snapshot()
         with st.container(border=True):
-            text_col, button_col = st.columns([5, 1.2], vertical_alignment="center")
+            text_col, button_col = st.columns([4, 1.3], vertical_alignment="center")
             text_col.error(f"“{md_escape(record.name)}” ({record.status}) could not be saved: "
                            f"{md_escape(record.save_error, 400)}. It stays usable until the server restarts: "
                            "download its checkpoint to keep it.", icon=":material/sd_card_alert:")
             model = record.latest_model()
-            metrics = {k: v for k, v in record.final.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+            metrics = {k: v for k, v in record.final.items() if k in CHECKPOINT_METRICS
+                       and isinstance(v, (int, float)) and math.isfinite(v)}
             metrics.setdefault("epochs_completed", record.epochs_done)
             button_col.download_button(
                 "Checkpoint", icon=":material/download:", width="stretch", key=f"runs_unsaved_{record.run_id}",
@@ -467,17 +469,15 @@ def show_skipped(store) -> None:
 def folder_text(store: RunStore) -> str:
     """Where the runs are kept, without revealing the server's absolute paths."""
     try:
-        return f"`{store.root.resolve().relative_to(Path.cwd().resolve())}` in the app's folder"
+        where = f"`{store.root.resolve().relative_to(Path.cwd().resolve())}` in the app's folder"
     except (ValueError, OSError):
-        return "the folder named by LRCORE_RUNS_DIR (or `runs/` in LRCORE_DATA_DIR)"
+        where = "the folder that LRCORE_RUNS_DIR names (else `runs/` in the data folder, LRCORE_DATA_DIR)"
+    return f"Runs are kept on the server in {where}; set LRCORE_RUNS_DIR to keep them elsewhere."
 
 
 def storage_section(store: RunStore, runs: list[StoredRun]) -> None:
     """How full the store is, and deleting old finished runs."""
     used, limit = store.usage(), store_limit_mb()
-    problem = store.write_problem()
-    if problem:
-        st.warning(f"New runs are not being saved: {md_escape(problem, 400)}.", icon=":material/sd_card_alert:")
     over = limit is not None and used >= limit * 1e6
     with st.expander("Storage and clean-up", icon=":material/storage:", expanded=over):
         size = size_text(used) + (f" of its {size_text(limit * 1e6)} limit (LRCORE_STORE_MAX_MB)" if limit
@@ -554,7 +554,11 @@ st.caption("Every training run is kept with its settings, curves, weights and ch
 store = common.get_run_store()
 all_runs = store.list_runs()
 any_active = any(run.active for run in all_runs)
+write_problem = store.write_problem()
+if write_problem:
+    st.warning(f"New runs are not being saved: {md_escape(write_problem, 400)}. They still train, and can be "
+               "used until the server restarts.", icon=":material/sd_card_alert:")
 st.fragment(runs_section, run_every=POLL_SECONDS if any_active else None)(any_active)
 upload_section()
 storage_section(store, all_runs)
-st.caption(f"Runs are kept on the server in {folder_text(store)} (set LRCORE_RUNS_DIR to change it).")
+st.caption(folder_text(store))

@@ -3,11 +3,14 @@ page; two finished runs overlay their curves; checkpoints download and upload ag
 """
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
+import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import screenshot, wait_for_app
+from tests.browser.conftest import screenshot, start_streamlit, stop, wait_for_app
 
 ROW_HEIGHT = 35  # st.dataframe's default row height (the header row is as tall)
 CHART_LEGENDS = """() => Object.fromEntries([...document.querySelectorAll('.js-plotly-plot')]
@@ -158,3 +161,80 @@ def test_compare_two_runs_then_download_and_upload_a_checkpoint(page, dashboard_
     assert table_names(page)[0] == "from a colleague"
     status = page.locator('[data-testid="stDataFrame"] td[aria-colindex="2"]').first
     expect(status).to_contain_text("uploaded")
+
+
+def seed_runs(runs_dir: Path) -> None:
+    """Two small finished runs: one 40 days old, one saved only in part (the disk filled up)."""
+    from lrcore.config import TrainConfig
+    from lrcore.runstore import RunStore
+    from lrcore.train import train
+
+    store = RunStore(runs_dir)
+    for name, age_days, save_error in (("last month's baseline", 40, ""),
+                                       ("filled the disk", 0, "the disk is full (No space left on device)")):
+        config = TrainConfig(epochs=2, batch_size=60, per_class_limit=30)
+        with store.writer(config, name=name) as writer:
+            for event in train(config):
+                writer.record(event)
+        meta_path = runs_dir / writer.run_id / "meta.json"
+        meta = json.loads(meta_path.read_text())
+        meta["created"] -= age_days * 86400
+        if save_error:
+            meta["save_error"] = save_error
+        meta_path.write_text(json.dumps(meta))
+
+
+@pytest.fixture
+def full_store_url(tmp_path):
+    """A dashboard of its own whose run store is over its size limit (50 kB)."""
+    data_dir = tmp_path / "data"
+    seed_runs(data_dir / "runs")
+    process, url = start_streamlit(data_dir, tmp_path / "streamlit.log", {"LRCORE_STORE_MAX_MB": "0.05"})
+    yield url
+    stop(process)
+
+
+def test_full_store_runs_train_unsaved_and_the_page_says_why(page, full_store_url, tmp_path):
+    start_run(page, full_store_url, SHORT_RUN)
+    page.get_by_text("Done: test accuracy").wait_for(timeout=90_000)
+    open_runs_page(page, full_store_url)
+    expect(page.get_by_text(re.compile("New runs are not being saved: the run store is full: it holds"))).to_be_visible()
+    unsaved = page.get_by_text(re.compile("“SGD .*” \\(done\\) could not be saved: the run store is full"))
+    expect(unsaved).to_be_visible()
+    with page.expect_download() as download:  # its checkpoint, from the server's memory
+        page.get_by_role("button", name="Checkpoint").first.click()
+    checkpoint = tmp_path / "unsaved.pt"
+    download.value.save_as(checkpoint)
+    assert checkpoint.stat().st_size > 30_000
+    assert table_names(page) == ["filled the disk", "last month's baseline"]
+    status = page.locator('[data-testid="stDataFrame"] td[aria-colindex="2"]').first
+    expect(status).to_contain_text("done, not fully saved")
+    tick_row(page, "filled the disk")
+    expect(page.get_by_text(re.compile("This run could not be saved completely: the disk is full"))).to_be_visible()
+    # the clean-up controls are open, because the store is over its limit
+    prune = page.get_by_role("button", name=re.compile("Delete 1 finished run older than 30 days"))
+    expect(prune).to_be_visible()
+    prune.click()
+    expect(page.get_by_text(re.compile("Delete the runs older than 30 days for good \\(1: “last month's"))
+           ).to_be_visible()
+    wait_for_app(page)
+    for width, height in ((1400, 1000), (1024, 768), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.evaluate("() => document.querySelectorAll('*').forEach(e => { if (e.scrollTop) e.scrollTop = 0; })")
+        page.wait_for_timeout(500)
+        screenshot(page, f"runs-save-problems-{width}")
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    assert "/tmp/" not in page.locator('[data-testid="stMain"]').inner_text()  # no server paths
+
+    # "Add to runs" on a full store: an error, not a traceback
+    page.get_by_text("Add a checkpoint file").click()
+    upload(page, str(checkpoint), "unsaved.pt")
+    page.get_by_role("button", name="Add to runs").click()
+    expect(page.get_by_text(re.compile("“unsaved.pt” was not added: it could not be saved, the run store is full"))
+           ).to_be_visible()
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+
+    page.get_by_role("button", name=re.compile("Yes, delete 1")).click()
+    page.get_by_text("Deleted 1 run.").wait_for()
+    page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stDataFrame"] td[aria-colindex="1"]')]
+                             .map(td => td.innerText).join('|') === 'filled the disk'""")
