@@ -33,6 +33,8 @@ def test_defaults_are_valid():
     ("normalization", "zscore", "raw, standardize"),
     ("per_class_limit", 0, ">= 1"),
     ("batch_order", "random", "shuffled, fixed, by_class"),
+    ("deskew", "yes", "true or false"),
+    ("deskew", 1, "true or false"),
 ])
 def test_each_bad_value_names_the_field_and_what_is_allowed(field, value, fragment):
     with pytest.raises(ConfigError) as caught:
@@ -59,3 +61,11 @@ def test_from_dict_ignores_unknown_keys_and_replace_validates():
     assert config.learning_rate == 0.1
     with pytest.raises(ConfigError):
         config.replace(batch_size=0)
+
+
+def test_deskew_is_off_unless_asked_for_so_old_settings_load_as_trained():
+    assert TrainConfig().deskew is False
+    old = TrainConfig().to_dict()
+    del old["deskew"]  # a run or checkpoint saved before the setting existed
+    assert TrainConfig.from_dict(old).deskew is False
+    assert TrainConfig(deskew=True).replace(learning_rate=0.1).deskew is True

@@ -139,3 +139,18 @@ def test_normalizer_never_changes_its_input(kind):
     expected = 1.0 if kind == "raw" else (1.0 - 0.5) / 0.25
     assert torch.allclose(inputs, torch.full((2, 784), expected))
     assert torch.equal(normalizer(images.to(torch.uint8)), inputs)
+
+
+def test_deskewed_images_are_computed_once_and_keep_the_originals(sample):
+    from lrcore.preprocess import deskew
+
+    deskewed = sample.images("train", deskew=True)
+    assert deskewed is sample.images("train", deskew=True)  # cached for the process
+    assert deskewed.shape == sample.train_images.shape and deskewed.dtype == torch.uint8
+    assert torch.equal(deskewed[:100], deskew(sample.train_images[:100]))
+    assert sample.images("train") is sample.train_images and sample.images("test") is sample.test_images
+    assert torch.equal(sample.images("test", deskew=True), deskew(sample.test_images))
+    flat = sample.flat_images("test", deskew=True)
+    assert flat.shape == (2000, 784) and torch.equal(flat, sample.images("test", deskew=True).reshape(2000, 784))
+    assert flat is sample.flat_images("test", deskew=True)
+    assert not torch.equal(flat, sample.flat_images("test"))
