@@ -269,7 +269,8 @@ def _class_names(names: object, dataset: str) -> tuple[str, ...]:
         raise CheckpointError(f"class_names: expected a list of {MIN_CLASSES} to {MAX_CLASSES} names, "
                               f"found {_describe(names)}")
     if not MIN_CLASSES <= len(names) <= MAX_CLASSES:
-        raise CheckpointError(f"class_names: a model has {MIN_CLASSES} to {MAX_CLASSES} classes, this one {len(names):,}")
+        raise CheckpointError(f"class_names: a model has {MIN_CLASSES} to {MAX_CLASSES} classes, "
+                              f"this one {len(names):,}")
     for index, name in enumerate(names):
         if not isinstance(name, str):
             raise CheckpointError(f"class_names: name {index} is not text but {_describe(name)}")

@@ -241,6 +241,11 @@ generator = torch.Generator().manual_seed(st.session_state.eval_sample_seed)
 sample = torch.randperm(len(result.labels), generator=generator)[:RANDOM_IMAGES]
 wrong = result.predictions[sample] != result.labels[sample]
 st.caption(f"{int((~wrong).sum())} of {len(sample)} right. Wrong ones have a red border and say the true class.")
-image_grid(split_images(sample), [f":red[{name_text[int(result.predictions[i])]} (true {name_text[int(result.labels[i])]})]"
-                    if result.predictions[i] != result.labels[i] else name_text[int(result.predictions[i])]
-                    for i in sample.tolist()], marked=wrong)
+
+
+def sample_caption(i: int) -> str:
+    predicted, true = int(result.predictions[i]), int(result.labels[i])
+    return name_text[predicted] if predicted == true else f":red[{name_text[predicted]} (true {name_text[true]})]"
+
+
+image_grid(split_images(sample), [sample_caption(i) for i in sample.tolist()], marked=wrong)

@@ -26,6 +26,7 @@ from lrcore.runstore import RunStoreError
 from lrcore.sweep import MAX_CONFIGS, SweepRecord, SweepWorker, grid_problems, log_grid, parse_numbers, sweep_configs
 from lrcore.sweepstore import SweepStoreError, member_checkpoint_bytes
 from pages import common
+from ui.text import md_escape
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 
@@ -107,7 +108,7 @@ def read_settings(dataset_name: str) -> tuple[list[TrainConfig], dict[str, str]]
 def problem_note(problems: dict[str, str], *names: str) -> None:
     for name in names:
         if name in problems:
-            st.error(problems[name])
+            st.error(md_escape(problems[name], 300))  # the messages quote what was typed
 
 
 # ---------------------------------------------------------------- charts
@@ -319,9 +320,9 @@ def live_sweep(sweep_id: str | None, was_active: bool) -> None:
         st.caption(f":material/history: Saved sweep of {when}, read back from disk: {config.dataset}, "
                    f"{config.epochs} epochs, {OPTIMIZER_LABELS[config.optimizer]}.")
     if record.status == "failed":
-        st.error(record.message, icon=":material/error:")
+        st.error(md_escape(record.message, 500), icon=":material/error:")
     elif record.status == "crashed":
-        st.warning(f"This sweep did not finish: {record.message}.", icon=":material/warning:")
+        st.warning(f"This sweep did not finish: {md_escape(record.message, 500)}.", icon=":material/warning:")
     if not any(member.epochs for member in record.members):
         return
     left, right = st.columns(2)
@@ -401,7 +402,7 @@ def keep_as_run(record: SweepRecord, member) -> None:
         common.get_run_store().import_checkpoint(member_checkpoint_bytes(record, member),
                                                  name=f"sweep: {member.label}", source="sweep", epochs=member.epochs)
     except (RunStoreError, CheckpointError, OSError) as error:
-        st.session_state.sweep_notice = ("error", f"Could not keep {member.label} as a run: {error}")
+        st.session_state.sweep_notice = ("error", f"Could not keep {member.label} as a run: {md_escape(error, 500)}")
         return
     st.session_state.sweep_notice = ("success", f"Kept **{member.label}** as a run: it is on the Runs page, "
                                                 "ready to open in Weights, Draw or Evaluate.")
@@ -434,14 +435,15 @@ def earlier_sweeps(active: bool) -> None:
                           args=("sweep_confirm_delete", picked),
                           help="Still training: stop it first." if running else "Remove this sweep from disk.")
         if confirming:
-            st.warning(f"Delete the sweep of {titles[picked].split(' · ')[0]} for good?", icon=":material/delete:")
+            st.warning(f"Delete the sweep of {md_escape(titles[picked].split(' · ')[0])} for good?",
+                       icon=":material/delete:")
             yes_col, no_col, _ = st.columns([1, 1, 4])
             yes_col.button("Yes, delete", type="primary", key="sweep_delete_yes", on_click=delete_sweep,
                            args=(picked,))
             no_col.button("Cancel", key="sweep_delete_no", on_click=st.session_state.pop,
                           args=("sweep_confirm_delete", None))
         for folder, why in store.skipped:
-            st.caption(f"Skipped folder {folder}: {why}")
+            st.caption(f"Skipped folder {md_escape(folder)}: {md_escape(why, 300)}")
 
 
 def delete_sweep(sweep_id: str) -> None:
@@ -449,7 +451,7 @@ def delete_sweep(sweep_id: str) -> None:
     try:
         common.get_sweep_store().delete(sweep_id)
     except (SweepStoreError, OSError) as error:
-        st.session_state.sweep_notice_delete = f"Could not delete the sweep: {error}"
+        st.session_state.sweep_notice_delete = f"Could not delete the sweep: {md_escape(error, 500)}"
         return
     common.get_sweeps().pop(sweep_id, None)
     st.session_state.get("sweep_loaded", {}).pop(sweep_id, None)
@@ -472,7 +474,7 @@ def live_range_test(test_id: str | None, was_active: bool) -> None:
                     text=f"Batch {len(record.learning_rates)} of {total} · learning rate "
                          f"{record.learning_rates[-1] if record.learning_rates else 0:.3g}")
     if record.status == "failed":
-        st.error(record.message, icon=":material/error:")
+        st.error(md_escape(record.message, 500), icon=":material/error:")
         return
     if record.learning_rates:
         st.plotly_chart(range_figure(record), key="range_chart")
@@ -517,8 +519,8 @@ elif "sweep_id" not in st.session_state and st.query_params.get("sweep"):  # a b
     if shown_sweep(st.query_params["sweep"]) is not None:
         st.session_state.sweep_id = st.query_params["sweep"]
     else:
-        st.warning(f"The sweep in this link ({st.query_params['sweep']}) is not on this server: it was deleted, "
-                   "or recorded elsewhere.", icon=":material/link_off:")
+        st.warning(f"The sweep in this link ({md_escape(st.query_params['sweep'])}) is not on this server: it was "
+                   "deleted, or recorded elsewhere.", icon=":material/link_off:")
 
 st.title("Sweep")
 st.markdown("**Too low, too high, just right — on one screen.** Train many learning rates at once, each on the "
@@ -623,10 +625,10 @@ try:
 except ConfigError as error:
     range_problems = error.problems
 for message in range_problems.values():
-    st.error(f"Range test: {message.replace('must', 'each end must', 1)}")
+    st.error(f"Range test: {md_escape(message.replace('must', 'each end must', 1), 300)}")
 base_problems = {k: v for k, v in problems.items() if k in ("batch_sizes", "weight_decays")}
 for message in base_problems.values():
-    st.error(f"Range test needs a valid first batch size and weight decay: {message}")
+    st.error(f"Range test needs a valid first batch size and weight decay: {md_escape(message, 300)}")
 if button_col.button("Find a learning rate", icon=":material/search:", width="stretch",
                      disabled=testing or bool(range_problems or base_problems),
                      type="primary" if record is None else "secondary"):
@@ -642,7 +644,7 @@ if test_record is not None and test_record.result is not None and not testing:
     result = test_record.result
     config = test_record.config
     if result.suggestion is None:
-        st.warning(f"No suggestion: {result.message}.")
+        st.warning(f"No suggestion: {md_escape(result.message, 300)}.")
     else:
         suggestion = round_lr(result.suggestion)
         st.session_state.range_suggestion = suggestion

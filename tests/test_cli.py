@@ -143,7 +143,8 @@ def places(tmp_path):
     (["--save", "{tmp}/missing/model.pt", "--no-record"],
      "--save: the folder for the checkpoint {tmp}/missing does not exist; create it first"),
     (["--save", "{tmp}", "--no-record"], "--save: {tmp} is a folder; give a file name, e.g. {tmp}/model.pt"),
-    (["--save", "{tmp}/a-file/model.pt", "--no-record"], "--save: the folder for the checkpoint {tmp}/a-file is a file"),
+    (["--save", "{tmp}/a-file/model.pt", "--no-record"],
+     "--save: the folder for the checkpoint {tmp}/a-file is a file"),
     (["--save", "{tmp}/" + "m" * 300 + ".pt", "--no-record"], "--save: the file name is 303 bytes long; at most 200"),
     (["--save", "{tmp}/new\nline/model.pt", "--no-record"], "'{tmp}/new\\nline' does not exist"),
 ])

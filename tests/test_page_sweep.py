@@ -1,6 +1,7 @@
 """Sweep page (AppTest): validation messages, a tiny sweep end to end, the range test, Open in Train."""
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -10,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from lrcore.config import LEARNING_RATE_RANGE
 from lrcore.runstore import RunStore
 from tests.apptest_helpers import open_page
+from ui.text import md_escape
 
 
 @pytest.fixture
@@ -30,8 +32,13 @@ def button(at, label):
     return matches[0]
 
 
+def unescaped(text: str) -> str:
+    """What markdown shows for md_escape'd text."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
 def errors(at) -> str:
-    return " | ".join(e.value for e in at.error)
+    return " | ".join(unescaped(e.value) for e in at.error)
 
 
 def wait_for(at, condition, seconds: float = 90) -> None:
@@ -172,3 +179,27 @@ def test_range_test_suggests_and_fills_train(app):
     app.run()
     assert not app.exception
     assert app.session_state.train_learning_rate == suggestion
+
+
+# ---------------------------------------------------------------- hostile input (security review)
+
+@pytest.mark.parametrize("sweep_id", ["[x](http://e)![i](http://e/i.png)", "<img src=x onerror=alert(1)>",
+                                      "../../etc/passwd", "`code` $x$ :red[y]\n# heading", "x" * 5000])
+def test_a_link_to_an_unknown_sweep_shows_its_id_literally(sweep_id, tmp_path, monkeypatch):
+    monkeypatch.setenv("LRCORE_RUNS_DIR", str(tmp_path / "runs"))
+    at = open_page("pages/sweep.py", query={"sweep": sweep_id})
+    [warning] = [w.value for w in at.warning if "is not on this server" in w.value]
+    assert f"({md_escape(sweep_id)})" in warning  # the escaped form: links, images and HTML stay text
+    assert not re.search(r"(?<!\\)(<|\]\(|`|\$|:red\[)", warning)
+    assert len(warning) < 500 and "sweep_id" not in at.session_state
+
+
+def test_typed_markdown_in_the_settings_is_echoed_literally(app):
+    app.text_input(key="sweep_low").set_value("[x](http://e)")
+    app.text_input(key="range_start").set_value("![i](http://e/i.png)")
+    app.run()
+    assert not app.exception
+    shown = [e.value for e in app.error]
+    assert any(md_escape("“[x](http://e)”") in e for e in shown)
+    assert any(md_escape("“![i](http://e/i.png)”") in e for e in shown)
+    assert not any(re.search(r"(?<!\\)\]\(", e) for e in shown)
