@@ -6,6 +6,7 @@ variants, whose metrics are lists with one value per model.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -98,6 +99,25 @@ class Finished:
     validation_loss: float
     validation_accuracy: float
     elapsed: float
+    # The kept weights' numbers: after a stop or divergence inside an epoch they are newer than
+    # the last EpochEnd, so every figure shown for the final model comes from here.
+    train_loss: float = math.nan
+    train_accuracy: float = math.nan
+    kept_step: int = 0  # optimizer steps behind the kept weights
+    batches_per_epoch: int = 0
+
+    @property
+    def kept_at(self) -> tuple[int, int]:
+        """(epoch, batch) of the kept weights: after `batch` of `epoch`; (0, 0) = untrained."""
+        return kept_position(self.kept_step, self.batches_per_epoch)
+
+
+def kept_position(step: int, batches_per_epoch: int) -> tuple[int, int]:
+    """Step count -> (epoch, batch within it), 1-based; step 0 is (0, 0), the untrained model."""
+    if step <= 0 or batches_per_epoch <= 0:
+        return 0, 0
+    epoch = (step - 1) // batches_per_epoch + 1
+    return epoch, step - (epoch - 1) * batches_per_epoch
 
 
 # ---------------------------------------------------------------- groups (sweeps)
@@ -166,3 +186,7 @@ class GroupFinished:
     validation_loss: list[float]
     validation_accuracy: list[float]
     elapsed: float
+    train_loss: list[float] = field(default_factory=list)  # of the kept weights, as the rest
+    train_accuracy: list[float] = field(default_factory=list)
+    kept_steps: list[int] = field(default_factory=list)  # optimizer steps behind each model's kept weights
+    batches_per_epoch: int = 0

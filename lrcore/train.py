@@ -131,7 +131,8 @@ def train(config: TrainConfig, dataset: Dataset | None = None, control: Training
             status = "diverged" if event.diverged[0] else event.status
             yield ev.Finished(status, event.epochs_completed, event.models[0], event.normalizer, event.class_names,
                               event.test_loss[0], event.test_accuracy[0], event.validation_loss[0],
-                              event.validation_accuracy[0], event.elapsed)
+                              event.validation_accuracy[0], event.elapsed, event.train_loss[0],
+                              event.train_accuracy[0], event.kept_steps[0], event.batches_per_epoch)
         else:
             yield event
 
@@ -220,9 +221,11 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
 
     first = epoch_event(0, 0.0)
     yield first
+    last_epoch = first
     initial_loss = [loss if math.isfinite(loss) else math.log(dataset.num_classes) for loss in first.train_loss]
     smoothed = list(initial_loss)
     diverged = [False] * count
+    kept_steps: list[int | None] = [None] * count  # the step whose weights a diverged model keeps
     status = "done"
     epochs_completed = 0
     orders = minibatch_orders(config.batch_order, train_index, labels, torch.Generator().manual_seed(config.seed))
@@ -261,6 +264,7 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
                 if not math.isfinite(loss) or smoothed[index] > DIVERGENCE_FACTOR * initial_loss[index]:
                     # Frozen before this step's update, so the kept weights are the last finite ones.
                     diverged[index] = True
+                    kept_steps[index] = engine.steps
                     engine.freeze(index)
                     lr = engine.learning_rates[index]
                     yield ev.GroupDiverged(index, epoch, engine.steps, lr, loss,
@@ -285,12 +289,20 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
                 yield ev.GroupBatchProgress(epoch, batch + 1, batches_per_epoch, engine.steps, tuple(pending),
                                             engine.learning_rates, time.perf_counter() - started, 0.0)
             break
-        yield epoch_event(epoch, seconds)
+        last_epoch = epoch_event(epoch, seconds)
+        yield last_epoch
 
     models = tuple(LogisticRegression.from_tensors(*engine.parameters_of(i)) for i in range(count))
     test_index = torch.arange(len(dataset.test_labels), device=device)
     test_loss, test_acc = engine.evaluate(dataset.flat_images("test", device, config.deskew), test_index,
                                           dataset.test_labels.to(device), prepare)
     val_loss, val_acc = engine.evaluate(images, validation_index, labels, prepare)
+    if status == "stopped" or all(diverged):
+        # Ended inside an epoch: the kept weights are newer than the last epoch's numbers.
+        train_loss, train_acc = engine.evaluate(images, train_index, labels, prepare)
+    else:  # every model's weights are those of the last epoch event (a frozen model's too)
+        train_loss, train_acc = last_epoch.train_loss, last_epoch.train_accuracy
     yield ev.GroupFinished(status, epochs_completed, models, normalizer, dataset.class_names, diverged,
-                           test_loss, test_acc, val_loss, val_acc, time.perf_counter() - started)
+                           test_loss, test_acc, val_loss, val_acc, time.perf_counter() - started,
+                           train_loss, train_acc, [engine.steps if kept is None else kept for kept in kept_steps],
+                           batches_per_epoch)

@@ -110,7 +110,10 @@ class RunRecord:
             self.final = {"test_loss": event.test_loss, "test_accuracy": event.test_accuracy,
                           "validation_loss": event.validation_loss,
                           "validation_accuracy": event.validation_accuracy,
-                          "epochs_completed": event.epochs_completed}
+                          "epochs_completed": event.epochs_completed,
+                          "train_loss": event.train_loss, "train_accuracy": event.train_accuracy,
+                          "kept_step": event.kept_step, "kept_epoch": event.kept_at[0],
+                          "kept_batch": event.kept_at[1]}
             weight = event.model.linear.weight.detach().clone()
             bias = event.model.linear.bias.detach().clone()
             if not self.snapshots or not torch.equal(self.snapshots[-1][1], weight):
