@@ -2,10 +2,12 @@
 .PHONY: dashboard test bench
 
 PORT ?= 8501
+# 0.0.0.0 serves a class on the local network; the default listens on this machine only
+ADDRESS ?= 127.0.0.1
 
 dashboard:  ## start the dashboard on the bundled MNIST sample
 	./setup.sh
-	.venv/bin/python -m streamlit run dashboard.py --server.port $(PORT) --browser.gatherUsageStats false
+	.venv/bin/python -m streamlit run dashboard.py --server.port $(PORT) --server.address $(ADDRESS)
 
 test:  ## run the whole test suite (core, pages, browser)
 	./setup.sh --test

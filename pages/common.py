@@ -37,24 +37,24 @@ def framed():
 
 
 def ensure_frame() -> None:
-    """Make a direct link (e.g. /train?lr=0.1) on a fresh server go through dashboard.py.
+    """Run the page inside the dashboard's frame (sidebar, navigation) when it was opened alone.
 
     Streamlit decides per process whether an app uses the legacy `pages/` folder: the flag
     starts True because pages/ exists and only turns False once a session runs
-    st.navigation. Until then a direct link runs the page alone, without the frame
-    (sidebar, navigation). Every page calls this first: outside the frame it clears the
-    flag and reruns, and the rerun goes through dashboard.py, which resolves the same page.
-    It is a call, not an import side effect: a rerun raised inside the first import of
-    this module made concurrent sessions fail with "cannot import name 'common'".
-    Streamlit has no public switch for this; `tests/browser/test_cold_server.py` and
-    `test_direct_links.py` check it on a real server.
+    st.navigation. Until then a direct link (e.g. /train?lr=0.1 on a fresh server) runs the
+    page alone. Every page calls this first: outside the frame it runs the frame (which
+    calls st.navigation and then runs this page inside it) and stops the lone run. It is a
+    call, not an import side effect: a rerun raised inside the first import of this module
+    made concurrent sessions fail with "cannot import name 'common'"; and no rerun, so a
+    click in that run is not lost. Checked on a real server by
+    `tests/browser/test_cold_server.py` and `test_direct_links.py`.
     """
     if getattr(_FRAME, "active", False):
         return
-    from streamlit.runtime.pages_manager import PagesManager
+    from ui import frame
 
-    PagesManager.uses_pages_directory = False
-    st.rerun()
+    frame.run()
+    st.stop()
 
 
 STATUS_LABELS = {"starting": "starting", "training": "training", "paused": "paused", "done": "done",

@@ -13,10 +13,12 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from lrcore.config import (BATCH_ORDER_LABELS, BATCH_ORDERS, LEARNING_RATE_RANGE, NORMALIZATION_LABELS,
-                           NORMALIZATIONS, OPTIMIZER_LABELS, OPTIMIZERS, ConfigError, TrainConfig, config_problems)
+from lrcore.config import (BATCH_ORDER_LABELS, BATCH_ORDERS, DATASET_DEFAULTS, LEARNING_RATE_RANGE,
+                           NORMALIZATION_LABELS, NORMALIZATIONS, OPTIMIZER_LABELS, OPTIMIZERS, ConfigError,
+                           TrainConfig, config_problems, defaults_for)
 from lrcore.data import DATASET_TITLES, make_splits
 from pages import charts, common
+from ui.text import md_escape
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 
@@ -41,12 +43,14 @@ PARAMS = {
     "normalization": ("normalization", NORMALIZATIONS, None, None),
     "per_class": ("per_class_limit", int, 1, 1_000_000),
     "order": ("batch_order", BATCH_ORDERS, None, None),
+    "deskew": ("deskew", ("on", "off"), None, None),
 }
+WORDS = {"deskew": {"on": True, "off": False}}  # settings whose URL words stand for other values
 FIELD_PARAMS = {field: param for param, (field, *_rest) in PARAMS.items()}
 LABELS = {"learning_rate": "Learning rate", "batch_size": "Batch size", "epochs": "Epochs",
           "validation_fraction": "Validation fraction", "optimizer": "Optimizer", "momentum": "Momentum",
           "weight_decay": "Weight decay", "normalization": "Normalisation", "per_class_limit": "Images per class",
-          "seed": "Seed", "batch_order": "Minibatch order"}
+          "seed": "Seed", "batch_order": "Minibatch order", "deskew": "Deskew"}
 
 
 # ---------------------------------------------------------------- settings <-> URL and widgets
@@ -70,7 +74,7 @@ def parse_param(param: str, text: str):
     if isinstance(kind, tuple):
         if text not in kind:
             raise ValueError(text)
-        return text
+        return WORDS.get(param, {}).get(text, text)
     if param == "per_class" and text == "all":
         return None
     value = kind(text)  # ValueError for "abc" (and for "0.5" as a whole number)
@@ -82,7 +86,7 @@ def parse_param(param: str, text: str):
 
 
 def settings_from_params(params) -> tuple[dict, list[str]]:
-    """Settings from the URL (defaults for missing ones) and a warning per rejected parameter."""
+    """Settings from the URL (the dataset's defaults for missing ones) and a warning per rejected parameter."""
     settings = default_settings()
     warnings = []
     for param, (field, *_rest) in PARAMS.items():
@@ -93,24 +97,32 @@ def settings_from_params(params) -> tuple[dict, list[str]]:
             settings[field] = parse_param(param, text)
         except ValueError:
             default = settings[field]
-            default = "all" if default is None else default if isinstance(default, str) else f"{default:g}"
-            warnings.append(f"The link's `{param}={text}` was ignored: `{param}` must be {allowed_text(param)}. "
-                            f"Using the default ({default}).")
+            default = "all" if default is None else param_text(param, default)
+            warnings.append(f"The link's {md_escape(param)}={md_escape(text, 40)} was ignored: {param} must be "
+                            f"{allowed_text(param)}. Using the default ({md_escape(default)}).")
     return settings, warnings
 
 
+def param_text(param: str, value) -> str:
+    """A setting as its URL word: 'on'/'off' for switches, floats round-trip exactly (repr)."""
+    for word, meaning in WORDS.get(param, {}).items():
+        if meaning == value:
+            return word
+    if isinstance(value, str):
+        return value
+    return str(round(value, 2) if param in ("val_fraction", "momentum") else value)
+
+
 def settings_to_params(settings: dict) -> dict[str, str]:
-    """Query parameters for a share link (repr of floats round-trips exactly)."""
-    params = {}
-    for field, value in settings.items():
-        if value is None:
-            continue
-        params[FIELD_PARAMS[field]] = str(round(value, 2) if field in ("validation_fraction", "momentum") else value)
-    return params
+    """Query parameters for a share link."""
+    return {FIELD_PARAMS[field]: param_text(FIELD_PARAMS[field], value)
+            for field, value in settings.items() if value is not None}
 
 
-def default_settings() -> dict:
-    return {field: getattr(DEFAULTS, field) for field in FIELD_PARAMS}
+def default_settings(dataset_name: str | None = None) -> dict:
+    """The Train page's defaults: those that suit the dataset (e.g. a smaller lr for Fashion-MNIST)."""
+    defaults = defaults_for(dataset_name or common.selected_dataset_name())
+    return {field: defaults[field] for field in FIELD_PARAMS}
 
 
 def nearest_grid_lr(learning_rate) -> float:
@@ -231,43 +243,67 @@ def show_progress(record) -> None:
                                f"left{paused}")
 
 
+def kept_weights_text(record) -> str | None:
+    """Where the kept weights of a run that ended inside an epoch come from; None when it did not."""
+    final = record.final
+    if record.status not in ("stopped", "diverged") or "kept_epoch" not in final:
+        return None
+    epoch, batch = final["kept_epoch"], final["kept_batch"]
+    if epoch == 0:
+        return "the untrained model (epoch 0)"
+    if batch >= record.batches_per_epoch:
+        return f"the end of epoch {epoch}"
+    return f"epoch {epoch}, batch {batch} of {record.batches_per_epoch}"
+
+
 def show_metrics(record) -> None:
     last = record.epochs[-1] if record.epochs else {}
     previous = record.epochs[-2] if len(record.epochs) > 1 else None
+    kept = kept_weights_text(record)
+    if kept is not None:
+        # Ended inside an epoch: show the kept weights' numbers, not the last epoch's, so every
+        # figure on the page is for the same weights.
+        last = {name: record.final[name] for name in ("train_accuracy", "validation_accuracy", "validation_loss")}
+        previous = record.epochs[-1] if record.epochs else None
     delta = None
     if previous and last:
         delta = f"{last['validation_accuracy'] - previous['validation_accuracy']:+.1%}"
     cols = st.columns(5)
-    cols[0].metric("Epochs done", f"{record.epochs_done} / {record.config.epochs}")
+    if kept is None:
+        cols[0].metric("Epochs done", f"{record.epochs_done} / {record.config.epochs}")
+    else:
+        cols[0].metric("Weights kept from", kept.replace("the end of ", "end of ").replace(" (epoch 0)", ""),
+                       help="The run ended inside an epoch; these weights are what it reached.")
     cols[1].metric("Train accuracy", percent(last.get("train_accuracy")))
     cols[2].metric("Validation accuracy", percent(last.get("validation_accuracy")), delta=delta)
     cols[3].metric("Validation loss", f"{last['validation_loss']:.4f}" if last else "–")
     cols[4].metric("Learning rate now", f"{record.learning_rate:g}")
     if record.final and record.status in ("done", "stopped", "diverged"):
-        st.markdown("##### Final model")
+        st.markdown("##### Final model" + (f": the weights kept from {kept}" if kept else ""))
         cols = st.columns(5)
         cols[0].metric("Test accuracy", percent(record.final["test_accuracy"]))
         cols[1].metric("Test loss", f"{record.final['test_loss']:.4f}")
         cols[2].metric("Validation accuracy", percent(record.final["validation_accuracy"]))
-        cols[3].metric("Epochs completed", record.final["epochs_completed"])
+        cols[3].metric("Full epochs", f"{record.final['epochs_completed']} / {record.config.epochs}")
         cols[4].metric("Training time", duration(record.elapsed))
 
 
 def show_outcome(record) -> None:
+    kept = kept_weights_text(record)
     if record.status == "diverged":
-        st.error(f"Training diverged: {record.message}. The weights from just before the blow-up are kept.",
-                 icon=":material/error:")
+        st.error(f"Training diverged: {record.message}. The weights kept are the last finite ones, from "
+                 f"{kept or 'just before the blow-up'}; every number below is for them.", icon=":material/error:")
     elif record.status == "crashed":
         st.error(record.message, icon=":material/error:")
     elif record.status == "stopped":
-        st.warning(f"Stopped after epoch {record.epochs_done}; the weights it reached are kept.",
+        st.warning(f"Stopped; the weights it reached are kept (from {kept or f'epoch {record.epochs_done}'}).",
                    icon=":material/stop_circle:")
     elif record.status == "done":
         st.success(f"Done: test accuracy {percent(record.final.get('test_accuracy'))}. Look at the weights on "
                    "the Weights page.", icon=":material/check_circle:")
 
 
-def live_run(run_id: str | None, was_active: bool) -> None:
+def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> None:
     """Progress, metrics and charts of the current run, redrawn from the worker's snapshot."""
     worker = common.get_registry().get(run_id)
     if worker is None:
@@ -277,6 +313,8 @@ def live_run(run_id: str | None, was_active: bool) -> None:
     record = worker.snapshot()
     if was_active and not record.active:
         st.rerun()  # the run just ended: redraw the whole page (buttons, polling off)
+    if record.active and worker.control.paused != was_paused:
+        st.rerun()  # paused or resumed elsewhere (another tab, the Runs page): the button must say so
     show_outcome(record)
     show_progress(record)
     show_metrics(record)
@@ -296,7 +334,7 @@ def live_run(run_id: str | None, was_active: bool) -> None:
 
 st.title("Train")
 st.caption("One linear layer and a softmax. Pick hyperparameters, press Start and watch it learn. "
-           "Settings are saved in the address bar, so a link opens the same settings.")
+           "A link to this page opens the same settings.")
 
 WIDGET_KEYS = ["train_lr_grid", "train_limit_on", "train_per_class_limit"] + \
     [f"train_{field}" for field in FIELD_PARAMS if field != "per_class_limit"]
@@ -310,11 +348,17 @@ st.session_state.train_param_warnings = []  # shown once, at the load that broug
 
 dataset_name = common.selected_dataset_name()
 dataset = common.dataset_or_stop(dataset_name)
+filled_for = st.session_state.get("train_settings_dataset")
+if filled_for not in (None, dataset_name) and settings_from_widgets() == default_settings(filled_for):
+    # The dataset changed on the Data page and the settings were that dataset's defaults:
+    # switch to the new dataset's defaults (settings a user chose stay as they are).
+    put_settings_in_widgets(default_settings(dataset_name))
+st.session_state.train_settings_dataset = dataset_name
 worker = common.current_worker()
 active = worker is not None and worker.snapshot().active
 settings = settings_from_widgets()
 problems, sizes = settings_problems(settings, dataset_name)
-
+paused = active and worker.control.paused
 
 
 def problem_note(*fields: str) -> None:
@@ -324,33 +368,72 @@ def problem_note(*fields: str) -> None:
             st.error(f"**{LABELS[field]}** {problems[field]}")
 
 
+def default_note(field: str) -> str:
+    """' Default for Fashion-MNIST: 0.1.' where the dataset's default differs from the general one."""
+    special = DATASET_DEFAULTS.get(dataset_name, {})
+    if field not in special:
+        return ""
+    value = special[field]
+    shown = ("on" if value else "off") if isinstance(value, bool) else f"{value:g}"
+    return f" Default for {DATASET_TITLES[dataset_name].split(' (')[0]}: {shown}."
+
+
+# The actions come first, so Start is on screen without scrolling on a 1024x768 projector.
+start_col, pause_col, stop_col, reset_col, share_col = st.columns(5)
+start_help = "A run is in progress: stop it or let it finish first." if active else \
+    "Fix the settings marked in red first." if problems else "Train a new model with these settings."
+if start_col.button("Start", type="primary", icon=":material/play_arrow:", disabled=bool(problems) or active, key="train_start",
+                    help=start_help, width="stretch"):
+    try:
+        common.start_run(TrainConfig(**settings, dataset=dataset_name))
+        st.rerun()
+    except ConfigError as error:
+        st.error(str(error))
+if pause_col.button("Resume" if paused else "Pause", icon=":material/play_arrow:" if paused else ":material/pause:",
+                    disabled=not active, width="stretch"):
+    if paused:
+        worker.control.resume()
+    else:
+        worker.control.pause()
+    st.rerun()
+if stop_col.button("Stop", icon=":material/stop:", disabled=not active, width="stretch",
+                   help="Stop training now and keep the weights reached so far."):
+    worker.control.stop()
+    st.rerun()
+reset_col.button("Reset", icon=":material/restart_alt:", on_click=reset, width="stretch",
+                 help="Stop and forget the current run and put every setting back to the dataset's defaults.")
+with share_col.popover("Share", icon=":material/link:", width="stretch", help="A link with these settings."):
+    link = share_link(settings, dataset_name)
+    if link:
+        st.markdown("Copy this link: it opens the Train page with these settings (not your run).")
+        st.code(link, language=None, wrap_lines=True)
+    else:
+        st.markdown("Copy the address bar: it holds these settings.")
+
 with st.container(border=True):
-    lr_col, size_col, optimizer_col, data_col = st.columns([1.3, 1, 1, 1], gap="large")
-    with lr_col:
+    # Three columns: at 1024 px with the sidebar open each is ~200 px, enough for every label
+    # on one line (four broke "Normalisation" and "momentum" mid-word); a phone stacks them.
+    model_col, data_col, options_col = st.columns(3, gap="medium")
+    with model_col:
         st.select_slider("Learning rate (log scale)", options=LR_GRID, key="train_lr_grid", on_change=grid_moved,
                          format_func=lambda value: f"{value:g}", persist_state="session",
                          help="How far each step moves the weights. Too small: slow. Too large: the loss "
-                              "jumps around or blows up.")
+                              "jumps around or blows up." + default_note("learning_rate"))
         st.number_input("Exact learning rate", key="train_learning_rate", on_change=exact_lr_typed, format="%g",
                         step=0.01, persist_state="session",
                         help=f"Any value from {LEARNING_RATE_RANGE[0]:g} to {LEARNING_RATE_RANGE[1]:g}.")
         problem_note("learning_rate")
-        st.selectbox("Minibatch order", BATCH_ORDERS, key="train_batch_order", format_func=BATCH_ORDER_LABELS.get,
-                     persist_state="session",
-                     help="Shuffled every epoch is the usual choice. Sorted by class shows what happens without "
-                          "shuffling when the data is ordered: the model forgets one digit while it sees the next.")
-        problem_note("batch_order")
-    with size_col:
         st.number_input("Batch size", key="train_batch_size", min_value=1, step=1, persist_state="session",
                         help="Images per gradient step.")
         problem_note("batch_size")
-        st.number_input("Epochs", key="train_epochs", min_value=1, max_value=1000, step=1, persist_state="session")
+        st.number_input("Epochs", key="train_epochs", min_value=1, max_value=1000, step=1, persist_state="session",
+                        help="Passes over the training images." + default_note("epochs"))
         problem_note("epochs")
+    with data_col:
         st.slider("Validation fraction", *FRACTION_RANGE, key="train_validation_fraction", step=0.01,
                   format="%.2f", persist_state="session",
                   help="Share of the training images held out to check the model on unseen data.")
         problem_note("validation_fraction")
-    with optimizer_col:
         st.radio("Optimizer", OPTIMIZERS, key="train_optimizer", format_func=OPTIMIZER_LABELS.get,
                  persist_state="session")
         st.slider("Momentum", *MOMENTUM_RANGE, key="train_momentum", step=0.01, format="%.2f",
@@ -360,9 +443,18 @@ with st.container(border=True):
         st.number_input("Weight decay", key="train_weight_decay", min_value=0.0, max_value=10.0, step=0.001,
                         format="%g", persist_state="session", help="Pulls every weight towards 0 (L2).")
         problem_note("weight_decay")
-    with data_col:
+    with options_col:
         st.radio("Normalisation", NORMALIZATIONS, key="train_normalization", format_func=NORMALIZATION_LABELS.get,
                  persist_state="session")
+        st.toggle("Deskew the digits", key="train_deskew", persist_state="session",
+                  help="Shear every image so its strokes stand upright, in training and for drawings: the "
+                       "classic fix for a linear model's sensitivity to slant." + default_note("deskew"))
+        problem_note("normalization", "deskew")
+        st.selectbox("Minibatch order", BATCH_ORDERS, key="train_batch_order", format_func=BATCH_ORDER_LABELS.get,
+                     persist_state="session",
+                     help="Shuffled every epoch is the usual choice. Sorted by class shows what happens without "
+                          "shuffling when the data is ordered: the model forgets one digit while it sees the next.")
+        problem_note("batch_order")
         st.toggle("Use a subset", key="train_limit_on", persist_state="session",
                   help="Train on a subset, e.g. 500 per class as in tutorial 003.")
         st.number_input("Images per class", key="train_per_class_limit", min_value=1, step=50,
@@ -382,38 +474,6 @@ with st.container(border=True):
 
 sync_url(settings, dataset_name)
 
-start_col, pause_col, stop_col, reset_col, share_col = st.columns([1, 1, 1, 1, 2.4])
-start_help = "A run is in progress: stop it or let it finish first." if active else \
-    "Fix the settings marked in red first." if problems else "Train a new model with these settings."
-if start_col.button("Start", type="primary", icon=":material/play_arrow:", disabled=bool(problems) or active,
-                    help=start_help, width="stretch"):
-    try:
-        common.start_run(TrainConfig(**settings, dataset=dataset_name))
-        st.rerun()
-    except ConfigError as error:
-        st.error(str(error))
-paused = active and worker.control.paused
-if pause_col.button("Resume" if paused else "Pause", icon=":material/play_arrow:" if paused else ":material/pause:",
-                    disabled=not active, width="stretch"):
-    if paused:
-        worker.control.resume()
-    else:
-        worker.control.pause()
-    st.rerun()
-if stop_col.button("Stop", icon=":material/stop:", disabled=not active, width="stretch",
-                   help="Stop training now and keep the weights reached so far."):
-    worker.control.stop()
-    st.rerun()
-reset_col.button("Reset", icon=":material/restart_alt:", on_click=reset, width="stretch",
-                 help="Stop and forget the current run and put every setting back to its default.")
-with share_col.popover("Share these settings", icon=":material/link:", width="stretch"):
-    link = share_link(settings, dataset_name)
-    if link:
-        st.markdown("Copy this link: it opens the Train page with these settings (not your run).")
-        st.code(link, language=None, wrap_lines=True)
-    else:
-        st.markdown("Copy the address bar: it holds these settings.")
-
 if active:
     record = worker.snapshot()
     if "train_live_lr" not in st.session_state or st.session_state.get("train_live_lr_run") != worker.run_id:
@@ -431,4 +491,4 @@ if active:
                 note_col.error(f"Learning rate {error.problems['learning_rate']}")
 
 run_id = worker.run_id if worker is not None else None
-st.fragment(live_run, run_every=POLL_SECONDS if active else None)(run_id, active)
+st.fragment(live_run, run_every=POLL_SECONDS if active else None)(run_id, active, bool(paused))

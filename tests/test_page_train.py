@@ -9,6 +9,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from ui.text import md_escape
 from tests.apptest_helpers import open_page
 
 from pages import common
@@ -154,7 +155,7 @@ def test_short_run_through_the_page_fills_charts_and_final_metrics():
 
     metrics = {metric.label: metric.value for metric in at.metric}
     assert metrics["Test accuracy"] == f"{record.final['test_accuracy']:.1%}"
-    assert metrics["Epochs completed"] == "3"
+    assert metrics["Full epochs"] == "3 / 3"
     assert any("Done: test accuracy" in message.value for message in at.success)
     assert not button(at, "Start").disabled  # finished: a new run may start
     assert at.query_params["run"] == record.run_id
@@ -189,7 +190,14 @@ def test_pause_resume_change_learning_rate_and_stop():
     finish(at)
     record = worker.snapshot()
     assert record.status == "stopped" and record.lr_changes[0]["new"] == 0.05
-    assert any(f"Stopped after epoch {record.epochs_done}" in message.value for message in at.warning)
+    warning = next(message.value for message in at.warning if message.value.startswith("Stopped"))
+    kept_epoch, kept_batch = record.final["kept_epoch"], record.final["kept_batch"]
+    where = f"end of epoch {kept_epoch}" if kept_batch == record.batches_per_epoch else \
+        f"epoch {kept_epoch}, batch {kept_batch} of {record.batches_per_epoch}"
+    assert where in warning  # which weights were kept, and every metric below is for them
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert metrics["Validation accuracy"] == f"{record.final['validation_accuracy']:.1%}"
+    assert metrics["Train accuracy"] == f"{record.final['train_accuracy']:.1%}"
     step = record.lr_changes[0]["step"]
     marks = [(a["text"], a["x"]) for a in figures(at)["Loss per minibatch"]["layout"]["annotations"]]
     assert marks == [("lr → 0.05", step)]
@@ -249,12 +257,16 @@ def test_share_link_parameters_fill_the_widgets():
     ("val_fraction", "0.95", "a number from 0.01 to 0.9"),
     ("per_class", "-3", "or all"),
     ("order", "random", "one of shuffled, fixed, by_class"),
+    ("lr", "`0.1`[x](http://e.invalid)![i](http://e.invalid/i.png)", "a number from 1e-06 to 100"),
+    ("deskew", "maybe", "one of on, off"),
 ])
 def test_a_bad_share_link_parameter_warns_and_falls_back_to_the_default(param, value, allowed):
     at = train_page({param: value, "epochs": "3"})
     assert len(at.warning) == 1
     warning = at.warning[0].value
-    assert f"`{param}={value}`" in warning and allowed in warning and "Using the default" in warning
+    # The value is shown literally: escaped for markdown, so a crafted link cannot add links or images.
+    assert f"{md_escape(param)}={md_escape(value, 40)}" in warning
+    assert allowed in warning and "Using the default" in warning
     assert at.number_input(key="train_epochs").value == 3  # the good parameter still applies
     assert at.number_input(key="train_learning_rate").value == 0.5
     assert at.query_params.get(param) != value  # the URL now holds the setting in use

@@ -1,0 +1,48 @@
+"""The dashboard's frame: page settings, navigation, the sidebar, then the chosen page.
+
+dashboard.py runs it on every rerun. A page opened by a direct link on a fresh server is
+first run alone by Streamlit (its legacy `pages/` mode, on while no session has called
+st.navigation yet); such a page calls `pages.common.ensure_frame()`, which runs this frame
+in the same script run, so nothing is lost (a rerun would drop a button's click).
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import common
+
+def pages() -> list:
+    """The pages in navigation order (built per run: st.Page objects belong to one script run)."""
+    return [
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/data.py", title="Data", icon=":material/dataset:"),
+        st.Page("pages/train.py", title="Train", icon=":material/show_chart:"),
+        st.Page("pages/weights.py", title="Weights", icon=":material/grid_view:"),
+        st.Page("pages/draw.py", title="Draw", icon=":material/draw:"),
+        st.Page("pages/evaluate.py", title="Evaluate", icon=":material/fact_check:"),
+        st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
+        st.Page("pages/sweep.py", title="Sweep", icon=":material/tune:"),
+    ]
+
+
+# Streamlit's header shows its own "Stop" beside the app's while a page reruns; pressing it
+# interrupts the page script (never the training) and confuses students. No setting hides it.
+# Less empty space above and beside the page, so a 1024x768 projector shows the controls and
+# the first results without scrolling.
+CSS = """<style>
+[data-testid='stStatusWidget'] button {display: none;}
+[data-testid='stMainBlockContainer'] {padding-top: 3.5rem;}
+@media (max-width: 1400px) {[data-testid='stMainBlockContainer'] {padding-left: 1.5rem; padding-right: 1.5rem;}}
+</style>"""
+
+
+def run() -> None:
+    """Set up the page, the navigation and the sidebar, then run the page the URL names."""
+    # No page_icon: Material icons as favicons are fetched from Google Fonts, which an offline
+    # classroom cannot reach; Streamlit's own favicon ships with it.
+    st.set_page_config(page_title="Logistic regression on MNIST", layout="wide")
+    st.html(CSS)
+    navigation = st.navigation(pages())  # also ends Streamlit's legacy pages/ mode for the process
+    common.sidebar()
+    with common.framed():
+        navigation.run()
