@@ -125,7 +125,10 @@ def drawing_input(model: common.ModelInUse):
     st.slider("Brush width", min_value=6, max_value=40, value=20, key="draw_brush",
               help="MNIST digits have strokes about a tenth of the digit's height.")
     drawing = remember_picture(objects, canvas.image_data)
-    return predict_canvas(model.model, model.normalizer, drawing) if drawing is not None else None
+    if drawing is None:
+        return None
+    # Deskewed like the training images when the model was trained so: the preview shows it.
+    return predict_canvas(model.model, model.normalizer, drawing, deskew=common.current_model_config().deskew)
 
 
 # --- the model ----------------------------------------------------------------------------------
@@ -317,6 +320,7 @@ if model.dataset == "fashion-mnist":
 with st.expander("Use a different model: load a checkpoint"):
     load_uploaded_checkpoint("draw_checkpoint_swap")
 
+model_deskews = common.current_model_config().deskew  # trained on deskewed images: so are drawings
 source = st.radio("Input", SOURCES, horizontal=True, key="draw_source", label_visibility="collapsed")
 image28, probabilities, true_label = None, None, None
 # Input and prediction side by side; a horizontal container wraps, so on a phone the prediction
@@ -344,7 +348,7 @@ with left:
             else:
                 st.image(picture, width=CANVAS_SIDE)
                 st.caption(md_escape(upload.name))
-                result = predict_drawing(model.model, model.normalizer, picture)
+                result = predict_drawing(model.model, model.normalizer, picture, deskew=model_deskews)
                 if result.preprocessed.inverted:
                     st.caption("Dark ink on light paper: inverted to white on black, like MNIST.")
         if result is not None and not result.empty:
@@ -359,7 +363,7 @@ with left:
             if st.session_state.draw_random_seed is None:
                 pick_random_test_image()
             index = st.session_state.draw_random_seed % len(dataset.test_labels)
-            image28 = dataset.test_images[index]
+            image28 = dataset.images("test", deskew=model_deskews)[index]  # as the model saw its test set
             true_label = int(dataset.test_labels[index])
             probabilities = predict(model.model, model.normalizer, image28.unsqueeze(0))[0]
             st.caption(f"Test image #{index:,} of the {len(dataset.test_labels):,} test images: the model "
@@ -378,6 +382,9 @@ with right:
                 st.warning(result.preprocessed.message)
     else:
         verdict(image28, probabilities, model.class_names, true_label)
+        if model_deskews:
+            st.caption("The model was trained on deskewed images, so it sees this one deskewed too: "
+                       "sheared so its strokes stand upright.")
 
 if probabilities is not None:
     why(image28, probabilities, model)
