@@ -184,7 +184,7 @@ def test_a_loaded_checkpoint_is_shown_without_the_slider():
     checkpoint = load_checkpoint(checkpoint_bytes(LogisticRegression.from_tensors(weight, bias), TrainConfig(),
                                                   tuple("0123456789"), Normalizer()))
     at = weights_page(checkpoint=checkpoint)
-    assert any("uploaded digits.pt" in markdown.value for markdown in at.markdown)
+    assert any("uploaded digits\\.pt" in markdown.value for markdown in at.markdown)  # shown literally (md_escape)
     assert not at.select_slider
     traces, layout = heatmaps(at)
     np.testing.assert_allclose(array(traces[9]["z"]), weight[9].reshape(28, 28).numpy(), rtol=1e-6)
