@@ -293,3 +293,32 @@ def test_without_other_runs_the_page_says_how_to_get_one(tmp_path, monkeypatch):
     at = weights_page(checkpoint=checkpoint)
     assert not [box for box in at.selectbox if box.key == "weights_compare"]
     assert any("Train a second run" in caption.value for caption in at.caption)
+
+
+def test_comparing_while_the_current_run_trains_keeps_the_compared_figure(decay_run):
+    from lrcore.data import load_dataset
+
+    worker = common.get_registry().start(TrainConfig(epochs=1000, batch_size=16), load_dataset("mnist-sample"),
+                                         listeners=[common.get_run_store().listener()], name="live one")
+    try:
+        deadline = time.time() + 30
+        while len(worker.snapshot().snapshots) < 2:
+            assert time.time() < deadline
+            time.sleep(0.05)
+        at = weights_page(worker.run_id)
+        at.selectbox(key="weights_compare").set_value(decay_run).run()
+        assert not at.exception, at.exception
+        loaded, figure = at.session_state["weights_compare_loaded"], at.session_state["weights_compare_figures"]._figure
+        while len(worker.snapshot().snapshots) < 4:  # new epochs: the current grid changes, the compared one not
+            assert time.time() < deadline + 30
+            time.sleep(0.05)
+        at.run()
+        assert not at.exception, at.exception
+        assert at.session_state["weights_compare_loaded"] is loaded  # not read from disk again
+        assert at.session_state["weights_compare_figures"]._figure is figure  # refilled scale, not rebuilt
+        maps, _bars = compare_figures(at)
+        assert len(maps) == 2 and maps[0]["layout"]["coloraxis"]["cmax"] == maps[1]["layout"]["coloraxis"]["cmax"]
+        assert any("live, training epoch" in m.value for m in at.markdown)
+    finally:
+        worker.control.stop()
+        worker.join(30)
