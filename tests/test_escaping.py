@@ -88,3 +88,12 @@ def test_non_strings_are_shown_as_text():
 def test_shorten_keeps_short_text_and_strips():
     assert shorten("  hello   world  ") == "hello world"
     assert shorten("abcdef", 4) == "abc…"
+
+
+@pytest.mark.xfail(strict=True, reason="GFM autolink literals (remark-gfm) are found in the text after escapes are "
+                   "resolved, so http://, www. and a@b.c still become links; breaking them needs e.g. a zero-width "
+                   "space inside md_escape (checked in Chromium: 'http\\u200b://' renders without a link)")
+@pytest.mark.parametrize("text", ["http://e.example/a", "see www.e.example", "mail me: a.b@e.example"])
+def test_bare_addresses_do_not_become_autolinks(text):
+    shown = unescaped(md_escape(text))
+    assert not re.search(r"(?i)(https?|ftp)://|\bwww\.|\w@\w", shown)
