@@ -89,8 +89,11 @@ class RunStoreError(ValueError):
     """A run cannot be found, renamed or deleted; the message says why."""
 
 
-class StoreFullError(OSError):
-    """The store is over its size limit ($LRCORE_STORE_MAX_MB): a new run or sweep is not saved."""
+class StoreFullError(RunStoreError, OSError):
+    """The store is over its size limit ($LRCORE_STORE_MAX_MB): a new run or sweep is not saved.
+
+    Both a RunStoreError (callers that report store problems in one line, like the CLI, catch it)
+    and an OSError (the store cannot take the run, as with a full disk)."""
 
 
 _WRITE_ERRORS = {

@@ -325,8 +325,9 @@ def test_store_over_its_limit_trains_but_does_not_save_and_says_how_full(tmp_pat
     problem = store.write_problem()
     assert problem.startswith("the run store is full: it holds") and "LRCORE_STORE_MAX_MB" in problem
     assert "delete old runs" in problem
-    with pytest.raises(StoreFullError):
+    with pytest.raises(StoreFullError) as raised:
         store.writer(SMALL)
+    assert isinstance(raised.value, OSError) and isinstance(raised.value, RunStoreError)
     worker = TrainingWorker(SMALL, dataset, listeners=[store.listener()]).start()
     worker.join(60)
     record = worker.snapshot()
