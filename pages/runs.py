@@ -21,7 +21,6 @@ import streamlit as st
 from plotly.colors import qualitative
 
 from lrcore.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, checkpoint_bytes, load_checkpoint
-from lrcore.config import BATCH_ORDER_LABELS, OPTIMIZER_LABELS, TrainConfig
 from lrcore.data import DATASET_TITLES
 from lrcore.naming import SHORT_NAMES, differing_settings, legend_labels, setting_text
 from lrcore.runstore import RunStore, RunStoreError, StoredRun, describe_write_error, epochs_csv, store_limit_mb
