@@ -125,7 +125,8 @@ def epoch_figure(epochs: Sequence[dict], kind: str, lr_changes: Sequence[dict] =
                  marker=dict(size=8)) for (split, color), y in zip(SPLITS, ys)]
     xaxis = dict(title=dict(text="epoch"), **xaxis)
     if kind == "accuracy":
-        yaxis = dict(title=dict(text="accuracy"), tickformat=".1~%", hoverformat=".2%")
+        # From 0: a single point (a run that diverged in epoch 1) gave ticks "5.3% 5.3% 5.3%".
+        yaxis = dict(title=dict(text="accuracy"), tickformat=".1~%", hoverformat=".2%", rangemode="tozero")
         title = "Accuracy per epoch"
     else:
         yaxis = dict(title=dict(text="cross-entropy loss"), hoverformat=".4f")
@@ -364,6 +365,23 @@ class FigureMemo:
         return entry[1]
 
 
+def epoch_rows(record) -> list[dict]:
+    """The per-epoch points, plus the kept weights' point when the run ended inside an epoch.
+
+    A run that diverged or was stopped mid-epoch keeps weights newer than its last epoch; the
+    point at their fractional epoch makes the curves agree with the final numbers on the page.
+    """
+    final = record.final
+    if record.status not in ("stopped", "diverged") or "kept_step" not in final or not record.batches_per_epoch:
+        return record.epochs
+    position = final["kept_step"] / record.batches_per_epoch
+    if record.epochs and position <= record.epochs[-1]["epoch"]:
+        return record.epochs  # ended right at an epoch's end: that point is the kept weights
+    kept = {"epoch": position, **{name: final[name] for name in
+                                  ("train_loss", "train_accuracy", "validation_loss", "validation_accuracy")}}
+    return [*record.epochs, kept]
+
+
 class LiveCharts:
     """The Train page's three live charts for a `RunRecord` (worker.snapshot()).
 
@@ -384,13 +402,14 @@ class LiveCharts:
         total_epochs = record.config.epochs
         bpe = record.batches_per_epoch
         key = (record.run_id, bpe, total_epochs)
-        seen_epochs = (len(record.epochs), len(record.lr_changes))
+        rows = epoch_rows(record)
+        seen_epochs = (len(rows), len(record.lr_changes))
         if key != self._epoch_key:
-            self._epoch_figures = {kind: epoch_figure(record.epochs, kind, record.lr_changes, bpe, total_epochs)
+            self._epoch_figures = {kind: epoch_figure(rows, kind, record.lr_changes, bpe, total_epochs)
                                    for kind in ("loss", "accuracy")}
         elif seen_epochs != self._epoch_seen:
             for kind, figure in self._epoch_figures.items():
-                refill_epoch_figure(figure, record.epochs, kind, record.lr_changes, bpe, total_epochs)
+                refill_epoch_figure(figure, rows, kind, record.lr_changes, bpe, total_epochs)
         self._epoch_key, self._epoch_seen = key, seen_epochs
         figures: dict[str, go.Figure] = dict(self._epoch_figures)
         total_steps = bpe * total_epochs if total_epochs <= WHOLE_RUN_EPOCHS else None

@@ -48,7 +48,11 @@ def snapshot_label(record, index: int) -> str:
     if epoch == 0 and index == 0:
         return "0 (untrained)"
     if index > 0 and record.snapshots[index - 1][0] == epoch:
-        return f"{epoch}+ ({record.status})"  # stopped or diverged in the middle of the next epoch
+        # Stopped or diverged inside the next epoch: say exactly which weights were kept.
+        kept_epoch, kept_batch = record.final.get("kept_epoch"), record.final.get("kept_batch")
+        if kept_epoch and kept_batch and kept_batch < record.batches_per_epoch:
+            return f"{kept_epoch}, batch {kept_batch} of {record.batches_per_epoch} ({record.status})"
+        return f"{epoch}+ ({record.status})"
     return str(epoch)
 
 

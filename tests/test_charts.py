@@ -47,6 +47,7 @@ class Record:
         self.lr_changes = []
         self.batch_steps = list(range(1, batches + 1))
         self.batch_losses = [1 / step for step in self.batch_steps]
+        self.status, self.final = "training", {}
 
 
 def test_live_charts_follow_a_run_and_start_afresh_for_a_new_one():
@@ -103,3 +104,15 @@ def test_refilled_epoch_figure_equals_a_freshly_built_one():
         charts.refill_epoch_figure(figure, rows, kind, changes, 100, 30)
         assert as_json(figure) == as_json(charts.epoch_figure(rows, kind, changes, 100, 30))
         assert "dtick" not in figure.to_dict()["layout"]["xaxis"]
+
+
+def test_a_run_ended_inside_an_epoch_gets_a_point_for_its_kept_weights():
+    record = Record("r", epochs=5, batches=10)  # epochs 0 and 1 evaluated
+    kept = {"kept_step": 15, "train_loss": 0.3, "train_accuracy": 0.4, "validation_loss": 0.35,
+            "validation_accuracy": 0.38}
+    record.status, record.final = "diverged", kept
+    figures = charts.LiveCharts().figures(record)
+    validation = next(t for t in figures["accuracy"]["data"] if t["name"] == "validation")
+    assert list(validation["x"]) == [0, 1, 1.5] and validation["y"][-1] == 0.38  # the final numbers' weights
+    record.final = {**kept, "kept_step": 10}  # stopped exactly at the end of epoch 1: nothing to add
+    assert len(charts.epoch_rows(record)) == 2
