@@ -82,12 +82,37 @@ def test_an_oversized_record_behind_small_tensors_is_refused():
 
 @pytest.mark.parametrize("extra, message", [
     ({"archive/unexpected": 50 << 20}, "unexpected record of 52.43 MB"),
-    ({f"archive/x{i}": 0 for i in range(20)}, "holds 28 records"),
+    ({f"archive/x{i}": 0 for i in range(20)}, "lists 28 records"),
     ({"archive/more.pkl": 1 << 20}, "settings record"),
 ])
 def test_other_records_are_bounded_too(extra, message):
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(deflated(saved(payload()), extra))
+
+
+def test_a_zip_listing_many_records_is_refused_from_its_end_record():
+    # 20 MB can list ~400,000 empty records: parsing them all took 5 s and 110 MB
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for i in range(5000):
+            archive.writestr(f"{i:x}", b"")
+    with pytest.raises(CheckpointError, match="refused: the archive lists 5,000 records"):
+        load_checkpoint(out.getvalue())
+
+
+def patched(data: bytes, at: int, value: int, length: int) -> bytes:
+    return data[:at] + value.to_bytes(length, "little") + data[at + length:]
+
+
+def test_zip_end_records_that_disagree_are_refused():
+    data = saved(payload())  # torch writes a zip64 end record and a plain one
+    end = data.rfind(b"PK\x05\x06")
+    assert data[end - 20:end - 16] == b"PK\x06\x07"
+    with pytest.raises(CheckpointError, match="two zip end records list different records"):
+        load_checkpoint(patched(data, end + 10, 3, 2))  # the plain record says 3 records
+    with pytest.raises(CheckpointError, match="zip64 end record is not where it says"):
+        load_checkpoint(patched(data, end - 20 + 8, 0, 8))  # the locator points elsewhere
+    assert load_checkpoint(patched(patched(data, end + 10, 0xFFFF, 2), end + 8, 0xFFFF, 2)).class_names
 
 
 def test_a_huge_pickle_is_refused():
