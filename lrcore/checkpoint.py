@@ -5,8 +5,9 @@ which refuses pickles that would run code. Before that, the zip's own directory 
 a file declaring more records or more (uncompressed) bytes than a 100-class model needs is
 refused unread, so a compressed bomb costs nothing. After it, every field is checked for
 type, shape, dtype and size (class names too: the pages show them). Every bad file becomes
-a `CheckpointError` with one message, naming the field, that a page can show. A bare `state_dict` of the tutorials' model (keys
-`linear.weight`, `linear.bias`) also loads, with default settings.
+a `CheckpointError` with one message, naming the field, that a page can show. A bare
+`state_dict` of the tutorials' model (keys `linear.weight`, `linear.bias`) also loads, with
+default settings.
 """
 from __future__ import annotations
 
