@@ -143,16 +143,19 @@ st.plotly_chart(counts, key="class_counts")
 st.subheader("Random examples")
 if "data_sample_seed" not in st.session_state:
     st.session_state.data_sample_seed = 0
-controls = st.columns([1, 3])
+controls = st.columns([1, 1, 2], vertical_alignment="bottom")
 only = controls[0].selectbox("Class", [-1, *range(dataset.num_classes)], key="data_sample_class",
                              format_func=lambda cls: "all classes" if cls < 0 else dataset.class_names[cls])
-controls[1].button("New sample", icon=":material/shuffle:",
+deskewed = controls[1].toggle("Deskewed", key="data_deskew",
+                              help="Show the images sheared so their strokes stand upright, as a model trained "
+                                   "with Deskew sees them.")
+controls[2].button("New sample", icon=":material/shuffle:",
                    on_click=lambda: st.session_state.update(data_sample_seed=st.session_state.data_sample_seed + 1))
 pool = (torch.arange(len(dataset.train_labels)) if only < 0
         else torch.nonzero(dataset.train_labels == only).flatten())
 generator = torch.Generator().manual_seed(st.session_state.data_sample_seed)
 picked = pool[torch.randperm(len(pool), generator=generator)[:EXAMPLES]]
-st.image(common.digit_tiles(dataset.train_images[picked]),
+st.image(common.digit_tiles(dataset.images("train", deskew=deskewed)[picked]),
          caption=[dataset.class_names[label] for label in dataset.train_labels[picked].tolist()], width=84, output_format="PNG")
 
 st.subheader("Mean image of each class")
