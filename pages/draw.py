@@ -24,7 +24,8 @@ from ui.text import md_escape, shorten
 
 CANVAS_SIDE = 280  # px; 10x MNIST, big enough for a finger on a phone
 PREVIEW_SIDE = 196  # the 28x28 input blown up 7x, nearest neighbour so every pixel shows
-SOURCES = [":material/draw: Draw", ":material/upload: Upload a picture", ":material/casino: Random test image"]
+# Short labels: on a phone all three fit on one line, which keeps the prediction on the first screen.
+SOURCES = [":material/draw: Draw", ":material/upload: Upload", ":material/casino: Random test image"]
 RUNNER_UP = -1  # the "compare with" choice that follows the drawing (None would show as "no selection")
 PREDICTED_COLOUR, COMPARED_COLOUR, OTHER_COLOUR = "#FF4B4B", "#1C83E1", "#B9BDC8"
 NAME_MAX = 40  # characters of a class name shown in headings and charts
@@ -118,12 +119,14 @@ def drawing_input(model: common.ModelInUse):
                        key=f"draw_canvas_{st.session_state.draw_canvas_version}")
     objects = list((canvas.json_data or {}).get("objects") or [])
     st.session_state.draw_objects = objects
+    # One row (it stays one on a phone), so the prediction comes right under the canvas.
     with st.container(horizontal=True, key="draw_canvas_buttons"):
         st.button("Undo", icon=":material/undo:", on_click=undo_stroke, disabled=not objects,
                   help="Remove the last stroke.")
         st.button("Clear", icon=":material/ink_eraser:", on_click=clear_canvas, disabled=not objects)
-    st.slider("Brush width", min_value=6, max_value=40, value=20, key="draw_brush",
-              help="MNIST digits have strokes about a tenth of the digit's height.")
+        with st.popover("Brush", icon=":material/brush:"):
+            st.slider("Brush width", min_value=6, max_value=40, value=20, key="draw_brush",
+                      help="MNIST digits have strokes about a tenth of the digit's height.")
     drawing = remember_picture(objects, canvas.image_data)
     if drawing is None:
         return None
@@ -228,10 +231,10 @@ def verdict(image28: torch.Tensor, probabilities: torch.Tensor, names: tuple[str
             true_label: int | None = None) -> None:
     """What the model predicts, first (on a phone it comes right under the canvas), and what it sees."""
     predicted, runner_up, compared = classes_to_show(probabilities, names)
-    with st.container(horizontal=True, gap="large"):
-        with st.container(key="draw_prediction", width="stretch"):
-            st.markdown(f"**Prediction** · {probabilities[predicted] * 100:.0f}% sure")
-            st.header(f":red[{shown(names[predicted])}]", anchor=False)
+    with st.container(horizontal=True, gap="medium"):
+        with st.container(key="draw_prediction", width="stretch", gap="small"):
+            st.metric(f"**Prediction** · {probabilities[predicted] * 100:.0f}% sure",
+                      f":red[{shown(names[predicted])}]")
             if true_label is not None:
                 mark = ":green[:material/check: correct]" if true_label == predicted else ":red[:material/close: wrong]"
                 st.markdown(f"**True label:** {shown(names[true_label])} ({mark})")
@@ -325,7 +328,7 @@ source = st.radio("Input", SOURCES, horizontal=True, key="draw_source", label_vi
 image28, probabilities, true_label = None, None, None
 # Input and prediction side by side; a horizontal container wraps, so on a phone the prediction
 # comes right under the canvas instead of below everything else.
-with st.container(horizontal=True, gap="large", key="draw_workspace"):
+with st.container(horizontal=True, gap="medium", key="draw_workspace"):
     left = st.container(width=CANVAS_SIDE + 20)
     right = st.container(width="stretch", key="draw_result")
 

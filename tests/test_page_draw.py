@@ -158,8 +158,8 @@ class BrowserSelectbox:
 
 
 def heading_name(at: AppTest) -> str:
-    """The predicted class as the prediction heading shows it (":red[7]")."""
-    value = at.header[0].value
+    """The predicted class as the prediction shows it (":red[7]")."""
+    value = at.metric[0].value
     assert value.startswith(":red[") and value.endswith("]"), value
     return value[len(":red["):-1]
 
@@ -235,7 +235,7 @@ def test_with_a_model_an_empty_canvas_asks_for_a_digit(trained_checkpoint, canva
     assert "Draw a digit" in texts(at.info)
     assert at.slider(key="draw_brush").value == 20
     assert canvas.calls[-1]["key"] == "draw_canvas_0" and canvas.calls[-1]["stroke_width"] == 20
-    assert not at.header  # no guess for an empty canvas
+    assert not at.metric  # no guess for an empty canvas
     assert [(b.label, b.disabled) for b in at.button] == [("Undo", True), ("Clear", True)]
     at.slider(key="draw_brush").set_value(30).run()
     assert canvas.calls[-1]["stroke_width"] == 30 and canvas.calls[-1]["key"] == "draw_canvas_0"
@@ -308,11 +308,11 @@ def test_undo_removes_the_last_stroke_and_shows_the_prediction_before_it(trained
 def test_clear_empties_the_canvas(trained_checkpoint, canvas, digits):
     at = draw_page(trained_checkpoint)
     canvas.stroke(at, canvas_picture(digits.test_images[0]))
-    assert at.header
+    assert at.metric
     next(b for b in at.button if b.label == "Clear").click().run()
     assert not at.exception
     assert canvas.calls[-1]["key"] == "draw_canvas_1" and canvas.calls[-1]["initial_drawing"] is None
-    assert "Draw a digit" in texts(at.info) and not at.header
+    assert "Draw a digit" in texts(at.info) and not at.metric
 
 
 # --- random test images and uploads ------------------------------------------------------------------------
@@ -380,7 +380,7 @@ def test_uploading_a_non_image_shows_what_is_allowed(trained_checkpoint):
     assert len(at.error) == 1
     message = at.error[0].value
     assert "digit\\.png" in message and "not a PNG or JPEG" in message and "up to 5 MB" in message
-    assert not at.header
+    assert not at.metric
 
 
 def test_uploading_an_oversized_file_is_refused(trained_checkpoint):
@@ -412,7 +412,7 @@ def test_uploading_a_blank_picture_says_no_digit(trained_checkpoint):
     at.file_uploader(key="draw_upload").set_value(("blank.png", png(blank), "image/png")).run()
     assert not at.exception and not at.error
     assert "No digit found" in texts(at.warning)
-    assert not at.header
+    assert not at.metric
 
 
 def test_a_fashion_model_says_it_recognises_clothing():
@@ -440,7 +440,7 @@ def test_class_names_and_file_names_are_shown_as_literal_text(canvas, digits):
     assert not at.exception, at.exception
     assert heading_name(at) == md_escape(HTML_NAME, 40)
     assert at.subheader[0].value == f"Why “{md_escape(HTML_NAME, 40)}” and not “{md_escape(MARKDOWN_NAME, 40)}”?"
-    shown = [e for kind in ("markdown", "caption", "header", "subheader", "title", "info", "warning", "error")
+    shown = [e for kind in ("markdown", "caption", "metric", "header", "subheader", "title", "info", "warning", "error")
              for e in at.get(kind)]
     assert shown
     for element in shown:
