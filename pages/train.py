@@ -220,6 +220,11 @@ def duration(seconds: float) -> str:
     return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
 
 
+def loss_text(value) -> str:
+    """Four significant digits: 0.2248, and a blown-up 239.9 still fits a metric's column."""
+    return "–" if value is None or not math.isfinite(value) else f"{value:.4g}"
+
+
 def percent(value) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:.1%}"
 
@@ -268,21 +273,19 @@ def show_metrics(record) -> None:
     delta = None
     if previous and last:
         delta = f"{last['validation_accuracy'] - previous['validation_accuracy']:+.1%}"
+    if kept is not None:
+        st.caption(f"Every number below is for the weights kept from {kept}.")
     cols = st.columns(5)
-    if kept is None:
-        cols[0].metric("Epochs done", f"{record.epochs_done} / {record.config.epochs}")
-    else:
-        cols[0].metric("Weights kept from", kept.replace("the end of ", "end of ").replace(" (epoch 0)", ""),
-                       help="The run ended inside an epoch; these weights are what it reached.")
+    cols[0].metric("Epochs done", f"{record.epochs_done} / {record.config.epochs}")
     cols[1].metric("Train accuracy", percent(last.get("train_accuracy")))
     cols[2].metric("Validation accuracy", percent(last.get("validation_accuracy")), delta=delta)
-    cols[3].metric("Validation loss", f"{last['validation_loss']:.4f}" if last else "–")
+    cols[3].metric("Validation loss", loss_text(last.get("validation_loss")))
     cols[4].metric("Learning rate now", f"{record.learning_rate:g}")
     if record.final and record.status in ("done", "stopped", "diverged"):
         st.markdown("##### Final model" + (f": the weights kept from {kept}" if kept else ""))
         cols = st.columns(5)
         cols[0].metric("Test accuracy", percent(record.final["test_accuracy"]))
-        cols[1].metric("Test loss", f"{record.final['test_loss']:.4f}")
+        cols[1].metric("Test loss", loss_text(record.final["test_loss"]))
         cols[2].metric("Validation accuracy", percent(record.final["validation_accuracy"]))
         cols[3].metric("Full epochs", f"{record.final['epochs_completed']} / {record.config.epochs}")
         cols[4].metric("Training time", duration(record.elapsed))

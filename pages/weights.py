@@ -72,7 +72,7 @@ def draw_weights(weight, bias, class_names, shared_scale: bool, source: object,
         return
     maps = state.weights_figures.figure(source, weight, class_names, shared_scale)
     biases = state.weights_memo.get("biases", source, lambda: charts.bias_figure(bias, class_names))
-    maps_col, bias_col = st.columns([5, 1])
+    maps_col, bias_col = st.columns([3, 1])  # [5, 1] left the biases ~110 px at 1024x768: clipped
     maps_col.plotly_chart(maps, key="weights_maps")
     bias_col.plotly_chart(biases, key="weights_biases")
     limit = float(weight.abs().max())
@@ -200,9 +200,10 @@ def run_weights(run_id: str, was_active: bool, shared_scale: bool, compared: Com
     index = state.weights_index
     epoch, weight, bias = record.snapshots[index]
     status = f"live, {common.run_state_text(worker)}" if record.active else record.status
-    heading = f"run “{md_escape(record.name)}”, epoch {snapshot_label(record, index)} ({status})"
+    label = snapshot_label(record, index).removesuffix(f" ({record.status})")  # the status follows anyway
+    heading = f"run “{md_escape(record.name)}”, epoch {label} ({status})"
     if compared is None:
-        st.markdown(f"**Epoch {snapshot_label(record, index)}** of run “{md_escape(record.name)}” ({status})")
+        st.markdown(f"**Epoch {label}** of run “{md_escape(record.name)}” ({status})")
     draw_weights(weight, bias, record.class_names, shared_scale, source=(run_id, index, epoch),
                  compared=compared, title=heading)
 

@@ -175,7 +175,10 @@ def test_live_while_training_follow_or_scrub_then_stopped_weights_are_kept():
     assert not at.exception
     record = worker.snapshot()
     slider = at.select_slider(key="weights_index")
-    assert slider.options[-1] == f"{record.snapshots[-1][0]}+ (stopped)"  # the weights reached mid-epoch
+    # The weights reached mid-epoch, named by the epoch and batch they are from.
+    assert slider.options[-1] == (f"{record.final['kept_epoch']}, batch {record.final['kept_batch']} of "
+                                  f"{record.batches_per_epoch} (stopped)")
+    assert record.final["kept_epoch"] == record.snapshots[-2][0] + 1
     assert slider.value == 0  # the epoch the user picked stays picked
 
 

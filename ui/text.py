@@ -23,6 +23,17 @@ def shorten(text: object, limit: int = SHOWN_MAX) -> str:
     return line if len(line) <= limit else line[:limit - 1].rstrip() + "…"
 
 
+# Streamlit's markdown (GitHub-flavoured) turns bare addresses into links after it has
+# resolved the escapes, so a zero-width space goes inside them: "http\u200b://", "www\u200b.",
+# "a\u200b@b". Checked in Chromium: none of them renders as a link.
+_AUTOLINKS = ((re.compile(r"(?i)\b(https?|ftp|mailto)(\\?:)"), "\\1\u200b\\2"),
+              (re.compile(r"(?i)\b(www)(\\?\.)"), "\\1\u200b\\2"),
+              (re.compile(r"@"), "\u200b@"))
+
+
 def md_escape(text: object, limit: int = SHOWN_MAX) -> str:
     """User text made literal for any Streamlit markdown, on one line, shortened to `limit`."""
-    return _PUNCTUATION.sub(r"\\\1", shorten(text, limit))
+    escaped = _PUNCTUATION.sub(r"\\\1", shorten(text, limit))
+    for pattern, replacement in _AUTOLINKS:
+        escaped = pattern.sub(replacement, escaped)
+    return escaped
