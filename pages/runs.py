@@ -532,12 +532,12 @@ def upload_section() -> None:
         if st.button("Add to runs", type="primary", key=f"runs_upload_add_{counter}"):
             try:
                 run_id = common.get_run_store().import_checkpoint(upload.getvalue(), name=name)
-            except (CheckpointError, RunStoreError) as error:
-                st.error(f"“{md_escape(upload.name)}” was not added: {md_escape(error, 400)}.")
-                return
             except OSError as error:  # a full disk, a read-only folder, the store over its limit
                 st.error(f"“{md_escape(upload.name)}” was not added: it could not be saved, "
                          f"{md_escape(describe_write_error(error), 400)}.")
+                return
+            except (CheckpointError, RunStoreError) as error:
+                st.error(f"“{md_escape(upload.name)}” was not added: {md_escape(error, 400)}.")
                 return
             st.session_state.runs_upload_counter = counter + 1  # empties the uploader
             st.session_state.runs_select = [run_id]
