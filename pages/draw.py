@@ -15,7 +15,7 @@ from lrcore.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkp
 from lrcore.config import TrainConfig
 from lrcore.data import DATASET_TITLES, DatasetUnavailable
 from lrcore.evaluate import contributions, predict
-from lrcore.predict_drawing import predict_canvas, predict_drawing
+from lrcore.predict_drawing import DrawingPrediction, predict_canvas, predict_drawing
 from lrcore.preprocess import MAX_BYTES, ImageError, load_image_bytes
 from pages import common
 
@@ -24,8 +24,7 @@ from ui.text import md_escape, shorten
 
 CANVAS_SIDE = 280  # px; 10x MNIST, big enough for a finger on a phone
 PREVIEW_SIDE = 196  # the 28x28 input blown up 7x, nearest neighbour so every pixel shows
-# Short labels: on a phone all three fit on one line, which keeps the prediction on the first screen.
-SOURCES = [":material/draw: Draw", ":material/upload: Upload", ":material/casino: Random test image"]
+SOURCES = [":material/draw: Draw", ":material/upload: Upload a picture", ":material/casino: Random test image"]
 RUNNER_UP = -1  # the "compare with" choice that follows the drawing (None would show as "no selection")
 PREDICTED_COLOUR, COMPARED_COLOUR, OTHER_COLOUR = "#FF4B4B", "#1C83E1", "#B9BDC8"
 NAME_MAX = 40  # characters of a class name shown in headings and charts
@@ -108,7 +107,7 @@ def remember_picture(objects: list[dict], picture: np.ndarray | None) -> np.ndar
     return np.asarray(Image.open(io.BytesIO(stored))) if stored is not None else None
 
 
-def drawing_input(model: common.ModelInUse):
+def drawing_input(model: common.ModelInUse) -> DrawingPrediction | None:
     """The canvas, its Undo and Clear buttons; the prediction for what is drawn, or None."""
     brush = st.session_state.get("draw_brush", 20)
     initial = st.session_state.draw_initial_objects
