@@ -333,7 +333,8 @@ def run_actions(run: StoredRun) -> None:
         name_col.text_input("Name", value=run.name, max_chars=100, key=f"runs_name_{run.run_id}")
         button_col.form_submit_button("Rename", width="stretch", on_click=rename_run, args=(run,))
 
-    cols = st.columns(4 + len(OPEN_PAGES))
+    # two rows of four: seven buttons in one row are cut to "Ch…" beside the sidebar at 1024 px
+    cols = st.columns(4) + st.columns(4)
     cols[0].download_button(
         "Checkpoint", data=lambda: store.checkpoint_bytes(run.run_id), file_name=f"{file_stem(run.name)}.pt",
         mime="application/octet-stream", icon=":material/download:", on_click="ignore", disabled=not run.has_weights,
@@ -345,15 +346,15 @@ def run_actions(run: StoredRun) -> None:
         file_name=f"{file_stem(run.name)}-epochs.csv", mime="text/csv", icon=":material/table_view:", on_click="ignore",
         disabled=not run.epochs, width="stretch", key=f"runs_csv_{run.run_id}",
         help="Loss and accuracy of every epoch, one row per epoch.")
-    for col, (page, title, icon) in zip(cols[2:], OPEN_PAGES):
+    for col, (page, title, icon) in zip(cols[4:], OPEN_PAGES):
         if col.button(title, icon=icon, disabled=not run.has_weights, width="stretch",
                       key=f"runs_open_{title}_{run.run_id}", help=f"Open this run's model on the {title} page."):
             open_run(run, page)
-    if cols[-2].button("Train again", icon=":material/replay:", width="stretch", key=f"runs_again_{run.run_id}",
+    if cols[2].button("Train again", icon=":material/replay:", width="stretch", key=f"runs_again_{run.run_id}",
                        help="Open the Train page with this run's settings."):
         common.open_in_train(run.config)
     confirming = st.session_state.get("runs_confirm_delete") == run.run_id
-    cols[-1].button("Delete", icon=":material/delete:", width="stretch", disabled=run.active or confirming,
+    cols[3].button("Delete", icon=":material/delete:", width="stretch", disabled=run.active or confirming,
                     key=f"runs_delete_{run.run_id}", on_click=st.session_state.__setitem__,
                     args=("runs_confirm_delete", run.run_id),
                     help="Stop the run first." if run.active else "Remove this run and its files.")
