@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import re
 
+import torch
 from playwright.sync_api import expect
 
 from lrcore import TrainConfig, train
 from lrcore.checkpoint import save_checkpoint
-from lrcore.model import LogisticRegression
 from lrcore.data import Normalizer
+from lrcore.model import LogisticRegression
 from tests.browser.conftest import screenshot, wait_for_app
-
-import torch
 
 SEVEN = [(0.25, 0.22), (0.75, 0.22), (0.45, 0.82)]  # fractions of the canvas: the bar, then the stem
 ONE = [(0.5, 0.15), (0.5, 0.85)]
