@@ -117,7 +117,7 @@ def _range_test(config: TrainConfig, device: str, dataset: Dataset | None, model
     dataset = dataset if dataset is not None else load_dataset(config.dataset)
     splits = make_splits(dataset, config.validation_fraction, config.seed, config.per_class_limit)
     config.check_sizes(len(splits.train))
-    images = dataset.flat_images("train", device)
+    images = dataset.flat_images("train", device, config.deskew)  # as a run with these settings sees them
     targets = onehot_columns(dataset.train_labels.to(device), dataset.num_classes)
     train_index = splits.train.to(device)
     normalizer = fit_normalizer(config.normalization, images, train_index)

@@ -279,7 +279,7 @@ def _sweep_store(root: str) -> SweepStore:
 TRAIN_PARAMS = {"learning_rate": "lr", "batch_size": "batch_size", "validation_fraction": "val_fraction",
                 "epochs": "epochs", "optimizer": "optimizer", "momentum": "momentum",
                 "weight_decay": "weight_decay", "seed": "seed", "normalization": "normalization",
-                "batch_order": "order",
+                "batch_order": "order", "deskew": "deskew",
                 "per_class_limit": "per_class"}
 
 
@@ -290,7 +290,10 @@ def train_query_params(config) -> dict[str, str]:
         value = getattr(config, field)
         if value is None:
             continue
-        params[param] = str(round(value, 2) if field in ("validation_fraction", "momentum") else value)
+        if isinstance(value, bool):
+            params[param] = "on" if value else "off"
+        else:
+            params[param] = str(round(value, 2) if field in ("validation_fraction", "momentum") else value)
     return params
 
 

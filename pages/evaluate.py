@@ -38,9 +38,10 @@ def evaluation(model_key: str, dataset_name: str, split: str, split_key: tuple,
                _model: common.ModelInUse, _validation: torch.Tensor) -> Evaluation:
     """Evaluation of one model on one split, shared by reruns and sessions (it is never mutated)."""
     dataset = common.get_dataset(dataset_name)
+    deskew = split_key[-1]  # a deskew model is scored on the deskewed images it was trained on
     if split == "test":
-        return evaluate_model(_model.model, _model.normalizer, dataset.test_images, dataset.test_labels)
-    return evaluate_model(_model.model, _model.normalizer, dataset.train_images[_validation],
+        return evaluate_model(_model.model, _model.normalizer, dataset.images("test", deskew), dataset.test_labels)
+    return evaluate_model(_model.model, _model.normalizer, dataset.images("train", deskew)[_validation],
                           dataset.train_labels[_validation])
 
 
@@ -144,7 +145,7 @@ except ConfigError as error:
     st.stop()
 
 key = fingerprint(model)
-split_key = (config.validation_fraction, config.seed, config.per_class_limit)
+split_key = (config.validation_fraction, config.seed, config.per_class_limit, config.deskew)
 results = {split: evaluation(key, model.dataset, split, split_key, model, splits.validation) for split in SPLITS}
 
 metrics = st.columns(4)
@@ -154,7 +155,8 @@ metrics[2].metric("Validation accuracy", f"{results['validation'].accuracy:.2%}"
 metrics[3].metric("Validation loss", f"{results['validation'].loss:.4f}")
 st.caption(f"Test: {len(results['test'].labels):,} images never used in training. Validation: "
            f"{len(results['validation'].labels):,} pool images held out by the run's split "
-           f"(fraction {config.validation_fraction:g}, seed {config.seed}). Loss = mean cross-entropy.")
+           f"(fraction {config.validation_fraction:g}, seed {config.seed}). Loss = mean cross-entropy."
+           + (" Images are deskewed, as this model sees them." if config.deskew else ""))
 
 split = st.radio("Look closer at", list(SPLITS), format_func=SPLITS.get, horizontal=True, key="eval_split")
 result = results[split]
@@ -162,7 +164,8 @@ result = results[split]
 
 def split_images(indices: torch.Tensor) -> torch.Tensor:
     """Images i of the split being looked at, gathered on demand (no copy of the split)."""
-    return dataset.test_images[indices] if split == "test" else dataset.train_images[splits.validation[indices]]
+    images = dataset.images(split, config.deskew)  # deskewed, as the model sees them, for a deskew model
+    return images[indices] if split == "test" else images[splits.validation[indices]]
 
 
 # ---- confusion matrix and the images behind a cell

@@ -95,10 +95,10 @@ def read_settings(dataset_name: str) -> tuple[list[TrainConfig], dict[str, str]]
         problems.update(error.problems)
     if problems:
         return [], problems
-    base = TrainConfig(epochs=int(state.sweep_epochs), optimizer=state.sweep_optimizer,
-                       momentum=round(float(state.sweep_momentum), 2),
-                       validation_fraction=round(float(state.sweep_validation_fraction), 2),
-                       normalization=state.sweep_normalization, seed=int(state.sweep_seed), dataset=dataset_name)
+    base = TrainConfig.for_dataset(dataset_name, epochs=int(state.sweep_epochs), optimizer=state.sweep_optimizer,
+                                   momentum=round(float(state.sweep_momentum), 2),
+                                   validation_fraction=round(float(state.sweep_validation_fraction), 2),
+                                   normalization=state.sweep_normalization, seed=int(state.sweep_seed))
     try:
         return sweep_configs(base, learning_rates, batch_sizes, decays), {}
     except ConfigError as error:
@@ -483,12 +483,12 @@ def live_range_test(test_id: str | None, was_active: bool) -> None:
 def range_test_config(dataset_name: str) -> TrainConfig:
     """The sweep's settings with its first batch size and weight decay (the grid may be invalid)."""
     state = st.session_state
-    return TrainConfig(batch_size=parse_numbers(state.sweep_batch_sizes, int, "batch_sizes", "")[0],
-                       weight_decay=parse_numbers(state.sweep_weight_decays, float, "weight_decays", "")[0],
-                       epochs=int(state.sweep_epochs), optimizer=state.sweep_optimizer,
-                       momentum=round(float(state.sweep_momentum), 2),
-                       validation_fraction=round(float(state.sweep_validation_fraction), 2),
-                       normalization=state.sweep_normalization, seed=int(state.sweep_seed), dataset=dataset_name)
+    return TrainConfig.for_dataset(
+        dataset_name, batch_size=parse_numbers(state.sweep_batch_sizes, int, "batch_sizes", "")[0],
+        weight_decay=parse_numbers(state.sweep_weight_decays, float, "weight_decays", "")[0],
+        epochs=int(state.sweep_epochs), optimizer=state.sweep_optimizer, momentum=round(float(state.sweep_momentum), 2),
+        validation_fraction=round(float(state.sweep_validation_fraction), 2),
+        normalization=state.sweep_normalization, seed=int(state.sweep_seed))
 
 
 def start_sweep(configs: list[TrainConfig], dataset) -> None:
