@@ -244,6 +244,10 @@ def run_train(args: argparse.Namespace) -> int:
                   f"{error.strerror or error}", file=sys.stderr)
             return EXIT_FAILURE
         print(f"saved checkpoint to {path}")
+    if writer is not None and writer.error is not None:  # the disk filled up or went read-only mid-run
+        print(f"python -m lrcore train: the run could not be saved in the run store: {writer.error}"
+              + ("" if args.save is not None else "; use --save FILE to keep the model"), file=sys.stderr)
+        return EXIT_FAILURE
     if writer is not None:
         print(f"recorded as run {writer.run_id} in {writer.path.parent}")
     return EXIT_DIVERGED if finished.status == "diverged" else 0

@@ -301,11 +301,12 @@ if model is None:
     train_side, load_side = st.columns(2, gap="large")
     with train_side:
         st.subheader("Train a quick model", anchor=False)
-        st.write(f"Default settings (learning rate 0.5, batch size 128, 10 epochs) on "
-                 f"{DATASET_TITLES[dataset_name]}.")
+        quick = TrainConfig.for_dataset(dataset_name)  # the Train page's defaults for this dataset
+        st.write(f"Default settings (learning rate {quick.learning_rate:g}, batch size {quick.batch_size}, "
+                 f"{quick.epochs} epochs{', deskewed' if quick.deskew else ''}) on {DATASET_TITLES[dataset_name]}.")
         if st.button("Train a quick model", type="primary", icon=":material/bolt:"):
             common.dataset_or_stop(dataset_name)
-            worker = common.start_run(TrainConfig(dataset=dataset_name), name="quick model (Draw page)")
+            worker = common.start_run(quick, name="quick model (Draw page)")
             st.session_state.draw_quick_run = worker.run_id
             st.rerun()
     with load_side:

@@ -302,6 +302,11 @@ def live_sweep(sweep_id: str | None, was_active: bool) -> None:
         return
     if was_active and not record.active:
         st.rerun()  # just finished: redraw the whole page (results table, buttons, polling off)
+    save_error = common.get_sweep_store().save_errors.get(sweep_id)
+    if save_error:
+        st.warning(f"This sweep could not be saved: {md_escape(save_error, 400)}. Its results stay here until the "
+                   "server restarts; keep a configuration as a run or download its checkpoint to keep it.",
+                   icon=":material/save:")
     groups = len(record.groups)
     if record.active:
         progress = record.progress

@@ -292,6 +292,10 @@ def show_metrics(record) -> None:
 
 
 def show_outcome(record) -> None:
+    if record.save_error:
+        st.warning(f"This run could not be saved: {md_escape(record.save_error, 400)}. It stays usable until the "
+                   "server restarts; download its checkpoint from the Runs page to keep it.",
+                   icon=":material/save:")
     kept = kept_weights_text(record)
     if record.status == "diverged":
         st.error(f"Training diverged: {record.message}. The weights kept are the last finite ones, from "

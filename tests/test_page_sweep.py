@@ -206,3 +206,17 @@ def test_typed_markdown_in_the_settings_is_echoed_literally(app):
     assert any(md_escape("“[x](http://e)”") in e for e in shown)
     assert any(md_escape("“![i](http://e/i.png)”") in e for e in shown)
     assert not any(re.search(r"(?<!\\)\]\(", e) for e in shown)
+
+
+def test_a_sweep_that_cannot_be_saved_says_so(app, tmp_path, monkeypatch):
+    from tests.test_store_limits import FakeDisk
+
+    FakeDisk(monkeypatch, tmp_path / "runs", read_only=True)
+    app.slider(key="sweep_count").set_value(2)
+    app.number_input(key="sweep_epochs").set_value(1)
+    app.run()
+    button(app, "Start sweep").click()
+    app.run()
+    wait_for(app, lambda at: any(s.value == "Results, best first" for s in at.subheader))
+    warning = next(w.value for w in app.warning if w.value.startswith("This sweep could not be saved"))
+    assert "read\\-only file system" in warning

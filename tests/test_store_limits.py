@@ -392,3 +392,37 @@ def test_huge_names_and_messages_in_files_are_cut_when_read(tmp_path):
     with pytest.raises(RunStoreError, match="no run") as raised:
         store.get("20990101-000000-abcdef")
     assert str(tmp_path) not in str(raised.value)  # no server path in a message a page may show
+
+
+# ---------------------------------------------------------------- where a user sees a save error
+
+def test_cli_says_when_the_disk_filled_during_the_run(tmp_path, monkeypatch, capsys):
+    from lrcore.cli import main
+
+    FakeDisk(monkeypatch, tmp_path, budget=120_000)
+    code = main(["train", "--epochs", "30", "--batch-size", "60", "--per-class", "30", "--runs-dir", str(tmp_path),
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.strip() == ("python -m lrcore train: the run could not be saved in the run store: the disk is full "
+                           "(No space left on device); use --save FILE to keep the model")
+
+
+def test_train_page_says_a_run_could_not_be_saved(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest  # noqa: F401  (AppTest drives the real page)
+
+    from pages import common
+    from tests.apptest_helpers import open_page
+
+    monkeypatch.setenv("LRCORE_RUNS_DIR", str(tmp_path))
+    FakeDisk(monkeypatch, tmp_path, read_only=True)
+    at = open_page("pages/train.py", query={"epochs": "2", "per_class": "30", "batch_size": "60"})
+    next(button for button in at.button if button.label == "Start").click()
+    at.run()
+    worker = common.get_registry().get(at.session_state["run_id"])
+    worker.join(60)
+    at.run()
+    assert not at.exception
+    warning = next(w.value for w in at.warning if w.value.startswith("This run could not be saved"))
+    assert "read\\-only file system" in warning and "download its checkpoint from the Runs page" in warning
+    assert any(s.value.startswith("Done: test accuracy") for s in at.success)  # and it is still usable
