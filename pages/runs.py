@@ -213,7 +213,9 @@ def compare(runs: list[StoredRun]) -> None:
     if not with_curves:
         return
     labels = legend_labels(with_curves)
-    curves_col, log_col, note_col = st.columns([2, 1.4, 3.6], vertical_alignment="center")
+    # Two columns, the note under them: three left "Both" and "Log-scale loss" cut at 1024x768.
+    curves_col, log_col = st.columns([3, 2], vertical_alignment="center")
+    note_col = st.container()
     choice = curves_col.segmented_control("Curves", ["Validation", "Training", "Both"], default="Validation",
                                           required=True, key="runs_curves")
     log_loss = log_col.toggle("Log-scale loss", key="runs_log_loss",

@@ -17,7 +17,7 @@ SIZES = [(1024, 768), (1280, 720), (390, 844)]
 PAGES = ["", "data", "train", "weights", "draw", "evaluate", "runs", "sweep"]
 
 # Text that must never be cut or broken mid-word: controls, their labels and the numbers.
-CHECKED = ("button, [data-testid='stWidgetLabel'], [data-testid='stMetricLabel'], "
+CHECKED = ("button, label, [data-testid='stWidgetLabel'], [data-testid='stMetricLabel'], "
            "[data-testid='stMetricValue'], [role='radiogroup'] label, [role='tab'], h1, h2, h3, h4, h5")
 
 LAYOUT_PROBLEMS = """(selector) => {
@@ -34,6 +34,21 @@ LAYOUT_PROBLEMS = """(selector) => {
           && (inner.innerText || '').trim()) {
         problems.push(`cut: "${name(el)}" (${inner.scrollWidth} px of text in ${inner.clientWidth} px)`);
         break;
+      }
+    }
+    // Clipped away: a button sticking out of a box that hides its overflow (a segmented control
+    // whose last option does not fit its column).
+    if (el.tagName === 'BUTTON') {
+      const box = el.getBoundingClientRect();
+      for (let up = el.parentElement; up && up.dataset.testid !== 'stMain'; up = up.parentElement) {
+        const style = getComputedStyle(up);
+        if (['hidden', 'clip'].includes(style.overflowX) || ['hidden', 'clip'].includes(style.overflow)) {
+          const frame = up.getBoundingClientRect();
+          if (box.right > frame.right + 1 || box.left < frame.left - 1) {
+            problems.push(`clipped: button "${name(el)}" sticks out of its box`);
+          }
+          break;
+        }
       }
     }
     // Broken inside a word: a word whose first and last letters sit on different lines.

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.test_layout import CHECKED, LAYOUT_PROBLEMS
 from tests.browser.conftest import screenshot, start_streamlit, stop, wait_for_app
 
 ROW_HEIGHT = 35  # st.dataframe's default row height (the header row is as tall)
@@ -220,12 +221,15 @@ def test_full_store_runs_train_unsaved_and_the_page_says_why(page, full_store_ur
     expect(page.get_by_text(re.compile("Delete the runs older than 30 days for good \\(1: “last month's"))
            ).to_be_visible()
     wait_for_app(page)
+    layout = []
     for width, height in ((1400, 1000), (1024, 768), (390, 844)):
         page.set_viewport_size({"width": width, "height": height})
         page.evaluate("() => document.querySelectorAll('*').forEach(e => { if (e.scrollTop) e.scrollTop = 0; })")
         page.wait_for_timeout(500)
+        layout += [f"{width}x{height}: {problem}" for problem in page.evaluate(LAYOUT_PROBLEMS, CHECKED)]
         screenshot(page, f"runs-save-problems-{width}")
     page.set_viewport_size({"width": 1400, "height": 1000})
+    assert not layout, "\n".join(layout)  # with a run ticked: the curve controls fit too
     assert "/tmp/" not in page.locator('[data-testid="stMain"]').inner_text()  # no server paths
 
     # "Add to runs" on a full store: an error, not a traceback

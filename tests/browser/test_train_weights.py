@@ -100,7 +100,7 @@ def test_train_switch_pages_while_training_stop_and_weights(page, dashboard_url)
     page.wait_for_function(LR_MARKED, arg="lr → 0.1", timeout=30_000)
 
     main_area(page).get_by_role("button", name=re.compile("Stop$")).click()
-    expect(page.get_by_text(re.compile(r"Stopped after epoch \d+"))).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(re.compile(r"Stopped; the weights it reached are kept"))).to_be_visible(timeout=30_000)
     expect(page.get_by_text("Test accuracy")).to_be_visible()
     wait_for_app(page)
     screenshot(page, "train-stopped")
@@ -126,7 +126,7 @@ def test_share_link_opens_the_same_settings(page, dashboard_url):
     expect(page.get_by_label("Seed", exact=True)).to_have_value("7")
     expect(page.get_by_role("radio", name="SGD + momentum")).to_be_checked()
     expect(page.get_by_role("radio", name="per-pixel mean/std")).to_be_checked()
-    main_area(page).get_by_role("button", name=re.compile("Share these settings")).click()
+    main_area(page).get_by_role("button", name=re.compile("Share")).click()
     link = page.locator('[data-testid="stCode"]').inner_text()
     assert "/train?" in link and "lr=0.02" in link and "optimizer=momentum" in link and "run=" not in link
     screenshot(page, "train-shared")
