@@ -25,6 +25,9 @@ from .train import TrainingControl, train
 
 log = logging.getLogger(__name__)
 ACTIVE_STATUSES = ("starting", "training", "paused")
+# Weight snapshots a live run keeps in server memory (31 KB each for 10 classes): thinned evenly
+# as the run grows, like the run store's files, so a 1000-epoch run holds ~1.6 MB, not 31 MB.
+MAX_MEMORY_SNAPSHOTS = 50
 FINAL_STATUSES = ("done", "stopped", "diverged", "crashed")
 
 
@@ -55,6 +58,7 @@ class RunRecord:
     elapsed: float = 0.0
     save_error: str = ""  # why the run store could not save this run ("" while it can); it trains on
     version: int = 0  # bumped on every change, so pollers can skip redraws
+    snapshot_stride: int = 1  # epochs kept in `snapshots` are multiples of this (plus the newest)
 
     @property
     def active(self) -> bool:
@@ -70,6 +74,17 @@ class RunRecord:
             return None
         _, weight, bias = self.snapshots[-1]
         return LogisticRegression.from_tensors(weight, bias)
+
+    def _thin_snapshots(self) -> None:
+        """At most MAX_MEMORY_SNAPSHOTS epoch snapshots: epoch 0, multiples of a stride that doubles
+        as the run grows, and the newest (what the Weights slider scrubs through)."""
+        newest = self.snapshots[-1]
+        while True:
+            kept = [s for s in self.snapshots if s[0] % self.snapshot_stride == 0 or s is newest]
+            if len(kept) <= MAX_MEMORY_SNAPSHOTS:
+                break
+            self.snapshot_stride *= 2
+        self.snapshots = kept
 
     def apply(self, event: object) -> None:
         """Fold one training event into the record."""
@@ -87,6 +102,7 @@ class RunRecord:
                 "validation_accuracy": event.validation_accuracy, "learning_rate": event.learning_rate,
                 "seconds": event.seconds, "elapsed": event.elapsed})
             self.snapshots.append((event.epoch, event.weight, event.bias))
+            self._thin_snapshots()
             self.elapsed = event.elapsed
         elif isinstance(event, ev.BatchProgress):
             first = event.step - len(event.losses) + 1

@@ -80,3 +80,18 @@ def test_the_record_says_which_weights_were_kept(sample):
     assert record.final["train_accuracy"] == pytest.approx(
         check_final_is_the_kept_model(list(train(record.config, sample)), sample, record.config).train_accuracy)
     assert torch.equal(record.latest_model().linear.weight, record.snapshots[-1][1])
+
+
+def test_a_long_run_keeps_a_bounded_number_of_weight_snapshots_in_memory():
+    from lrcore.worker import MAX_MEMORY_SNAPSHOTS
+
+    record = RunRecord("r", "r", TrainConfig(epochs=1000))
+    weight, bias = torch.zeros(10, 784), torch.zeros(10)
+    for epoch in range(1001):
+        record.apply(ev.EpochEnd(epoch, 1000, epoch, 1.0, 0.5, 1.0, 0.5, 0.1, 0.0, float(epoch), weight, bias))
+        assert len(record.snapshots) <= MAX_MEMORY_SNAPSHOTS
+    epochs = [snapshot[0] for snapshot in record.snapshots]
+    assert epochs[0] == 0 and epochs[-1] == 1000 and len(epochs) >= MAX_MEMORY_SNAPSHOTS // 2
+    steps = {b - a for a, b in zip(epochs, epochs[1:-1])}
+    assert len(steps) == 1  # spread evenly over the run
+    assert len(record.epochs) == 1001  # every epoch's metrics stay

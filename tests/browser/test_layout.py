@@ -107,3 +107,25 @@ def test_every_page_reads_well(browser, dashboard_url, finished_run, width, heig
     finally:
         context.close()
     assert not problems, "\n".join(problems)
+
+
+def test_no_deploy_button_and_no_header_stop(page, dashboard_url):
+    """Students see neither Streamlit's Deploy dialog button nor its header Stop (which interrupts the page)."""
+    page.goto(dashboard_url)
+    page.wait_for_selector("h1", timeout=90_000)
+    wait_for_app(page)
+    header = page.locator('[data-testid="stHeader"]').inner_text()
+    assert "Deploy" not in header
+    # The header's Stop lives in the status widget while a script runs: the app's CSS hides it.
+    display = page.evaluate("""() => {
+        const widget = document.createElement('div');
+        widget.dataset.testid = 'stStatusWidget';
+        const stop = document.createElement('button');
+        stop.textContent = 'Stop';
+        widget.appendChild(stop);
+        document.body.appendChild(widget);
+        const shown = getComputedStyle(stop).display;
+        widget.remove();
+        return shown;
+    }""")
+    assert display == "none"
