@@ -138,3 +138,23 @@ def screenshot(page, name: str) -> Path:
     if height != size["height"]:
         page.set_viewport_size(size)
     return path
+
+
+def open_page_from_home(page, url: str, title: str, marker: str) -> None:
+    """Open the dashboard's home, then switch pages with the sidebar like a user; wait for `marker`."""
+    page.goto(url)
+    page.get_by_text("Device:").wait_for(timeout=90_000)
+    wait_for_app(page)
+    page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=title, exact=True).click()
+    page.get_by_text(marker).first.wait_for(timeout=90_000)
+    wait_for_app(page)
+
+
+def quick_model(epochs: int = 1):
+    """The Finished event of a short default run on the bundled sample (for checkpoint files)."""
+    from lrcore import TrainConfig, train
+
+    config = TrainConfig(epochs=epochs)
+    for event in train(config):
+        pass
+    return config, event

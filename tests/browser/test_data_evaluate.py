@@ -11,10 +11,10 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from lrcore import TrainConfig, load_dataset, train
+from lrcore import load_dataset
 from lrcore.checkpoint import save_checkpoint
 from lrcore.evaluate import evaluate_model
-from tests.browser.conftest import screenshot, wait_for_app
+from tests.browser.conftest import open_page_from_home, quick_model, screenshot, wait_for_app
 
 COUNT_BARS = """() => {
   const plots = [...document.querySelectorAll('.js-plotly-plot')];
@@ -36,9 +36,7 @@ PLOT_AREA = """() => {
 def checkpoint_files(tmp_path_factory):
     """A quick model saved with lrcore, its test accuracy as evaluate_model computes it, and a bad file."""
     folder = tmp_path_factory.mktemp("checkpoints")
-    config = TrainConfig(epochs=1)
-    for event in train(config):
-        pass
+    config, event = quick_model()
     good = save_checkpoint(folder / "quick.pt", event.model, config, event.class_names, event.normalizer)
     bad = folder / "notes.pt"
     bad.write_bytes(b"this is not a checkpoint")
@@ -47,22 +45,8 @@ def checkpoint_files(tmp_path_factory):
     return good, bad, result
 
 
-def open_page(page, url: str, title: str, marker: str) -> None:
-    """Open the dashboard's home, then switch pages with the sidebar like a user.
-
-    (A deep link such as /data in a brand-new session currently renders without the dashboard's
-    sidebar; see the report. Going through the home page keeps these tests about these pages.)
-    """
-    page.goto(url)
-    page.get_by_text("Device:").wait_for(timeout=90_000)
-    wait_for_app(page)
-    page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=title, exact=True).click()
-    page.get_by_text(marker).first.wait_for(timeout=90_000)
-    wait_for_app(page)
-
-
 def test_data_page_shows_class_counts_and_examples(page, dashboard_url):
-    open_page(page, dashboard_url, "Data", "Random examples")
+    open_page_from_home(page, dashboard_url, "Data", "Random examples")
     bars = page.wait_for_function(COUNT_BARS).json_value()
     assert bars == [["train + validation pool", 10, 8000], ["test split", 10, 2000]]
     expect(page.get_by_text("Mean image of each class")).to_be_visible()
@@ -90,7 +74,7 @@ def choose(page, label: str, option: str) -> None:
 
 def test_evaluate_a_checkpoint_and_open_confusion_cells(page, dashboard_url, checkpoint_files):
     good, bad, result = checkpoint_files
-    open_page(page, dashboard_url, "Evaluate", "No model to evaluate yet")
+    open_page_from_home(page, dashboard_url, "Evaluate", "No model to evaluate yet")
     uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
 
     uploader.set_input_files(str(bad))

@@ -8,9 +8,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from lrcore import TrainConfig, train
 from lrcore.checkpoint import save_checkpoint
-from tests.browser.conftest import screenshot, wait_for_app
+from tests.browser.conftest import open_page_from_home, quick_model, screenshot, wait_for_app
 from tests.test_hostile_checkpoints import CRAFTED
 
 NAMES = ("[x](http://e.example)", "![i](http://e.example/i.png)", "<img src=x onerror=alert(1)>", ":red[3]",
@@ -36,23 +35,11 @@ def injected(page) -> dict:
 @pytest.fixture(scope="module")
 def hostile_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostile")
-    config = TrainConfig(epochs=1)
-    for event in train(config):
-        pass
+    config, event = quick_model()
     named = save_checkpoint(folder / "[x](http:e) ![i](e.png).pt", event.model, config, NAMES, event.normalizer)
     three_classes = folder / "three.pt"
     three_classes.write_bytes(CRAFTED["3 classes for mnist-sample"][0])
     return named, three_classes
-
-
-def open_page(page, url: str, title: str, marker: str) -> None:
-    """Open the dashboard's home, then switch pages with the sidebar like a user."""
-    page.goto(url)
-    page.get_by_text("Device:").wait_for(timeout=90_000)
-    wait_for_app(page)
-    page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=title, exact=True).click()
-    page.get_by_text(marker).first.wait_for(timeout=90_000)
-    wait_for_app(page)
 
 
 def screenshots(page, name: str) -> None:
@@ -68,7 +55,7 @@ def test_evaluate_shows_markdown_class_names_and_file_names_as_text(page, dashbo
     named, three_classes = hostile_files
     dialogs = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-    open_page(page, dashboard_url, "Evaluate", "No model to evaluate yet")
+    open_page_from_home(page, dashboard_url, "Evaluate", "No model to evaluate yet")
     uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
 
     uploader.set_input_files(str(three_classes))
