@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from lrcore.checkpoint import CheckpointError, load_checkpoint
+from lrcore.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint
 from lrcore.config import ConfigError
 from lrcore.data import DATASET_TITLES, make_splits
 from lrcore.evaluate import Evaluation, evaluate_model
@@ -112,7 +112,7 @@ st.title("Evaluate")
 
 with st.expander("Load a checkpoint (.pt)", expanded=common.current_model() is None):
     st.file_uploader("Checkpoint saved by this dashboard or `python -m lrcore train --save`", type=["pt", "pth"],
-                     key="eval_upload", on_change=load_uploaded)
+                     key="eval_upload", on_change=load_uploaded, max_upload_size=MAX_CHECKPOINT_BYTES // 2**20)
     if "eval_upload_error" in st.session_state:
         st.error(st.session_state.eval_upload_error)
     if common.using_checkpoint() and common.current_worker() is not None:
