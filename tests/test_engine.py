@@ -110,3 +110,40 @@ def test_evaluate_matches_cross_entropy():
 def test_onehot_columns():
     columns = onehot_columns(torch.tensor([2, 0, 1]), 3)
     assert columns.tolist() == [[0, 1, 0], [0, 0, 1], [1, 0, 0]]
+
+
+K1_CASES = [
+    ("sgd", 0.5, 0.0),
+    ("sgd", 0.5, 0.01),
+    ("momentum", 0.1, 0.0),
+    ("momentum", 0.1, 0.001),
+    ("adamw", 0.01, 0.0),
+    ("adamw", 0.01, 0.05),
+]
+
+
+@pytest.mark.parametrize("optimizer, lr, decay", K1_CASES)
+def test_single_model_step_matches_torch_optim_on_nn_linear(optimizer, lr, decay):
+    """K = 1 is what `lrcore.train` runs; plain SGD takes its own fused path (no gradient materialised)."""
+    torch.manual_seed(3)
+    reference = torch.nn.Linear(784, 10)
+    engine = StackedSoftmaxRegression(reference.weight.detach(), reference.bias.detach(), 10, optimizer,
+                                      [lr], [decay], momentum=0.9, input_scale=1 / 255)
+    if optimizer == "adamw":
+        optim = torch.optim.AdamW(reference.parameters(), lr=lr, weight_decay=decay)
+    else:
+        optim = torch.optim.SGD(reference.parameters(), lr=lr, weight_decay=decay,
+                                momentum=0.9 if optimizer == "momentum" else 0.0)
+    for inputs, labels in batches(count=8, size=64, seed=5):
+        pixels = (inputs * 255).round()  # raw 0..255 pixels, scaled inside the engine as in training
+        losses = engine.step(pixels, labels)
+        optim.zero_grad()
+        loss = F.cross_entropy(reference(pixels / 255), labels)
+        loss.backward()
+        optim.step()
+        assert losses.shape == (1,)
+        assert losses[0].item() == pytest.approx(loss.item(), rel=1e-5, abs=1e-5)
+    ours_weight, ours_bias = engine.parameters_of(0)
+    assert torch.allclose(ours_weight, reference.weight, atol=1e-5)
+    assert torch.allclose(ours_bias, reference.bias, atol=1e-5)
+    assert engine.steps == 8
