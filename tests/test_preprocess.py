@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -226,10 +227,29 @@ def test_real_mnist_digits_survive_resizing_and_shifting():
         assert (values > 0.75).mean() > 0.9, (side, np.sort(values)[:10])
 
 
+CORE_IMPORTS = """
+import importlib, json, pkgutil, sys
+import lrcore
+names = sorted(info.name for info in pkgutil.walk_packages(lrcore.__path__, "lrcore.")
+               if not info.name.endswith(".__main__"))  # __main__ runs the CLI; it only imports cli
+culprits = []
+for name in names:
+    importlib.import_module(name)
+    if "streamlit" in sys.modules and not culprits:
+        culprits.append(name)
+print(json.dumps({"imported": names, "first_with_streamlit": culprits,
+                  "streamlit": sorted(m for m in sys.modules if m.split(".")[0] == "streamlit")[:5]}))
+"""
+
+
 def test_core_does_not_import_streamlit():
-    code = "import sys, lrcore.preprocess; sys.exit('streamlit' in sys.modules)"
+    """Every lrcore module (found by pkgutil, so new ones are covered) imported in a fresh interpreter."""
     root = Path(__file__).resolve().parents[1]
-    assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
+    done = subprocess.run([sys.executable, "-c", CORE_IMPORTS], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {"lrcore.engine", "lrcore.worker", "lrcore.preprocess", "lrcore.cli"} <= set(report["imported"])
+    assert report["streamlit"] == [], report
 
 
 # ---------------------------------------------------------------- decoding budget, 8-bit output
