@@ -110,7 +110,7 @@ def test_full_record_matches_the_training_events(tmp_path, dataset):
 
 
 KILLED_TRAINER = """
-    import time
+    import signal
     from lrcore import events
     from lrcore.config import TrainConfig
     from lrcore.runstore import RunStore
@@ -121,7 +121,7 @@ KILLED_TRAINER = """
         for event in train(config, batch_event_seconds=0):
             writer.record(event)
             if isinstance(event, events.BatchProgress) and event.epoch == 3:
-                time.sleep(600)  # in the middle of epoch 3: the test kills it here
+                signal.pause()  # in the middle of epoch 3: the test kills it here
 """
 
 
@@ -131,13 +131,18 @@ def test_run_killed_mid_training_keeps_its_epochs_and_shows_crashed(tmp_path):
                                stdout=subprocess.PIPE, text=True)
     try:
         run_id = trainer.stdout.readline().strip()
-        epochs_file = tmp_path / run_id / "epochs.jsonl"
+        epochs_file, meta_file = tmp_path / run_id / "epochs.jsonl", tmp_path / run_id / "meta.json"
+
+        def epoch_two_written() -> bool:
+            """epochs 0, 1, 2 in epochs.jsonl and meta.json says so (the writer thread writes it after)."""
+            if not epochs_file.exists() or len(epochs_file.read_text().splitlines()) < 3:
+                return False
+            return json.loads(meta_file.read_text()).get("epochs_done") == 2  # replaced atomically
         deadline = time.time() + 120
-        while time.time() < deadline and trainer.poll() is None:
-            if epochs_file.exists() and len(epochs_file.read_text().splitlines()) >= 3:  # epochs 0, 1, 2
-                break
+        while not epoch_two_written():
+            assert trainer.poll() is None, "the trainer ended before it could be killed"
+            assert time.time() < deadline, "epoch 2 was never written"
             time.sleep(0.05)
-        assert trainer.poll() is None, "the trainer ended before it could be killed"
         # While it trains, another process (this one: not the writer) sees it running.
         [running] = RunStore(tmp_path).list_runs()
         assert running.status == "running" and running.epochs_done == 2 and running.source == "cli"

@@ -96,7 +96,7 @@ def test_loaded_sweep_ranks_and_opens_like_the_live_one(tmp_path, dataset):
 
 
 SLOW_SWEEP = """
-    import sys, time
+    import signal, sys
     from lrcore import TrainConfig, load_dataset
     from lrcore import events
     from lrcore.sweep import SweepWorker, sweep_configs
@@ -104,7 +104,7 @@ SLOW_SWEEP = """
     store = SweepStore(sys.argv[1])
     def pause_in_epoch_3(worker, indices, event):
         if isinstance(event, events.GroupBatchProgress) and event.epoch == 3:
-            time.sleep(600)  # the test kills the process here
+            signal.pause()  # the test kills the process here
     configs = sweep_configs(TrainConfig(epochs=100, batch_size=60, per_class_limit=30), [0.05, 0.5])
     worker = SweepWorker(configs, load_dataset("mnist-sample"), batch_event_seconds=0,
                          listeners=[store.listener(), pause_in_epoch_3])
@@ -120,11 +120,11 @@ def test_sweep_killed_mid_training_keeps_its_epochs_and_shows_crashed(tmp_path):
         sweep_id = sweeper.stdout.readline().strip()
         epochs_file = tmp_path / sweep_id / "epochs.jsonl"
         deadline = time.time() + 120
-        while time.time() < deadline and sweeper.poll() is None:
-            if epochs_file.exists() and len(epochs_file.read_text().splitlines()) >= 2 * 3:  # epochs 0-2 of both
-                break
+        # epochs 0-2 of both members written
+        while not (epochs_file.exists() and len(epochs_file.read_text().splitlines()) >= 2 * 3):
+            assert sweeper.poll() is None, "the sweep ended before it could be killed"
+            assert time.time() < deadline, "epoch 2 was never written"
             time.sleep(0.05)
-        assert sweeper.poll() is None, "the sweep ended before it could be killed"
         [running] = SweepStore(tmp_path).list_sweeps()  # another process sees it training
         assert running.status == "running"
     finally:
@@ -177,7 +177,8 @@ def test_delete_and_a_running_sweep_cannot_be_deleted(tmp_path, dataset):
                          listeners=[store.listener()]).start()
     try:
         deadline = time.time() + 60
-        while not (tmp_path / worker.sweep_id / "meta.json").exists() and time.time() < deadline:
+        while not (tmp_path / worker.sweep_id / "meta.json").exists():
+            assert time.time() < deadline, "meta.json was never written"
             time.sleep(0.02)
         with pytest.raises(SweepStoreError, match="still training"):
             store.delete(worker.sweep_id)
