@@ -1,5 +1,6 @@
 import math
 import threading
+import time
 
 import pytest
 import torch
@@ -92,6 +93,14 @@ def test_nan_loss_ends_the_run_and_keeps_the_last_finite_weights(sample, monkeyp
     assert (finished.model.linear.weight == 3e38).all()  # untouched by the NaN update
 
 
+def wait_for(condition, what: str, timeout: float = 30) -> None:
+    """Poll `condition` until true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        threading.Event().wait(0.01)
+
+
 def test_pause_resume_stop_and_learning_rate_change_from_another_thread(sample):
     control = TrainingControl()
     seen = []
@@ -104,20 +113,17 @@ def test_pause_resume_stop_and_learning_rate_change_from_another_thread(sample):
                 control.pause()
     thread = threading.Thread(target=consume)
     thread.start()
-    for _ in range(200):
-        if of(seen, ev.Paused):
-            break
-        threading.Event().wait(0.02)
+    wait_for(lambda: of(seen, ev.Paused), "a Paused event")
     paused_at = of(seen, ev.Paused)[0].step
-    threading.Event().wait(0.2)
-    steps_while_paused = [e.step for e in of(seen, ev.BatchProgress) if e.step > paused_at]
-    assert steps_while_paused == []
-    control.set_learning_rate(0.05)
+    control.set_learning_rate(0.05)  # taken on the first batch after resuming, not while paused
     control.resume()
-    threading.Event().wait(0.2)
+    wait_for(lambda: [e for e in of(seen, ev.BatchProgress) if e.step > paused_at], "a batch after resuming")
     control.stop()
     thread.join(timeout=30)
     assert not thread.is_alive()
+    # Nothing ran while paused: the loop went straight from Paused to Resumed, then took the new rate.
+    paused_index = seen.index(of(seen, ev.Paused)[0])
+    assert [type(e) for e in seen[paused_index:paused_index + 3]] == [ev.Paused, ev.Resumed, ev.LearningRateChanged]
     change = of(seen, ev.LearningRateChanged)[0]
     assert change.old == 0.5 and change.new == 0.05 and change.step == paused_at
     assert of(seen, ev.Resumed)[0].step == paused_at
