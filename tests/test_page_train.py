@@ -169,7 +169,11 @@ def test_pause_resume_change_learning_rate_and_stop():
 
     button(at, "Pause").click().run()
     assert worker.control.paused and button(at, "Resume")
-    wait_until(lambda: worker.snapshot().status == "paused")
+    wait_until(lambda: worker.snapshot().status == "paused")  # set on the Paused event, then the loop waits
+    paused_step = worker.snapshot().progress.get("step")
+    at.run()  # a page round trip while paused: no batch runs meanwhile
+    assert not at.exception, at.exception
+    assert worker.snapshot().status == "paused" and worker.snapshot().progress.get("step") == paused_step
     button(at, "Resume").click().run()
     assert not worker.control.paused
 
