@@ -25,9 +25,10 @@ from typing import BinaryIO
 
 import torch
 
+from . import datasets
 from .config import ConfigError, TrainConfig
-from .data import DIGIT_NAMES, FASHION_NAMES, Normalizer
-from .model import NUM_PIXELS, LogisticRegression
+from .data import Normalizer
+from .model import LogisticRegression
 
 FORMAT = "lrcore-checkpoint"
 VERSION = 1
@@ -36,12 +37,9 @@ MIN_CLASSES, MAX_CLASSES = 2, 100  # an image-folder dataset may bring more than
 MAX_CLASS_NAME_LENGTH = 64  # a 1 MB class name froze viewers' browsers for minutes
 MAX_METRICS = 32
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-# Classes each known dataset has; a checkpoint for one of them must have exactly as many.
-DATASET_CLASSES = {"mnist-sample": len(DIGIT_NAMES), "mnist": len(DIGIT_NAMES), "fashion-mnist": len(FASHION_NAMES)}
 # What the archive may declare before anything is decompressed (a zip bomb of 1 GB of zeros
 # deflates to ~1 MB, so the file size alone says nothing). The tensors of the largest model
-# we accept, in float64: weight + bias + normaliser mean and std.
-MAX_TENSOR_BYTES = (MAX_CLASSES * (NUM_PIXELS + 1) + 2 * NUM_PIXELS) * 8  # ~640 KB
+# we accept, in float64: weight + bias + normaliser mean and std (`max_tensor_bytes`).
 MAX_TENSOR_RECORDS = 4
 MAX_PICKLE_BYTES = 256 * 1024  # settings, class names and metrics: a few KB
 MAX_OTHER_RECORD_BYTES = 1024  # version, byteorder, serialization id
@@ -164,12 +162,12 @@ def _check_archive(data: bytes) -> None:
     tensors = [r for r in records if r.filename.rsplit("/", 2)[-2:-1] == ["data"]]
     pickles = [r for r in records if r.filename.endswith(".pkl")]
     others = [r for r in records if r not in tensors and r not in pickles]
-    tensor_bytes = sum(r.file_size for r in tensors)
-    if len(tensors) > MAX_TENSOR_RECORDS or tensor_bytes > MAX_TENSOR_BYTES:
+    tensor_bytes, max_bytes = sum(r.file_size for r in tensors), max_tensor_bytes()
+    if len(tensors) > MAX_TENSOR_RECORDS or tensor_bytes > max_bytes:
         raise CheckpointError(
             f"refused: the file declares {len(tensors)} tensors of {_megabytes(tensor_bytes)} in all once "
             f"decompressed; a checkpoint holds at most {MAX_TENSOR_RECORDS} (weights, bias, normalisation) "
-            f"of {_megabytes(MAX_TENSOR_BYTES)} for {MAX_CLASSES} classes")
+            f"of {_megabytes(max_bytes)} for {MAX_CLASSES} classes")
     if len(pickles) != 1 or pickles[0].file_size > MAX_PICKLE_BYTES:
         raise CheckpointError(f"refused: the file's settings record declares "
                               f"{_megabytes(sum(r.file_size for r in pickles))}; a checkpoint's is at most "
@@ -178,6 +176,13 @@ def _check_archive(data: bytes) -> None:
         big = max(others, key=lambda r: r.file_size)
         raise CheckpointError(f"refused: the file holds an unexpected record of {_megabytes(big.file_size)} "
                               "once decompressed")
+
+
+def max_tensor_bytes() -> int:
+    """The tensors' bytes of the largest model we accept: MAX_CLASSES classes of the registered
+    dataset with the most pixels, in float64 (~640 KB for 28x28 images)."""
+    pixels = max(info.num_pixels for info in datasets.REGISTRY.values())
+    return (MAX_CLASSES * (pixels + 1) + 2 * pixels) * 8
 
 
 def _check_directory(data: bytes) -> None:
@@ -222,13 +227,15 @@ def _from_state_dict(state: dict) -> dict:
     """A tutorial-style `model.state_dict()` becomes a checkpoint with default settings."""
     weight = state.get("linear.weight")
     rows = weight.shape[0] if isinstance(weight, torch.Tensor) and weight.ndim == 2 else 0
+    config = TrainConfig()
+    info = datasets.get(config.dataset)
     # Checked before naming the classes: a (10**9, 0) tensor costs no bytes but would ask for 10**9 names.
     if not MIN_CLASSES <= rows <= MAX_CLASSES:
-        raise CheckpointError(f"linear.weight: expected a tensor of classes x {NUM_PIXELS} with {MIN_CLASSES} to "
-                              f"{MAX_CLASSES} classes, found {_describe(weight)}")
+        raise CheckpointError(f"linear.weight: expected a tensor of classes x {info.num_pixels} with {MIN_CLASSES} "
+                              f"to {MAX_CLASSES} classes, found {_describe(weight)}")
     return {"format": FORMAT, "version": VERSION, "weight": weight, "bias": state.get("linear.bias"),
-            "config": TrainConfig().to_dict(),
-            "class_names": list(DIGIT_NAMES) if rows == 10 else [str(i) for i in range(rows)],
+            "config": config.to_dict(),
+            "class_names": list(info.class_names) if rows == info.num_classes else [str(i) for i in range(rows)],
             "normalizer": {"kind": "raw"}, "metrics": {}, "created": 0.0}
 
 
@@ -241,12 +248,13 @@ def _validate(payload: dict) -> Checkpoint:
         raise CheckpointError(f"version: the file is format version {version}, made by a newer lrcore; "
                               f"this one reads version {VERSION}")
     config = _config(payload.get("config"))
-    names = _class_names(payload.get("class_names"), config.dataset)
-    classes = len(names)
-    weight = _tensor(payload.get("weight"), "weight", (classes, NUM_PIXELS), f"{classes} x {NUM_PIXELS} "
-                     "(classes x 28*28 pixels)")
+    info = datasets.get(config.dataset)  # the settings name a registered dataset: its shape is known
+    names = _class_names(payload.get("class_names"), info)
+    classes, pixels = len(names), info.num_pixels
+    weight = _tensor(payload.get("weight"), "weight", (classes, pixels), f"{classes} x {pixels} "
+                     f"(classes x {'*'.join(map(str, info.image_shape))} pixels)")
     bias = _tensor(payload.get("bias"), "bias", (classes,), f"({classes},)")
-    normalizer = _normalizer(payload.get("normalizer"))
+    normalizer = _normalizer(payload.get("normalizer"), pixels)
     metrics = _metrics(payload.get("metrics"))
     created = payload.get("created")
     if created is None:
@@ -300,7 +308,7 @@ def _config(values: object) -> TrainConfig:
         raise CheckpointError(f"config: the training settings are invalid: {text}") from None
 
 
-def _class_names(names: object, dataset: str) -> tuple[str, ...]:
+def _class_names(names: object, info: datasets.DatasetInfo) -> tuple[str, ...]:
     if not isinstance(names, (list, tuple)):
         raise CheckpointError(f"class_names: expected a list of {MIN_CLASSES} to {MAX_CLASSES} names, "
                               f"found {_describe(names)}")
@@ -317,10 +325,9 @@ def _class_names(names: object, dataset: str) -> tuple[str, ...]:
             raise CheckpointError(f"class_names: name {index} contains control or invisible characters")
     if len(set(names)) != len(names):
         raise CheckpointError("class_names: two classes have the same name; each must be different")
-    expected = DATASET_CLASSES.get(dataset)
-    if expected is not None and len(names) != expected:
-        raise CheckpointError(f"class_names: the file has {len(names)} classes, but a model for {dataset} "
-                              f"needs {expected}")
+    if len(names) != info.num_classes:
+        raise CheckpointError(f"class_names: the file has {len(names)} classes, but a model for {info.name} "
+                              f"needs {info.num_classes}")
     return tuple(names)
 
 
@@ -340,7 +347,7 @@ def _tensor(value: object, field_name: str, shape: tuple[int, ...], shape_text: 
     return value
 
 
-def _normalizer(values: object) -> Normalizer:
+def _normalizer(values: object, pixels: int) -> Normalizer:
     if values is None:
         return Normalizer("raw")
     if not isinstance(values, dict):
@@ -351,10 +358,10 @@ def _normalizer(values: object) -> Normalizer:
         return Normalizer("raw")
     if kind != "standardize":
         raise CheckpointError(f"normalizer: kind must be raw or standardize, found {_describe(kind)}")
-    mean = _tensor(values.get("mean"), "normalizer mean", (NUM_PIXELS,), f"{NUM_PIXELS} values")
-    std = _tensor(values.get("std"), "normalizer std", (NUM_PIXELS,), f"{NUM_PIXELS} values")
+    mean = _tensor(values.get("mean"), "normalizer mean", (pixels,), f"{pixels} values")
+    std = _tensor(values.get("std"), "normalizer std", (pixels,), f"{pixels} values")
     if not bool((std > 0).all()):
-        raise CheckpointError(f"normalizer std: expected {NUM_PIXELS} positive standard deviations")
+        raise CheckpointError(f"normalizer std: expected {pixels} positive standard deviations")
     return Normalizer("standardize", mean.float(), std.float())
 
 

@@ -1,14 +1,14 @@
 """Datasets as uint8 tensors, deterministic splits and normalisation.
 
-Every dataset is read once into `uint8` tensors (N x 28 x 28) plus labels; training
-slices those tensors directly, so nothing in the training path touches PIL or
-`ToTensor`. `mnist-sample` (MNIST's official 10,000-image test split) ships inside
-the package and always works offline.
+Every dataset is read once into `uint8` tensors (N x height x width, or N x channels x height x
+width) plus labels; training slices those tensors directly, so nothing in the training path
+touches PIL or `ToTensor`. What each dataset is and where its files come from is described in
+`lrcore.datasets`; `mnist-sample` (MNIST's official 10,000-image test split) ships inside the
+package and always works offline.
 """
 from __future__ import annotations
 
 import functools
-import gzip
 import hashlib
 import os
 import urllib.error
@@ -19,31 +19,18 @@ from typing import Callable
 
 import torch
 
-from .config import ConfigError, DATASETS
+from . import datasets
+from .config import ConfigError
+from .datasets import DatasetInfo, DatasetUnavailable, find_file
 from .preprocess import deskew
 
-BUNDLED_DIR = Path(__file__).parent / "bundled"
-DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-SAMPLE_TEST_PER_CLASS = 200  # fixed, stratified hold-out of mnist-sample: 2,000 test images
-SAMPLE_SPLIT_SEED = 0  # never changes: the mnist-sample test set is the same everywhere
-DIGIT_NAMES = tuple(str(d) for d in range(10))
-FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
-DATASET_TITLES = {
-    "mnist-sample": "MNIST sample (10,000 real digits, bundled)",
-    "mnist": "MNIST (70,000 digits)",
-    "fashion-mnist": "Fashion-MNIST (70,000 clothing images)",
-}
-
-
-class DatasetUnavailable(RuntimeError):
-    """The dataset's files are missing or unreadable; the message says how to get them."""
+# Names other modules import from here, derived from the registry.
+FILES = datasets.IDX_FILES
+FASHION_NAMES = datasets.FASHION_NAMES
+DATASET_TITLES = {name: info.title for name, info in datasets.REGISTRY.items()}
+sample_test_split = datasets.sample_test_split
+# Debian's dataset-fashion-mnist folder; a module attribute so that tests can point it elsewhere.
+DEBIAN_FASHION_DIR = datasets.get("fashion-mnist").debian_folder
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,7 +38,7 @@ class Dataset:
     """Read-only images and labels. `train_*` is the pool that train/validation come from."""
 
     name: str
-    train_images: torch.Tensor  # uint8, N x 28 x 28
+    train_images: torch.Tensor  # uint8, N x height x width (one channel) or N x channels x height x width
     train_labels: torch.Tensor  # int64, N
     test_images: torch.Tensor
     test_labels: torch.Tensor
@@ -62,9 +49,13 @@ class Dataset:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def info(self) -> DatasetInfo:
+        return datasets.get(self.name)
+
     def images(self, split: str, deskew: bool = False) -> torch.Tensor:
-        """uint8 N x 28 x 28 images of `split` ("test", else the train pool); `deskew`: the
-        deskewed copy, computed on first use and kept for the process (see preprocess.deskew)."""
+        """uint8 images of `split` ("test", else the train pool); `deskew`: the deskewed copy
+        (digits only), computed on first use and kept for the process (see preprocess.deskew)."""
         if deskew:
             return _deskewed_images(self, "test" if split == "test" else "train")
         return self.test_images if split == "test" else self.train_images
@@ -73,7 +64,7 @@ class Dataset:
         return self.test_labels if split == "test" else self.train_labels
 
     def flat_images(self, split: str, device: str | torch.device = "cpu", deskew: bool = False) -> torch.Tensor:
-        """uint8 images flattened to N x 784 on `device`; one copy per device for the whole process.
+        """uint8 images flattened to N x pixels on `device`; one copy per device for the whole process.
 
         Batches gather uint8 rows and convert them: on CPU that is ~2.5x faster than
         gathering rows of a float copy, and it keeps no float copy of the dataset.
@@ -101,107 +92,57 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("LRCORE_DATA_DIR", "data"))
 
 
-# ---------------------------------------------------------------- IDX files
+# ---------------------------------------------------------------- finding and loading
 
-def read_idx(path: Path) -> torch.Tensor:
-    """Read an IDX file (MNIST's format), gzipped or not, into a uint8 tensor."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as handle:
-            raw = handle.read()
-    except (OSError, EOFError) as error:
-        raise DatasetUnavailable(f"cannot read {path}: {error}") from None
-    if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 8:
-        raise DatasetUnavailable(f"{path} is not an IDX file of unsigned bytes")
-    ndim = raw[3]
-    shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    offset = 4 + 4 * ndim
-    count = 1
-    for size in shape:
-        count *= size
-    if len(raw) - offset != count:
-        raise DatasetUnavailable(f"{path} is truncated: expected {count:,} values, found {len(raw) - offset:,}")
-    return torch.frombuffer(bytearray(raw[offset:]), dtype=torch.uint8).reshape(shape)
-
-
-def _find(directory: Path, stem: str) -> Path | None:
-    for candidate in (directory / stem, directory / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _read_pair(directory: Path, images_key: str, labels_key: str) -> tuple[torch.Tensor, torch.Tensor]:
-    images = read_idx(_find(directory, FILES[images_key]))
-    labels = read_idx(_find(directory, FILES[labels_key])).long()
-    if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
-        raise DatasetUnavailable(f"{directory}: images {tuple(images.shape)} and labels {tuple(labels.shape)} do not match")
-    return images, labels
-
-
-def _candidate_dirs(name: str, data_dir: Path) -> list[Path]:
-    if name == "mnist":
-        return [data_dir / "MNIST" / "raw", data_dir / "mnist"]
-    return [data_dir / "FashionMNIST" / "raw", data_dir / "fashion-mnist", DEBIAN_FASHION_DIR]
+def _candidate_dirs(info: DatasetInfo, data_dir: Path) -> list[Path]:
+    debian = DEBIAN_FASHION_DIR if info.name == "fashion-mnist" else info.debian_folder
+    return ([info.folder] if info.folder else []) + [data_dir / folder for folder in info.data_folders] \
+        + ([debian] if debian else [])
 
 
 def locate(name: str, data_dir: Path | None = None) -> Path | None:
-    """The folder holding all four files of `name`, or None."""
-    if name == "mnist-sample":
-        return BUNDLED_DIR
+    """The folder holding all files of `name`, or None."""
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    for directory in _candidate_dirs(name, data_dir):
-        if all(_find(directory, stem) for stem in FILES.values()):
+    info = datasets.get(name)
+    for directory in _candidate_dirs(info, data_dir):
+        if all(find_file(directory, stem) for stem in info.files):
             return directory
     return None
 
 
 def missing_files_message(name: str, data_dir: Path | None = None) -> str:
+    info = datasets.get(name)
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    target = _candidate_dirs(name, data_dir)[0]
-    files = ", ".join(f"{stem}.gz" for stem in FILES.values())
-    extra = " or install Debian's dataset-fashion-mnist package" if name == "fashion-mnist" else ""
-    return (f"The {name} files were not found. Put the four files ({files}) in {target}"
-            f" (or set LRCORE_DATA_DIR / --data-dir to a folder that holds them){extra}. "
-            "Online, the Data page's download button or `python -m lrcore train --dataset "
-            f"{name} --download` fetches them.")
+    target = data_dir / info.data_folders[0] if info.data_folders else info.folder
+    files = ", ".join(f"{stem}.gz" for stem in info.files)
+    count = {2: "two", 3: "three", 4: "four"}.get(len(info.files), str(len(info.files)))
+    extra = f" or install Debian's {info.debian_package} package" if info.debian_package else ""
+    online = (" Online, the Data page's download button or `python -m lrcore train --dataset "
+              f"{name} --download` fetches them.") if info.download else ""
+    return (f"The {name} files were not found. Put the {count} files ({files}) in {target}"
+            f" (or set LRCORE_DATA_DIR / --data-dir to a folder that holds them){extra}.{online}")
 
 
 def available_datasets(data_dir: Path | None = None) -> dict[str, bool]:
-    return {name: locate(name, data_dir) is not None for name in DATASETS}
+    return {name: locate(name, data_dir) is not None for name in datasets.NAMES}
 
-
-# ---------------------------------------------------------------- loading
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(name: str, directory: str) -> Dataset:
-    folder = Path(directory)
-    if name == "mnist-sample":
-        images, labels = _read_pair(folder, "test_images", "test_labels")
-        test, pool = sample_test_split(labels)
-        return Dataset(name, images[pool].contiguous(), labels[pool].contiguous(),
-                       images[test].contiguous(), labels[test].contiguous(), DIGIT_NAMES,
-                       "MNIST official test split, bundled (8,000 train+validation / 2,000 test)")
-    train_images, train_labels = _read_pair(folder, "train_images", "train_labels")
-    test_images, test_labels = _read_pair(folder, "test_images", "test_labels")
-    names = DIGIT_NAMES if name == "mnist" else FASHION_NAMES
-    return Dataset(name, train_images, train_labels, test_images, test_labels, names, str(folder))
-
-
-def sample_test_split(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """mnist-sample's fixed (test, pool) indices: 200 random images of each digit are the test set."""
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SAMPLE_SPLIT_SEED))
-    test = torch.cat([order[labels[order] == digit][:SAMPLE_TEST_PER_CLASS] for digit in range(10)])
-    is_test = torch.zeros(len(labels), dtype=torch.bool)
-    is_test[test] = True
-    return test.sort().values, order[~is_test[order]]
+    info = datasets.get(name)
+    train_images, train_labels, test_images, test_labels = info.loader(Path(directory))
+    for images, labels in ((train_images, train_labels), (test_images, test_labels)):
+        if tuple(images.shape[1:]) != info.image_shape or len(images) != len(labels):
+            raise DatasetUnavailable(f"{directory}: images {tuple(images.shape)} and labels {tuple(labels.shape)} "
+                                     f"do not match; {name} has {info.shape_text} images, one label each")
+    return Dataset(name, train_images, train_labels, test_images, test_labels, info.class_names,
+                   info.source_note or directory)
 
 
 def load_dataset(name: str = "mnist-sample", data_dir: Path | str | None = None,
                  download: bool = False, progress: Callable[[str, int, int], None] | None = None) -> Dataset:
     """Load a dataset by name once per process; raise `DatasetUnavailable` with a fix when missing."""
-    if name not in DATASETS:
-        raise DatasetUnavailable(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    datasets.get(name)  # an unknown name: the message lists the known ones
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     folder = locate(name, data_dir)
     if folder is None and download:
@@ -214,18 +155,18 @@ def load_dataset(name: str = "mnist-sample", data_dir: Path | str | None = None,
 
 def download_dataset(name: str, data_dir: Path | str | None = None,
                      progress: Callable[[str, int, int], None] | None = None) -> Path:
-    """Download `mnist` or `fashion-mnist` with torchvision's mirrors and checksums.
+    """Download a dataset that has a `download` (mnist, fashion-mnist) with torchvision's mirrors and checksums.
 
     `progress(file_name, bytes_done, bytes_total)` is called as data arrives. Files land
     where `torchvision.datasets.MNIST` / `FashionMNIST` would put them.
     """
-    from torchvision import datasets  # imported here: only downloads need torchvision
+    from torchvision import datasets as torchvision_datasets  # imported here: only downloads need it
 
-    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    source = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}.get(name)
-    if source is None:
-        raise DatasetUnavailable(f"{name} is bundled or unknown; nothing to download")
-    target = data_dir / source.__name__ / "raw"
+    info = datasets.get(name)
+    if not info.download:
+        raise DatasetUnavailable(f"{name} is bundled or has no download; nothing to download")
+    source = getattr(torchvision_datasets, info.download)
+    target = (Path(data_dir) if data_dir is not None else default_data_dir()) / info.data_folders[0]
     target.mkdir(parents=True, exist_ok=True)
     for file_name, md5 in source.resources:
         destination = target / file_name
@@ -306,14 +247,14 @@ STD_FLOOR = 0.05
 
 @dataclass(frozen=True)
 class Normalizer:
-    """Maps 0..255 pixels (uint8 or float, any N x 28 x 28 or N x 784) to float model inputs.
+    """Maps 0..255 pixels (uint8 or float, N images of any shape or N x pixels) to float model inputs.
 
     "raw" gives 0..1; "standardize" gives (x/255 - mean) / std with per-pixel statistics
     of the training split. Checkpoints store it, so predictions see what training saw.
     """
 
     kind: str = "raw"
-    mean: torch.Tensor | None = None  # 784, in 0..1 units
+    mean: torch.Tensor | None = None  # one per pixel, in 0..1 units
     std: torch.Tensor | None = None
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -333,7 +274,7 @@ class Normalizer:
 
 
 def fit_normalizer(kind: str, images: torch.Tensor, indices: torch.Tensor, chunk: int = 8192) -> Normalizer:
-    """Per-pixel statistics of images[indices] (uint8, N x 784), in chunks: no copy of the split."""
+    """Per-pixel statistics of images[indices] (uint8, N x pixels), in chunks: no copy of the split."""
     if kind == "raw":
         return Normalizer("raw")
     total = torch.zeros(images.shape[1], dtype=torch.float64, device=images.device)

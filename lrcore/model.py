@@ -6,13 +6,18 @@ import math
 import torch
 from torch import nn
 
-NUM_PIXELS = 28 * 28
+from . import datasets
+
+# Defaults: the default dataset's (mnist-sample: 10 classes of 28x28 digits); a dataset's own
+# size comes from its description (`Dataset.info.num_pixels`, `num_classes`).
+NUM_CLASSES = datasets.get("mnist-sample").num_classes
+NUM_PIXELS = datasets.get("mnist-sample").num_pixels
 
 
 class LogisticRegression(nn.Module):
-    """Multinomial logistic regression: 784 pixels -> `num_classes` logits."""
+    """Multinomial logistic regression: `num_pixels` inputs (flattened image) -> `num_classes` logits."""
 
-    def __init__(self, num_classes: int = 10, num_pixels: int = NUM_PIXELS):
+    def __init__(self, num_classes: int = NUM_CLASSES, num_pixels: int = NUM_PIXELS):
         super().__init__()
         self.linear = nn.Linear(num_pixels, num_classes)
 

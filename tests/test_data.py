@@ -6,7 +6,8 @@ import torch
 
 from lrcore.config import ConfigError
 from lrcore.data import (DatasetUnavailable, Normalizer, download_dataset, fit_normalizer, load_dataset,
-                         locate, make_splits, pixel_statistics, read_idx)
+                         locate, make_splits, pixel_statistics)
+from lrcore.datasets import read_idx
 
 
 @pytest.fixture(scope="module")
