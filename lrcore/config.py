@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from . import datasets as _datasets
+
 OPTIMIZERS = ("sgd", "momentum", "adamw")
 OPTIMIZER_LABELS = {"sgd": "SGD", "momentum": "SGD + momentum", "adamw": "AdamW"}
 NORMALIZATIONS = ("raw", "standardize")
@@ -19,7 +21,7 @@ NORMALIZATION_LABELS = {"raw": "raw pixels 0..1", "standardize": "per-pixel mean
 BATCH_ORDERS = ("shuffled", "fixed", "by_class")
 BATCH_ORDER_LABELS = {"shuffled": "shuffled every epoch", "fixed": "the same order every epoch",
                       "by_class": "sorted by class"}
-DATASETS = ("mnist-sample", "mnist", "fashion-mnist")
+DATASETS = _datasets.NAMES  # the registry's names, read live (lrcore/datasets.py)
 DEVICES = ("auto", "cpu", "cuda")
 LEARNING_RATE_RANGE = (1e-6, 100.0)
 
