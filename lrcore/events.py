@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .config import TrainConfig
+from .status import Status
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class Diverged:
 class Finished:
     """Last event. status: done, stopped or diverged. `model` holds the kept weights."""
 
-    status: str
+    status: Status
     epochs_completed: int
     model: torch.nn.Module = field(repr=False)
     normalizer: object = field(repr=False)
@@ -175,7 +176,7 @@ class GroupDiverged:
 
 @dataclass(frozen=True)
 class GroupFinished:
-    status: str  # done or stopped (a diverged member does not end the group unless all diverge)
+    status: Status  # done or stopped (a diverged member does not end the group unless all diverge)
     epochs_completed: int
     models: tuple[torch.nn.Module, ...] = field(repr=False)
     normalizer: object = field(repr=False)

@@ -35,6 +35,7 @@ from .data import Dataset, DatasetUnavailable, fit_normalizer, load_dataset, mak
 from .engine import StackedSoftmaxRegression, onehot_columns
 from .model import LogisticRegression, initial_parameters
 from .smoothing import BiasCorrectedEma
+from .status import Status
 from .train import resolve_device, single_cpu_thread
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ class RangeTestRecord:
     start_lr: float = START_LR
     end_lr: float = END_LR
     num_batches: int = NUM_BATCHES
-    status: str = "running"  # running, done, stopped, failed
+    status: str = Status.RUNNING  # running, done, stopped, failed
     message: str = ""
     learning_rates: list[float] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
@@ -195,7 +196,7 @@ class RangeTestRecord:
 
     @property
     def active(self) -> bool:
-        return self.status == "running"
+        return self.status == Status.RUNNING
 
 
 class RangeTestWorker:
@@ -239,16 +240,16 @@ class RangeTestWorker:
             result = lr_range_test(r.config, self._dataset, start_lr=r.start_lr, end_lr=r.end_lr,
                                    num_batches=r.num_batches, progress=self._progress, should_stop=self._stop.is_set)
         except (ConfigError, DatasetUnavailable) as error:
-            self._end("failed", str(error))
+            self._end(Status.FAILED, str(error))
             return
         except Exception as error:  # the page shows the reason instead of a silent dead thread
             log.exception("range test %s crashed", self.test_id)
-            self._end("failed", f"the range test stopped by an internal error: {type(error).__name__}: {error}")
+            self._end(Status.FAILED, f"the range test stopped by an internal error: {type(error).__name__}: {error}")
             return
         with self._lock:
             self._record.result = result
             self._record.message = result.message
-        self._end("stopped" if self._stop.is_set() else "done", result.message)
+        self._end(Status.STOPPED if self._stop.is_set() else Status.DONE, result.message)
 
     def _end(self, status: str, message: str) -> None:
         with self._lock:

@@ -63,6 +63,7 @@ from .checkpoint import Checkpoint, CheckpointError, checkpoint_bytes, load_chec
 from .config import ConfigError, TrainConfig
 from .data import Normalizer, default_data_dir
 from .model import LogisticRegression
+from .status import Status
 from .worker import default_run_name, new_run_id
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ FORMAT = "lrcore-run"
 VERSION = 1
 META, NAME, EPOCHS, BATCHES = "meta.json", "name.json", "epochs.jsonl", "batches.jsonl"
 NORMALIZER, CHECKPOINT, WEIGHTS = "normalizer.pt", "model.pt", "weights"
-STATUSES = ("running", "done", "stopped", "diverged", "crashed", "imported")
+STATUSES = (Status.RUNNING, Status.DONE, Status.STOPPED, Status.DIVERGED, Status.CRASHED, Status.IMPORTED)
 HEARTBEAT_SECONDS = 5.0  # a running run's meta is refreshed at least this often while batches stream
 STALE_SECONDS = 600.0  # a run written from another machine counts as crashed after this long silent
 MAX_NAME_LENGTH = 100
@@ -228,7 +229,7 @@ class StoredRun:
 
     @property
     def active(self) -> bool:
-        return self.status == "running"
+        return self.status == Status.RUNNING
 
     @property
     def test_accuracy(self) -> float | None:
@@ -583,7 +584,7 @@ class RunWriter(QueuedWriter):
         now = time.time()
         self._meta: dict[str, Any] = {
             "format": FORMAT, "version": VERSION, "run_id": self.run_id, "name": name,
-            "status": "running", "phase": "starting", "message": "", "source": source,
+            "status": Status.RUNNING, "phase": Status.STARTING, "message": "", "source": source,
             "config": config.to_dict(), "class_names": [], "created": now, "updated": now, "duration": 0.0,
             "epochs_done": 0, "best_validation_accuracy": None, "learning_rate": config.learning_rate,
             "progress": {}, "final": {}, "train_size": 0, "validation_size": 0, "batches_per_epoch": 0,
@@ -647,7 +648,7 @@ class RunWriter(QueuedWriter):
 
     def _settle(self, event: object) -> None:
         if isinstance(event, _Crash):
-            self._meta.update(status="crashed", phase="", message=event.message or "crashed", progress={})
+            self._meta.update(status=Status.CRASHED, phase="", message=event.message or "crashed", progress={})
         elif isinstance(event, ev.Finished):
             final = {"test_loss": event.test_loss, "test_accuracy": event.test_accuracy,
                      "validation_loss": event.validation_loss, "validation_accuracy": event.validation_accuracy,
@@ -671,7 +672,7 @@ class RunWriter(QueuedWriter):
         elif isinstance(event, ev.EpochEnd):
             self._record_epoch(event)
         elif isinstance(event, ev.RunStarted):
-            meta.update(phase="training", class_names=list(event.class_names), train_size=event.train_size,
+            meta.update(phase=Status.TRAINING, class_names=list(event.class_names), train_size=event.train_size,
                         validation_size=event.validation_size, batches_per_epoch=event.batches_per_epoch,
                         device=event.device)
             if event.normalizer is not None:
@@ -682,10 +683,10 @@ class RunWriter(QueuedWriter):
             meta["learning_rate"] = event.new
             self._write_meta()
         elif isinstance(event, ev.Paused):
-            meta["phase"] = "paused"
+            meta["phase"] = Status.PAUSED
             self._write_meta()
         elif isinstance(event, ev.Resumed):
-            meta["phase"] = "training"
+            meta["phase"] = Status.TRAINING
             self._write_meta()
         elif isinstance(event, ev.Diverged):
             meta["message"] = event.message
@@ -1045,7 +1046,7 @@ class RunStore:
             _write_json(staging / META, {
                 "format": FORMAT, "version": VERSION, "run_id": run_id,
                 "name": _clean_name(name) if name and name.strip() else "uploaded checkpoint",
-                "status": "imported", "phase": "", "message": "", "source": source,
+                "status": Status.IMPORTED, "phase": "", "message": "", "source": source,
                 "config": checkpoint.config.to_dict(), "class_names": list(checkpoint.class_names),
                 "created": now, "updated": now, "duration": elapsed, "epochs_done": epochs_done,
                 "best_validation_accuracy": best,
@@ -1072,7 +1073,7 @@ class RunStore:
             raise RunStoreError(f"meta.json has invalid settings ({error})") from None
         if meta.get("status") not in STATUSES:
             raise RunStoreError(f"meta.json has an unknown status {meta.get('status')!r}")
-        if meta["status"] == "running":
+        if meta["status"] == Status.RUNNING:
             meta = self._check_owner(folder, meta)
         name = meta.get("name") or folder.name
         try:
@@ -1112,7 +1113,7 @@ class RunStore:
             return meta
         epochs, total = int(meta.get("epochs_done") or 0), meta.get("config", {}).get("epochs", "?")
         pid = (meta.get("owner") or {}).get("pid")
-        meta = {**meta, "status": "crashed", "phase": "", "progress": {}, "message": (
+        meta = {**meta, "status": Status.CRASHED, "phase": "", "progress": {}, "message": (
             f"the process training it (pid {pid}) ended without finishing (server restart, crash or "
             f"kill) after epoch {epochs} of {total}; the completed epochs are kept")}
         _write_crash(folder, meta, state)

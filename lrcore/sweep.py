@@ -24,6 +24,7 @@ import torch
 from . import events as ev
 from .config import LEARNING_RATE_RANGE, ConfigError, TrainConfig, config_problems
 from .data import Dataset, DatasetUnavailable
+from .status import Status
 from .train import GROUP_SHARED, TrainingControl, train_group
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ MAX_CONFIGS = 64  # one sweep; 64 x 10 x 784 weights and their curves stay small
 GRID_SIZES = (2, 64)  # values in one log grid
 PLOT_POINTS = 600  # per-batch curve points kept per configuration (older points are thinned)
 BATCH_SMOOTHING = 0.9  # EMA of the per-batch loss for plotting: alpha 0.1 as the Train page, bias-corrected
-ACTIVE_STATUSES = ("starting", "training")
+ACTIVE_STATUSES = (Status.STARTING, Status.TRAINING)
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ class MemberRecord:
     config: TrainConfig
     label: str
     group: int
-    status: str = "waiting"  # waiting, training, done, diverged, stopped, failed; crashed (read back from disk)
+    status: str = Status.WAITING  # waiting, training, done, diverged, stopped, failed; crashed (read back from disk)
     message: str = ""
     epochs: list[dict] = field(default_factory=list)  # epoch 0 first; stops at divergence
     batch_steps: list[int] = field(default_factory=list)  # thinned to about PLOT_POINTS points
@@ -200,7 +201,7 @@ class SweepRecord:
     sweep_id: str
     members: list[MemberRecord]
     groups: list[list[int]]
-    status: str = "starting"  # starting, training, done, stopped, failed; crashed (read back from disk)
+    status: str = Status.STARTING  # starting, training, done, stopped, failed; crashed (read back from disk)
     message: str = ""
     group: int = 0  # group being trained (index into groups)
     progress: dict = field(default_factory=dict)  # epoch, batch, batches_per_epoch, seconds_left
@@ -224,13 +225,13 @@ class SweepRecord:
     def ranked(self) -> list[MemberRecord]:
         """Best validation accuracy first; diverged and failed configurations last."""
         def key(member: MemberRecord) -> tuple:
-            ok = member.status not in ("diverged", "failed") and member.validation_accuracy is not None
+            ok = member.status not in (Status.DIVERGED, Status.FAILED) and member.validation_accuracy is not None
             return (not ok, -(member.validation_accuracy or 0.0), member.index)
         return sorted(self.members, key=key)
 
     def best(self) -> MemberRecord | None:
         ranked = self.ranked()
-        if not ranked or ranked[0].status in ("diverged", "failed") or ranked[0].validation_accuracy is None:
+        if not ranked or ranked[0].status in (Status.DIVERGED, Status.FAILED) or ranked[0].validation_accuracy is None:
             return None
         return ranked[0]
 
@@ -241,7 +242,7 @@ class SweepRecord:
         epochs = self.members[0].config.epochs
         per_group = 1.0 / len(self.groups)
         done = sum(per_group for index in range(len(self.groups))
-                   if all(self.members[m].status not in ("waiting", "training") for m in self.groups[index]))
+                   if all(self.members[m].status not in (Status.WAITING, Status.TRAINING) for m in self.groups[index]))
         if self.active and self.progress and self.group < len(self.groups):
             batches = max(self.progress.get("batches_per_epoch", 1), 1)
             within = (self.progress.get("epoch", 1) - 1 + self.progress.get("batch", 0) / batches) / epochs
@@ -308,7 +309,7 @@ class SweepWorker:
     def run(self) -> None:
         """Train every group (the thread's body; call directly to run synchronously)."""
         with self._lock:
-            self._record.status = "training"
+            self._record.status = Status.TRAINING
             self._record.version += 1
         try:
             for number, indices in enumerate(self._record.groups):
@@ -317,17 +318,17 @@ class SweepWorker:
                 self._run_group(number, indices)
         except Exception as error:  # never let the thread die silently: the page shows why
             log.exception("sweep %s crashed", self.sweep_id)
-            self._finish("failed", f"the sweep stopped by an internal error: {type(error).__name__}: {error}")
+            self._finish(Status.FAILED, f"the sweep stopped by an internal error: {type(error).__name__}: {error}")
             return
         stopped = self.control.stop_requested
-        self._finish("stopped" if stopped else "done", "stopped before the end" if stopped else "")
+        self._finish(Status.STOPPED if stopped else Status.DONE, "stopped before the end" if stopped else "")
 
     def _finish(self, status: str, message: str) -> None:
         with self._lock:
             for member in self._record.members:
-                if member.status in ("waiting", "training"):
-                    member.status = "stopped" if status == "stopped" else "failed"
-                    member.message = member.message or ("stopped before the end" if status == "stopped" else message)
+                if member.status in (Status.WAITING, Status.TRAINING):
+                    member.status = Status.STOPPED if status == Status.STOPPED else Status.FAILED
+                    member.message = member.message or ("stopped before the end" if status == Status.STOPPED else message)
             self._record.status = status
             self._record.message = message
             self._record.version += 1
@@ -346,7 +347,7 @@ class SweepWorker:
             self._record.group = number
             self._record.progress = {}
             for i in indices:
-                self._record.members[i].status = "training"
+                self._record.members[i].status = Status.TRAINING
             self._record.version += 1
         try:
             events = train_group(configs, self._dataset, self.control, self._batch_event_seconds, self._max_batches)
@@ -359,7 +360,7 @@ class SweepWorker:
             with self._lock:
                 for i in indices:
                     member = self._record.members[i]
-                    member.status, member.message = "failed", str(error)
+                    member.status, member.message = Status.FAILED, str(error)
                 self._record.version += 1
             self._notify(indices, GroupFailed(str(error)))
 
@@ -372,7 +373,7 @@ class SweepWorker:
             record.device, record.normalizer, record.class_names = event.device, event.normalizer, event.class_names
         elif isinstance(event, ev.GroupEpochEnd):
             for k, member in enumerate(members):
-                if member.status == "diverged" or not event.alive[k]:
+                if member.status == Status.DIVERGED or not event.alive[k]:
                     continue  # a frozen model's metrics would draw a misleading flat line
                 member.epochs.append({
                     "epoch": event.epoch, "step": event.step, "train_loss": event.train_loss[k],
@@ -391,7 +392,7 @@ class SweepWorker:
             record.elapsed = event.elapsed
         elif isinstance(event, ev.GroupDiverged):
             member = members[event.index]
-            member.status, member.message = "diverged", event.message
+            member.status, member.message = Status.DIVERGED, event.message
             member.last_step = event.step + 1  # its losses up to the blow-up still belong on the curve
         elif isinstance(event, ev.GroupFinished):
             for k, member in enumerate(members):
@@ -401,9 +402,9 @@ class SweepWorker:
                                 "epochs_completed": member.epochs_done}
                 member.weight = event.models[k].linear.weight.detach().clone()
                 member.bias = event.models[k].linear.bias.detach().clone()
-                if member.status == "training":
-                    member.status = "stopped" if event.status == "stopped" else "done"
-                    if member.status == "stopped":
+                if member.status == Status.TRAINING:
+                    member.status = Status.STOPPED if event.status == Status.STOPPED else Status.DONE
+                    if member.status == Status.STOPPED:
                         member.message = f"stopped after epoch {member.epochs_done}"
             record.elapsed = event.elapsed
         record.version += 1

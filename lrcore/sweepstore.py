@@ -39,6 +39,7 @@ from . import events as ev
 from .checkpoint import checkpoint_bytes
 from .config import ConfigError, TrainConfig
 from .model import LogisticRegression
+from .status import Status
 # The run store's file and liveness helpers: sweeps are kept with the same guarantees.
 from .runstore import (MAX_MESSAGE_LENGTH, MAX_NAME_LENGTH, RUN_ID_PATTERN, SWEEPS_FOLDER, QueuedWriter,
                        RunStoreError, _capped, _folder_with_meta, _owner, _read_folders, _read_jsonl, _read_meta,
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 FORMAT = "lrcore-sweep"
 VERSION = 1
 META, EPOCHS, CURVES, NORMALIZER, WEIGHTS = "meta.json", "epochs.jsonl", "curves.json", "normalizer.pt", "weights"
-STATUSES = ("running", "done", "stopped", "failed", "crashed")
+STATUSES = (Status.RUNNING, Status.DONE, Status.STOPPED, Status.FAILED, Status.CRASHED)
 CURVE_SECONDS = 2.0  # the per-batch curves are rewritten at most this often while training
 META_SECONDS = 1.0  # the summary in meta.json likewise, between status changes
 HEARTBEAT_SECONDS = 5.0
@@ -121,7 +122,7 @@ class SweepWriter(QueuedWriter):
         self._worker = worker
         now = time.time()
         self._meta: dict[str, Any] = {
-            "format": FORMAT, "version": VERSION, "sweep_id": self.sweep_id, "status": "running", "message": "",
+            "format": FORMAT, "version": VERSION, "sweep_id": self.sweep_id, "status": Status.RUNNING, "message": "",
             "source": source, "created": record.started, "updated": now, "elapsed": 0.0,
             "configs": [member.config.to_dict() for member in record.members],
             "labels": [member.label for member in record.members], "groups": record.groups,
@@ -278,7 +279,7 @@ class SweepStore:
             final = summary.get("final") if isinstance(summary.get("final"), dict) else {}
             last_step = summary.get("last_step")
             members.append(MemberRecord(index, config, _capped(label, MAX_NAME_LENGTH), group_of.get(index, 0),
-                                        status=str(summary.get("status") or "waiting"),
+                                        status=str(summary.get("status") or Status.WAITING),
                                         message=_capped(summary.get("message"), MAX_MESSAGE_LENGTH),
                                         final=dict(final),
                                         last_step=last_step if isinstance(last_step, int) else None))
@@ -306,10 +307,10 @@ class SweepStore:
             except Exception:
                 continue  # damaged: those configurations just cannot become checkpoints
         status = meta["status"]
-        if status == "crashed":
+        if status == Status.CRASHED:
             for member in members:
-                if member.status in ("waiting", "training"):
-                    member.status = "crashed"
+                if member.status in (Status.WAITING, Status.TRAINING):
+                    member.status = Status.CRASHED
                     member.message = f"the sweep ended without finishing after epoch {member.epochs_done}"
         return SweepRecord(sweep_id, members, groups, status=status,
                            message=_capped(meta.get("message"), MAX_MESSAGE_LENGTH),
@@ -328,7 +329,7 @@ class SweepStore:
             status = self._meta(folder)["status"]
         except SweepStoreError:
             status = None  # a broken folder may always be removed
-        if status == "running":
+        if status == Status.RUNNING:
             raise SweepStoreError("this sweep is still training; stop it before deleting it")
         _remove_folder(self.root, folder)
 
@@ -343,7 +344,7 @@ class SweepStore:
         if meta.get("status") not in STATUSES:
             raise SweepStoreError(f"meta.json has an unknown status {meta.get('status')!r}")
         _members_of(meta)  # raises for bad settings
-        if meta["status"] == "running":
+        if meta["status"] == Status.RUNNING:
             meta = self._check_owner(folder, meta)
         return meta
 
@@ -356,7 +357,7 @@ class SweepStore:
         if state is None:
             return meta
         pid = (meta.get("owner") or {}).get("pid")
-        meta = {**meta, "status": "crashed", "message": (
+        meta = {**meta, "status": Status.CRASHED, "message": (
             f"the process training it (pid {pid}) ended without finishing (server restart, crash or kill); "
             "every completed epoch is kept")}
         # the summary's per-configuration numbers may lag the epoch lines by a second: bring them up to date
@@ -395,7 +396,7 @@ def _summary(meta: dict, sweep_id: str) -> SweepSummary:
     best_label, best = None, None
     for label, member in zip(labels, members):
         accuracy = member.get("validation_accuracy")
-        if member.get("status") in ("diverged", "failed") or not isinstance(accuracy, (int, float)):
+        if member.get("status") in (Status.DIVERGED, Status.FAILED) or not isinstance(accuracy, (int, float)):
             continue
         if best is None or accuracy > best:
             best_label, best = label, float(accuracy)

@@ -22,6 +22,7 @@ from .config import ConfigError, TrainConfig, config_problems
 from .data import Dataset, fit_normalizer, load_dataset, make_splits
 from .engine import StackedSoftmaxRegression, onehot_columns
 from .model import LogisticRegression, initial_parameters
+from .status import Status
 
 # A run "diverged" when its loss is NaN/infinite, or when the smoothed batch loss has blown
 # up to many times the loss of an untrained model: softmax regression's gradients are
@@ -128,7 +129,7 @@ def train(config: TrainConfig, dataset: Dataset | None = None, control: Training
         elif isinstance(event, ev.GroupDiverged):
             yield ev.Diverged(event.epoch, event.step, event.learning_rate, event.loss, event.message)
         elif isinstance(event, ev.GroupFinished):
-            status = "diverged" if event.diverged[0] else event.status
+            status = Status.DIVERGED if event.diverged[0] else event.status
             yield ev.Finished(status, event.epochs_completed, event.models[0], event.normalizer, event.class_names,
                               event.test_loss[0], event.test_accuracy[0], event.validation_loss[0],
                               event.validation_accuracy[0], event.elapsed, event.train_loss[0],
@@ -226,7 +227,7 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
     smoothed = list(initial_loss)
     diverged = [False] * count
     kept_steps: list[int | None] = [None] * count  # the step whose weights a diverged model keeps
-    status = "done"
+    status = Status.DONE
     epochs_completed = 0
     orders = minibatch_orders(config.batch_order, train_index, labels, torch.Generator().manual_seed(config.seed))
     for epoch in range(1, config.epochs + 1):
@@ -244,7 +245,7 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
                     if not control.stop_requested:
                         yield ev.Resumed(engine.steps)
                 if control.stop_requested:
-                    status = "stopped"
+                    status = Status.STOPPED
                     break
                 new_lr = control.take_learning_rate()
                 if new_lr is not None:
@@ -284,7 +285,7 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
             epochs_completed = epoch
         seconds = time.perf_counter() - epoch_start
         training_seconds += seconds
-        if status == "stopped" or all(diverged):
+        if status == Status.STOPPED or all(diverged):
             if pending:
                 yield ev.GroupBatchProgress(epoch, batch + 1, batches_per_epoch, engine.steps, tuple(pending),
                                             engine.learning_rates, time.perf_counter() - started, 0.0)
@@ -297,7 +298,7 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
     test_loss, test_acc = engine.evaluate(dataset.flat_images("test", device, config.deskew), test_index,
                                           dataset.test_labels.to(device), prepare)
     val_loss, val_acc = engine.evaluate(images, validation_index, labels, prepare)
-    if status == "stopped" or all(diverged):
+    if status == Status.STOPPED or all(diverged):
         # Ended inside an epoch: the kept weights are newer than the last epoch's numbers.
         train_loss, train_acc = engine.evaluate(images, train_index, labels, prepare)
     else:  # every model's weights are those of the last epoch event (a frozen model's too)

@@ -21,14 +21,15 @@ from . import events as ev
 from .config import ConfigError, TrainConfig
 from .data import Dataset, DatasetUnavailable, Normalizer
 from .model import LogisticRegression
+from .status import Status
 from .train import TrainingControl, train
 
 log = logging.getLogger(__name__)
-ACTIVE_STATUSES = ("starting", "training", "paused")
+ACTIVE_STATUSES = (Status.STARTING, Status.TRAINING, Status.PAUSED)
 # Weight snapshots a live run keeps in server memory (31 KB each for 10 classes): thinned evenly
 # as the run grows, like the run store's files, so a 1000-epoch run holds ~1.6 MB, not 31 MB.
 MAX_MEMORY_SNAPSHOTS = 50
-FINAL_STATUSES = ("done", "stopped", "diverged", "crashed")
+FINAL_STATUSES = (Status.DONE, Status.STOPPED, Status.DIVERGED, Status.CRASHED)
 
 
 @dataclass
@@ -38,7 +39,7 @@ class RunRecord:
     run_id: str
     name: str
     config: TrainConfig
-    status: str = "starting"
+    status: str = Status.STARTING
     message: str = ""
     class_names: tuple[str, ...] = ()
     train_size: int = 0
@@ -89,7 +90,7 @@ class RunRecord:
     def apply(self, event: object) -> None:
         """Fold one training event into the record."""
         if isinstance(event, ev.RunStarted):
-            self.status = "training"
+            self.status = Status.TRAINING
             self.class_names = event.class_names
             self.train_size, self.validation_size = event.train_size, event.validation_size
             self.batches_per_epoch, self.device = event.batches_per_epoch, event.device
@@ -116,9 +117,9 @@ class RunRecord:
             self.lr_changes.append({"step": event.step, "epoch": event.epoch, "old": event.old, "new": event.new})
             self.learning_rate = event.new
         elif isinstance(event, ev.Paused):
-            self.status = "paused"
+            self.status = Status.PAUSED
         elif isinstance(event, ev.Resumed):
-            self.status = "training"
+            self.status = Status.TRAINING
         elif isinstance(event, ev.Diverged):
             self.message = event.message
         elif isinstance(event, ev.Finished):
@@ -206,7 +207,7 @@ class TrainingWorker:
 
     def _crash(self, message: str) -> None:
         with self._lock:
-            self._record.status = "crashed"
+            self._record.status = Status.CRASHED
             self._record.message = message
             self._record.version += 1
         self._notify(None)
