@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import data
+from . import data, datasets
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +33,13 @@ class DownloadState:
 
 
 class DownloadJob:
-    """Downloads one dataset (`mnist` or `fashion-mnist`) into `data_dir` in a daemon thread."""
+    """Downloads one dataset that has a download (mnist, fashion-mnist) into `data_dir` in a daemon thread."""
 
     def __init__(self, name: str, data_dir: Path | str | None = None):
         self.name = name
         self.data_dir = Path(data_dir) if data_dir is not None else data.default_data_dir()
         # Every file gets a bar from the start, so the page shows what is still to come.
-        self._state = DownloadState(name, files={f"{stem}.gz": (0, 0) for stem in data.FILES.values()})
+        self._state = DownloadState(name, files={f"{stem}.gz": (0, 0) for stem in datasets.get(name).files})
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"download-{name}", daemon=True)
 
@@ -71,7 +71,7 @@ class DownloadJob:
             with self._lock:
                 for file_name, (done, total) in self._state.files.items():
                     self._state.files[file_name] = (max(done, total, 1), max(done, total, 1))
-            self._finish("done", f"{data.DATASET_TITLES[self.name]} is ready in {folder}.", str(folder))
+            self._finish("done", f"{datasets.get(self.name).title} is ready in {folder}.", str(folder))
 
     def _finish(self, status: str, message: str, folder: str = "") -> None:
         with self._lock:

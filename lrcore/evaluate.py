@@ -81,7 +81,7 @@ def split_data(dataset: Dataset, config: TrainConfig, split: str = "test") -> tu
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, normalizer: Normalizer, images: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-    """Class probabilities (N x C) for images of 0..255 pixels (N x 28 x 28 or N x 784)."""
+    """Class probabilities (N x C) for N images of 0..255 pixels (any image shape, or flattened)."""
     model.eval()
     device = next(model.parameters()).device
     outputs = [F.softmax(model(normalizer(images[start:start + chunk].to(device))), dim=1).cpu()
@@ -107,11 +107,11 @@ def evaluate_model(model: torch.nn.Module, normalizer: Normalizer, images: torch
 
 
 def contributions(model: torch.nn.Module, normalizer: Normalizer, image: torch.Tensor) -> torch.Tensor:
-    """Per-pixel contribution to each class's logit: weight x input, C x 28 x 28.
+    """Per-pixel contribution to each class's logit: weight x input, C x the image's shape.
 
     Summing a class's map and adding its bias gives that class's logit, so the map shows
     which pixels pushed the model towards (positive) or away from (negative) the class.
     """
     inputs = normalizer(image.reshape(1, -1)).squeeze(0).cpu()
     weight = model.linear.weight.detach().cpu()
-    return (weight * inputs).view(weight.shape[0], 28, 28)
+    return (weight * inputs).view(weight.shape[0], *image.shape)

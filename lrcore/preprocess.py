@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-SIZE = 28  # output frame, as MNIST
+from .datasets import DIGIT_SHAPE
+
+_, SIZE, _ = DIGIT_SHAPE  # output frame: the digit datasets' input shape (MNIST's 28x28)
 BOX = 20  # the ink's longer side after scaling, as MNIST
 CENTRE = 14.0  # MNIST's mean centre of mass in pixel-index coordinates (measured: 13.99, 14.00)
 EMPTY_PEAK = 32.0  # strongest ink (0..255, paper level removed) below this = nothing drawn
