@@ -57,10 +57,6 @@ def ensure_frame() -> None:
     st.stop()
 
 
-STATUS_LABELS = {"starting": "starting", "training": "training", "paused": "paused", "done": "done",
-                 "stopped": "stopped", "diverged": "diverged", "crashed": "crashed"}
-
-
 @st.cache_resource(show_spinner="Loading dataset…")
 def get_dataset(name: str) -> Dataset:
     """The dataset's tensors, loaded once per server process and shared by all sessions."""
@@ -165,7 +161,7 @@ def run_state_text(worker: TrainingWorker | None) -> str:
         return f"done ({total} epochs)"
     if record.status == "stopped":
         return f"stopped after epoch {record.epochs_done} of {total}"
-    return STATUS_LABELS.get(record.status, record.status)
+    return str(record.status)  # starting, diverged, crashed: the word itself
 
 
 def sidebar() -> None:
