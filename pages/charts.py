@@ -16,6 +16,7 @@ import torch
 from plotly.colors import diverging
 from plotly.subplots import make_subplots
 
+from lrcore.datasets import DIGIT_SHAPE
 from lrcore.smoothing import BiasCorrectedEma
 
 TRAIN_COLOR = "#1f77b4"
@@ -227,8 +228,11 @@ def _grid_layout(titles: tuple[str, ...]) -> dict:
     return fig.layout.to_plotly_json()
 
 
-def _class_maps(weight: torch.Tensor, count: int) -> np.ndarray:
-    return weight.detach().float().cpu().reshape(count, 28, 28).numpy().astype(np.float32)
+def _class_maps(weight: torch.Tensor, count: int, shape: tuple[int, int, int]) -> np.ndarray:
+    """Each class's weights as a height x (channels * width) image: colour channels side by side."""
+    channels, height, width = shape
+    maps = weight.detach().float().cpu().reshape(count, channels, height, width)
+    return maps.permute(0, 2, 1, 3).reshape(count, height, channels * width).numpy().astype(np.float32)
 
 
 def _scale(maps: np.ndarray) -> float:
@@ -236,15 +240,17 @@ def _scale(maps: np.ndarray) -> float:
 
 
 def weights_figure(weight: torch.Tensor, class_names: Sequence[str], shared_scale: bool = True,
-                   limit: float | None = None, compact: bool = False) -> SentFigure:
-    """One 28x28 heatmap per class in a grid of 5 columns; blue positive, red negative, 0 white.
+                   limit: float | None = None, compact: bool = False,
+                   shape: tuple[int, int, int] = DIGIT_SHAPE) -> SentFigure:
+    """One heatmap per class (an image of the dataset's `shape`) in a grid of 5 columns; blue
+    positive, red negative, 0 white.
 
     With `shared_scale` every map uses one symmetric range (the largest |weight| overall, or
     ±`limit` when given, so two runs' figures share one scale); otherwise each map is scaled
     to its own largest |weight|. `compact` is for a half-width column: lower, smaller titles,
     the colour bar under the grid so two grids side by side get maps of the same size.
     """
-    maps = _class_maps(weight, len(class_names))
+    maps = _class_maps(weight, len(class_names), shape)
     titles = tuple(class_title(name) for name in class_names)
     data = []
     for index, (grid, title) in enumerate(zip(maps, titles)):
@@ -286,17 +292,18 @@ class WeightMaps:
         self._limit: float | None = None
 
     def figure(self, source: object, weight: torch.Tensor, class_names: Sequence[str],
-               shared_scale: bool = True, limit: float | None = None, compact: bool = False) -> SentFigure:
+               shared_scale: bool = True, limit: float | None = None, compact: bool = False,
+               shape: tuple[int, int, int] = DIGIT_SHAPE) -> SentFigure:
         """The figure for `weight`; `source` names those weights (e.g. run and snapshot).
 
-        `limit` and `compact` are `weights_figure`'s: a compared run's figure keeps its maps
-        and only follows the shared scale when the other run's weights grow.
+        `limit`, `compact` and `shape` are `weights_figure`'s: a compared run's figure keeps its
+        maps and only follows the shared scale when the other run's weights grow.
         """
-        shape = (tuple(class_names), shared_scale, compact)
-        if self._figure is None or shape != self._shape:
-            self._figure = weights_figure(weight, class_names, shared_scale, limit, compact)
+        layout_key = (tuple(class_names), shared_scale, compact, tuple(shape))
+        if self._figure is None or layout_key != self._shape:
+            self._figure = weights_figure(weight, class_names, shared_scale, limit, compact, shape)
         elif source != self._source or limit != self._limit:
-            maps = _class_maps(weight, len(class_names))
+            maps = _class_maps(weight, len(class_names), shape)
             with self._figure.batch_update():
                 if source != self._source:
                     for trace, grid in zip(self._figure.data, maps):
@@ -307,7 +314,7 @@ class WeightMaps:
                     bound = limit or _scale(maps)
                     self._figure.layout.coloraxis.update(cmin=-bound, cmax=bound)
             self._figure.changed()
-        self._shape, self._source, self._limit = shape, source, limit
+        self._shape, self._source, self._limit = layout_key, source, limit
         return self._figure
 
 

@@ -1,4 +1,4 @@
-"""Weights: the ten 28x28 weight images, live while training, and a slider through the epochs.
+"""Weights: one weight image per class (ten 28x28 for the digits), live while training, and a slider through the epochs.
 
 Each class's weights are an image: a blue pixel is evidence for the class when it is inked,
 a red pixel evidence against. The figures come from `pages.charts`; while the current run
@@ -17,6 +17,7 @@ from datetime import datetime
 import streamlit as st
 import torch
 
+from lrcore import datasets
 from lrcore.checkpoint import CheckpointError
 from lrcore.runstore import RunStoreError, StoredRun
 from pages import charts, common
@@ -39,6 +40,7 @@ class ComparedRun:
     weight: torch.Tensor
     bias: torch.Tensor
     class_names: tuple[str, ...]
+    shape: tuple[int, int, int]  # its dataset's image shape
     key: tuple  # changes when the stored run changes (a run still training elsewhere)
 
 
@@ -56,7 +58,7 @@ def snapshot_label(record, index: int) -> str:
     return str(epoch)
 
 
-def draw_weights(weight, bias, class_names, shared_scale: bool, source: object,
+def draw_weights(weight, bias, class_names, shared_scale: bool, source: object, shape: tuple[int, int, int],
                  compared: ComparedRun | None = None, title: str = "") -> None:
     """Heatmaps and biases; `source` names the weights (run and snapshot), so polls reuse the figures.
 
@@ -68,9 +70,9 @@ def draw_weights(weight, bias, class_names, shared_scale: bool, source: object,
         state.weights_figures, state.weights_memo = charts.WeightMaps(), charts.FigureMemo()
         state.weights_compare_figures = charts.WeightMaps()
     if compared is not None:
-        draw_comparison(weight, bias, class_names, source, compared, title)
+        draw_comparison(weight, bias, class_names, source, shape, compared, title)
         return
-    maps = state.weights_figures.figure(source, weight, class_names, shared_scale)
+    maps = state.weights_figures.figure(source, weight, class_names, shared_scale, shape=shape)
     biases = state.weights_memo.get("biases", source, lambda: charts.bias_figure(bias, class_names))
     maps_col, bias_col = st.columns([3, 1])  # [5, 1] left the biases ~110 px at 1024x768: clipped
     maps_col.plotly_chart(maps, key="weights_maps")
@@ -82,13 +84,14 @@ def draw_weights(weight, bias, class_names, shared_scale: bool, source: object,
                f"ignored. Hover a pixel for its row, column and weight. Colours: {scale}.")
 
 
-def draw_comparison(weight, bias, class_names, source: object, compared: ComparedRun, title: str) -> None:
+def draw_comparison(weight, bias, class_names, source: object, shape: tuple[int, int, int], compared: ComparedRun,
+                    title: str) -> None:
     """Two grids side by side (stacked on a phone) on one symmetric scale, then norms and biases."""
     state = st.session_state
     limit = max(float(weight.abs().max()), float(compared.weight.abs().max())) or 1.0
-    ours = state.weights_figures.figure(source, weight, class_names, True, limit, compact=True)
+    ours = state.weights_figures.figure(source, weight, class_names, True, limit, compact=True, shape=shape)
     theirs = state.weights_compare_figures.figure(compared.key, compared.weight, compared.class_names, True,
-                                                  limit, compact=True)
+                                                  limit, compact=True, shape=compared.shape)
     left, right = st.columns(2, gap="medium")
     left.markdown(f"**A** · {title}")
     left.plotly_chart(ours, key="weights_maps")
@@ -159,7 +162,8 @@ def load_compared(run_id: str) -> ComparedRun | None:
     model = checkpoint.model.linear
     epoch = int(checkpoint.metrics.get("epochs_completed", summary.epochs_done) or summary.epochs_done)
     compared = ComparedRun(run_id, summary.name, summary.status, epoch, model.weight.detach().clone(),
-                           model.bias.detach().clone(), tuple(checkpoint.class_names), key)
+                           model.bias.detach().clone(), tuple(checkpoint.class_names),
+                           datasets.get(checkpoint.config.dataset).shape, key)
     st.session_state.weights_compare_loaded = compared
     return compared
 
@@ -205,7 +209,7 @@ def run_weights(run_id: str, was_active: bool, shared_scale: bool, compared: Com
     if compared is None:
         st.markdown(f"**Epoch {label}** of run “{md_escape(record.name)}” ({status})")
     draw_weights(weight, bias, record.class_names, shared_scale, source=(run_id, index, epoch),
-                 compared=compared, title=heading)
+                 shape=datasets.get(record.config.dataset).shape, compared=compared, title=heading)
 
 
 st.title("Weights")
@@ -217,8 +221,9 @@ if model is None and worker is None:
     st.page_link("pages/train.py", label="Go to Train", icon=":material/show_chart:")
     st.stop()
 
-st.caption("One 28×28 weight image per class: the model scores an image by adding up ink × weight over "
-           "all pixels, plus the class's bias.")
+_, height, width = datasets.get(common.current_model_config().dataset).shape
+st.caption(f"One {height}×{width} weight image per class: the model scores an image by adding up ink × weight "
+           "over all pixels, plus the class's bias.")
 scale_col, compare_col = st.columns(2, vertical_alignment="bottom")
 compared = None
 with compare_col:
@@ -236,7 +241,7 @@ if worker is None:
         st.markdown(f"**{label}**")
     weight, bias = model.model.linear.weight.detach(), model.model.linear.bias.detach()
     draw_weights(weight, bias, model.class_names, shared_scale, source=(model.label, id(model.model)),
-                 compared=compared, title=label)
+                 shape=datasets.get(model.dataset).shape, compared=compared, title=label)
 else:
     active = worker.snapshot().active
     st.fragment(run_weights, run_every=POLL_SECONDS if active else None)(worker.run_id, active, shared_scale,
