@@ -98,12 +98,6 @@ class StackedSoftmaxRegression:
         delta = log_probs.exp_().sub_(targets).view(self.count * self.num_classes, batch)
         return loss_sum, delta
 
-    def gradients(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mean cross-entropy per model (K) and its gradients w.r.t. the stacked weight and bias."""
-        loss_sum, delta = self.forward(inputs, onehot_columns(labels, self.num_classes))
-        batch = len(inputs)
-        return loss_sum / batch, delta.mm(inputs).mul_(self.input_scale / batch), delta.sum(1).div_(batch)
-
     def update(self, inputs: torch.Tensor, delta: torch.Tensor) -> None:
         """One optimizer step from `forward`'s delta, the same arithmetic as torch.optim."""
         batch = len(inputs)

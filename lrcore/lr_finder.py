@@ -192,7 +192,6 @@ class RangeTestRecord:
     smoothed: list[float] = field(default_factory=list)
     result: RangeTestResult | None = None
     started: float = field(default_factory=time.time)
-    version: int = 0
 
     @property
     def active(self) -> bool:
@@ -232,7 +231,6 @@ class RangeTestWorker:
             self._record.learning_rates.append(lr)
             self._record.losses.append(loss)
             self._record.smoothed.append(smoothed)
-            self._record.version += 1
 
     def _run(self) -> None:
         try:
@@ -255,4 +253,3 @@ class RangeTestWorker:
         with self._lock:
             self._record.status = status
             self._record.message = message
-            self._record.version += 1

@@ -911,18 +911,6 @@ class RunStore:
             run.snapshots = self._snapshots(folder)
         return run
 
-    def load_weights(self, run_id: str, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weight and bias after `epoch`."""
-        snapshot = _read_snapshot(self._folder(run_id) / WEIGHTS / f"{int(epoch):04d}.pt")
-        if snapshot is None:
-            raise RunStoreError(f"run {run_id} has no saved weights for epoch {epoch}")
-        return snapshot
-
-    def checkpoint_path(self, run_id: str) -> Path | None:
-        """The final checkpoint file, or None while running / after a crash."""
-        path = self._folder(run_id) / CHECKPOINT
-        return path if path.is_file() else None
-
     def checkpoint(self, run_id: str) -> Checkpoint:
         """The run as a checkpoint: its final one, else built from its newest epoch's weights."""
         return load_checkpoint(self.checkpoint_bytes(run_id))

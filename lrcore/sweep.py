@@ -212,7 +212,6 @@ class SweepRecord:
     class_names: tuple[str, ...] = ()
     started: float = field(default_factory=time.time)
     elapsed: float = 0.0
-    version: int = 0
 
     @property
     def active(self) -> bool:
@@ -295,10 +294,6 @@ class SweepWorker:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    @property
-    def version(self) -> int:
-        return self._record.version
-
     def snapshot(self) -> SweepRecord:
         """A copy safe to read without the lock (lists copied; tensors are never mutated)."""
         with self._lock:
@@ -310,7 +305,6 @@ class SweepWorker:
         """Train every group (the thread's body; call directly to run synchronously)."""
         with self._lock:
             self._record.status = Status.TRAINING
-            self._record.version += 1
         try:
             for number, indices in enumerate(self._record.groups):
                 if self.control.stop_requested:
@@ -331,7 +325,6 @@ class SweepWorker:
                     member.message = member.message or ("stopped before the end" if status == Status.STOPPED else message)
             self._record.status = status
             self._record.message = message
-            self._record.version += 1
         self._notify([], SweepEnded(status, message))
 
     def _notify(self, indices: list[int], event: object) -> None:
@@ -348,7 +341,6 @@ class SweepWorker:
             self._record.progress = {}
             for i in indices:
                 self._record.members[i].status = Status.TRAINING
-            self._record.version += 1
         try:
             events = train_group(configs, self._dataset, self.control, self._batch_event_seconds, self._max_batches)
             for event in events:
@@ -361,7 +353,6 @@ class SweepWorker:
                 for i in indices:
                     member = self._record.members[i]
                     member.status, member.message = Status.FAILED, str(error)
-                self._record.version += 1
             self._notify(indices, GroupFailed(str(error)))
 
     def _apply(self, indices: list[int], event: object) -> None:
@@ -407,7 +398,6 @@ class SweepWorker:
                     if member.status == Status.STOPPED:
                         member.message = f"stopped after epoch {member.epochs_done}"
             record.elapsed = event.elapsed
-        record.version += 1
 
 
 def new_sweep_id() -> str:

@@ -29,7 +29,6 @@ ACTIVE_STATUSES = (Status.STARTING, Status.TRAINING, Status.PAUSED)
 # Weight snapshots a live run keeps in server memory (31 KB each for 10 classes): thinned evenly
 # as the run grows, like the run store's files, so a 1000-epoch run holds ~1.6 MB, not 31 MB.
 MAX_MEMORY_SNAPSHOTS = 50
-FINAL_STATUSES = (Status.DONE, Status.STOPPED, Status.DIVERGED, Status.CRASHED)
 
 
 @dataclass

@@ -23,9 +23,10 @@ def test_initial_parameters_match_nn_linear_bounds_and_repeat():
 
 def test_loss_and_gradients_match_autograd():
     weight, bias = initial_parameters(10, seed=0, count=1)
-    engine = StackedSoftmaxRegression(weight, bias, 10, "sgd", [0.1], [0.0])
+    engine = StackedSoftmaxRegression(weight, bias, 10, "sgd", [1.0], [0.0])
     inputs, labels = next(batches())
-    loss, grad_weight, grad_bias = engine.gradients(inputs, labels)
+    loss = engine.step(inputs, labels)  # plain SGD with lr 1: the change is minus the gradient
+    grad_weight, grad_bias = weight - engine.weight, bias - engine.bias
     model = LogisticRegression.from_tensors(weight, bias)
     reference = F.cross_entropy(model(inputs), labels)
     reference.backward()
