@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import streamlit as st
 import torch
 
+from lrcore import datasets
 from lrcore.checkpoint import Checkpoint
-from lrcore.data import DATASET_TITLES, Dataset, DatasetUnavailable, Normalizer, available_datasets, load_dataset
+from lrcore.data import Dataset, DatasetUnavailable, Normalizer, available_datasets, load_dataset
 from lrcore.model import LogisticRegression
 from lrcore.runstore import RunStore, default_runs_dir
 from lrcore.sweepstore import SweepStore, default_sweeps_dir
@@ -171,7 +172,7 @@ def sidebar() -> None:
         # Moving between pages clears the URL's parameters: put the run back, so a refresh finds it.
         st.query_params["run"] = worker.run_id
     with st.sidebar:
-        st.markdown(f"**Dataset:** {DATASET_TITLES[selected_dataset_name()]}")
+        st.markdown(f"**Dataset:** {datasets.get(selected_dataset_name()).title}")
         st.markdown(f"**Device:** {device_label()}")
         # While a run is active the line refreshes itself each second; idle, it costs nothing.
         live = worker is not None and worker.snapshot().active
@@ -215,12 +216,14 @@ def get_downloads() -> dict:
 
 
 def digit_tiles(images: torch.Tensor, scale: int = 3, marked: torch.Tensor | None = None) -> list:
-    """uint8 N x 28 x 28 images -> RGB arrays upscaled with nearest neighbour (crisp pixels).
+    """uint8 images (N x height x width, or N x 3 x height x width in colour) -> RGB arrays
+    upscaled with nearest neighbour (crisp pixels).
 
     Images where `marked` is True get a red border (wrong predictions).
     """
-    tiles = images.to(torch.uint8).repeat_interleave(scale, 1).repeat_interleave(scale, 2)
-    rgb = tiles.unsqueeze(-1).repeat(1, 1, 1, 3)
+    images = images.to(torch.uint8)
+    tiles = images.unsqueeze(-1) if images.ndim == 3 else images.permute(0, 2, 3, 1)  # N x H x W x channels
+    rgb = tiles.repeat_interleave(scale, 1).repeat_interleave(scale, 2).expand(-1, -1, -1, 3).contiguous()
     if marked is not None and bool(marked.any()):
         red = torch.tensor([230, 40, 40], dtype=torch.uint8)
         edge = max(2, scale)

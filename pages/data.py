@@ -7,20 +7,21 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from lrcore import data
-from lrcore.config import DATASETS
+from lrcore import data, datasets
 from lrcore.download import DownloadJob
 from pages import common
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 
 EXAMPLES = 44  # example grid: 4 rows of 11 on a laptop screen
-DOWNLOADABLE = ("mnist", "fashion-mnist")
-FASHION_APT = "sudo apt-get install dataset-fashion-mnist"
+
+
+def title(name: str) -> str:
+    return datasets.get(name).title
 
 
 def dataset_label(name: str) -> str:
-    return data.DATASET_TITLES[name] + ("" if data.available_datasets().get(name) else " — not on this machine")
+    return title(name) + ("" if data.available_datasets().get(name) else " — not on this machine")
 
 
 def use_choice() -> None:
@@ -40,18 +41,20 @@ def start_download(name: str) -> None:
 
 def download_row(name: str) -> None:
     """A button (or 'ready') for one dataset, then its progress and outcome."""
-    title = data.DATASET_TITLES[name]
+    info = datasets.get(name)
     if data.available_datasets().get(name):
-        st.markdown(f"✅ **{title}** is ready in `{data.locate(name)}`.")
+        st.markdown(f"✅ **{info.title}** is ready in `{data.locate(name)}`.")
         return
     job = common.get_downloads().get(name)
     state = job.snapshot() if job is not None else None
     busy = state is not None and state.active
-    label = f"Try downloading {title} again" if state is not None and state.status == "failed" else f"Download {title}"
+    label = f"Try downloading {info.title} again" if state is not None and state.status == "failed" \
+        else f"Download {info.title}"
     st.button(label, key=f"download_{name}", on_click=start_download, args=(name,), disabled=busy,
               icon=":material/download:")
-    if name == "fashion-mnist":
-        st.caption(f"Offline on Debian/Ubuntu: `{FASHION_APT}` installs it in {data.DEBIAN_FASHION_DIR}.")
+    if info.debian_package:
+        st.caption(f"Offline on Debian/Ubuntu: `sudo apt-get install {info.debian_package}` installs it in "
+                   f"{info.debian_folder}.")
     if state is not None:
         download_progress(name, polling=busy)
 
@@ -78,7 +81,7 @@ def download_progress(name: str, polling: bool) -> None:
 
 @st.cache_data(show_spinner="Averaging the images of each class…")
 def class_means(name: str) -> np.ndarray:
-    """C x 28 x 28 mean image of each class in the train pool (uint8 for display)."""
+    """The mean image of each class in the train pool (uint8 for display), one per class."""
     dataset = common.get_dataset(name)
     means = [dataset.train_images[dataset.train_labels == cls].float().mean(0) for cls in range(dataset.num_classes)]
     return torch.stack(means).round().to(torch.uint8).numpy()
@@ -99,7 +102,7 @@ st.title("Data")
 current = common.selected_dataset_name()
 if "data_choice" not in st.session_state:
     st.session_state.data_choice = current
-choice = st.radio("Dataset", DATASETS, key="data_choice", format_func=dataset_label, on_change=use_choice,
+choice = st.radio("Dataset", list(datasets.NAMES), key="data_choice", format_func=dataset_label, on_change=use_choice,
                   help="The Train page trains on this dataset. A run already training keeps its own data.")
 if data.available_datasets().get(choice) and choice != current:
     use_choice()  # e.g. its download just finished
@@ -108,20 +111,22 @@ st.query_params["dataset"] = current
 
 worker = common.current_worker()
 if worker is not None and worker.snapshot().active and worker.snapshot().config.dataset != current:
-    st.caption(f"Your current run keeps training on {data.DATASET_TITLES[worker.snapshot().config.dataset]}; "
+    st.caption(f"Your current run keeps training on {title(worker.snapshot().config.dataset)}; "
                "new runs use the dataset chosen here.")
 
 missing = not data.available_datasets().get(choice)
 if missing:
-    st.warning(f"**{data.DATASET_TITLES[choice]} is not on this machine**, so this page still shows "
-               f"{data.DATASET_TITLES[current]}.\n\n{data.missing_files_message(choice)}"
-               + (f"\n\nOn Debian/Ubuntu: `{FASHION_APT}`." if choice == "fashion-mnist" else ""))
+    package = datasets.get(choice).debian_package
+    st.warning(f"**{title(choice)} is not on this machine**, so this page still shows "
+               f"{title(current)}.\n\n{data.missing_files_message(choice)}"
+               + (f"\n\nOn Debian/Ubuntu: `sudo apt-get install {package}`." if package else ""))
 
 with st.expander("Get the full datasets (download needs internet)", expanded=missing):
     st.caption("Downloads use torchvision's mirrors and check every file's MD5 checksum. "
                f"Files go to `{data.default_data_dir()}` (set LRCORE_DATA_DIR to change it).")
-    for name in DOWNLOADABLE:
-        download_row(name)
+    for name in datasets.NAMES:
+        if datasets.get(name).download:
+            download_row(name)
 
 dataset = common.dataset_or_stop(current)
 st.caption(f"Source: {dataset.source}")
@@ -146,9 +151,10 @@ if "data_sample_seed" not in st.session_state:
 controls = st.columns([1, 1, 2], vertical_alignment="bottom")
 only = controls[0].selectbox("Class", [-1, *range(dataset.num_classes)], key="data_sample_class",
                              format_func=lambda cls: "all classes" if cls < 0 else dataset.class_names[cls])
-deskewed = controls[1].toggle("Deskewed", key="data_deskew",
-                              help="Show the images sheared so their strokes stand upright, as a model trained "
-                                   "with Deskew sees them.")
+# Deskewing works on 28x28 one-channel images (preprocess.deskew); other shapes show as they are.
+deskewed = dataset.info.shape == datasets.DIGIT_SHAPE and controls[1].toggle(
+    "Deskewed", key="data_deskew",
+    help="Show the images sheared so their strokes stand upright, as a model trained with Deskew sees them.")
 controls[2].button("New sample", icon=":material/shuffle:",
                    on_click=lambda: st.session_state.update(data_sample_seed=st.session_state.data_sample_seed + 1))
 pool = (torch.arange(len(dataset.train_labels)) if only < 0
@@ -160,7 +166,8 @@ st.image(common.digit_tiles(dataset.images("train", deskew=deskewed)[picked]),
 
 st.subheader("Mean image of each class")
 st.caption("The average of every training-pool image of the class: what a typical example looks like.")
-st.image(list(class_means(current).repeat(3, 1).repeat(3, 2)), caption=list(dataset.class_names), width=84, output_format="PNG")
+st.image(common.digit_tiles(torch.from_numpy(class_means(current))), caption=list(dataset.class_names), width=84,
+         output_format="PNG")
 
 st.subheader("Pixel statistics")
 st.caption("Pixels scaled to 0..1 (as `transforms.ToTensor()` does), over every pixel of every image.")
