@@ -45,6 +45,7 @@ class DatasetInfo:
     shape: tuple[int, int, int]  # channels, height, width of one image
     digits: bool  # handwritten digits: deskewing and the Draw canvas make sense
     loader: Loader
+    subject: str = ""  # what the images show, for "it recognises ..." ("" = the class names)
     files: tuple[str, ...] = ()  # file stems the loader needs (each may also be gzipped)
     folder: Path | None = None  # a fixed folder holding them (bundled in the package)
     data_folders: tuple[str, ...] = ()  # folders under the data folder; the first is where to put them
@@ -56,6 +57,11 @@ class DatasetInfo:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def short_title(self) -> str:
+        """The title without its parenthesis: "Fashion-MNIST"."""
+        return self.title.split(" (")[0]
 
     @property
     def num_pixels(self) -> int:
@@ -176,14 +182,15 @@ def load_mnist_sample(folder: Path) -> tuple[torch.Tensor, torch.Tensor, torch.T
 
 register(DatasetInfo(
     "mnist-sample", "MNIST sample (10,000 real digits, bundled)", DIGIT_NAMES, DIGIT_SHAPE, True,
-    load_mnist_sample, files=(IDX_FILES["test_images"], IDX_FILES["test_labels"]),
+    load_mnist_sample, subject="handwritten digits", files=(IDX_FILES["test_images"], IDX_FILES["test_labels"]),
     folder=Path(__file__).parent / "bundled",
     source_note="MNIST official test split, bundled (8,000 train+validation / 2,000 test)"))
 register(DatasetInfo(
-    "mnist", "MNIST (70,000 digits)", DIGIT_NAMES, DIGIT_SHAPE, True, load_idx,
+    "mnist", "MNIST (70,000 digits)", DIGIT_NAMES, DIGIT_SHAPE, True, load_idx, subject="handwritten digits",
     files=tuple(IDX_FILES.values()), data_folders=("MNIST/raw", "mnist"), download="MNIST"))
 register(DatasetInfo(
     "fashion-mnist", "Fashion-MNIST (70,000 clothing images)", FASHION_NAMES, DIGIT_SHAPE, False, load_idx,
+    subject="clothing (T-shirts, trousers, shoes, bags…)",
     files=tuple(IDX_FILES.values()), data_folders=("FashionMNIST/raw", "fashion-mnist"),
     debian_package="dataset-fashion-mnist", debian_folder=Path("/usr/share/datasets/fashion-mnist"),
     download="FashionMNIST"))

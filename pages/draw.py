@@ -13,7 +13,8 @@ from streamlit_drawable_canvas import st_canvas
 
 from lrcore.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint
 from lrcore.config import TrainConfig
-from lrcore.data import DATASET_TITLES, DatasetUnavailable
+from lrcore import datasets
+from lrcore.data import DatasetUnavailable
 from lrcore.evaluate import contributions, predict
 from lrcore.predict_drawing import DrawingPrediction, predict_canvas, predict_drawing
 from lrcore.preprocess import MAX_BYTES, ImageError, load_image_bytes
@@ -303,7 +304,7 @@ if model is None:
         st.subheader("Train a quick model", anchor=False)
         quick = TrainConfig.for_dataset(dataset_name)  # the Train page's defaults for this dataset
         st.write(f"Default settings (learning rate {quick.learning_rate:g}, batch size {quick.batch_size}, "
-                 f"{quick.epochs} epochs{', deskewed' if quick.deskew else ''}) on {DATASET_TITLES[dataset_name]}.")
+                 f"{quick.epochs} epochs{', deskewed' if quick.deskew else ''}) on {datasets.get(dataset_name).title}.")
         if st.button("Train a quick model", type="primary", icon=":material/bolt:"):
             common.dataset_or_stop(dataset_name)
             worker = common.start_run(quick, name="quick model (Draw page)")
@@ -314,12 +315,19 @@ if model is None:
         load_uploaded_checkpoint("draw_checkpoint_empty")
     st.stop()
 
-st.caption(f"Model: {md_escape(model.label)} · trained on "
-           f"{md_escape(DATASET_TITLES.get(model.dataset, model.dataset))}")
-if model.dataset == "fashion-mnist":
-    st.warning("This model was trained on Fashion-MNIST: it recognises clothing (T-shirts, trousers, shoes, "
-               "bags…), not digits. Drawing still works, so try a trouser or a bag; a digit will be read as "
-               "whichever piece of clothing it resembles most.")
+info = datasets.get(model.dataset)
+st.caption(f"Model: {md_escape(model.label)} · trained on {md_escape(info.title)}")
+if info.shape != datasets.DIGIT_SHAPE:
+    # The canvas, uploads and the maps below all make 28x28 one-channel digits (lrcore.preprocess).
+    st.info(f"This model was trained on {md_escape(info.short_title)}, whose images are {info.shape_text}: "
+            "drawing needs a model for 28x28 one-channel images ("
+            + ", ".join(d.short_title for d in datasets.REGISTRY.values() if d.shape == datasets.DIGIT_SHAPE)
+            + "). The Evaluate page shows what this model gets right and wrong.", icon=":material/info:")
+    st.stop()
+if not info.digits:
+    what = info.subject or ", ".join(info.class_names)
+    st.warning(f"This model was trained on {md_escape(info.short_title)}: it recognises {md_escape(what)}, not "
+               "digits. Drawing still works; a digit will be read as whichever class it resembles most.")
 with st.expander("Use a different model: load a checkpoint"):
     load_uploaded_checkpoint("draw_checkpoint_swap")
 
