@@ -3,6 +3,8 @@
 The fake dataset here is what the next issue brings (colour images, another class count):
 3 classes of 3x8x8 colour images built in memory, registered with one `register` call.
 """
+import json
+
 import pytest
 import torch
 
@@ -122,3 +124,42 @@ def test_the_registered_dataset_trains_end_to_end(colours, tmp_path):
     loaded = load_checkpoint(save_checkpoint(tmp_path / "trained.pt", finished.model, config, COLOURS,
                                              finished.normalizer))
     assert torch.equal(loaded.model.linear.weight, finished.model.linear.weight)
+
+
+# ---------------------------------------------------------------- the pages with a colour dataset
+
+def colour_checkpoint() -> bytes:
+    model = LogisticRegression.from_tensors(torch.eye(3).repeat_interleave(64, 1), torch.zeros(3))
+    return checkpoint_bytes(model, TrainConfig(dataset="tiny-colours"), COLOURS, Normalizer("raw"))
+
+
+def with_checkpoint(page: str) -> "AppTest":
+    from tests.apptest_helpers import open_page
+
+    return open_page(page, session={"checkpoint": load_checkpoint(colour_checkpoint()), "checkpoint_label": "colours"})
+
+
+def test_the_data_page_shows_a_registered_colour_dataset(colours):
+    from tests.apptest_helpers import open_page, texts
+
+    at = open_page("pages/data.py", query={"dataset": "tiny-colours"})
+    assert at.session_state["dataset"] == "tiny-colours"
+    assert at.radio(key="data_choice").options[-1] == colours.title  # the choice list is the registry's
+    assert "Tiny colours" in texts(at.sidebar.markdown)
+    assert not at.toggle  # deskewing is for 28x28 one-channel images only
+    assert [m.value for m in at.metric] == ["600", "150", "3"]
+
+
+def test_the_weights_page_draws_colour_weight_maps(colours):
+    at = with_checkpoint("pages/weights.py")
+    z = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]["z"]
+    assert (z["shape"] if isinstance(z, dict) else f"{len(z)}, {len(z[0])}") == "8, 24"  # channels side by side
+    assert "One 8×8 weight image per class" in " ".join(c.value for c in at.caption)
+
+
+def test_the_draw_page_says_it_needs_a_digit_shaped_model(colours):
+    from tests.apptest_helpers import texts
+
+    at = with_checkpoint("pages/draw.py")
+    assert "whose images are 3x8x8: drawing needs a model for 28x28 one-channel images" in texts(at.info)
+    assert not at.radio and not at.get("plotly_chart")  # no canvas, no maps: nothing half-works
