@@ -12,6 +12,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from lrcore import TrainConfig
+from lrcore import events as ev
 from lrcore.checkpoint import checkpoint_bytes, load_checkpoint
 from lrcore.data import Normalizer
 from lrcore.model import LogisticRegression
@@ -131,20 +132,26 @@ def test_the_slider_scrubs_back_to_the_untrained_weights(finished_run):
 
 
 def pause_inside_an_epoch(worker, timeout: float = 30) -> None:
-    """Pause after some batches of an epoch have run, so the weights differ from the last epoch's."""
+    """Pause after some batches of an epoch have run, so the weights differ from the last epoch's.
+
+    Decided from the Paused events' steps, not from timing: epochs here are shorter than the
+    worker's 0.1 s progress interval, so the record's progress only ever shows epoch ends."""
+    paused_steps: list[int] = []
+    worker._listeners.append(lambda _worker, event: paused_steps.append(event.step)
+                             if isinstance(event, ev.Paused) else None)
     deadline = time.time() + timeout
     while True:
+        seen = len(paused_steps)
         worker.control.pause()
-        while worker.snapshot().status != "paused":
-            assert time.time() < deadline
+        while len(paused_steps) == seen or worker.snapshot().status != "paused":
+            assert time.time() < deadline, "the run never paused"
             time.sleep(0.02)
-        record = worker.snapshot()
-        if record.progress.get("epoch", 0) > record.epochs_done:
-            return
-        step = record.progress.get("step", 0)
+        if paused_steps[-1] % worker.snapshot().batches_per_epoch:
+            return  # paused inside an epoch
+        # Paused at an epoch boundary: the next pause lands after at least one more batch.
         worker.control.resume()
-        while worker.snapshot().progress.get("step", 0) <= step:  # some batches ran before pausing again
-            assert time.time() < deadline
+        while worker.snapshot().status != "training":
+            assert time.time() < deadline, "the run never resumed"
             time.sleep(0.02)
 
 
