@@ -22,9 +22,9 @@ import torch
 
 from . import events as ev
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import (BATCH_ORDERS, DATASETS, DEVICES, NORMALIZATIONS, OPTIMIZERS, ConfigError, TrainConfig,
-                     dataset_default_text, defaults_for)
+from .config import DATASETS, ConfigError, TrainConfig, dataset_default_text, defaults_for
 from .data import DatasetUnavailable, load_dataset, make_splits
+from .settings import SETTINGS
 from .runstore import MAX_NAME_LENGTH, RunStoreError, default_runs_dir
 from .evaluate import evaluate_model, predict, split_data
 from .train import train
@@ -67,27 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     description="Train a model. Settings not given take the chosen dataset's "
                                                 "defaults (lr, epochs and deskewing differ for Fashion-MNIST).")
     add_data_options(train_cmd)
-    train_cmd.add_argument("--dataset", default=DEFAULTS.dataset, choices=DATASETS, help="dataset to train on")
-    train_cmd.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float,
-                           default=None, help=dataset_default_help("learning rate", "learning_rate"))
-    train_cmd.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="minibatch size")
-    train_cmd.add_argument("--validation-fraction", type=float, default=DEFAULTS.validation_fraction,
-                           help="fraction of the training pool held out for validation")
-    train_cmd.add_argument("--epochs", type=int, default=None,
-                           help=dataset_default_help("passes over the training split", "epochs"))
-    train_cmd.add_argument("--optimizer", choices=OPTIMIZERS, default=DEFAULTS.optimizer, help="optimizer")
-    train_cmd.add_argument("--momentum", type=float, default=DEFAULTS.momentum, help="momentum (optimizer momentum)")
-    train_cmd.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay, help="weight decay")
-    train_cmd.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed for split, init and shuffling")
-    train_cmd.add_argument("--device", choices=DEVICES, default=DEFAULTS.device, help="auto = CUDA when available")
-    train_cmd.add_argument("--normalization", choices=NORMALIZATIONS, default=DEFAULTS.normalization,
-                           help="raw 0..1 pixels or per-pixel mean/std")
-    train_cmd.add_argument("--deskew", action=argparse.BooleanOptionalAction, default=None,
-                           help=dataset_default_help("deskew the images (shear each digit upright)", "deskew"))
-    train_cmd.add_argument("--batch-order", choices=BATCH_ORDERS, default=DEFAULTS.batch_order,
-                           help="minibatch order: reshuffled every epoch, one fixed order, or sorted by class")
-    train_cmd.add_argument("--per-class-limit", type=int, default=None,
-                           help="use at most N training images per class (tutorial 003 uses 500)")
+    add_setting_options(train_cmd)
     train_cmd.add_argument("--save", type=Path, default=None, metavar="PATH", help="write a checkpoint here (its folder must exist)")
     train_cmd.add_argument("--dry-run", action="store_true",
                            help=f"one epoch of {DRY_RUN_BATCHES} batches, nothing recorded (smoke test)")
@@ -114,6 +94,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_setting_options(parser: argparse.ArgumentParser) -> None:
+    """One option per setting with a CLI flag (lrcore/settings.py). A setting whose default
+    depends on the dataset defaults to None here and gets the dataset's in `config_from_args`."""
+    for setting in SETTINGS:
+        if not setting.flags:
+            continue
+        options: dict = {"dest": setting.name, "help": setting.cli_help,
+                         "default": None if setting.by_dataset or setting.optional else getattr(DEFAULTS, setting.name)}
+        if setting.by_dataset:
+            options["help"] = dataset_default_help(setting.cli_help, setting.name)
+        if setting.kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif setting.kind is str:
+            options["choices"] = setting.choices
+        else:
+            options["type"] = setting.kind
+        parser.add_argument(*setting.flags, **options)
+
+
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="folder with the full datasets (default: $LRCORE_DATA_DIR or ./data)")
@@ -137,12 +136,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The run's settings: those given, and the dataset's defaults (`defaults_for`) for the rest."""
     defaults = defaults_for(args.dataset)
     chosen = lambda field: defaults[field] if getattr(args, field) is None else getattr(args, field)  # noqa: E731
-    return TrainConfig(learning_rate=chosen("learning_rate"), batch_size=args.batch_size,
-                       validation_fraction=args.validation_fraction, epochs=1 if args.dry_run else chosen("epochs"),
-                       optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay,
-                       seed=args.seed, device=args.device, dataset=args.dataset,
-                       normalization=args.normalization, per_class_limit=args.per_class_limit,
-                       batch_order=args.batch_order, deskew=chosen("deskew"))
+    values = {setting.name: chosen(setting.name) for setting in SETTINGS if setting.flags}
+    return TrainConfig(**{**values, "epochs": 1 if args.dry_run else values["epochs"]})
 
 
 def output_problems(args: argparse.Namespace) -> dict[str, str]:

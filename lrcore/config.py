@@ -6,24 +6,19 @@ so a page can show it next to the control and the CLI can print it on one line.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from . import datasets as _datasets
 
-OPTIMIZERS = ("sgd", "momentum", "adamw")
-OPTIMIZER_LABELS = {"sgd": "SGD", "momentum": "SGD + momentum", "adamw": "AdamW"}
-NORMALIZATIONS = ("raw", "standardize")
-NORMALIZATION_LABELS = {"raw": "raw pixels 0..1", "standardize": "per-pixel mean/std"}
-# Minibatch order (tutorial 002's "what happens if you disable the shuffling?"): a new shuffle
-# each epoch, one shuffled order repeated every epoch, or sorted by class (all 0s, then all 1s...).
-BATCH_ORDERS = ("shuffled", "fixed", "by_class")
-BATCH_ORDER_LABELS = {"shuffled": "shuffled every epoch", "fixed": "the same order every epoch",
-                      "by_class": "sorted by class"}
+from .settings import (BATCH_ORDER_LABELS, BY_NAME, LEARNING_RATE_RANGE, NORMALIZATION_LABELS,  # noqa: F401
+                       OPTIMIZER_LABELS, setting_problems)
+
+OPTIMIZERS = tuple(OPTIMIZER_LABELS)
+NORMALIZATIONS = tuple(NORMALIZATION_LABELS)
+BATCH_ORDERS = tuple(BATCH_ORDER_LABELS)
 DATASETS = _datasets.NAMES  # the registry's names, read live (lrcore/datasets.py)
-DEVICES = ("auto", "cpu", "cuda")
-LEARNING_RATE_RANGE = (1e-6, 100.0)
+DEVICES = BY_NAME["device"].choices
 
 
 class ConfigError(ValueError):
@@ -83,55 +78,9 @@ class TrainConfig:
             raise ConfigError({"batch_size": f"must be at most the training set size ({train_size:,} images)"})
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def config_problems(values: dict[str, Any]) -> dict[str, str]:
-    """Return {field: message} for every invalid value; empty when all are valid."""
-    problems: dict[str, str] = {}
-    lo, hi = LEARNING_RATE_RANGE
-    lr = values.get("learning_rate")
-    if not _is_number(lr) or not math.isfinite(lr) or lr <= 0:
-        problems["learning_rate"] = f"must be a finite number > 0 (allowed: {lo:g} to {hi:g}), got {lr!r}"
-    elif not lo <= lr <= hi:
-        problems["learning_rate"] = f"must be between {lo:g} and {hi:g}, got {lr:g}"
-    batch_size = values.get("batch_size")
-    if not _is_int(batch_size) or batch_size < 1:
-        problems["batch_size"] = f"must be a whole number >= 1, got {batch_size!r}"
-    fraction = values.get("validation_fraction")
-    if not _is_number(fraction) or not 0 < fraction < 1:
-        problems["validation_fraction"] = f"must be strictly between 0 and 1, got {fraction!r}"
-    epochs = values.get("epochs")
-    if not _is_int(epochs) or not 1 <= epochs <= 1000:
-        problems["epochs"] = f"must be a whole number from 1 to 1000, got {epochs!r}"
-    optimizer = values.get("optimizer")
-    if optimizer not in OPTIMIZERS:
-        problems["optimizer"] = f"must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}"
-    momentum = values.get("momentum")
-    if not _is_number(momentum) or not 0 <= momentum < 1:
-        problems["momentum"] = f"must be >= 0 and < 1, got {momentum!r}"
-    decay = values.get("weight_decay")
-    if not _is_number(decay) or not math.isfinite(decay) or not 0 <= decay <= 10:
-        problems["weight_decay"] = f"must be a number from 0 to 10, got {decay!r}"
-    seed = values.get("seed")
-    if not _is_int(seed) or not 0 <= seed < 2**31:
-        problems["seed"] = f"must be a whole number from 0 to {2**31 - 1}, got {seed!r}"
-    for field, allowed in (("device", DEVICES), ("dataset", DATASETS), ("normalization", NORMALIZATIONS),
-                           ("batch_order", BATCH_ORDERS)):
-        value = values.get(field)
-        if value not in allowed:
-            problems[field] = f"must be one of {', '.join(allowed)}, got {value!r}"
-    if not isinstance(values.get("deskew"), bool):
-        problems["deskew"] = f"must be true or false, got {values.get('deskew')!r}"
-    limit = values.get("per_class_limit")
-    if limit is not None and (not _is_int(limit) or limit < 1):
-        problems["per_class_limit"] = f"must be empty (use all images) or a whole number >= 1, got {limit!r}"
-    return problems
+    """Return {field: message} for every invalid value (lrcore/settings.py's rules); empty when all are valid."""
+    return setting_problems(values)
 
 
 # Default settings per dataset, on top of TrainConfig's own defaults: one place that the CLI,

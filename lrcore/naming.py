@@ -14,13 +14,11 @@ from dataclasses import fields
 from typing import Any, Sequence
 
 from . import config as config_module
-from .config import BATCH_ORDER_LABELS, OPTIMIZER_LABELS, TrainConfig
+from .config import TrainConfig
+from .settings import BY_NAME, SETTINGS
 
-# Settings named in legends and run names, in this order; other fields follow in dataclass order.
-SHORT_NAMES = {"dataset": "data", "learning_rate": "lr", "batch_size": "bs", "optimizer": "opt",
-               "momentum": "momentum", "weight_decay": "wd", "epochs": "epochs", "validation_fraction": "val",
-               "normalization": "norm", "per_class_limit": "per class", "seed": "seed", "device": "device",
-               "batch_order": "order"}
+# Settings named in legends and run names, in the settings table's order (lrcore/settings.py).
+SHORT_NAMES = {setting.name: setting.short for setting in SETTINGS if setting.short}
 # Left out of run names: where the run trained is not a hyperparameter, and the run list
 # has its own dataset column.
 NOT_IN_NAMES = ("dataset", "device")
@@ -38,19 +36,11 @@ def setting_fields() -> list[str]:
 
 def setting_text(field: str, value: Any) -> str:
     """A setting's value as people read it: "SGD", "standardised", "all", "0.01"."""
-    if field == "optimizer":
-        return OPTIMIZER_LABELS.get(value, str(value))
-    if field == "normalization":
-        return "standardised" if value == "standardize" else "raw"
-    if field == "per_class_limit":
-        return "all" if value is None else str(value)
-    if field == "batch_order":
-        return BATCH_ORDER_LABELS.get(value, str(value))
+    if field in BY_NAME:
+        return BY_NAME[field].text(value)
     if isinstance(value, bool):
         return "on" if value else "off"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def setting_label(field: str, value: Any) -> str:

@@ -23,6 +23,7 @@ from plotly.colors import qualitative
 from lrcore.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, checkpoint_bytes, load_checkpoint
 from lrcore.data import DATASET_TITLES
 from lrcore.naming import SHORT_NAMES, differing_settings, legend_labels, setting_text
+from lrcore.settings import SETTINGS
 from lrcore.runstore import RunStore, RunStoreError, StoredRun, describe_write_error, epochs_csv, store_limit_mb
 from pages import charts, common
 from ui.text import md_escape
@@ -33,11 +34,7 @@ TABLE_KEY = "runs_table"
 POLL_SECONDS = 2.0  # a listing: fresh enough, and cheap for the server while it trains
 COLORS = qualitative.Plotly
 MAX_UPLOAD_MB = MAX_CHECKPOINT_BYTES // (1024 * 1024)
-LONG_NAMES = {"dataset": "dataset", "learning_rate": "learning rate", "batch_size": "batch size",
-              "optimizer": "optimizer", "momentum": "momentum", "weight_decay": "weight decay",
-              "epochs": "epochs", "validation_fraction": "validation fraction", "normalization": "normalisation",
-              "per_class_limit": "images per class", "seed": "seed", "device": "device",
-              "batch_order": "minibatch order"}
+LONG_NAMES = {setting.name: setting.long for setting in SETTINGS}  # "Same for all: learning rate 0.5"
 CHECKPOINT_METRICS = ("test_loss", "test_accuracy", "validation_loss", "validation_accuracy", "epochs_completed")
 STATUS_TEXT = {"imported": "uploaded"}  # plain words: the table is drawn on a canvas, emoji fonts vary
 SOURCES = {"dashboard": "trained in the dashboard", "cli": "trained with python -m lrcore",
