@@ -127,7 +127,7 @@ def _range_test(config: TrainConfig, device: str, dataset: Dataset | None, model
     if model is not None:
         weight, bias = model.linear.weight.detach(), model.linear.bias.detach()
     else:
-        weight, bias = initial_parameters(dataset.num_classes, config.seed)
+        weight, bias = initial_parameters(dataset.num_classes, config.seed, num_pixels=dataset.info.num_pixels)
     schedule = lr_schedule(start_lr, end_lr, num_batches)
     # The engine clones weight and bias, so the caller's tensors are never written to.
     engine = StackedSoftmaxRegression(weight, bias, dataset.num_classes, config.optimizer, [schedule[0]],

@@ -196,7 +196,7 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
     raw = normalizer.kind == "raw"
     prepare = (lambda batch: batch.float()) if raw else normalizer
     count = len(configs)
-    weight, bias = initial_parameters(dataset.num_classes, config.seed, count)
+    weight, bias = initial_parameters(dataset.num_classes, config.seed, count, num_pixels=dataset.info.num_pixels)
     engine = StackedSoftmaxRegression(weight, bias, dataset.num_classes, config.optimizer,
                                       [c.learning_rate for c in configs], [c.weight_decay for c in configs],
                                       config.momentum, device, input_scale=1 / 255 if raw else 1.0)

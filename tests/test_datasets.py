@@ -108,9 +108,6 @@ def test_a_checkpoint_is_checked_against_its_own_datasets_shape(colours):
         load_checkpoint(checkpoint_bytes(colour, TrainConfig(), datasets.DIGIT_NAMES, Normalizer("raw")))
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="lrcore/train.py calls initial_parameters(num_classes, seed, count) without the "
-                          "dataset's num_pixels, so the weights are 784 wide for any dataset")
 def test_the_registered_dataset_trains_end_to_end(colours, tmp_path):
     dataset = load_dataset("tiny-colours")
     config = TrainConfig(dataset="tiny-colours", learning_rate=0.5, batch_size=32, epochs=5)

@@ -80,8 +80,8 @@ def test_huge_learning_rate_is_reported_as_diverged_with_the_lr(sample):
 def test_nan_loss_ends_the_run_and_keeps_the_last_finite_weights(sample, monkeypatch):
     original = train_module.initial_parameters
 
-    def overflowing(num_classes, seed, count=1):
-        weight, bias = original(num_classes, seed, count)
+    def overflowing(num_classes, seed, count=1, **kwargs):
+        weight, bias = original(num_classes, seed, count, **kwargs)
         return weight.fill_(3e38), bias  # logits overflow to inf, the loss to NaN
     monkeypatch.setattr(train_module, "initial_parameters", overflowing)
     events = run(TrainConfig(epochs=2), sample)
