@@ -19,6 +19,7 @@ from lrcore.checkpoint import Checkpoint
 from lrcore.data import Dataset, DatasetUnavailable, Normalizer, available_datasets, load_dataset
 from lrcore.model import LogisticRegression
 from lrcore.runstore import RunStore, default_runs_dir
+from lrcore.settings import SETTINGS, to_params
 from lrcore.sweepstore import SweepStore, default_sweeps_dir
 from lrcore.worker import RunRegistry, TrainingWorker
 
@@ -274,26 +275,9 @@ def _sweep_store(root: str) -> SweepStore:
     return SweepStore(root)
 
 
-# Train page's URL query parameters (pages/train.py PARAMS), which it reads on its first load.
-TRAIN_PARAMS = {"learning_rate": "lr", "batch_size": "batch_size", "validation_fraction": "val_fraction",
-                "epochs": "epochs", "optimizer": "optimizer", "momentum": "momentum",
-                "weight_decay": "weight_decay", "seed": "seed", "normalization": "normalization",
-                "batch_order": "order", "deskew": "deskew",
-                "per_class_limit": "per_class"}
-
-
 def train_query_params(config) -> dict[str, str]:
     """`config`'s settings as the Train page's query parameters (no limit -> left out)."""
-    params = {"dataset": config.dataset}
-    for field, param in TRAIN_PARAMS.items():
-        value = getattr(config, field)
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            params[param] = "on" if value else "off"
-        else:
-            params[param] = str(round(value, 2) if field in ("validation_fraction", "momentum") else value)
-    return params
+    return {"dataset": config.dataset, **to_params(config.to_dict())}
 
 
 def open_in_train(config) -> None:
@@ -302,7 +286,7 @@ def open_in_train(config) -> None:
     The Train page fills its widgets from the URL only when its widget keys are missing
     from session state (its first load), so those keys are dropped first.
     """
-    keys = ["train_lr_grid", "train_limit_on", *(f"train_{field}" for field in TRAIN_PARAMS)]
+    keys = ["train_lr_grid", "train_limit_on", *(f"train_{setting.name}" for setting in SETTINGS if setting.label)]
     for key in keys:
         st.session_state.pop(key, None)
     st.switch_page("pages/train.py", query_params=train_query_params(config))

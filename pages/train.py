@@ -13,11 +13,11 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from lrcore.config import (BATCH_ORDER_LABELS, BATCH_ORDERS, DATASET_DEFAULTS, LEARNING_RATE_RANGE,
-                           NORMALIZATION_LABELS, NORMALIZATIONS, OPTIMIZER_LABELS, OPTIMIZERS, ConfigError,
-                           TrainConfig, config_problems, defaults_for)
+from lrcore.config import DATASET_DEFAULTS, ConfigError, TrainConfig, config_problems, defaults_for
+from lrcore.settings import BY_NAME, LEARNING_RATE_RANGE, SETTINGS, from_params, to_params
 from lrcore.data import DATASET_TITLES, make_splits
 from pages import charts, common
+from ui.settings import setting_widget
 from ui.text import md_escape
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
@@ -26,103 +26,23 @@ DEFAULTS = TrainConfig()
 DEFAULT_PER_CLASS = 500  # tutorial 003's subset size, offered when the limit is switched on
 # 1-2-5 steps per decade; the exact-value box takes anything in LEARNING_RATE_RANGE.
 LR_GRID = [float(f"{mantissa}e{exponent}") for exponent in range(-5, 2) for mantissa in (1, 2, 5)] + [100.0]
-FRACTION_RANGE = (0.01, 0.9)
-MOMENTUM_RANGE = (0.0, 0.99)
 POLL_SECONDS = 0.5
 
-# URL query parameter -> (TrainConfig field, type, lowest, highest); a tuple type = allowed words.
-PARAMS = {
-    "lr": ("learning_rate", float, *LEARNING_RATE_RANGE),
-    "batch_size": ("batch_size", int, 1, 1_000_000),
-    "val_fraction": ("validation_fraction", float, *FRACTION_RANGE),
-    "epochs": ("epochs", int, 1, 1000),
-    "optimizer": ("optimizer", OPTIMIZERS, None, None),
-    "momentum": ("momentum", float, *MOMENTUM_RANGE),
-    "weight_decay": ("weight_decay", float, 0.0, 10.0),
-    "seed": ("seed", int, 0, 2**31 - 1),
-    "normalization": ("normalization", NORMALIZATIONS, None, None),
-    "per_class": ("per_class_limit", int, 1, 1_000_000),
-    "order": ("batch_order", BATCH_ORDERS, None, None),
-    "deskew": ("deskew", ("on", "off"), None, None),
-}
-WORDS = {"deskew": {"on": True, "off": False}}  # settings whose URL words stand for other values
-FIELD_PARAMS = {field: param for param, (field, *_rest) in PARAMS.items()}
-LABELS = {"learning_rate": "Learning rate", "batch_size": "Batch size", "epochs": "Epochs",
-          "validation_fraction": "Validation fraction", "optimizer": "Optimizer", "momentum": "Momentum",
-          "weight_decay": "Weight decay", "normalization": "Normalisation", "per_class_limit": "Images per class",
-          "seed": "Seed", "batch_order": "Minibatch order", "deskew": "Deskew"}
+# The page's settings: every setting in the table with a widget (lrcore/settings.py).
+FIELDS = [setting.name for setting in SETTINGS if setting.label]
 
 
 # ---------------------------------------------------------------- settings <-> URL and widgets
 
-def allowed_text(param: str) -> str:
-    _field, kind, low, high = PARAMS[param]
-    if isinstance(kind, tuple):
-        return "one of " + ", ".join(kind)
-    words = "a whole number" if kind is int else "a number"
-    text = f"{words} from {low:g} to {high:g}"
-    if param in ("val_fraction", "momentum"):
-        text += " with at most two decimals"
-    if param == "per_class":
-        text += ", or all"
-    return text
-
-
-def parse_param(param: str, text: str):
-    """The setting a query parameter asks for; ValueError when it is not allowed."""
-    field, kind, low, high = PARAMS[param]
-    if isinstance(kind, tuple):
-        if text not in kind:
-            raise ValueError(text)
-        return WORDS.get(param, {}).get(text, text)
-    if param == "per_class" and text == "all":
-        return None
-    value = kind(text)  # ValueError for "abc" (and for "0.5" as a whole number)
-    if not math.isfinite(value) or not low <= value <= high:
-        raise ValueError(text)
-    if param in ("val_fraction", "momentum") and abs(round(value, 2) - value) > 1e-9:
-        raise ValueError(text)
-    return value
-
-
 def settings_from_params(params) -> tuple[dict, list[str]]:
     """Settings from the URL (the dataset's defaults for missing ones) and a warning per rejected parameter."""
-    settings = default_settings()
-    warnings = []
-    for param, (field, *_rest) in PARAMS.items():
-        if param not in params:
-            continue
-        text = params[param]
-        try:
-            settings[field] = parse_param(param, text)
-        except ValueError:
-            default = settings[field]
-            default = "all" if default is None else param_text(param, default)
-            warnings.append(f"The link's {md_escape(param)}={md_escape(text, 40)} was ignored: {param} must be "
-                            f"{allowed_text(param)}. Using the default ({md_escape(default)}).")
-    return settings, warnings
-
-
-def param_text(param: str, value) -> str:
-    """A setting as its URL word: 'on'/'off' for switches, floats round-trip exactly (repr)."""
-    for word, meaning in WORDS.get(param, {}).items():
-        if meaning == value:
-            return word
-    if isinstance(value, str):
-        return value
-    return str(round(value, 2) if param in ("val_fraction", "momentum") else value)
-
-
-def settings_to_params(settings: dict) -> dict[str, str]:
-    """Query parameters for a share link."""
-    return {FIELD_PARAMS[field]: param_text(FIELD_PARAMS[field], value)
-            for field, value in settings.items() if value is not None}
+    return from_params(params, default_settings(), md_escape)
 
 
 def default_settings(dataset_name: str | None = None) -> dict:
     """The Train page's defaults: those that suit the dataset (e.g. a smaller lr for Fashion-MNIST)."""
     defaults = defaults_for(dataset_name or common.selected_dataset_name())
-    return {field: defaults[field] for field in FIELD_PARAMS}
+    return {field: defaults[field] for field in FIELDS}
 
 
 def nearest_grid_lr(learning_rate) -> float:
@@ -143,9 +63,10 @@ def put_settings_in_widgets(settings: dict) -> None:
 
 def settings_from_widgets() -> dict:
     state = st.session_state
-    settings = {field: state[f"train_{field}"] for field in FIELD_PARAMS if field != "per_class_limit"}
-    for field in ("validation_fraction", "momentum"):
-        settings[field] = round(float(settings[field]), 2)
+    settings = {field: state[f"train_{field}"] for field in FIELDS if field != "per_class_limit"}
+    for field, decimals in ((field, BY_NAME[field].decimals) for field in FIELDS):
+        if decimals is not None:  # a slider's float can be 0.30000000000000004
+            settings[field] = round(float(settings[field]), decimals)
     settings["per_class_limit"] = state.train_per_class_limit if state.train_limit_on else None
     return settings
 
@@ -194,8 +115,8 @@ def settings_problems(settings: dict, dataset_name: str) -> tuple[dict[str, str]
 
 def sync_url(settings: dict, dataset_name: str) -> None:
     """Keep the URL's query parameters equal to the settings (the `run` parameter is left alone)."""
-    wanted = {**settings_to_params(settings), "dataset": dataset_name}
-    for param in PARAMS:
+    wanted = {**to_params(settings), "dataset": dataset_name}
+    for param in (BY_NAME[field].param for field in FIELDS):
         if param not in wanted and param in st.query_params:
             del st.query_params[param]
     for param, value in wanted.items():
@@ -207,7 +128,7 @@ def share_link(settings: dict, dataset_name: str) -> str | None:
     base = st.context.url
     if not base:
         return None
-    return f"{base}?{urlencode({**settings_to_params(settings), 'dataset': dataset_name})}"
+    return f"{base}?{urlencode({**to_params(settings), 'dataset': dataset_name})}"
 
 
 # ---------------------------------------------------------------- the live run
@@ -344,7 +265,7 @@ st.caption("One linear layer and a softmax. Pick hyperparameters, press Start an
            "A link to this page opens the same settings.")
 
 WIDGET_KEYS = ["train_lr_grid", "train_limit_on", "train_per_class_limit"] + \
-    [f"train_{field}" for field in FIELD_PARAMS if field != "per_class_limit"]
+    [f"train_{field}" for field in FIELDS if field != "per_class_limit"]
 if any(key not in st.session_state for key in WIDGET_KEYS):  # first visit in this session: settings from the URL
     url_settings, url_warnings = settings_from_params(st.query_params)
     put_settings_in_widgets(url_settings)
@@ -372,7 +293,7 @@ def problem_note(*fields: str) -> None:
     """The message for an invalid setting, right under its control."""
     for field in fields:
         if field in problems:
-            st.error(f"**{LABELS[field]}** {problems[field]}")
+            st.error(f"**{BY_NAME[field].label}** {problems[field]}")
 
 
 def default_note(field: str) -> str:
@@ -424,51 +345,35 @@ with st.container(border=True):
     with model_col:
         st.select_slider("Learning rate (log scale)", options=LR_GRID, key="train_lr_grid", on_change=grid_moved,
                          format_func=lambda value: f"{value:g}", persist_state="session",
-                         help="How far each step moves the weights. Too small: slow. Too large: the loss "
-                              "jumps around or blows up." + default_note("learning_rate"))
-        st.number_input("Exact learning rate", key="train_learning_rate", on_change=exact_lr_typed, format="%g",
-                        step=0.01, persist_state="session",
-                        help=f"Any value from {LEARNING_RATE_RANGE[0]:g} to {LEARNING_RATE_RANGE[1]:g}.")
+                         help=BY_NAME["learning_rate"].help + default_note("learning_rate"))
+        setting_widget(st.number_input, "learning_rate", "train_learning_rate", label="Exact learning rate",
+                       on_change=exact_lr_typed,
+                       help=f"Any value from {LEARNING_RATE_RANGE[0]:g} to {LEARNING_RATE_RANGE[1]:g}.")
         problem_note("learning_rate")
-        st.number_input("Batch size", key="train_batch_size", min_value=1, step=1, persist_state="session",
-                        help="Images per gradient step.")
+        setting_widget(st.number_input, "batch_size", "train_batch_size")
         problem_note("batch_size")
-        st.number_input("Epochs", key="train_epochs", min_value=1, max_value=1000, step=1, persist_state="session",
-                        help="Passes over the training images." + default_note("epochs"))
+        setting_widget(st.number_input, "epochs", "train_epochs", default_note("epochs"))
         problem_note("epochs")
     with data_col:
-        st.slider("Validation fraction", *FRACTION_RANGE, key="train_validation_fraction", step=0.01,
-                  format="%.2f", persist_state="session",
-                  help="Share of the training images held out to check the model on unseen data.")
+        setting_widget(st.slider, "validation_fraction", "train_validation_fraction")
         problem_note("validation_fraction")
-        st.radio("Optimizer", OPTIMIZERS, key="train_optimizer", format_func=OPTIMIZER_LABELS.get,
-                 persist_state="session")
-        st.slider("Momentum", *MOMENTUM_RANGE, key="train_momentum", step=0.01, format="%.2f",
-                  disabled=st.session_state.train_optimizer != "momentum", persist_state="session",
-                  help="Used by SGD + momentum only.")
+        setting_widget(st.radio, "optimizer", "train_optimizer")
+        setting_widget(st.slider, "momentum", "train_momentum",
+                       disabled=st.session_state.train_optimizer != "momentum")
         problem_note("optimizer", "momentum")
-        st.number_input("Weight decay", key="train_weight_decay", min_value=0.0, max_value=10.0, step=0.001,
-                        format="%g", persist_state="session", help="Pulls every weight towards 0 (L2).")
+        setting_widget(st.number_input, "weight_decay", "train_weight_decay")
         problem_note("weight_decay")
     with options_col:
-        st.radio("Normalisation", NORMALIZATIONS, key="train_normalization", format_func=NORMALIZATION_LABELS.get,
-                 persist_state="session")
-        st.toggle("Deskew the digits", key="train_deskew", persist_state="session",
-                  help="Shear every image so its strokes stand upright, in training and for drawings: the "
-                       "classic fix for a linear model's sensitivity to slant." + default_note("deskew"))
+        setting_widget(st.radio, "normalization", "train_normalization")
+        setting_widget(st.toggle, "deskew", "train_deskew", default_note("deskew"))
         problem_note("normalization", "deskew")
-        st.selectbox("Minibatch order", BATCH_ORDERS, key="train_batch_order", format_func=BATCH_ORDER_LABELS.get,
-                     persist_state="session",
-                     help="Shuffled every epoch is the usual choice. Sorted by class shows what happens without "
-                          "shuffling when the data is ordered: the model forgets one digit while it sees the next.")
+        setting_widget(st.selectbox, "batch_order", "train_batch_order")
         problem_note("batch_order")
-        st.toggle("Use a subset", key="train_limit_on", persist_state="session",
-                  help="Train on a subset, e.g. 500 per class as in tutorial 003.")
-        st.number_input("Images per class", key="train_per_class_limit", min_value=1, step=50,
-                        disabled=not st.session_state.train_limit_on, persist_state="session")
+        st.toggle("Use a subset", key="train_limit_on", persist_state="session", help=BY_NAME["per_class_limit"].help)
+        setting_widget(st.number_input, "per_class_limit", "train_per_class_limit", help=None,
+                       disabled=not st.session_state.train_limit_on)
         problem_note("per_class_limit")
-        st.number_input("Seed", key="train_seed", min_value=0, max_value=2**31 - 1, step=1, persist_state="session",
-                        help="Same seed and settings give the same split, batches and numbers.")
+        setting_widget(st.number_input, "seed", "train_seed")
         problem_note("seed")
     if sizes:
         train_size, validation_size = sizes
