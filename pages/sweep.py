@@ -17,8 +17,8 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.colors import sample_colorscale
 
-from lrcore.config import (LEARNING_RATE_RANGE, NORMALIZATION_LABELS, NORMALIZATIONS, OPTIMIZER_LABELS,
-                           OPTIMIZERS, ConfigError, TrainConfig)
+from lrcore.config import LEARNING_RATE_RANGE, ConfigError, TrainConfig, defaults_for
+from lrcore.settings import BY_NAME, OPTIMIZER_LABELS
 from lrcore.data import DATASET_TITLES, make_splits
 from lrcore.lr_finder import END_LR, NUM_BATCHES, START_LR, RangeTestWorker
 from lrcore.checkpoint import CheckpointError
@@ -26,6 +26,7 @@ from lrcore.runstore import RunStoreError
 from lrcore.sweep import MAX_CONFIGS, SweepRecord, SweepWorker, grid_problems, log_grid, parse_numbers, sweep_configs
 from lrcore.sweepstore import SweepStoreError, member_checkpoint_bytes
 from pages import common
+from ui.settings import setting_widget
 from ui.text import md_escape
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
@@ -38,11 +39,32 @@ FONT = dict(size=15)
 DEFAULTS = {"sweep_low": "0.001", "sweep_high": "100", "sweep_count": 11, "sweep_batch_sizes": "128",
             "sweep_weight_decays": "0", "sweep_epochs": 5, "sweep_optimizer": "sgd", "sweep_momentum": 0.9,
             "sweep_validation_fraction": 0.2, "sweep_normalization": "raw", "sweep_seed": 0,
+            "sweep_batch_order": "shuffled", "sweep_limit_on": False, "sweep_per_class_limit": 500,
             "sweep_show_batches": True, "range_start": f"{START_LR:g}", "range_end": f"{END_LR:g}",
             "range_batches": NUM_BATCHES}
 
 
+# Settings every configuration of a sweep shares (the Train page's widgets, same ranges), so a
+# sweep's configuration can reproduce any Train run; the learning rate, batch size and weight
+# decay are swept as lists instead.
+SHARED = ("epochs", "optimizer", "momentum", "validation_fraction", "normalization", "deskew", "batch_order",
+          "seed", "per_class_limit")
+
 # ---------------------------------------------------------------- settings
+
+def shared_settings() -> dict:
+    """The shared settings from the widgets (per_class_limit None when the subset is off)."""
+    state = st.session_state
+    values = {name: state[f"sweep_{name}"] for name in SHARED if name != "per_class_limit"}
+    for name, value in values.items():
+        setting = BY_NAME[name]
+        if setting.decimals is not None:  # a slider's float can be 0.30000000000000004
+            values[name] = round(float(value), setting.decimals)
+        elif setting.kind is int:
+            values[name] = int(value)
+    values["per_class_limit"] = int(state.sweep_per_class_limit) if state.sweep_limit_on else None
+    return values
+
 
 def parse_float(text: str, name: str, allowed: str) -> float:
     try:
@@ -53,8 +75,9 @@ def parse_float(text: str, name: str, allowed: str) -> float:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def train_size(dataset_name: str, validation_fraction: float, seed: int) -> int:
-    return len(make_splits(common.get_dataset(dataset_name), validation_fraction, seed).train)
+def train_size(dataset_name: str, validation_fraction: float, seed: int, per_class_limit: int | None = None) -> int:
+    splits = make_splits(common.get_dataset(dataset_name), validation_fraction, seed, per_class_limit)
+    return len(splits.train)
 
 
 def read_settings(dataset_name: str) -> tuple[list[TrainConfig], dict[str, str]]:
@@ -76,7 +99,8 @@ def read_settings(dataset_name: str) -> tuple[list[TrainConfig], dict[str, str]]
         batch_sizes = parse_numbers(state.sweep_batch_sizes, int, "batch_sizes", "e.g. 64, 128, 256")
         if not batch_sizes:
             problems["batch_sizes"] = "enter at least one batch size, e.g. 128"
-        size = train_size(dataset_name, state.sweep_validation_fraction, state.sweep_seed)
+        shared = shared_settings()
+        size = train_size(dataset_name, shared["validation_fraction"], shared["seed"], shared["per_class_limit"])
         too_big = [b for b in batch_sizes if not 1 <= b <= size]
         if too_big:
             problems["batch_sizes"] = (f"{', '.join(map(str, too_big))} not allowed: each batch size must be from 1 "
@@ -88,18 +112,17 @@ def read_settings(dataset_name: str) -> tuple[list[TrainConfig], dict[str, str]]
         decays = parse_numbers(state.sweep_weight_decays, float, "weight_decays", "e.g. 0, 0.001, 0.01")
         if not decays:
             problems["weight_decays"] = "enter at least one weight decay, e.g. 0"
-        bad = [d for d in decays if not 0 <= d <= 10]
+        decay = BY_NAME["weight_decay"]
+        bad = [d for d in decays if decay.problem(d)]
         if bad:
-            problems["weight_decays"] = f"{', '.join(f'{d:g}' for d in bad)} not allowed: each must be from 0 to 10"
+            problems["weight_decays"] = (f"{', '.join(f'{d:g}' for d in bad)} not allowed: each must be from "
+                                         f"{decay.low:g} to {decay.high:g}")
     except ConfigError as error:
         problems.update(error.problems)
     if problems:
         return [], problems
-    base = TrainConfig.for_dataset(dataset_name, epochs=int(state.sweep_epochs), optimizer=state.sweep_optimizer,
-                                   momentum=round(float(state.sweep_momentum), 2),
-                                   validation_fraction=round(float(state.sweep_validation_fraction), 2),
-                                   normalization=state.sweep_normalization, seed=int(state.sweep_seed))
     try:
+        base = TrainConfig.for_dataset(dataset_name, **shared_settings())
         return sweep_configs(base, learning_rates, batch_sizes, decays), {}
     except ConfigError as error:
         return [], error.problems
@@ -490,10 +513,7 @@ def range_test_config(dataset_name: str) -> TrainConfig:
     state = st.session_state
     return TrainConfig.for_dataset(
         dataset_name, batch_size=parse_numbers(state.sweep_batch_sizes, int, "batch_sizes", "")[0],
-        weight_decay=parse_numbers(state.sweep_weight_decays, float, "weight_decays", "")[0],
-        epochs=int(state.sweep_epochs), optimizer=state.sweep_optimizer, momentum=round(float(state.sweep_momentum), 2),
-        validation_fraction=round(float(state.sweep_validation_fraction), 2),
-        normalization=state.sweep_normalization, seed=int(state.sweep_seed))
+        weight_decay=parse_numbers(state.sweep_weight_decays, float, "weight_decays", "")[0], **shared_settings())
 
 
 def start_sweep(configs: list[TrainConfig], dataset) -> None:
@@ -518,6 +538,11 @@ def sweep_around() -> None:
 for key, value in DEFAULTS.items():
     if key not in st.session_state:
         st.session_state[key] = value
+deskew_for, dataset_now = st.session_state.get("sweep_deskew_dataset"), common.selected_dataset_name()
+if deskew_for != dataset_now and (deskew_for is None or st.session_state.sweep_deskew == defaults_for(deskew_for)["deskew"]):
+    # Deskewing's default depends on the dataset (on for digits): follow it unless the user chose.
+    st.session_state.sweep_deskew = defaults_for(dataset_now)["deskew"]
+st.session_state.sweep_deskew_dataset = dataset_now
 if "sweep_id" in st.session_state and st.query_params.get("sweep") != st.session_state.sweep_id:
     st.query_params["sweep"] = st.session_state.sweep_id  # page switches clear the URL; a refresh needs it
 elif "sweep_id" not in st.session_state and st.query_params.get("sweep"):  # a browser refresh or a link
@@ -565,20 +590,20 @@ with group_col:
     st.text_input("Weight decays", key="sweep_weight_decays", persist_state="session",
                   help="One or more, separated by commas (0 = none). Trained together with the learning rates.")
     problem_note(problems, "weight_decays")
-    st.number_input("Epochs", 1, 100, key="sweep_epochs", step=1, persist_state="session")
+    setting_widget(st.number_input, "epochs", "sweep_epochs", help=None)
+    st.toggle("Use a subset", key="sweep_limit_on", persist_state="session", help=BY_NAME["per_class_limit"].help)
+    setting_widget(st.number_input, "per_class_limit", "sweep_per_class_limit", help=None,
+                   disabled=not st.session_state.sweep_limit_on)
 with optimizer_col:
-    st.radio("Optimizer", OPTIMIZERS, key="sweep_optimizer", format_func=OPTIMIZER_LABELS.get,
-             persist_state="session")
-    st.slider("Momentum", 0.0, 0.99, key="sweep_momentum", step=0.01, format="%.2f",
-              disabled=st.session_state.sweep_optimizer != "momentum", persist_state="session",
-              help="Used by SGD + momentum only.")
+    setting_widget(st.radio, "optimizer", "sweep_optimizer")
+    setting_widget(st.slider, "momentum", "sweep_momentum", disabled=st.session_state.sweep_optimizer != "momentum")
+    setting_widget(st.selectbox, "batch_order", "sweep_batch_order")
 with data_col:
-    st.radio("Normalisation", NORMALIZATIONS, key="sweep_normalization", format_func=NORMALIZATION_LABELS.get,
-             persist_state="session")
-    st.slider("Validation fraction", 0.05, 0.5, key="sweep_validation_fraction", step=0.01, format="%.2f",
-              persist_state="session")
-    st.number_input("Seed", 0, 2**31 - 1, key="sweep_seed", step=1, persist_state="session",
-                    help="The same seed gives every configuration the same start and the same minibatches.")
+    setting_widget(st.radio, "normalization", "sweep_normalization")
+    setting_widget(st.toggle, "deskew", "sweep_deskew")
+    setting_widget(st.slider, "validation_fraction", "sweep_validation_fraction", help=None)
+    setting_widget(st.number_input, "seed", "sweep_seed",
+                   help="The same seed gives every configuration the same start and the same minibatches.")
 problem_note(problems, "configs", *(name for name in problems if name not in
                                     ("low", "high", "count", "batch_sizes", "weight_decays", "configs")))
 if configs:

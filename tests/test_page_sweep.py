@@ -220,3 +220,28 @@ def test_a_sweep_that_cannot_be_saved_says_so(app, tmp_path, monkeypatch):
     wait_for(app, lambda at: any(s.value == "Results, best first" for s in at.subheader))
     warning = next(w.value for w in app.warning if w.value.startswith("This sweep could not be saved"))
     assert "read\\-only file system" in warning
+
+
+def test_the_sweep_offers_every_train_setting_so_a_sweep_can_reproduce_a_train_run(app):
+    """Deskew, minibatch order and images per class (missing before) reach every configuration."""
+    from pages import common
+
+    assert app.toggle(key="sweep_deskew").value is True  # the digits' default, as on the Train page
+    app.toggle(key="sweep_deskew").set_value(False)
+    app.selectbox(key="sweep_batch_order").set_value("by_class")
+    app.toggle(key="sweep_limit_on").set_value(True)
+    app.run()
+    app.number_input(key="sweep_per_class_limit").set_value(50)
+    app.slider(key="sweep_count").set_value(3)
+    app.number_input(key="sweep_epochs").set_value(1)
+    app.slider(key="sweep_validation_fraction").set_value(0.9)  # the Train page's range (was up to 0.5)
+    app.run()
+    assert not errors(app), errors(app)
+    button(app, "Start sweep").click()
+    app.run()
+    members = common.get_sweeps()[app.session_state.sweep_id].snapshot().members
+    assert {(m.config.deskew, m.config.batch_order, m.config.per_class_limit, m.config.validation_fraction)
+            for m in members} == {(False, "by_class", 50, 0.9)}
+    worker = common.get_sweeps()[app.session_state.sweep_id]
+    worker.stop()
+    wait_for(app, lambda at: not worker.snapshot().active)
