@@ -4,7 +4,9 @@ One `Setting` per `TrainConfig` field says its type, default, what is allowed, i
 help text, its URL key and CLI flag, and how people read a value. `TrainConfig`'s checks, the
 CLI's flags, the Train and Sweep widgets, the share link and the run names and legends are all
 built from `SETTINGS`, so a new hyperparameter is one entry here (plus the engine, where it
-changes the step). Order = the order of run names, legends and `--help`.
+changes the step) and its field in `TrainConfig`. Order = the order of run names, legends and
+`--help`; add new settings at the end: the Train and Sweep pages lay out the settings up to
+`deskew` by hand and give each later one a default widget.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import streamlit as st
 from plotly.colors import sample_colorscale
 
 from lrcore.config import LEARNING_RATE_RANGE, ConfigError, TrainConfig, defaults_for
-from lrcore.settings import BY_NAME, OPTIMIZER_LABELS
+from lrcore.settings import BY_NAME, OPTIMIZER_LABELS, SETTINGS
 from lrcore.data import DATASET_TITLES, make_splits
 from lrcore.lr_finder import END_LR, NUM_BATCHES, START_LR, RangeTestWorker
 from lrcore.checkpoint import CheckpointError
@@ -36,19 +36,17 @@ COLORSCALE = "Plasma"
 COLOR_SPAN = (0.0, 0.85)  # Plasma's last yellow is hard to see on white
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 FONT = dict(size=15)
-DEFAULTS = {"sweep_low": "0.001", "sweep_high": "100", "sweep_count": 11, "sweep_batch_sizes": "128",
-            "sweep_weight_decays": "0", "sweep_epochs": 5, "sweep_optimizer": "sgd", "sweep_momentum": 0.9,
-            "sweep_validation_fraction": 0.2, "sweep_normalization": "raw", "sweep_seed": 0,
-            "sweep_batch_order": "shuffled", "sweep_limit_on": False, "sweep_per_class_limit": 500,
-            "sweep_show_batches": True, "range_start": f"{START_LR:g}", "range_end": f"{END_LR:g}",
-            "range_batches": NUM_BATCHES}
-
-
 # Settings every configuration of a sweep shares (the Train page's widgets, same ranges), so a
 # sweep's configuration can reproduce any Train run; the learning rate, batch size and weight
 # decay are swept as lists instead.
-SHARED = ("epochs", "optimizer", "momentum", "validation_fraction", "normalization", "deskew", "batch_order",
-          "seed", "per_class_limit")
+SHARED = [s.name for s in SETTINGS if s.label and s.name not in ("learning_rate", "batch_size", "weight_decay")]
+# Widget defaults: the table's (deskew follows the dataset, below), fewer epochs than a Train run.
+DEFAULTS = {**{f"sweep_{name}": BY_NAME[name].default for name in SHARED if name not in ("deskew", "per_class_limit")},
+            "sweep_low": "0.001", "sweep_high": "100", "sweep_count": 11, "sweep_batch_sizes": "128",
+            "sweep_weight_decays": "0", "sweep_epochs": 5, "sweep_limit_on": False, "sweep_per_class_limit": 500,
+            "sweep_show_batches": True, "range_start": f"{START_LR:g}", "range_end": f"{END_LR:g}",
+            "range_batches": NUM_BATCHES}
+
 
 # ---------------------------------------------------------------- settings
 
@@ -604,6 +602,8 @@ with data_col:
     setting_widget(st.slider, "validation_fraction", "sweep_validation_fraction", help=None)
     setting_widget(st.number_input, "seed", "sweep_seed",
                    help="The same seed gives every configuration the same start and the same minibatches.")
+    for name in SHARED[SHARED.index("deskew") + 1:]:  # settings added to the table later: default widgets
+        setting_widget(None, name, f"sweep_{name}")
 problem_note(problems, "configs", *(name for name in problems if name not in
                                     ("low", "high", "count", "batch_sizes", "weight_decays", "configs")))
 if configs:

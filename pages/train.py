@@ -375,6 +375,9 @@ with st.container(border=True):
         problem_note("per_class_limit")
         setting_widget(st.number_input, "seed", "train_seed")
         problem_note("seed")
+        for field in FIELDS[FIELDS.index("deskew") + 1:]:  # settings added to the table later: default widgets
+            setting_widget(None, field, f"train_{field}")
+            problem_note(field)
     if sizes:
         train_size, validation_size = sizes
         batches = math.ceil(train_size / settings["batch_size"]) if "batch_size" not in problems else "–"

@@ -12,10 +12,13 @@ import streamlit as st
 from lrcore.settings import BY_NAME
 
 
-def setting_widget(widget: Callable, name: str, key: str, help_extra: str = "", **overrides: Any) -> Any:
+def setting_widget(widget: Callable | None, name: str, key: str, help_extra: str = "", **overrides: Any) -> Any:
     """`widget` (st.slider, st.number_input, st.radio, st.selectbox, st.toggle or a column's)
-    for setting `name`: its label, help, choices or range and step from the table; `overrides` win."""
+    for setting `name`: its label, help, choices or range and step from the table; `overrides` win.
+    widget None: a toggle, a selectbox or a number box, by the setting's type."""
     setting = BY_NAME[name]
+    if widget is None:
+        widget = st.toggle if setting.kind is bool else st.selectbox if setting.kind is str else st.number_input
     options: dict[str, Any] = {"label": setting.label, "key": key, "persist_state": "session",
                                "help": (setting.help + help_extra) or None}
     if setting.kind is str:
