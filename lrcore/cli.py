@@ -24,7 +24,7 @@ from . import events as ev
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import DATASETS, ConfigError, TrainConfig, dataset_default_text, defaults_for
 from .data import DatasetUnavailable, load_dataset, make_splits
-from .settings import SETTINGS
+from .settings import BY_NAME, SETTINGS
 from .runstore import MAX_NAME_LENGTH, RunStoreError, default_runs_dir
 from .evaluate import evaluate_model, predict, split_data
 from .train import train
@@ -44,8 +44,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def dataset_default_help(text: str, field: str) -> str:
     """Help for a setting whose default depends on --dataset: "... (default: 0.5) (default for Fashion-MNIST: 0.1)"."""
-    value = getattr(DEFAULTS, field)
-    value = ("on" if value else "off") if isinstance(value, bool) else value
+    value = BY_NAME[field].text(getattr(DEFAULTS, field))
     extra = dataset_default_text(field)
     return f"{text} (default: {value}){f' ({extra})' if extra else ''}"
 

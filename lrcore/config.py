@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from . import datasets as _datasets
-
 from .settings import (BATCH_ORDER_LABELS, BY_NAME, LEARNING_RATE_RANGE, NORMALIZATION_LABELS,  # noqa: F401
                        OPTIMIZER_LABELS, setting_problems)
 
@@ -106,11 +105,6 @@ def dataset_default_text(field: str) -> str:
     """"default for Fashion-MNIST: 0.1" for help texts: the datasets whose default differs from
     the default dataset's ("" when every dataset has the same)."""
     base = defaults_for(DATASETS[0])[field]
-    return "; ".join(f"default for {DATASET_NAMES[dataset]}: {_plain(defaults_for(dataset)[field])}"
+    return "; ".join(f"default for {DATASET_NAMES[dataset]}: {BY_NAME[field].text(defaults_for(dataset)[field])}"
                      for dataset in DATASETS if defaults_for(dataset)[field] != base)
 
-
-def _plain(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return f"{value:g}" if isinstance(value, float) else str(value)
