@@ -301,9 +301,7 @@ def default_note(field: str) -> str:
     special = DATASET_DEFAULTS.get(dataset_name, {})
     if field not in special:
         return ""
-    value = special[field]
-    shown = ("on" if value else "off") if isinstance(value, bool) else f"{value:g}"
-    return f" Default for {DATASET_TITLES[dataset_name].split(' (')[0]}: {shown}."
+    return f" Default for {DATASET_TITLES[dataset_name].split(' (')[0]}: {BY_NAME[field].text(special[field])}."
 
 
 # The actions come first, so Start is on screen without scrolling on a 1024x768 projector.
