@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator, Mapping
 from typing import Callable
 
 import torch
@@ -27,7 +28,22 @@ from .preprocess import deskew
 # Names other modules import from here, derived from the registry.
 FILES = datasets.IDX_FILES
 FASHION_NAMES = datasets.FASHION_NAMES
-DATASET_TITLES = {name: info.title for name, info in datasets.REGISTRY.items()}
+
+
+class _Titles(Mapping):
+    """name -> title of every registered dataset, read live (a dataset registered later has its title)."""
+
+    def __getitem__(self, name: str) -> str:
+        return datasets.REGISTRY[name].title
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(datasets.REGISTRY)
+
+    def __len__(self) -> int:
+        return len(datasets.REGISTRY)
+
+
+DATASET_TITLES: Mapping[str, str] = _Titles()
 sample_test_split = datasets.sample_test_split
 # Debian's dataset-fashion-mnist folder; a module attribute so that tests can point it elsewhere.
 DEBIAN_FASHION_DIR = datasets.get("fashion-mnist").debian_folder

@@ -160,3 +160,10 @@ def test_the_draw_page_says_it_needs_a_digit_shaped_model(colours):
     at = with_checkpoint("pages/draw.py")
     assert "whose images are 3x8x8: drawing needs a model for 28x28 one-channel images" in texts(at.info)
     assert not at.radio and not at.get("plotly_chart")  # no canvas, no maps: nothing half-works
+
+
+def test_titles_follow_the_registry(colours):
+    from lrcore.data import DATASET_TITLES
+
+    assert DATASET_TITLES["tiny-colours"] == datasets.get("tiny-colours").title  # registered after import
+    assert DATASET_TITLES["mnist-sample"].startswith("MNIST sample")
