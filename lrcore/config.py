@@ -98,13 +98,11 @@ def defaults_for(dataset: str) -> dict[str, Any]:
     return {**base, **DATASET_DEFAULTS.get(dataset, {}), "dataset": dataset}
 
 
-DATASET_NAMES = {"mnist-sample": "MNIST sample", "mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
-
-
 def dataset_default_text(field: str) -> str:
     """"default for Fashion-MNIST: 0.1" for help texts: the datasets whose default differs from
     the default dataset's ("" when every dataset has the same)."""
     base = defaults_for(DATASETS[0])[field]
-    return "; ".join(f"default for {DATASET_NAMES[dataset]}: {BY_NAME[field].text(defaults_for(dataset)[field])}"
+    return "; ".join(f"default for {_datasets.get(dataset).short_title}: "
+                     f"{BY_NAME[field].text(defaults_for(dataset)[field])}"
                      for dataset in DATASETS if defaults_for(dataset)[field] != base)
 

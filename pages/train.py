@@ -15,6 +15,7 @@ import streamlit as st
 
 from lrcore.config import DATASET_DEFAULTS, ConfigError, TrainConfig, config_problems, defaults_for
 from lrcore.settings import BY_NAME, LEARNING_RATE_RANGE, SETTINGS, from_params, to_params
+from lrcore import datasets
 from lrcore.data import DATASET_TITLES, make_splits
 from pages import charts, common
 from ui.settings import setting_widget
@@ -301,7 +302,7 @@ def default_note(field: str) -> str:
     special = DATASET_DEFAULTS.get(dataset_name, {})
     if field not in special:
         return ""
-    return f" Default for {DATASET_TITLES[dataset_name].split(' (')[0]}: {BY_NAME[field].text(special[field])}."
+    return f" Default for {datasets.get(dataset_name).short_title}: {BY_NAME[field].text(special[field])}."
 
 
 # The actions come first, so Start is on screen without scrolling on a 1024x768 projector.
