@@ -8,14 +8,8 @@ the dataset, the device and the state of the current run.
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so `lrcore`, `pages` and `ui` import anywhere
 
 from ui import frame  # noqa: E402
-
-# A server shares two cores between sessions, training threads and the browser's requests;
-# multi-threaded OpenMP kernels spin-wait and slow everything down when cores are busy.
-torch.set_num_threads(1)
 
 frame.run()

@@ -570,9 +570,9 @@ active = record is not None and record.active
 
 st.header("1 · Sweep learning rates")
 settings_box = st.container(border=True)
-lr_col, group_col, optimizer_col, data_col = settings_box.columns([1.2, 1, 1, 1], gap="large")
-# A second row for the data settings: in four columns at 1024 px their labels were cut ("Desk…").
-order_col, deskew_col, subset_col = settings_box.columns(3, gap="medium")
+# Three columns, as on Train: what is swept, the optimizer, the data. Four were too narrow at
+# 1024x768 (labels on three lines), and the data settings then needed a second row.
+lr_col, optimizer_col, data_col = settings_box.columns(3, gap="medium")
 with lr_col:
     low_col, high_col = st.columns(2)
     low_col.text_input("Lowest learning rate", key="sweep_low", persist_state="session")
@@ -583,7 +583,6 @@ with lr_col:
 configs, problems = read_settings(dataset_name)
 with lr_col:
     problem_note(problems, "low", "high", "count")
-with group_col:
     st.text_input("Batch sizes", key="sweep_batch_sizes", persist_state="session",
                   help="One or more, separated by commas. Each batch size is a separate pass over the data.")
     problem_note(problems, "batch_sizes")
@@ -591,19 +590,19 @@ with group_col:
                   help="One or more, separated by commas (0 = none). Trained together with the learning rates.")
     problem_note(problems, "weight_decays")
     setting_widget(st.number_input, "epochs", "sweep_epochs", help=None)
-subset_col.toggle("Use a subset", key="sweep_limit_on", persist_state="session", help=BY_NAME["per_class_limit"].help)
-setting_widget(subset_col.number_input, "per_class_limit", "sweep_per_class_limit", help=None,
-               disabled=not st.session_state.sweep_limit_on)
-setting_widget(order_col.selectbox, "batch_order", "sweep_batch_order")
-setting_widget(deskew_col.toggle, "deskew", "sweep_deskew")
 with optimizer_col:
     setting_widget(st.radio, "optimizer", "sweep_optimizer")
     setting_widget(st.slider, "momentum", "sweep_momentum", disabled=st.session_state.sweep_optimizer != "momentum")
-with data_col:
-    setting_widget(st.radio, "normalization", "sweep_normalization")
     setting_widget(st.slider, "validation_fraction", "sweep_validation_fraction", help=None)
     setting_widget(st.number_input, "seed", "sweep_seed",
                    help="The same seed gives every configuration the same start and the same minibatches.")
+with data_col:
+    setting_widget(st.radio, "normalization", "sweep_normalization")
+    setting_widget(st.toggle, "deskew", "sweep_deskew")
+    setting_widget(st.selectbox, "batch_order", "sweep_batch_order")
+    st.toggle("Use a subset", key="sweep_limit_on", persist_state="session", help=BY_NAME["per_class_limit"].help)
+    setting_widget(st.number_input, "per_class_limit", "sweep_per_class_limit", help=None,
+                   disabled=not st.session_state.sweep_limit_on)
     for name in SHARED[SHARED.index("deskew") + 1:]:  # settings added to the table later: default widgets
         setting_widget(None, name, f"sweep_{name}")
 problem_note(problems, "configs", *(name for name in problems if name not in

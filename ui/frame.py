@@ -8,6 +8,7 @@ in the same script run, so nothing is lost (a rerun would drop a button's click)
 from __future__ import annotations
 
 import streamlit as st
+import torch
 
 from pages import common
 
@@ -38,6 +39,10 @@ CSS = """<style>
 
 def run() -> None:
     """Set up the page, the navigation and the sidebar, then run the page the URL names."""
+    # A server shares two cores between sessions, training threads and the browser's requests;
+    # multi-threaded OpenMP kernels spin-wait and slow everything down when cores are busy. The
+    # setting is per thread, and this runs in every script thread (also via ensure_frame).
+    torch.set_num_threads(1)
     # No page_icon: Material icons as favicons are fetched from Google Fonts, which an offline
     # classroom cannot reach; Streamlit's own favicon ships with it.
     st.set_page_config(page_title="Logistic regression on MNIST", layout="wide")
