@@ -1,7 +1,6 @@
 """Draw: draw a digit (or upload a picture, or pick a test image) and see what the model sees and why."""
 from __future__ import annotations
 
-import html
 import io
 
 import numpy as np
@@ -21,7 +20,7 @@ from lrcore.preprocess import MAX_BYTES, ImageError, load_image_bytes
 from pages import common
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
-from ui.text import md_escape, shorten
+from ui.text import md_escape, plot_text, shorten
 
 CANVAS_SIDE = 280  # px; 10x MNIST, big enough for a finger on a phone
 PREVIEW_SIDE = 196  # the 28x28 input blown up 7x, nearest neighbour so every pixel shows
@@ -60,11 +59,6 @@ def canvas_toolbar_hider():
     """The component that hides the canvases' toolbars, registered once per server process."""
     return st.components.v2.component("lrcore-draw.hide-canvas-toolbar", js=HIDE_CANVAS_TOOLBAR_JS,
                                       isolate_styles=False)
-
-
-def plot_text(name: str) -> str:
-    """A class name for a plotly label: plotly reads <b>, <a href>... in text, so escape it."""
-    return html.escape(shorten(name, NAME_MAX))
 
 
 def shown(name: str) -> str:
@@ -179,7 +173,7 @@ def probability_chart(probabilities: torch.Tensor, names: tuple[str, ...], predi
     colours = [PREDICTED_COLOUR if c == predicted else COMPARED_COLOUR if c == compared else OTHER_COLOUR
                for c in range(len(names))]
     percent = (probabilities * 100).tolist()
-    figure = go.Figure(go.Bar(x=[plot_text(n) for n in names], y=percent, marker_color=colours,
+    figure = go.Figure(go.Bar(x=[plot_text(n, NAME_MAX) for n in names], y=percent, marker_color=colours,
                               text=[f"{p:.0f}%" if p >= 0.5 else "" for p in percent], textposition="outside",
                               hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
     figure.update_layout(height=240, margin=dict(l=10, r=10, t=10, b=10), showlegend=False,

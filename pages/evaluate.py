@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import html
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -14,7 +13,7 @@ from lrcore.config import ConfigError
 from lrcore.data import DATASET_TITLES, make_splits
 from lrcore.evaluate import Evaluation, evaluate_model
 from pages import common
-from ui.text import md_escape
+from ui.text import md_escape, plot_text
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 
@@ -73,7 +72,7 @@ def cell_clicked() -> None:
 
 def confusion_figure(result: Evaluation, names: list[str], normalised: bool, chosen: tuple[int, int]) -> go.Figure:
     classes = len(names)
-    names = [html.escape(name) for name in names]  # plotly renders <a>, <b>... in labels; entities show literally
+    names = [plot_text(name) for name in names]
     counts = result.confusion
     shares = result.normalized_confusion()
     z = shares if normalised else counts

@@ -8,7 +8,6 @@ re-applied when the order changes (a new run on top, a run deleted).
 """
 from __future__ import annotations
 
-import html
 import math
 import re
 from datetime import datetime
@@ -26,7 +25,7 @@ from lrcore.naming import SHORT_NAMES, differing_settings, legend_labels, settin
 from lrcore.settings import SETTINGS
 from lrcore.runstore import RunStore, RunStoreError, StoredRun, describe_write_error, epochs_csv, store_limit_mb
 from pages import charts, common
-from ui.text import md_escape
+from ui.text import md_escape, plot_text
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 
@@ -63,11 +62,6 @@ def status_text(run: StoredRun) -> str:
         return "kept from a sweep"
     text = STATUS_TEXT.get(run.status, run.status)
     return f"{text}, not fully saved" if run.save_error else text
-
-
-def plot_text(text: str) -> str:
-    """User text for a plotly legend or hover label, which would render <a href>, <b>, ... tags."""
-    return html.escape(text, quote=False)
 
 
 def size_text(size: float) -> str:

@@ -94,3 +94,10 @@ def test_shorten_keeps_short_text_and_strips():
 def test_bare_addresses_do_not_become_autolinks(text):
     shown = re.sub(r"\\(.)", r"\1", md_escape(text))  # as the renderer's autolinker sees it
     assert not re.search(r"(?i)(https?|ftp)://|\bwww\.|\w@\w", shown)
+
+
+def test_plot_text_escapes_tags_and_shortens_on_request():
+    from ui.text import plot_text
+
+    assert plot_text('<a href="x">y</a>') == "&lt;a href=&quot;x&quot;&gt;y&lt;/a&gt;"
+    assert plot_text("a" * 50, limit=10) == "a" * 9 + "…"

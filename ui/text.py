@@ -7,6 +7,7 @@ text literal; `shorten` keeps a very long value from freezing the page.
 """
 from __future__ import annotations
 
+import html
 import re
 
 SHOWN_MAX = 120  # characters of a user value shown inline; the rest becomes "…"
@@ -37,3 +38,9 @@ def md_escape(text: object, limit: int = SHOWN_MAX) -> str:
     for pattern, replacement in _AUTOLINKS:
         escaped = pattern.sub(replacement, escaped)
     return escaped
+
+
+def plot_text(text: object, limit: int | None = None) -> str:
+    """User text for a plotly label, legend or hover: plotly renders <a href>, <b>, ... tags in
+    text, so they are escaped (it shows the entities as the characters). `limit`: shorten too."""
+    return html.escape(str(text) if limit is None else shorten(text, limit))
