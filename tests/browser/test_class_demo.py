@@ -28,12 +28,16 @@ def test_a_run_paused_in_another_tab_shows_resume_on_its_own_page(browser, dashb
         run_id = re.search(r"[?&]run=([^&]+)", teacher.url).group(1)
 
         open_train(other, f"{dashboard_url}/train?run={run_id}")  # the same run, another session
+        other.bring_to_front()
         other.locator(MAIN).get_by_role("button", name=re.compile("Pause$")).click()
         other.locator(MAIN).get_by_role("button", name=re.compile("Resume$")).wait_for(timeout=30_000)
 
         # The first tab never clicked anything: its polling notices the pause and redraws the buttons.
+        # Back in front, as the teacher's projector tab would be: some Chromium builds throttle the
+        # timers of a tab that is behind another, which would slow its polling, not stop it.
+        teacher.bring_to_front()
         resume = teacher.locator(MAIN).get_by_role("button", name=re.compile("Resume$"))
-        resume.wait_for(timeout=30_000)
+        resume.wait_for(timeout=60_000)
         expect(teacher.get_by_text(re.compile(r"\(paused\)"))).to_be_visible()
         resume.click()
         teacher.locator(MAIN).get_by_role("button", name=re.compile("Pause$")).wait_for(timeout=30_000)
