@@ -58,12 +58,6 @@ class Evaluation:
         """Indices of the images with the highest loss, highest first."""
         return self.losses.topk(min(count, len(self.losses))).indices
 
-    def most_confident_mistakes(self, count: int = 16) -> torch.Tensor:
-        """Indices of wrong predictions, most confident (highest predicted probability) first."""
-        wrong = torch.nonzero(self.predictions != self.labels).flatten()
-        confidence = self.probabilities[wrong, self.predictions[wrong]]
-        return wrong[confidence.argsort(descending=True)[:count]]
-
     def cell(self, true_class: int, predicted_class: int) -> torch.Tensor:
         """Indices of images of `true_class` predicted as `predicted_class`."""
         return torch.nonzero((self.labels == true_class) & (self.predictions == predicted_class)).flatten()

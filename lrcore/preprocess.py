@@ -220,23 +220,6 @@ def preprocess_digit(image: ImageInput, invert: bool | None = None) -> Preproces
     return PreprocessResult(digit, False, inverted, (left, top, right, bottom), message + ".")
 
 
-def to_model_input(image28: torch.Tensor) -> torch.Tensor:
-    """uint8 28x28 digit -> float32 1x784 in 0..1 (the caller applies the model's normaliser)."""
-    if image28.dtype != torch.uint8 or image28.numel() != SIZE * SIZE:
-        raise ValueError(f"expected a uint8 {SIZE}x{SIZE} image, got {image28.dtype} "
-                         f"with shape {tuple(image28.shape)}")
-    return image28.reshape(1, SIZE * SIZE).to(torch.float32).div_(255.0)
-
-
-def slant(images: torch.Tensor) -> torch.Tensor:
-    """Per-image shear cov(x, y) / var(y) of the ink (0 = upright), for N x 28 x 28 (or 28 x 28) images.
-
-    Rows grow downwards, so positive means the lower ink lies further right, as in "\\";
-    images with no ink (or no height) have slant 0.
-    """
-    return _moments(images.reshape(-1, SIZE, SIZE).float())[2]
-
-
 def deskew(images: torch.Tensor) -> torch.Tensor:
     """Moment-based deskewing (LeCun's MNIST table: 12% -> 8.4% error for a linear classifier).
 

@@ -15,7 +15,7 @@ from lrcore.checkpoint import CheckpointError, checkpoint_payload, load_checkpoi
 from lrcore.data import Dataset
 from lrcore.evaluate import evaluate_model, predict, split_data
 from lrcore.predict_drawing import predict_canvas, predict_drawing
-from lrcore.preprocess import deskew, slant
+from lrcore.preprocess import deskew
 
 
 def stroke(start, end, width=3, side=28) -> torch.Tensor:
@@ -29,6 +29,21 @@ def centre_of_mass(image: torch.Tensor) -> tuple[float, float]:
     a = image.double()
     r = torch.arange(28, dtype=torch.float64)
     return float(a.sum(1) @ r / a.sum()), float(a.sum(0) @ r / a.sum())
+
+
+def slant(images: torch.Tensor) -> torch.Tensor:
+    """Shear cov(x, y) / var(y) of each image's ink (0 = upright; 0 for no ink or no height).
+
+    Written here, apart from lrcore's own moments, so deskew is measured by an independent yardstick."""
+    pixels = images.reshape(-1, 28, 28).double()
+    coords = torch.arange(28, dtype=torch.float64)
+    mass = pixels.sum((1, 2)).clamp_min(1e-12)
+    cy = pixels.sum(2) @ coords / mass
+    cx = pixels.sum(1) @ coords / mass
+    dy, dx = coords.view(1, 28) - cy[:, None], coords.view(1, 28) - cx[:, None]
+    var_y = torch.einsum("nij,ni,ni->n", pixels, dy, dy) / mass
+    cov = torch.einsum("nij,ni,nj->n", pixels, dy, dx) / mass
+    return torch.where(var_y > 1e-3, cov / var_y.clamp_min(1e-3), torch.zeros_like(var_y))
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from lrcore.preprocess import (ImageError, PreprocessResult, load_image_bytes, preprocess_digit,
-                               to_model_input)
+from lrcore.preprocess import ImageError, PreprocessResult, load_image_bytes, preprocess_digit
 
 SEVEN = [(0, 0), (60, 0), (25, 90)]  # a "7" as a polyline, 60 x 90 px before offset
 
@@ -191,16 +190,6 @@ def test_bad_uploads_raise_clear_errors():
     assert issubclass(ImageError, ValueError)
     with pytest.raises(ImageError, match="H x W"):
         preprocess_digit(np.zeros((28, 28, 2), dtype=np.uint8))
-
-
-def test_to_model_input():
-    digit = assert_digit(preprocess_digit(np.asarray(draw_seven(canvas()))))
-    x = to_model_input(digit)
-    assert x.shape == (1, 784) and x.dtype == torch.float32
-    assert float(x.min()) >= 0 and float(x.max()) == 1.0
-    assert torch.allclose(x.view(28, 28) * 255, digit.float())
-    with pytest.raises(ValueError, match="uint8 28x28"):
-        to_model_input(torch.zeros(27, 27, dtype=torch.uint8))
 
 
 def test_real_mnist_digits_survive_resizing_and_shifting():
