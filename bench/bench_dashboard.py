@@ -8,7 +8,7 @@
 (b) Dashboard path: the Train page's worker (`lrcore.worker.TrainingWorker`, which folds every
     event into its locked record) with a polling thread that, every 0.5 s like the pages'
     `st.fragment(run_every=0.5)`, takes `worker.snapshot()`, builds the Train page's three
-    figures (`pages.charts.LiveCharts`) AND the Weights page's heatmaps and biases (refreshed,
+    figures (`ui.charts.LiveCharts`) AND the Weights page's heatmaps and biases (refreshed,
     as on the page, only when a new epoch's weights arrive), and turns each into JSON the way
     `st.plotly_chart` does. The figure objects persist from run to run, as they do in a page's
     session state. One browser tab shows one page, so building both pages' figures overstates
@@ -43,7 +43,7 @@ from lrcore import events as ev  # noqa: E402
 from lrcore.data import locate  # noqa: E402
 from lrcore.runstore import RunStore  # noqa: E402
 from lrcore.worker import TrainingWorker  # noqa: E402
-from pages import charts  # noqa: E402
+from ui import charts  # noqa: E402
 
 POLL_SECONDS = 0.5
 

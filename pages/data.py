@@ -9,7 +9,7 @@ import torch
 
 from lrcore import data, datasets
 from lrcore.download import DownloadJob
-from pages import common
+from ui import common
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 

@@ -17,7 +17,7 @@ from lrcore.data import DatasetUnavailable
 from lrcore.evaluate import contributions, predict
 from lrcore.predict_drawing import DrawingPrediction, predict_canvas, predict_drawing
 from lrcore.preprocess import MAX_BYTES, ImageError, load_image_bytes
-from pages import common
+from ui import common
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 from ui.text import md_escape, plot_text, shorten

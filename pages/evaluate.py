@@ -12,7 +12,7 @@ from lrcore.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkp
 from lrcore.config import ConfigError
 from lrcore.data import DATASET_TITLES, make_splits
 from lrcore.evaluate import Evaluation, evaluate_model
-from pages import common
+from ui import common
 from ui.text import md_escape, plot_text
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py

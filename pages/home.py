@@ -2,7 +2,7 @@
 import streamlit as st
 
 from lrcore.naming import defaults_for
-from pages import common
+from ui import common
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 

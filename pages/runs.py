@@ -24,7 +24,7 @@ from lrcore.data import DATASET_TITLES
 from lrcore.naming import SHORT_NAMES, differing_settings, legend_labels, setting_text
 from lrcore.settings import SETTINGS
 from lrcore.runstore import RunStore, RunStoreError, StoredRun, describe_write_error, epochs_csv, store_limit_mb
-from pages import charts, common
+from ui import charts, common
 from ui.text import md_escape, plot_text
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py

@@ -25,7 +25,7 @@ from lrcore.checkpoint import CheckpointError
 from lrcore.runstore import RunStoreError
 from lrcore.sweep import MAX_CONFIGS, SweepRecord, SweepWorker, grid_problems, log_grid, parse_numbers, sweep_configs
 from lrcore.sweepstore import SweepStoreError, member_checkpoint_bytes
-from pages import common
+from ui import common
 from ui.settings import setting_widget
 from ui.text import md_escape
 

@@ -17,7 +17,7 @@ from lrcore.config import DATASET_DEFAULTS, ConfigError, TrainConfig, config_pro
 from lrcore.settings import BY_NAME, LEARNING_RATE_RANGE, SETTINGS, from_params, to_params
 from lrcore import datasets
 from lrcore.data import DATASET_TITLES, make_splits
-from pages import charts, common
+from ui import charts, common
 from ui.settings import setting_widget
 from ui.text import md_escape
 

@@ -1,7 +1,7 @@
 """Weights: one weight image per class (ten 28x28 for the digits), live while training, and a slider through the epochs.
 
 Each class's weights are an image: a blue pixel is evidence for the class when it is inked,
-a red pixel evidence against. The figures come from `pages.charts`; while the current run
+a red pixel evidence against. The figures come from `ui.charts`; while the current run
 trains, a fragment redraws them from `worker.snapshot()` twice a second.
 
 "Compare with another run" puts a stored run's final weights beside them, both on one
@@ -20,7 +20,7 @@ import torch
 from lrcore import datasets
 from lrcore.checkpoint import CheckpointError
 from lrcore.runstore import RunStoreError, StoredRun
-from pages import charts, common
+from ui import charts, common
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 from ui.text import md_escape, shorten

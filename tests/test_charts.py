@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from pages import charts
+from ui import charts
 
 
 def as_json(figure) -> dict:

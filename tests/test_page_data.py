@@ -16,7 +16,7 @@ import lrcore.data
 from lrcore import TrainConfig
 from lrcore.data import FILES, load_dataset, pixel_statistics
 from lrcore.download import DownloadJob
-from pages import common
+from ui import common
 
 APP = "../dashboard.py"  # relative to this file
 PAGE = "pages/data.py"

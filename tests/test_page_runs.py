@@ -11,7 +11,7 @@ from lrcore.config import TrainConfig
 from lrcore.data import load_dataset
 from lrcore.runstore import RunStore
 from lrcore.train import train
-from pages import common
+from ui import common
 from pages.runs import legend_labels
 
 SMALL = TrainConfig(epochs=2, learning_rate=0.5, batch_size=60, per_class_limit=30)

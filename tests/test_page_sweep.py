@@ -224,7 +224,7 @@ def test_a_sweep_that_cannot_be_saved_says_so(app, tmp_path, monkeypatch):
 
 def test_the_sweep_offers_every_train_setting_so_a_sweep_can_reproduce_a_train_run(app):
     """Deskew, minibatch order and images per class (missing before) reach every configuration."""
-    from pages import common
+    from ui import common
 
     assert app.toggle(key="sweep_deskew").value is True  # the digits' default, as on the Train page
     app.toggle(key="sweep_deskew").set_value(False)

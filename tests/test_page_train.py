@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from ui.text import md_escape
 from tests.apptest_helpers import open_page
 
-from pages import common
+from ui import common
 
 APP = "../dashboard.py"  # relative to this file
 PAGE = "pages/train.py"

@@ -16,7 +16,7 @@ from lrcore import events as ev
 from lrcore.checkpoint import checkpoint_bytes, load_checkpoint
 from lrcore.data import Normalizer
 from lrcore.model import LogisticRegression
-from pages import charts, common
+from ui import charts, common
 
 APP = "../dashboard.py"  # relative to this file
 PAGE = "pages/weights.py"

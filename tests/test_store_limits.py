@@ -411,7 +411,7 @@ def test_cli_says_when_the_disk_filled_during_the_run(tmp_path, monkeypatch, cap
 def test_train_page_says_a_run_could_not_be_saved(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest  # noqa: F401  (AppTest drives the real page)
 
-    from pages import common
+    from ui import common
     from tests.apptest_helpers import open_page
 
     monkeypatch.setenv("LRCORE_RUNS_DIR", str(tmp_path))

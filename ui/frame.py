@@ -2,7 +2,7 @@
 
 dashboard.py runs it on every rerun. A page opened by a direct link on a fresh server is
 first run alone by Streamlit (its legacy `pages/` mode, on while no session has called
-st.navigation yet); such a page calls `pages.common.ensure_frame()`, which runs this frame
+st.navigation yet); such a page calls `ui.common.ensure_frame()`, which runs this frame
 in the same script run, so nothing is lost (a rerun would drop a button's click).
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
-from pages import common
+from ui import common
 
 def pages() -> list:
     """The pages in navigation order (built per run: st.Page objects belong to one script run)."""
