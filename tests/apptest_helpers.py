@@ -1,6 +1,10 @@
 """Shared helpers for the AppTest page tests."""
 from __future__ import annotations
 
+import threading
+import time
+from typing import Callable
+
 from streamlit.testing.v1 import AppTest
 
 APP = "../dashboard.py"  # AppTest resolves this relative to this file
@@ -21,3 +25,23 @@ def open_page(page: str, query: dict | None = None, session: dict | None = None)
 
 def texts(elements) -> str:
     return " | ".join(str(e.value) for e in elements)
+
+
+def wait_for_run(worker, condition: Callable, what: str, timeout: float = 60):
+    """Wait until `condition(worker.snapshot())` holds and return that snapshot.
+
+    Woken by the worker's own events (a listener sets a threading.Event), not by sleeping and
+    polling; fails saying `what` it waited for when the run ends first or `timeout` passes."""
+    changed = threading.Event()
+    # Appended, never removed: removing while the worker thread iterates its listeners could skip one.
+    worker._listeners.append(lambda *_: changed.set())  # any listener signature
+    deadline = time.monotonic() + timeout
+    while True:
+        changed.clear()  # before the snapshot: an event after it sets it again
+        record = worker.snapshot()
+        if condition(record):
+            return record
+        if not record.active:
+            raise AssertionError(f"the run ended ({record.status}: {record.message!r}) before {what}")
+        if not changed.wait(max(deadline - time.monotonic(), 0)):
+            raise AssertionError(f"{what}: still not so after {timeout:g} s (run status {record.status})")

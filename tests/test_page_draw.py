@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import re
 import sys
-import time
 import types
 from dataclasses import dataclass
 
@@ -217,14 +216,16 @@ def test_uploading_a_checkpoint_makes_it_the_model(trained_checkpoint):
 
 def test_quick_model_trains_then_the_canvas_appears():
     at = draw_page()
+    from ui import common
+
     at.button[0].click().run()
     assert not at.exception
-    deadline = time.time() + 60
-    while not at.radio and time.time() < deadline:
-        time.sleep(0.3)
-        at.run()
-        assert not at.exception, at.exception
-    assert at.radio, "the quick model never finished"
+    worker = common.get_registry().get(at.session_state["draw_quick_run"])
+    worker.join(60)  # the quick model's thread; then one rerun, as the page's polling fragment does
+    assert not worker.alive, "the quick model was still training after 60 s"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.radio, f"no canvas after the quick model ended ({worker.snapshot().status})"
     assert "quick model" in texts(at.caption) and "done" in texts(at.caption)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 import streamlit as st
@@ -42,15 +41,18 @@ def errors(at) -> str:
 
 
 def wait_for(at, condition, seconds: float = 90) -> None:
-    """Rerun the page (as the polling fragment would) until `condition(at)` holds."""
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        time.sleep(0.3)
-        at.run()
-        assert not at.exception, at.exception
-        if condition(at):
-            return
-    raise AssertionError(f"timed out; errors: {errors(at)}; markdown: {[m.value for m in at.markdown][:5]}")
+    """Wait for the page's sweep and range-test threads to end (join, no polling), then rerun the page
+    once, as its polling fragment would, and check `condition(at)`."""
+    from ui import common
+
+    for key in ("sweep_id", "range_test_id"):
+        worker = common.get_sweeps().get(at.session_state[key] if key in at.session_state else None)
+        if worker is not None:
+            worker.join(seconds)
+            assert not worker.snapshot().active, f"{key} {worker.snapshot().status} after {seconds:g} s"
+    at.run()
+    assert not at.exception, at.exception
+    assert condition(at), f"errors: {errors(at)}; markdown: {[m.value for m in at.markdown][:5]}"
 
 
 def test_renders_with_defaults(app):

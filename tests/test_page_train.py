@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from ui.text import md_escape
-from tests.apptest_helpers import open_page
+from tests.apptest_helpers import open_page, wait_for_run
 
 from ui import common
 
@@ -69,13 +68,6 @@ def finish(at: AppTest, timeout: float = 60) -> None:
     assert not worker_of(at).alive
     at.run()
     assert not at.exception, at.exception
-
-
-def wait_until(condition, timeout: float = 30) -> None:
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_renders_without_a_run_with_defaults():
@@ -165,11 +157,12 @@ def test_pause_resume_change_learning_rate_and_stop():
     at = train_page()
     start(at, epochs=500)
     worker = worker_of(at)
-    wait_until(lambda: worker.snapshot().epochs)  # past the epoch-0 evaluation
+    wait_for_run(worker, lambda record: record.epochs, "the epoch-0 evaluation")
 
     button(at, "Pause").click().run()
     assert worker.control.paused and button(at, "Resume")
-    wait_until(lambda: worker.snapshot().status == "paused")  # set on the Paused event, then the loop waits
+    # Set on the Paused event, then the loop waits:
+    wait_for_run(worker, lambda record: record.status == "paused", "the run to pause")
     paused_step = worker.snapshot().progress.get("step")
     at.run()  # a page round trip while paused: no batch runs meanwhile
     assert not at.exception, at.exception
@@ -183,7 +176,7 @@ def test_pause_resume_change_learning_rate_and_stop():
     at.number_input(key="train_live_lr").set_value(0.05).run()
     button(at, "Apply").click().run()
     assert any("0.05 from the next batch" in message.value for message in at.success)
-    wait_until(lambda: worker.snapshot().lr_changes)
+    wait_for_run(worker, lambda record: record.lr_changes, "the new learning rate to be applied")
 
     at.switch_page("pages/weights.py").run()  # away and back: the run goes on, the live box shows its lr
     at.switch_page(PAGE).run()
@@ -196,7 +189,7 @@ def test_pause_resume_change_learning_rate_and_stop():
     assert record.status == "stopped" and record.lr_changes[0]["new"] == 0.05
     warning = next(message.value for message in at.warning if message.value.startswith("Stopped"))
     kept_epoch, kept_batch = record.final["kept_epoch"], record.final["kept_batch"]
-    where = f"end of epoch {kept_epoch}" if kept_batch == record.batches_per_epoch else \
+    where = f"from epoch {kept_epoch}" if kept_batch == record.batches_per_epoch else \
         f"epoch {kept_epoch}, batch {kept_batch} of {record.batches_per_epoch}"
     assert where in warning  # which weights were kept, and every metric below is for them
     metrics = {metric.label: metric.value for metric in at.metric}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from lrcore import events as ev
 from lrcore.checkpoint import checkpoint_bytes, load_checkpoint
 from lrcore.data import Normalizer
 from lrcore.model import LogisticRegression
+from tests.apptest_helpers import wait_for_run
 from ui import charts, common
 
 APP = "../dashboard.py"  # relative to this file
@@ -123,7 +123,7 @@ def test_each_class_on_its_own_scale(finished_run):
 def test_the_slider_scrubs_back_to_the_untrained_weights(finished_run):
     at = weights_page(finished_run.run_id)
     slider = at.select_slider(key="weights_index")
-    assert slider.options == ["0 (untrained)", "1", "2"]
+    assert slider.options == ["epoch 0 (untrained)", "epoch 1", "epoch 2"]
     slider.set_value(0).run()
     initial = finished_run.snapshot().snapshots[0][1]
     traces, _layout = heatmaps(at)
@@ -139,29 +139,22 @@ def pause_inside_an_epoch(worker, timeout: float = 30) -> None:
     paused_steps: list[int] = []
     worker._listeners.append(lambda _worker, event: paused_steps.append(event.step)
                              if isinstance(event, ev.Paused) else None)
-    deadline = time.time() + timeout
     while True:
         seen = len(paused_steps)
         worker.control.pause()
-        while len(paused_steps) == seen or worker.snapshot().status != "paused":
-            assert time.time() < deadline, "the run never paused"
-            time.sleep(0.02)
-        if paused_steps[-1] % worker.snapshot().batches_per_epoch:
+        record = wait_for_run(worker, lambda record: len(paused_steps) > seen and record.status == "paused",
+                              "the run to pause", timeout)
+        if paused_steps[-1] % record.batches_per_epoch:
             return  # paused inside an epoch
         # Paused at an epoch boundary: the next pause lands after at least one more batch.
         worker.control.resume()
-        while worker.snapshot().status != "training":
-            assert time.time() < deadline, "the run never resumed"
-            time.sleep(0.02)
+        wait_for_run(worker, lambda record: record.status == "training", "the run to resume", timeout)
 
 
 def test_live_while_training_follow_or_scrub_then_stopped_weights_are_kept():
     # Long enough (minutes on an idle machine) that the test, not the end of training, stops it.
     worker = started_from_train_page(epochs=1000, batch_size=16)
-    deadline = time.time() + 30
-    while len(worker.snapshot().snapshots) < 2:
-        assert time.time() < deadline
-        time.sleep(0.05)
+    wait_for_run(worker, lambda record: len(record.snapshots) >= 2, "two epochs of weights")
     at = weights_page(worker.run_id)
     assert at.toggle(key="weights_follow").value is True
     assert not [slider for slider in at.select_slider if slider.key == "weights_index"]  # display-only while following
@@ -183,7 +176,7 @@ def test_live_while_training_follow_or_scrub_then_stopped_weights_are_kept():
     record = worker.snapshot()
     slider = at.select_slider(key="weights_index")
     # The weights reached mid-epoch, named by the epoch and batch they are from.
-    assert slider.options[-1] == (f"{record.final['kept_epoch']}, batch {record.final['kept_batch']} of "
+    assert slider.options[-1] == (f"epoch {record.final['kept_epoch']}, batch {record.final['kept_batch']} of "
                                   f"{record.batches_per_epoch} (stopped)")
     assert record.final["kept_epoch"] == record.snapshots[-2][0] + 1
     assert slider.value == 0  # the epoch the user picked stays picked
@@ -311,17 +304,13 @@ def test_comparing_while_the_current_run_trains_keeps_the_compared_figure(decay_
     worker = common.get_registry().start(TrainConfig(epochs=1000, batch_size=16), load_dataset("mnist-sample"),
                                          listeners=[common.get_run_store().listener()], name="live one")
     try:
-        deadline = time.time() + 30
-        while len(worker.snapshot().snapshots) < 2:
-            assert time.time() < deadline
-            time.sleep(0.05)
+        wait_for_run(worker, lambda record: len(record.snapshots) >= 2, "two epochs of weights")
         at = weights_page(worker.run_id)
         at.selectbox(key="weights_compare").set_value(decay_run).run()
         assert not at.exception, at.exception
         loaded, figure = at.session_state["weights_compare_loaded"], at.session_state["weights_compare_figures"]._figure
-        while len(worker.snapshot().snapshots) < 4:  # new epochs: the current grid changes, the compared one not
-            assert time.time() < deadline + 30
-            time.sleep(0.05)
+        # New epochs: the current grid changes, the compared one not.
+        wait_for_run(worker, lambda record: len(record.snapshots) >= 4, "two more epochs of weights")
         at.run()
         assert not at.exception, at.exception
         assert at.session_state["weights_compare_loaded"] is loaded  # not read from disk again
