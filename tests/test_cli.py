@@ -1,10 +1,6 @@
-from pathlib import Path
-
 import pytest
 
 from lrcore.cli import build_parser, main
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_help_shows_every_default(capsys):
