@@ -43,7 +43,7 @@ from lrcore import events as ev  # noqa: E402
 from lrcore.data import locate  # noqa: E402
 from lrcore.runstore import RunStore  # noqa: E402
 from lrcore.worker import TrainingWorker  # noqa: E402
-from ui import charts  # noqa: E402
+from ui import charts, maps  # noqa: E402
 
 POLL_SECONDS = 0.5
 
@@ -101,12 +101,12 @@ class PageState:
     """What the Train and Weights pages keep in session state between reruns and runs."""
 
     def __init__(self) -> None:
-        self.live, self.maps, self.memo = charts.LiveCharts(), charts.WeightMaps(), charts.FigureMemo()
+        self.live, self.maps, self.memo = charts.LiveCharts(), maps.WeightMaps(), charts.FigureMemo()
 
 
 def poll(worker: TrainingWorker, stop: threading.Event, counts: dict, page: PageState) -> None:
     """The pages' fragments: snapshot, build the figures, serialise them, twice a second."""
-    live, maps, memo = page.live, page.maps, page.memo
+    live, weight_maps, memo = page.live, page.maps, page.memo
     while not stop.wait(POLL_SECONDS):
         started = time.thread_time()  # CPU time of this thread: waits for the GIL or a core do not count
         record = worker.snapshot()
@@ -114,8 +114,8 @@ def poll(worker: TrainingWorker, stop: threading.Event, counts: dict, page: Page
         if record.snapshots:
             _epoch, weight, bias = record.snapshots[-1]
             source = (record.run_id, len(record.snapshots))
-            figures += [maps.figure(source, weight, record.class_names),
-                        memo.get("biases", source, lambda: charts.bias_figure(bias, record.class_names))]
+            figures += [weight_maps.figure(source, weight, record.class_names),
+                        memo.get("biases", source, lambda: maps.bias_figure(bias, record.class_names))]
         counts["bytes"] += sum(len(as_streamlit_sends(figure)) for figure in figures)
         counts["polls"] += 1
         counts["seconds"] += time.thread_time() - started

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 import torch
 
 from lrcore import data, datasets
 from lrcore.download import DownloadJob
-from ui import common
+from ui import charts, common
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 
@@ -136,13 +135,9 @@ sizes[1].metric("Test split", f"{len(dataset.test_labels):,}")
 sizes[2].metric("Classes", dataset.num_classes)
 
 st.subheader("Images per class")
-counts = go.Figure([
-    go.Bar(name="train + validation pool", x=list(dataset.class_names), y=dataset.class_counts("train").tolist()),
-    go.Bar(name="test split", x=list(dataset.class_names), y=dataset.class_counts("test").tolist()),
-])
-counts.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=10, b=10),
-                     xaxis=dict(title="class", type="category"), yaxis_title="images",
-                     legend=dict(orientation="h", y=1.12))
+counts = charts.class_counts_figure(dataset.class_names, {
+    "train + validation pool": dataset.class_counts("train").tolist(),
+    "test split": dataset.class_counts("test").tolist()})
 st.plotly_chart(counts, key="class_counts")
 
 st.subheader("Random examples")

@@ -4,20 +4,19 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 import torch
 from PIL import Image
 from streamlit_drawable_canvas import st_canvas
 
-from lrcore.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint
 from lrcore.config import TrainConfig
 from lrcore import datasets
 from lrcore.data import DatasetUnavailable
 from lrcore.evaluate import contributions, predict
 from lrcore.predict_drawing import DrawingPrediction, predict_canvas, predict_drawing
 from lrcore.preprocess import MAX_BYTES, ImageError, load_image_bytes
-from ui import common
+from ui import charts, common, maps, uploads
+from ui.format import percent
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 from ui.text import md_escape, plot_text, shorten
@@ -26,7 +25,6 @@ CANVAS_SIDE = 280  # px; 10x MNIST, big enough for a finger on a phone
 PREVIEW_SIDE = 196  # the 28x28 input blown up 7x, nearest neighbour so every pixel shows
 SOURCES = [":material/draw: Draw", ":material/upload: Upload a picture", ":material/casino: Random test image"]
 RUNNER_UP = -1  # the "compare with" choice that follows the drawing (None would show as "no selection")
-PREDICTED_COLOUR, COMPARED_COLOUR, OTHER_COLOUR = "#FF4B4B", "#1C83E1", "#B9BDC8"
 NAME_MAX = 40  # characters of a class name shown in headings and charts
 UNDO_DEPTH = 50  # strokes whose pictures are kept for Undo
 # The canvas's own toolbar (undo, redo, edit, reset) is invisible until hovered and sits on the
@@ -134,22 +132,12 @@ def pick_random_test_image() -> None:
 
 
 def load_uploaded_checkpoint(key: str) -> None:
-    """A file uploader for a saved checkpoint; a new file becomes the model in use."""
-    upload = st.file_uploader("Checkpoint file (.pt), saved from the Runs page or by lrcore",
-                              type=["pt", "pth", "ckpt"], key=key,
-                              max_upload_size=MAX_CHECKPOINT_BYTES // 2**20)
-    # The uploader keeps its file across reruns: load each file once, so a later run started
-    # elsewhere is not overridden by a stale upload.
-    if upload is None or st.session_state.get("draw_checkpoint_file") == upload.file_id:
-        return
-    try:
-        checkpoint = load_checkpoint(upload.getvalue())
-    except CheckpointError as error:
-        st.error(f"Can't use “{md_escape(upload.name)}” as a model: {error}")
-        return
-    st.session_state.draw_checkpoint_file = upload.file_id
-    common.use_checkpoint(checkpoint, f"checkpoint “{upload.name}”")
-    st.rerun()
+    """The checkpoint uploader; a new file that is a checkpoint becomes the model in use."""
+    upload = uploads.checkpoint_uploader("Checkpoint file (.pt), saved from the Runs page or by lrcore", key)
+    # Only a file not seen before: one left in the uploader must not override a run started since.
+    if upload is not None and upload.new and upload.checkpoint is not None:
+        common.use_checkpoint(upload.checkpoint, f"checkpoint “{upload.file.name}”")
+        st.rerun()
 
 
 @st.fragment(run_every=0.5)
@@ -167,31 +155,6 @@ def quick_training_progress(run_id: str) -> None:
 # --- what the model says ------------------------------------------------------------------------
 def preview(image28: torch.Tensor) -> Image.Image:
     return Image.fromarray(image28.numpy()).resize((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.NEAREST)
-
-
-def probability_chart(probabilities: torch.Tensor, names: tuple[str, ...], predicted: int, compared: int) -> go.Figure:
-    colours = [PREDICTED_COLOUR if c == predicted else COMPARED_COLOUR if c == compared else OTHER_COLOUR
-               for c in range(len(names))]
-    percent = (probabilities * 100).tolist()
-    figure = go.Figure(go.Bar(x=[plot_text(n, NAME_MAX) for n in names], y=percent, marker_color=colours,
-                              text=[f"{p:.0f}%" if p >= 0.5 else "" for p in percent], textposition="outside",
-                              hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
-    figure.update_layout(height=240, margin=dict(l=10, r=10, t=10, b=10), showlegend=False,
-                         yaxis=dict(range=[0, 115], title="probability (%)", tickvals=[0, 25, 50, 75, 100]),
-                         xaxis=dict(type="category"))
-    return figure
-
-
-def contribution_map(panel: torch.Tensor, limit: float) -> go.Figure:
-    """One 28x28 map of weight x input; every map of the page uses the same colour range."""
-    figure = go.Figure(go.Heatmap(z=panel.numpy(), zmin=-limit, zmax=limit, zmid=0, colorscale="RdBu",
-                                  colorbar=dict(orientation="h", thickness=10, y=-0.02, yanchor="top",
-                                                len=1.0, tickfont=dict(size=10)),
-                                  hovertemplate="row %{y}, col %{x}: %{z:.3f}<extra></extra>"))
-    figure.update_xaxes(visible=False, constrain="domain")
-    figure.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", constrain="domain")
-    figure.update_layout(height=300, margin=dict(l=0, r=0, t=0, b=40))
-    return figure
 
 
 def compare_choice(names: tuple[str, ...]) -> int:
@@ -227,17 +190,18 @@ def verdict(image28: torch.Tensor, probabilities: torch.Tensor, names: tuple[str
     predicted, runner_up, compared = classes_to_show(probabilities, names)
     with st.container(horizontal=True, gap="medium"):
         with st.container(key="draw_prediction", width="stretch", gap="small"):
-            st.metric(f"**Prediction** · {probabilities[predicted] * 100:.0f}% sure",
+            st.metric(f"**Prediction** · {percent(float(probabilities[predicted]), 0)} sure",
                       f":red[{shown(names[predicted])}]")
             if true_label is not None:
                 mark = ":green[:material/check: correct]" if true_label == predicted else ":red[:material/close: wrong]"
                 st.markdown(f"**True label:** {shown(names[true_label])} ({mark})")
-            st.caption(f"Runner-up: {shown(names[runner_up])} ({probabilities[runner_up] * 100:.0f}%)")
+            st.caption(f"Runner-up: {shown(names[runner_up])} ({percent(float(probabilities[runner_up]), 0)})")
         with st.container(width=PREVIEW_SIDE, gap="small"):
             st.markdown("**What the model sees**", help="The 28×28 input, blown up: cropped, scaled to 20 px "
                         "and centred, as MNIST's digits were prepared.")
             st.image(preview(image28), width=PREVIEW_SIDE)
-    st.plotly_chart(probability_chart(probabilities, names, predicted, compared), key="draw_probabilities",
+    labels = [plot_text(name, NAME_MAX) for name in names]
+    st.plotly_chart(charts.probability_figure(probabilities, labels, predicted, compared), key="draw_probabilities",
                     config={"displayModeBar": False})
 
 
@@ -253,12 +217,12 @@ def why(image28: torch.Tensor, probabilities: torch.Tensor, model: common.ModelI
                    format_func=lambda c: "the runner-up" if c == RUNNER_UP else shorten(names[c], NAME_MAX))
     if st.session_state.draw_compare == predicted:
         note.caption("That is the predicted class itself: comparing with the runner-up instead.")
-    maps = contributions(model.model, model.normalizer, image28)
+    parts = contributions(model.model, model.normalizer, image28)
     bias = model.model.linear.bias.detach().cpu()
-    logit = lambda c: float(maps[c].sum() + bias[c])  # noqa: E731
-    panels = [(f"**“{shown(names[predicted])}”** (predicted) · logit {logit(predicted):.1f}", maps[predicted]),
-              (f"**“{shown(names[compared])}”** · logit {logit(compared):.1f}", maps[compared]),
-              (f"**“{shown(names[predicted])}” minus “{shown(names[compared])}”**", maps[predicted] - maps[compared])]
+    logit = lambda c: float(parts[c].sum() + bias[c])  # noqa: E731
+    panels = [(f"**“{shown(names[predicted])}”** (predicted) · logit {logit(predicted):.1f}", parts[predicted]),
+              (f"**“{shown(names[compared])}”** · logit {logit(compared):.1f}", parts[compared]),
+              (f"**“{shown(names[predicted])}” minus “{shown(names[compared])}”**", parts[predicted] - parts[compared])]
     # One symmetric colour range for all three, so equal colours mean equal amounts. Blue means
     # "for the class", as on the Weights page and in tutorial 003. Three figures, not subplots:
     # on a phone the columns stack and each map gets the full width.
@@ -266,7 +230,7 @@ def why(image28: torch.Tensor, probabilities: torch.Tensor, model: common.ModelI
     for column, (title, panel), key in zip(st.columns(3), panels, ["predicted", "compared", "difference"]):
         with column:
             st.markdown(title)
-            st.plotly_chart(contribution_map(panel, limit), key=f"draw_map_{key}", config={"displayModeBar": False})
+            st.plotly_chart(maps.contribution_map(panel, limit), key=f"draw_map_{key}", config={"displayModeBar": False})
     st.caption("Each pixel's contribution is its weight × its input. Blue pixels push towards the class, red "
                "pixels push away; a class's logit is the sum of its map plus its bias, and the highest logit "
                "wins. In the difference map, blue pixels are those that favour "

@@ -4,15 +4,15 @@ from __future__ import annotations
 import hashlib
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from lrcore.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, load_checkpoint
 from lrcore.config import ConfigError
 from lrcore.data import DATASET_TITLES, make_splits
-from lrcore.evaluate import Evaluation, evaluate_model
-from ui import common
+from lrcore.config import TrainConfig
+from lrcore.evaluate import Evaluation, evaluate_model, split_data
+from ui import charts, common, uploads
+from ui.format import loss, percent
 from ui.text import md_escape, plot_text
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
@@ -34,28 +34,14 @@ def fingerprint(model: common.ModelInUse) -> str:
 
 @st.cache_resource(max_entries=24, show_spinner="Evaluating the model…")
 def evaluation(model_key: str, dataset_name: str, split: str, split_key: tuple,
-               _model: common.ModelInUse, _validation: torch.Tensor) -> Evaluation:
-    """Evaluation of one model on one split, shared by reruns and sessions (it is never mutated)."""
-    dataset = common.get_dataset(dataset_name)
-    deskew = split_key[-1]  # a deskew model is scored on the deskewed images it was trained on
-    if split == "test":
-        return evaluate_model(_model.model, _model.normalizer, dataset.images("test", deskew), dataset.test_labels)
-    return evaluate_model(_model.model, _model.normalizer, dataset.images("train", deskew)[_validation],
-                          dataset.train_labels[_validation])
+               _model: common.ModelInUse, _config: TrainConfig) -> Evaluation:
+    """Evaluation of one model on one split, shared by reruns and sessions (it is never mutated).
 
-
-def load_uploaded() -> None:
-    """Uploader callback: a new .pt file becomes the model in use, or a clear error."""
-    uploaded = st.session_state.get("eval_upload")
-    st.session_state.pop("eval_upload_error", None)
-    if uploaded is None:
-        return
-    try:
-        checkpoint = load_checkpoint(uploaded.getvalue())
-    except CheckpointError as error:
-        st.session_state.eval_upload_error = f"{md_escape(uploaded.name)} was not loaded: {md_escape(error, 500)}"
-        return
-    common.use_checkpoint(checkpoint, f"checkpoint {uploaded.name}")
+    `split_key` holds the settings that choose the split's images (`_config`'s validation fraction,
+    seed, subset and deskew), so the cache tells models trained on different splits apart.
+    """
+    images, labels = split_data(common.get_dataset(dataset_name), _config, split)  # as the model saw them
+    return evaluate_model(_model.model, _model.normalizer, images, labels)
 
 
 def pick_cell(true_class: int, predicted_class: int) -> None:
@@ -70,36 +56,6 @@ def cell_clicked() -> None:
         pick_cell(int(true_class), int(predicted_class))
 
 
-def confusion_figure(result: Evaluation, names: list[str], normalised: bool, chosen: tuple[int, int]) -> go.Figure:
-    classes = len(names)
-    names = [plot_text(name) for name in names]
-    counts = result.confusion
-    shares = result.normalized_confusion()
-    z = shares if normalised else counts
-    text = [[f"{v:.0%}" if normalised else f"{c}" for v, c in zip(row_s.tolist(), row_c.tolist())]
-            for row_s, row_c in zip(shares, counts)]
-    figure = go.Figure(go.Heatmap(
-        z=z.tolist(), x=names, y=names, text=text, texttemplate="%{text}", colorscale="Blues",
-        customdata=shares.tolist(), showscale=False,
-        hovertemplate="true %{y}, predicted %{x}<br>%{text} (%{customdata:.1%} of the row)<extra></extra>"))
-    # Plotly heatmaps send no selection events; an invisible marker on each cell does.
-    cells = [(t, p) for t in range(classes) for p in range(classes)]
-    figure.add_trace(go.Scatter(
-        x=[names[p] for _, p in cells], y=[names[t] for t, _ in cells], mode="markers",
-        customdata=[[t, p, int(counts[t, p])] for t, p in cells],
-        marker=dict(symbol="square", size=max(12, 360 // classes), color="rgba(0,0,0,0)"),
-        hovertemplate="true %{y}, predicted %{x}: %{customdata[2]} images — click to show them<extra></extra>",
-        showlegend=False))
-    true_class, predicted_class = chosen
-    figure.add_shape(type="rect", x0=predicted_class - 0.5, x1=predicted_class + 0.5, y0=true_class - 0.5,
-                     y1=true_class + 0.5, line=dict(color="#e8590c", width=3))
-    figure.update_layout(height=520, margin=dict(l=10, r=10, t=10, b=10), clickmode="event+select",
-                         # fixed ranges: the markers would otherwise pad the axes beyond the cells
-                         xaxis=dict(title="predicted class", type="category", side="top", range=[-0.5, classes - 0.5]),
-                         yaxis=dict(title="true class", type="category", range=[classes - 0.5, -0.5]))
-    return figure
-
-
 def image_grid(images: torch.Tensor, captions: list[str], marked: torch.Tensor | None = None, scale: int = 3) -> None:
     """One st.image of crisp upscaled digits; `marked` ones get a red border."""
     st.image(common.digit_tiles(images, scale, marked), caption=captions, width=28 * scale, output_format="PNG")
@@ -110,10 +66,11 @@ def image_grid(images: torch.Tensor, captions: list[str], marked: torch.Tensor |
 st.title("Evaluate")
 
 with st.expander("Load a checkpoint (.pt)", expanded=common.current_model() is None):
-    st.file_uploader("Checkpoint saved by this dashboard or `python -m lrcore train --save`", type=["pt", "pth"],
-                     key="eval_upload", on_change=load_uploaded, max_upload_size=MAX_CHECKPOINT_BYTES // 2**20)
-    if "eval_upload_error" in st.session_state:
-        st.error(st.session_state.eval_upload_error)
+    upload = uploads.checkpoint_uploader("Checkpoint saved by this dashboard or `python -m lrcore train --save`",
+                                         "eval_upload")
+    if upload is not None and upload.new and upload.checkpoint is not None:
+        common.use_checkpoint(upload.checkpoint, f"checkpoint {upload.file.name}")
+        st.rerun()
     if common.using_checkpoint() and common.current_worker() is not None:
         st.button("Use my current run instead", on_click=common.use_checkpoint, args=(None,))
 
@@ -145,13 +102,13 @@ except ConfigError as error:
 
 key = fingerprint(model)
 split_key = (config.validation_fraction, config.seed, config.per_class_limit, config.deskew)
-results = {split: evaluation(key, model.dataset, split, split_key, model, splits.validation) for split in SPLITS}
+results = {split: evaluation(key, model.dataset, split, split_key, model, config) for split in SPLITS}
 
 metrics = st.columns(4)
-metrics[0].metric("Test accuracy", f"{results['test'].accuracy:.2%}")
-metrics[1].metric("Test loss", f"{results['test'].loss:.4f}")
-metrics[2].metric("Validation accuracy", f"{results['validation'].accuracy:.2%}")
-metrics[3].metric("Validation loss", f"{results['validation'].loss:.4f}")
+metrics[0].metric("Test accuracy", percent(results["test"].accuracy, 2))
+metrics[1].metric("Test loss", loss(results["test"].loss))
+metrics[2].metric("Validation accuracy", percent(results["validation"].accuracy, 2))
+metrics[3].metric("Validation loss", loss(results["validation"].loss))
 st.caption(f"Test: {len(results['test'].labels):,} images never used in training. Validation: "
            f"{len(results['validation'].labels):,} pool images held out by the run's split "
            f"(fraction {config.validation_fraction:g}, seed {config.seed}). Loss = mean cross-entropy."
@@ -176,8 +133,10 @@ if st.session_state.get("eval_true", classes) >= classes or st.session_state.get
 left, right = st.columns([3, 2], gap="large")
 with left:
     normalised = st.toggle("Normalise by row (share of each true class)", key="eval_normalised")
-    st.plotly_chart(confusion_figure(result, names, normalised, (st.session_state.eval_true, st.session_state.eval_pred)),
-                    key="eval_confusion", on_select=cell_clicked, selection_mode="points",
+    chosen = (st.session_state.eval_true, st.session_state.eval_pred)
+    figure = charts.confusion_figure(result.confusion, result.normalized_confusion(),
+                                     [plot_text(name) for name in names], normalised, chosen)
+    st.plotly_chart(figure, key="eval_confusion", on_select=cell_clicked, selection_mode="points",
                     config={"displayModeBar": False})
 with right:
     st.markdown("**Pick a cell** (or click one in the matrix)")

@@ -19,12 +19,12 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.colors import qualitative
 
-from lrcore.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, checkpoint_bytes, load_checkpoint
+from lrcore.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, checkpoint_bytes
 from lrcore.data import DATASET_TITLES
 from lrcore.naming import SHORT_NAMES, differing_settings, legend_labels, setting_text
 from lrcore.settings import SETTINGS
 from lrcore.runstore import RunStore, RunStoreError, StoredRun, describe_write_error, epochs_csv, store_limit_mb
-from ui import charts, common
+from ui import charts, common, uploads
 from ui.text import md_escape, plot_text
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
@@ -504,17 +504,16 @@ def upload_section() -> None:
         if problem:
             st.error(problem)
         counter = st.session_state.setdefault("runs_upload_counter", 0)
-        upload = st.file_uploader("Checkpoint file", type=["pt", "pth"], max_upload_size=MAX_UPLOAD_MB,
-                                  key=f"runs_upload_{counter}")
-        if upload is None:
+        read = uploads.checkpoint_uploader("Checkpoint file", f"runs_upload_{counter}", "was not added",
+                                           show_problem=False, help=None)
+        if read is None:
             return
-        try:
-            checkpoint = load_checkpoint(upload.getvalue())
-        except CheckpointError as error:
+        if read.checkpoint is None:
             # the message stays, the uploader empties: pick another file straight away
-            st.session_state.runs_upload_problem = f"“{md_escape(upload.name)}” was not added: {md_escape(error, 400)}."
+            st.session_state.runs_upload_problem = read.problem
             st.session_state.runs_upload_counter = counter + 1
             st.rerun()
+        upload, checkpoint = read.file, read.checkpoint
         config, metrics = checkpoint.config, checkpoint.metrics
         facts = [f"{len(checkpoint.class_names)} classes", DATASET_TITLES.get(config.dataset, config.dataset),
                  f"{setting_text('optimizer', config.optimizer)} lr={config.learning_rate:g} bs={config.batch_size}"]

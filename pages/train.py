@@ -18,6 +18,7 @@ from lrcore.settings import BY_NAME, LEARNING_RATE_RANGE, SETTINGS, from_params,
 from lrcore import datasets
 from lrcore.data import DATASET_TITLES, make_splits
 from ui import charts, common
+from ui.format import duration, kept_weights, loss, percent
 from ui.settings import setting_widget
 from ui.text import md_escape
 
@@ -134,23 +135,6 @@ def share_link(settings: dict, dataset_name: str) -> str | None:
 
 # ---------------------------------------------------------------- the live run
 
-def duration(seconds: float) -> str:
-    if seconds < 1:
-        return "< 1 s"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    return f"{int(seconds // 60)} min {seconds % 60:.0f} s"
-
-
-def loss_text(value) -> str:
-    """Four significant digits: 0.2248, and a blown-up 239.9 still fits a metric's column."""
-    return "–" if value is None or not math.isfinite(value) else f"{value:.4g}"
-
-
-def percent(value) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:.1%}"
-
-
 def show_progress(record) -> None:
     total = record.config.epochs
     if record.status == "starting" or (record.active and not record.progress):
@@ -170,23 +154,10 @@ def show_progress(record) -> None:
                                f"left{paused}")
 
 
-def kept_weights_text(record) -> str | None:
-    """Where the kept weights of a run that ended inside an epoch come from; None when it did not."""
-    final = record.final
-    if record.status not in ("stopped", "diverged") or "kept_epoch" not in final:
-        return None
-    epoch, batch = final["kept_epoch"], final["kept_batch"]
-    if epoch == 0:
-        return "the untrained model (epoch 0)"
-    if batch >= record.batches_per_epoch:
-        return f"the end of epoch {epoch}"
-    return f"epoch {epoch}, batch {batch} of {record.batches_per_epoch}"
-
-
 def show_metrics(record) -> None:
     last = record.epochs[-1] if record.epochs else {}
     previous = record.epochs[-2] if len(record.epochs) > 1 else None
-    kept = kept_weights_text(record)
+    kept = kept_weights(record)
     if kept is not None:
         # Ended inside an epoch: show the kept weights' numbers, not the last epoch's, so every
         # figure on the page is for the same weights.
@@ -201,13 +172,13 @@ def show_metrics(record) -> None:
     cols[0].metric("Epochs done", f"{record.epochs_done} / {record.config.epochs}")
     cols[1].metric("Train accuracy", percent(last.get("train_accuracy")))
     cols[2].metric("Validation accuracy", percent(last.get("validation_accuracy")), delta=delta)
-    cols[3].metric("Validation loss", loss_text(last.get("validation_loss")))
+    cols[3].metric("Validation loss", loss(last.get("validation_loss")))
     cols[4].metric("Learning rate now", f"{record.learning_rate:g}")
     if record.final and record.status in ("done", "stopped", "diverged"):
         st.markdown("##### Final model" + (f": the weights kept from {kept}" if kept else ""))
         cols = st.columns(5)
         cols[0].metric("Test accuracy", percent(record.final["test_accuracy"]))
-        cols[1].metric("Test loss", loss_text(record.final["test_loss"]))
+        cols[1].metric("Test loss", loss(record.final["test_loss"]))
         cols[2].metric("Validation accuracy", percent(record.final["validation_accuracy"]))
         cols[3].metric("Full epochs", f"{record.final['epochs_completed']} / {record.config.epochs}")
         cols[4].metric("Training time", duration(record.elapsed))
@@ -218,7 +189,7 @@ def show_outcome(record) -> None:
         st.warning(f"This run could not be saved: {md_escape(record.save_error, 400)}. It stays usable until the "
                    "server restarts; download its checkpoint from the Runs page to keep it.",
                    icon=":material/save:")
-    kept = kept_weights_text(record)
+    kept = kept_weights(record)
     if record.status == "diverged":
         st.error(f"Training diverged: {record.message}. The weights kept are the last finite ones, from "
                  f"{kept or 'just before the blow-up'}; every number below is for them.", icon=":material/error:")

@@ -1,7 +1,7 @@
 """Weights: one weight image per class (ten 28x28 for the digits), live while training, and a slider through the epochs.
 
 Each class's weights are an image: a blue pixel is evidence for the class when it is inked,
-a red pixel evidence against. The figures come from `ui.charts`; while the current run
+a red pixel evidence against. The figures come from `ui.maps` and `ui.charts`; while the current run
 trains, a fragment redraws them from `worker.snapshot()` twice a second.
 
 "Compare with another run" puts a stored run's final weights beside them, both on one
@@ -20,7 +20,8 @@ import torch
 from lrcore import datasets
 from lrcore.checkpoint import CheckpointError
 from lrcore.runstore import RunStoreError, StoredRun
-from ui import charts, common
+from ui import charts, common, maps
+from ui.format import epoch_text, kept_weights, percent
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 from ui.text import md_escape, shorten
@@ -45,17 +46,12 @@ class ComparedRun:
 
 
 def snapshot_label(record, index: int) -> str:
-    """Slider label for snapshot `index`: its epoch, or how the run ended for the weights kept at the end."""
+    """Slider label for snapshot `index`: its epoch, or for the weights kept inside an epoch, which ones and why."""
     epoch = record.snapshots[index][0]
-    if epoch == 0 and index == 0:
-        return "0 (untrained)"
     if index > 0 and record.snapshots[index - 1][0] == epoch:
-        # Stopped or diverged inside the next epoch: say exactly which weights were kept.
-        kept_epoch, kept_batch = record.final.get("kept_epoch"), record.final.get("kept_batch")
-        if kept_epoch and kept_batch and kept_batch < record.batches_per_epoch:
-            return f"{kept_epoch}, batch {kept_batch} of {record.batches_per_epoch} ({record.status})"
-        return f"{epoch}+ ({record.status})"
-    return str(epoch)
+        # Stopped or diverged inside the next epoch: the Train page's wording of the kept weights.
+        return f"{kept_weights(record) or f'epoch {epoch}+'} ({record.status})"
+    return epoch_text(epoch)
 
 
 def draw_weights(weight, bias, class_names, shared_scale: bool, source: object, shape: tuple[int, int, int],
@@ -67,15 +63,15 @@ def draw_weights(weight, bias, class_names, shared_scale: bool, source: object, 
     """
     state = st.session_state
     if "weights_figures" not in state:
-        state.weights_figures, state.weights_memo = charts.WeightMaps(), charts.FigureMemo()
-        state.weights_compare_figures = charts.WeightMaps()
+        state.weights_figures, state.weights_memo = maps.WeightMaps(), charts.FigureMemo()
+        state.weights_compare_figures = maps.WeightMaps()
     if compared is not None:
         draw_comparison(weight, bias, class_names, source, shape, compared, title)
         return
-    maps = state.weights_figures.figure(source, weight, class_names, shared_scale, shape=shape)
-    biases = state.weights_memo.get("biases", source, lambda: charts.bias_figure(bias, class_names))
+    grid = state.weights_figures.figure(source, weight, class_names, shared_scale, shape=shape)
+    biases = state.weights_memo.get("biases", source, lambda: maps.bias_figure(bias, class_names))
     maps_col, bias_col = st.columns([3, 1])  # [5, 1] left the biases ~110 px at 1024x768: clipped
-    maps_col.plotly_chart(maps, key="weights_maps")
+    maps_col.plotly_chart(grid, key="weights_maps")
     bias_col.plotly_chart(biases, key="weights_biases")
     limit = float(weight.abs().max())
     scale = f"one colour scale for all classes, ±{limit:.3g}" if shared_scale else \
@@ -120,7 +116,7 @@ def run_option_label(run: StoredRun) -> str:
     when = datetime.fromtimestamp(run.created).strftime("%H:%M") if run.created else ""
     accuracy = run.test_accuracy
     facts = [run.status if not run.active else "training",
-             f"test {accuracy:.1%}" if isinstance(accuracy, float) else "", when]
+             f"test {percent(accuracy)}" if isinstance(accuracy, float) else "", when]
     return " · ".join([shorten(run.name, 60), *(fact for fact in facts if fact)])
 
 
@@ -182,7 +178,7 @@ def run_weights(run_id: str, was_active: bool, shared_scale: bool, compared: Com
         return
     newest = len(record.snapshots) - 1
     options = list(range(newest + 1))
-    label = "Weights after epoch"
+    label = "Weights after"
     state = st.session_state
     following = record.active and st.toggle("Follow the newest epoch", value=True, key="weights_follow",
                                             help="Switch off to slide back through the epochs while it trains.")
@@ -205,9 +201,9 @@ def run_weights(run_id: str, was_active: bool, shared_scale: bool, compared: Com
     epoch, weight, bias = record.snapshots[index]
     status = f"live, {common.run_state_text(worker)}" if record.active else record.status
     label = snapshot_label(record, index).removesuffix(f" ({record.status})")  # the status follows anyway
-    heading = f"run “{md_escape(record.name)}”, epoch {label} ({status})"
+    heading = f"run “{md_escape(record.name)}”, {label} ({status})"
     if compared is None:
-        st.markdown(f"**Epoch {label}** of run “{md_escape(record.name)}” ({status})")
+        st.markdown(f"**{label.capitalize()}** of run “{md_escape(record.name)}” ({status})")
     draw_weights(weight, bias, record.class_names, shared_scale, source=(run_id, index, epoch),
                  shape=datasets.get(record.config.dataset).shape, compared=compared, title=heading)
 

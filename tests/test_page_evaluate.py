@@ -73,9 +73,9 @@ def test_metrics_match_evaluate_model_on_the_checkpoints_own_splits(checkpoint, 
     test, held_out = expected(checkpoint.model, checkpoint.normalizer, sample, checkpoint.config)
     shown = metrics(at)
     assert shown["Test accuracy"] == f"{test.accuracy:.2%}"
-    assert shown["Test loss"] == f"{test.loss:.4f}"
+    assert shown["Test loss"] == f"{test.loss:.4g}"
     assert shown["Validation accuracy"] == f"{held_out.accuracy:.2%}"
-    assert shown["Validation loss"] == f"{held_out.loss:.4f}"
+    assert shown["Validation loss"] == f"{held_out.loss:.4g}"
     assert "2,000" in texts(at.caption) and f"{len(held_out.labels):,}" in texts(at.caption)
     assert "test checkpoint" in texts(at.caption)
 
@@ -156,7 +156,7 @@ def test_the_current_runs_latest_weights_are_evaluated(sample):
     test, held_out = expected(record.latest_model(), record.normalizer, sample, config)
     shown = metrics(at)
     assert shown["Test accuracy"] == f"{test.accuracy:.2%}"
-    assert shown["Validation loss"] == f"{held_out.loss:.4f}"
+    assert shown["Validation loss"] == f"{held_out.loss:.4g}"
     assert f"{record.final['test_accuracy']:.2%}" == shown["Test accuracy"]  # same numbers as training reported
 
 
@@ -247,7 +247,7 @@ def test_a_markdown_file_name_in_an_upload_error_is_literal():
     at.file_uploader(key="eval_upload").set_value(("[x](http://e)![i](http://e/i.png).pt", b"junk", "x/y")).run()
     assert not at.exception
     [error] = at.error
-    assert error.value.startswith(md_escape("[x](http://e)![i](http://e/i.png).pt") + " was not loaded: ")
+    assert error.value.startswith("“" + md_escape("[x](http://e)![i](http://e/i.png).pt") + "” was not loaded: ")
     assert "](http" not in error.value
 
 
@@ -261,6 +261,6 @@ def test_uploading_each_hostile_checkpoint_shows_an_error_and_no_exception():
         at.run()
         assert not at.exception, (name, at.exception)
         [error] = at.error
-        assert unescaped(error.value).startswith(f"crafted{number}.pt was not loaded: "), name
+        assert unescaped(error.value).startswith(f"“crafted{number}.pt” was not loaded: "), name
         assert field in unescaped(error.value), (name, error.value)
         assert "No model to evaluate yet" in texts(at.info)  # nothing was loaded

@@ -16,7 +16,8 @@ from lrcore.checkpoint import checkpoint_bytes, load_checkpoint
 from lrcore.data import Normalizer
 from lrcore.model import LogisticRegression
 from tests.apptest_helpers import wait_for_run
-from ui import charts, common
+from ui import common
+from ui.maps import WeightMaps, weights_figure
 
 APP = "../dashboard.py"  # relative to this file
 PAGE = "pages/weights.py"
@@ -199,10 +200,10 @@ def test_refilled_weight_maps_equal_a_freshly_built_figure(shared_scale):
     """The Weights page refills its figure in place on each new epoch; it must match a rebuilt one."""
     names = tuple("0123456789")
     first, second = torch.randn(10, 784), 3 * torch.randn(10, 784)
-    maps = charts.WeightMaps()
+    maps = WeightMaps()
     figure = maps.figure("epoch 1", first, names, shared_scale)
     assert maps.figure("epoch 2", second, names, shared_scale) is figure  # refilled, not rebuilt
-    assert json.loads(figure.to_json()) == json.loads(charts.weights_figure(second, names, shared_scale).to_json())
+    assert json.loads(figure.to_json()) == json.loads(weights_figure(second, names, shared_scale).to_json())
 
 
 # ---------------------------------------------------------------- comparing two runs
@@ -280,12 +281,12 @@ def test_the_compared_figure_is_kept_while_the_current_weights_change():
     """Polling a live run refills only the current grid; the compared one just follows the shared scale."""
     names = tuple("0123456789")
     other = torch.randn(10, 784)
-    maps = charts.WeightMaps()
+    maps = WeightMaps()
     figure = maps.figure(("other", 1), other, names, True, limit=5.0, compact=True)
     assert maps.figure(("other", 1), other, names, True, limit=7.0, compact=True) is figure
     assert figure.layout.coloraxis.cmax == 7.0 and figure.to_dict()["layout"]["coloraxis"]["cmin"] == -7.0
     assert json.loads(figure.to_json()) == json.loads(
-        charts.weights_figure(other, names, True, limit=7.0, compact=True).to_json())
+        weights_figure(other, names, True, limit=7.0, compact=True).to_json())
 
 
 def test_without_other_runs_the_page_says_how_to_get_one(tmp_path, monkeypatch):

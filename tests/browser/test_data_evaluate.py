@@ -78,7 +78,7 @@ def test_evaluate_a_checkpoint_and_open_confusion_cells(page, dashboard_url, che
     uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
 
     uploader.set_input_files(str(bad))
-    expect(page.get_by_text("notes.pt was not loaded: not a checkpoint", exact=False)).to_be_visible()
+    expect(page.get_by_text("“notes.pt” was not loaded: not a checkpoint", exact=False)).to_be_visible()
 
     uploader.set_input_files(str(good))
     expect(page.get_by_text(f"{result.accuracy:.2%}", exact=True)).to_be_visible(timeout=60_000)
