@@ -1,8 +1,9 @@
-"""Events yielded by training. The CLI, the pages and the tests consume the same stream.
+"""Events yielded by training. The CLI, the pages, the store and the tests consume the same stream.
 
-Single runs (`lrcore.train.train`) yield these with plain numbers. Groups of models
-trained together (`lrcore.train.train_group`, used by sweeps) yield the `Group*`
-variants, whose metrics are lists with one value per model.
+Every event is about one run (one model). `index` is that model's place among the K models
+trained together on the same minibatches (`lrcore.train.train_group`, a sweep); a single run
+(`lrcore.train.train`) is a group of one, index 0. A group yields the K events of a kind one
+after another, index 0 first. `lrcore.record.fold` is the one place an event changes a run.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .status import Status
 
 @dataclass(frozen=True)
 class RunStarted:
+    index: int
     config: TrainConfig
     class_names: tuple[str, ...]
     train_size: int
@@ -31,6 +33,7 @@ class RunStarted:
 class EpochEnd:
     """Metrics after `epoch` epochs; epoch 0 is the evaluation before any step."""
 
+    index: int
     epoch: int
     epochs: int
     step: int
@@ -41,14 +44,15 @@ class EpochEnd:
     learning_rate: float
     seconds: float  # training time of this epoch alone (0 for epoch 0)
     elapsed: float  # since the run started
-    weight: torch.Tensor = field(repr=False)  # C x 784 snapshot, CPU
-    bias: torch.Tensor = field(repr=False)
+    weight: torch.Tensor | None = field(repr=False)  # C x P snapshot, CPU (None: not kept)
+    bias: torch.Tensor | None = field(repr=False)
 
 
 @dataclass(frozen=True)
 class BatchProgress:
     """Throttled by time; `losses` holds every batch loss since the previous event."""
 
+    index: int
     epoch: int  # 1-based epoch in progress
     batch: int  # batches done in this epoch
     batches_per_epoch: int
@@ -61,6 +65,7 @@ class BatchProgress:
 
 @dataclass(frozen=True)
 class LearningRateChanged:
+    index: int
     step: int
     epoch: int
     old: float
@@ -69,16 +74,19 @@ class LearningRateChanged:
 
 @dataclass(frozen=True)
 class Paused:
+    index: int
     step: int
 
 
 @dataclass(frozen=True)
 class Resumed:
+    index: int
     step: int
 
 
 @dataclass(frozen=True)
 class Diverged:
+    index: int
     epoch: int
     step: int
     learning_rate: float
@@ -90,6 +98,7 @@ class Diverged:
 class Finished:
     """Last event. status: done, stopped or diverged. `model` holds the kept weights."""
 
+    index: int
     status: Status
     epochs_completed: int
     model: torch.nn.Module = field(repr=False)
@@ -119,75 +128,3 @@ def kept_position(step: int, batches_per_epoch: int) -> tuple[int, int]:
         return 0, 0
     epoch = (step - 1) // batches_per_epoch + 1
     return epoch, step - (epoch - 1) * batches_per_epoch
-
-
-# ---------------------------------------------------------------- groups (sweeps)
-
-@dataclass(frozen=True)
-class GroupStarted:
-    configs: tuple[TrainConfig, ...]
-    class_names: tuple[str, ...]
-    train_size: int
-    validation_size: int
-    test_size: int
-    batches_per_epoch: int
-    device: str
-    normalizer: object = field(repr=False, default=None)
-
-
-@dataclass(frozen=True)
-class GroupEpochEnd:
-    epoch: int
-    epochs: int
-    step: int
-    train_loss: list[float]
-    train_accuracy: list[float]
-    validation_loss: list[float]
-    validation_accuracy: list[float]
-    learning_rates: list[float]
-    alive: list[bool]
-    seconds: float
-    elapsed: float
-    weight: torch.Tensor = field(repr=False)  # K x C x 784, CPU
-    bias: torch.Tensor = field(repr=False)  # K x C
-
-
-@dataclass(frozen=True)
-class GroupBatchProgress:
-    epoch: int
-    batch: int
-    batches_per_epoch: int
-    step: int
-    losses: tuple[tuple[float, ...], ...]  # one tuple of K losses per step since the last event
-    learning_rates: list[float]
-    elapsed: float
-    seconds_left: float
-
-
-@dataclass(frozen=True)
-class GroupDiverged:
-    index: int
-    epoch: int
-    step: int
-    learning_rate: float
-    loss: float
-    message: str
-
-
-@dataclass(frozen=True)
-class GroupFinished:
-    status: Status  # done or stopped (a diverged member does not end the group unless all diverge)
-    epochs_completed: int
-    models: tuple[torch.nn.Module, ...] = field(repr=False)
-    normalizer: object = field(repr=False)
-    class_names: tuple[str, ...]
-    diverged: list[bool]
-    test_loss: list[float]
-    test_accuracy: list[float]
-    validation_loss: list[float]
-    validation_accuracy: list[float]
-    elapsed: float
-    train_loss: list[float] = field(default_factory=list)  # of the kept weights, as the rest
-    train_accuracy: list[float] = field(default_factory=list)
-    kept_steps: list[int] = field(default_factory=list)  # optimizer steps behind each model's kept weights
-    batches_per_epoch: int = 0

@@ -20,9 +20,7 @@ only 0.84 in 5 epochs; "minimum / 10" (`minimum_lr` is reported too) gave 0.874 
 """
 from __future__ import annotations
 
-import logging
 import math
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -33,12 +31,12 @@ import torch
 from .config import ConfigError, TrainConfig
 from .data import Dataset, DatasetUnavailable, fit_normalizer, load_dataset, make_splits
 from .engine import StackedSoftmaxRegression, onehot_columns
+from .jobs import Job
 from .model import LogisticRegression, initial_parameters
 from .smoothing import BiasCorrectedEma
 from .status import Status
 from .train import resolve_device, single_cpu_thread
 
-log = logging.getLogger(__name__)
 START_LR = 1e-6
 END_LR = 10.0
 NUM_BATCHES = 100
@@ -197,59 +195,45 @@ class RangeTestRecord:
     def active(self) -> bool:
         return self.status == Status.RUNNING
 
+    def copy(self) -> "RangeTestRecord":
+        return replace(self, learning_rates=list(self.learning_rates), losses=list(self.losses),
+                       smoothed=list(self.smoothed))
 
-class RangeTestWorker:
-    """Runs `lr_range_test` in a daemon thread; pages poll `snapshot()`."""
+
+class RangeTestJob(Job[RangeTestRecord]):
+    """Runs `lr_range_test` in a daemon thread (a `lrcore.jobs.Job`); pages poll `snapshot()`."""
+
+    kind = "range-test"
 
     def __init__(self, config: TrainConfig, dataset: Dataset, test_id: str | None = None,
                  start_lr: float = START_LR, end_lr: float = END_LR, num_batches: int = NUM_BATCHES):
         self.test_id = test_id or "range-" + uuid.uuid4().hex[:8]
-        self._record = RangeTestRecord(self.test_id, config, start_lr, end_lr, num_batches)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
+        super().__init__(self.test_id, RangeTestRecord(self.test_id, config, start_lr, end_lr, num_batches))
         self._dataset = dataset
-        self._thread = threading.Thread(target=self._run, name=self.test_id, daemon=True)
-
-    def start(self) -> "RangeTestWorker":
-        self._thread.start()
-        return self
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def snapshot(self) -> RangeTestRecord:
-        with self._lock:
-            r = self._record
-            return replace(r, learning_rates=list(r.learning_rates), losses=list(r.losses),
-                           smoothed=list(r.smoothed))
 
     def _progress(self, batch: int, lr: float, loss: float, smoothed: float) -> None:
-        with self._lock:
-            self._record.learning_rates.append(lr)
-            self._record.losses.append(loss)
-            self._record.smoothed.append(smoothed)
+        def add(record: RangeTestRecord) -> None:
+            record.learning_rates.append(lr)
+            record.losses.append(loss)
+            record.smoothed.append(smoothed)
+        self.update(add)
 
-    def _run(self) -> None:
+    def work(self) -> None:
+        r = self._state
         try:
-            r = self._record
             result = lr_range_test(r.config, self._dataset, start_lr=r.start_lr, end_lr=r.end_lr,
-                                   num_batches=r.num_batches, progress=self._progress, should_stop=self._stop.is_set)
+                                   num_batches=r.num_batches, progress=self._progress,
+                                   should_stop=lambda: self.stop_requested)
         except (ConfigError, DatasetUnavailable) as error:
             self._end(Status.FAILED, str(error))
             return
-        except Exception as error:  # the page shows the reason instead of a silent dead thread
-            log.exception("range test %s crashed", self.test_id)
-            self._end(Status.FAILED, f"the range test stopped by an internal error: {type(error).__name__}: {error}")
-            return
-        with self._lock:
-            self._record.result = result
-            self._record.message = result.message
-        self._end(Status.STOPPED if self._stop.is_set() else Status.DONE, result.message)
+        self.update(lambda record: setattr(record, "result", result))
+        self._end(Status.STOPPED if self.stop_requested else Status.DONE, result.message)
+
+    def failed(self, message: str) -> None:
+        self._end(Status.FAILED, f"the range test {message}")
 
     def _end(self, status: str, message: str) -> None:
-        with self._lock:
-            self._record.status = status
-            self._record.message = message
+        def end(record: RangeTestRecord) -> None:
+            record.status, record.message = status, message
+        self.update(end)

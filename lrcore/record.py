@@ -136,6 +136,8 @@ def fold(record: RunRecord, event: object) -> None:
     elif isinstance(event, ev.Resumed):
         record.status = Status.TRAINING
     elif isinstance(event, ev.Diverged):
+        # At once, not at Finished: in a sweep the others train on while this one is frozen.
+        record.status = Status.DIVERGED
         record.message = event.message
     elif isinstance(event, ev.Finished):
         record.status = event.status
@@ -166,8 +168,11 @@ def crash(record: RunRecord, message: str) -> None:
 
 
 def add_snapshot(record: RunRecord, epoch: int, weight: torch.Tensor, bias: torch.Tensor) -> None:
-    """Keep (epoch, W, b), thinned to MAX_SNAPSHOTS: epoch 0, multiples of a doubling stride, the newest."""
-    snapshots = [s for s in record.snapshots if s[0] != epoch] + [(epoch, weight, bias)]
+    """Keep (epoch, W, b), thinned to MAX_SNAPSHOTS: epoch 0, multiples of a doubling stride, the newest.
+
+    After a stop or divergence inside an epoch the kept weights come last with the epoch number of
+    the snapshot before them (the Weights page names them from `final`'s kept epoch and batch)."""
+    snapshots = record.snapshots + [(epoch, weight, bias)]
     stride = record.snapshot_stride
     while sum(1 for s in snapshots if s[0] % stride == 0 or s is snapshots[-1]) > MAX_SNAPSHOTS:
         stride *= 2

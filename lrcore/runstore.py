@@ -64,7 +64,8 @@ from .config import ConfigError, TrainConfig
 from .data import Normalizer, default_data_dir
 from .model import LogisticRegression
 from .status import Status
-from .worker import default_run_name, new_run_id
+from .jobs import new_id as new_run_id
+from .naming import default_run_name
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@
         print(event)
 
 `train_group` trains several configurations that differ only in learning rate and weight
-decay on the same minibatches at once (one matrix product per step for all of them);
-`train` is the one-configuration case with plain-number events.
+decay on the same minibatches at once (one matrix product per step for all of them), and
+yields each event once per model (`index`); `train` is the one-configuration case.
 """
 from __future__ import annotations
 
@@ -35,14 +35,14 @@ GROUP_SHARED = ("batch_size", "validation_fraction", "epochs", "optimizer", "mom
 
 
 class TrainingControl:
-    """Pause, resume, stop and change the learning rate of a run from another thread."""
+    """Pause, resume, stop and change the learning rates of a run (or a group) from another thread."""
 
     def __init__(self) -> None:
         self._running = threading.Event()
         self._running.set()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._pending_lr: float | None = None
+        self._pending_lr: tuple[str, float] | None = None  # ("set", lr) or ("scale", factor)
 
     def pause(self) -> None:
         self._running.clear()
@@ -55,12 +55,19 @@ class TrainingControl:
         self._running.set()  # wake a paused loop so it can stop
 
     def set_learning_rate(self, learning_rate: float) -> None:
-        """Apply `learning_rate` from the next batch on; raises ConfigError if invalid."""
+        """Every model trains with `learning_rate` from the next batch on; raises ConfigError if invalid."""
         problem = config_problems({**TrainConfig().to_dict(), "learning_rate": learning_rate}).get("learning_rate")
         if problem:
             raise ConfigError({"learning_rate": problem})
         with self._lock:
-            self._pending_lr = float(learning_rate)
+            self._pending_lr = ("set", float(learning_rate))
+
+    def scale_learning_rates(self, factor: float) -> None:
+        """Multiply every model's learning rate by `factor` from the next batch on (a sweep keeps its spread)."""
+        if not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 0:
+            raise ConfigError({"learning_rate": f"the factor must be a positive number, got {factor!r}"})
+        with self._lock:
+            self._pending_lr = ("scale", float(factor))
 
     @property
     def paused(self) -> bool:
@@ -70,10 +77,14 @@ class TrainingControl:
     def stop_requested(self) -> bool:
         return self._stop.is_set()
 
-    def take_learning_rate(self) -> float | None:
+    def take_learning_rates(self, current: Sequence[float]) -> list[float] | None:
+        """The new learning rate of each model, if a change is pending (taken once)."""
         with self._lock:
-            value, self._pending_lr = self._pending_lr, None
-        return value
+            pending, self._pending_lr = self._pending_lr, None
+        if pending is None:
+            return None
+        kind, value = pending
+        return [value if kind == "set" else rate * value for rate in current]
 
     def wait_until_running(self) -> None:
         self._running.wait()
@@ -113,29 +124,8 @@ def divergence_message(loss: float, epoch: int, learning_rate: float) -> str:
 
 def train(config: TrainConfig, dataset: Dataset | None = None, control: TrainingControl | None = None,
           batch_event_seconds: float = 0.1, max_batches_per_epoch: int | None = None) -> Iterator[object]:
-    """Train one model, yielding RunStarted, EpochEnd (epoch 0 first), BatchProgress, ... Finished."""
-    for event in train_group([config], dataset, control, batch_event_seconds, max_batches_per_epoch):
-        if isinstance(event, ev.GroupStarted):
-            yield ev.RunStarted(config, event.class_names, event.train_size, event.validation_size,
-                                event.test_size, event.batches_per_epoch, event.device, event.normalizer)
-        elif isinstance(event, ev.GroupEpochEnd):
-            yield ev.EpochEnd(event.epoch, event.epochs, event.step, event.train_loss[0], event.train_accuracy[0],
-                              event.validation_loss[0], event.validation_accuracy[0], event.learning_rates[0],
-                              event.seconds, event.elapsed, event.weight[0], event.bias[0])
-        elif isinstance(event, ev.GroupBatchProgress):
-            yield ev.BatchProgress(event.epoch, event.batch, event.batches_per_epoch, event.step,
-                                   tuple(losses[0] for losses in event.losses), event.learning_rates[0],
-                                   event.elapsed, event.seconds_left)
-        elif isinstance(event, ev.GroupDiverged):
-            yield ev.Diverged(event.epoch, event.step, event.learning_rate, event.loss, event.message)
-        elif isinstance(event, ev.GroupFinished):
-            status = Status.DIVERGED if event.diverged[0] else event.status
-            yield ev.Finished(status, event.epochs_completed, event.models[0], event.normalizer, event.class_names,
-                              event.test_loss[0], event.test_accuracy[0], event.validation_loss[0],
-                              event.validation_accuracy[0], event.elapsed, event.train_loss[0],
-                              event.train_accuracy[0], event.kept_steps[0], event.batches_per_epoch)
-        else:
-            yield event
+    """Train one model: `train_group` of one configuration, every event with index 0."""
+    return train_group([config], dataset, control, batch_event_seconds, max_batches_per_epoch)
 
 
 def minibatch_orders(batch_order: str, train_index: torch.Tensor, labels: torch.Tensor,
@@ -205,31 +195,48 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
     if max_batches_per_epoch is not None:
         batches_per_epoch = min(batches_per_epoch, max_batches_per_epoch)
     total_steps = batches_per_epoch * config.epochs
-    yield ev.GroupStarted(tuple(configs), dataset.class_names, len(splits.train), len(splits.validation),
-                          len(dataset.test_labels), batches_per_epoch, device, normalizer)
+    for index, member in enumerate(configs):
+        yield ev.RunStarted(index, member, dataset.class_names, len(splits.train), len(splits.validation),
+                            len(dataset.test_labels), batches_per_epoch, device, normalizer)
 
     started = time.perf_counter()
     training_seconds = 0.0
 
-    def epoch_event(epoch: int, seconds: float) -> ev.GroupEpochEnd:
+    def epoch_events(epoch: int, seconds: float) -> list[ev.EpochEnd]:
+        """One EpochEnd per model (the caller drops a diverged model's: its curve stops where it diverged)."""
         train_loss, train_acc = engine.evaluate(images, train_index, labels, prepare)
         val_loss, val_acc = engine.evaluate(images, validation_index, labels, prepare)
         weights = engine.weight.detach().cpu().view(count, dataset.num_classes, -1).clone()
         biases = engine.bias.detach().cpu().view(count, dataset.num_classes).clone()
-        return ev.GroupEpochEnd(epoch, config.epochs, engine.steps, train_loss, train_acc, val_loss, val_acc,
-                                engine.learning_rates, list(engine.alive), seconds,
-                                time.perf_counter() - started, weights, biases)
+        elapsed, rates = time.perf_counter() - started, engine.learning_rates
+        return [ev.EpochEnd(i, epoch, config.epochs, engine.steps, train_loss[i], train_acc[i], val_loss[i],
+                            val_acc[i], rates[i], seconds, elapsed, weights[i], biases[i]) for i in range(count)]
 
-    first = epoch_event(0, 0.0)
-    yield first
-    last_epoch = first
-    initial_loss = [loss if math.isfinite(loss) else math.log(dataset.num_classes) for loss in first.train_loss]
-    smoothed = list(initial_loss)
     diverged = [False] * count
+    first = epoch_events(0, 0.0)
+    yield from first
+    last_train = [(event.train_loss, event.train_accuracy) for event in first]
+    initial_loss = [event.train_loss if math.isfinite(event.train_loss) else math.log(dataset.num_classes)
+                    for event in first]
+    smoothed = list(initial_loss)
     kept_steps: list[int | None] = [None] * count  # the step whose weights a diverged model keeps
     status = Status.DONE
     epochs_completed = 0
     orders = minibatch_orders(config.batch_order, train_index, labels, torch.Generator().manual_seed(config.seed))
+
+    def progress_events(epoch: int, batch: int, pending: list[tuple[float, ...]], elapsed: float,
+                        seconds_left: float) -> list[ev.BatchProgress]:
+        """One BatchProgress per model; a diverged model's losses end with the step that blew up."""
+        rates, first_step = engine.learning_rates, engine.steps - len(pending) + 1
+        events = []
+        for i in range(count):
+            last = len(pending) if kept_steps[i] is None else kept_steps[i] + 2 - first_step
+            if last > 0:
+                events.append(ev.BatchProgress(i, epoch, batch, batches_per_epoch, first_step + min(last, len(pending)) - 1,
+                                               tuple(losses[i] for losses in pending[:last]), rates[i],
+                                               elapsed, seconds_left))
+        return events
+
     for epoch in range(1, config.epochs + 1):
         order = next(orders)
         epoch_start = time.perf_counter()
@@ -239,20 +246,20 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
             if control is not None:
                 if control.paused and not control.stop_requested:
                     training_seconds += time.perf_counter() - epoch_start
-                    yield ev.Paused(engine.steps)
+                    yield from (ev.Paused(i, engine.steps) for i in range(count) if not diverged[i])
                     control.wait_until_running()
                     epoch_start = time.perf_counter()
                     if not control.stop_requested:
-                        yield ev.Resumed(engine.steps)
+                        yield from (ev.Resumed(i, engine.steps) for i in range(count) if not diverged[i])
                 if control.stop_requested:
                     status = Status.STOPPED
                     break
-                new_lr = control.take_learning_rate()
-                if new_lr is not None:
-                    for index in range(count):
-                        old = engine.learning_rates[index]
-                        engine.set_learning_rate(index, new_lr)
-                    yield ev.LearningRateChanged(engine.steps, epoch, old, new_lr)
+                new_rates = control.take_learning_rates(engine.learning_rates)
+                for i, new_lr in enumerate(new_rates or ()):
+                    old = engine.learning_rates[i]
+                    if new_lr != old and not diverged[i]:
+                        engine.set_learning_rate(i, new_lr)
+                        yield ev.LearningRateChanged(i, engine.steps, epoch, old, new_lr)
             rows = order[batch * batch_size:(batch + 1) * batch_size]
             inputs = prepare(images.index_select(0, rows))
             loss_sum, delta = engine.forward(inputs, targets.index_select(1, rows))
@@ -268,15 +275,14 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
                     kept_steps[index] = engine.steps
                     engine.freeze(index)
                     lr = engine.learning_rates[index]
-                    yield ev.GroupDiverged(index, epoch, engine.steps, lr, loss,
-                                           divergence_message(loss, epoch, lr))
+                    yield ev.Diverged(index, epoch, engine.steps, lr, loss, divergence_message(loss, epoch, lr))
             engine.update(inputs, delta)
             now = time.perf_counter()
             if now - last_event >= batch_event_seconds or batch == batches_per_epoch - 1:
                 done = (epoch - 1) * batches_per_epoch + batch + 1
                 spent = training_seconds + now - epoch_start
-                yield ev.GroupBatchProgress(epoch, batch + 1, batches_per_epoch, engine.steps, tuple(pending),
-                                            engine.learning_rates, now - started, spent / done * (total_steps - done))
+                yield from progress_events(epoch, batch + 1, pending, now - started,
+                                           spent / done * (total_steps - done))
                 pending = []
                 last_event = now
             if all(diverged):
@@ -287,11 +293,13 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
         training_seconds += seconds
         if status == Status.STOPPED or all(diverged):
             if pending:
-                yield ev.GroupBatchProgress(epoch, batch + 1, batches_per_epoch, engine.steps, tuple(pending),
-                                            engine.learning_rates, time.perf_counter() - started, 0.0)
+                yield from progress_events(epoch, batch + 1, pending, time.perf_counter() - started, 0.0)
             break
-        last_epoch = epoch_event(epoch, seconds)
-        yield last_epoch
+        for event in epoch_events(epoch, seconds):
+            # a frozen model's numbers are its kept weights' numbers, shown once it finishes
+            last_train[event.index] = (event.train_loss, event.train_accuracy)
+            if not diverged[event.index]:
+                yield event
 
     models = tuple(LogisticRegression.from_tensors(*engine.parameters_of(i)) for i in range(count))
     test_index = torch.arange(len(dataset.test_labels), device=device)
@@ -301,9 +309,11 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
     if status == Status.STOPPED or all(diverged):
         # Ended inside an epoch: the kept weights are newer than the last epoch's numbers.
         train_loss, train_acc = engine.evaluate(images, train_index, labels, prepare)
-    else:  # every model's weights are those of the last epoch event (a frozen model's too)
-        train_loss, train_acc = last_epoch.train_loss, last_epoch.train_accuracy
-    yield ev.GroupFinished(status, epochs_completed, models, normalizer, dataset.class_names, diverged,
-                           test_loss, test_acc, val_loss, val_acc, time.perf_counter() - started,
-                           train_loss, train_acc, [engine.steps if kept is None else kept for kept in kept_steps],
-                           batches_per_epoch)
+    else:  # every model's weights are those of its last epoch event (a frozen model's too)
+        train_loss, train_acc = [loss for loss, _ in last_train], [acc for _, acc in last_train]
+    elapsed = time.perf_counter() - started
+    for i in range(count):
+        yield ev.Finished(i, Status.DIVERGED if diverged[i] else status, epochs_completed, models[i], normalizer,
+                          dataset.class_names, test_loss[i], test_acc[i], val_loss[i], val_acc[i], elapsed,
+                          train_loss[i], train_acc[i], engine.steps if kept_steps[i] is None else kept_steps[i],
+                          batches_per_epoch)

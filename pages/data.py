@@ -32,10 +32,10 @@ def use_choice() -> None:
 
 
 def start_download(name: str) -> None:
-    downloads = common.get_downloads()
-    job = downloads.get(name)
+    jobs = common.get_jobs()
+    job = jobs.get(f"download-{name}")
     if job is None or not job.snapshot().active:  # one download per dataset at a time, for all users
-        downloads[name] = DownloadJob(name).start()
+        jobs.add(DownloadJob(name)).start()
 
 
 def download_row(name: str) -> None:
@@ -44,7 +44,7 @@ def download_row(name: str) -> None:
     if data.available_datasets().get(name):
         st.markdown(f"✅ **{info.title}** is ready in `{data.locate(name)}`.")
         return
-    job = common.get_downloads().get(name)
+    job = common.get_jobs().get(f"download-{name}")
     state = job.snapshot() if job is not None else None
     busy = state is not None and state.active
     label = f"Try downloading {info.title} again" if state is not None and state.status == "failed" \
@@ -62,7 +62,7 @@ def download_progress(name: str, polling: bool) -> None:
     # Decorated per call so only a running download polls; the worker thread makes no st calls.
     @st.fragment(run_every=0.5 if polling else None)
     def show() -> None:
-        state = common.get_downloads()[name].snapshot()
+        state = common.get_jobs().get(f"download-{name}").snapshot()
         if polling and not state.active:
             st.rerun()  # finished: redraw the whole page (dataset list, buttons)
         if state.status == "failed":

@@ -143,7 +143,7 @@ def load_uploaded_checkpoint(key: str) -> None:
 @st.fragment(run_every=0.5)
 def quick_training_progress(run_id: str) -> None:
     """Progress of the quick model; reruns the whole page once it is trained."""
-    worker = common.get_registry().get(run_id)
+    worker = common.get_jobs().live_run(run_id)
     record = worker.snapshot() if worker is not None else None
     if record is None or not record.active:
         st.rerun()
@@ -245,7 +245,7 @@ for key, value in {"draw_canvas_version": 0, "draw_random_seed": None, "draw_ini
         st.session_state[key] = value
 
 quick_run = st.session_state.get("draw_quick_run")
-quick_worker = common.get_registry().get(quick_run)
+quick_worker = common.get_jobs().live_run(quick_run)
 if quick_worker is not None and quick_worker.snapshot().active:
     quick_training_progress(quick_run)
     st.stop()

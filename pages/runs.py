@@ -1,6 +1,6 @@
 """Runs: every training run, kept on disk; compare curves, rename, download, export, open, delete.
 
-Runs come from the run store (`common.get_run_store()`), which the pages and the command
+Runs come from the run store (`common.get_store()`), which the pages and the command
 line write to, so the list survives refreshes and server restarts. The table and what
 depends on its selection live in one fragment that polls while a run is training.
 Row selections are positions in the table, so the selected run ids are remembered and
@@ -237,13 +237,13 @@ def switch_to(page: str) -> None:
 
 def open_run(run: StoredRun, page: str) -> None:
     """Make `run` the model the other pages use, then go to `page`."""
-    worker = common.get_registry().get(run.run_id)
+    worker = common.get_jobs().live_run(run.run_id)
     if worker is not None and worker.snapshot().active:
         common.remember_run(run.run_id)  # still training here: it becomes the current run
         common.use_checkpoint(None)
     else:
         try:
-            checkpoint = common.get_run_store().checkpoint(run.run_id)
+            checkpoint = common.get_store().checkpoint(run.run_id)
         except (CheckpointError, RunStoreError, OSError) as error:
             st.error(f"Cannot open “{md_escape(run.name)}”: {md_escape(error, 500)}")
             return
@@ -254,11 +254,11 @@ def open_run(run: StoredRun, page: str) -> None:
 def rename_run(run: StoredRun) -> None:
     """Form callback: store the typed name (and tell a live worker, for the sidebar)."""
     try:
-        clean = common.get_run_store().rename(run.run_id, st.session_state[f"runs_name_{run.run_id}"])
+        clean = common.get_store().rename(run.run_id, st.session_state[f"runs_name_{run.run_id}"])
     except RunStoreError as error:
         st.session_state.runs_problem = str(error)
         return
-    worker = common.get_registry().get(run.run_id)
+    worker = common.get_jobs().live_run(run.run_id)
     if worker is not None:
         worker.rename(clean)
 
@@ -267,7 +267,7 @@ def delete_run(run: StoredRun) -> None:
     """Confirmation callback."""
     st.session_state.pop("runs_confirm_delete", None)
     try:
-        common.get_run_store().delete(run.run_id)
+        common.get_store().delete(run.run_id)
     except RunStoreError as error:
         st.session_state.runs_problem = str(error)
     except OSError as error:  # a read-only folder
@@ -279,7 +279,7 @@ def delete_run(run: StoredRun) -> None:
 def delete_runs(key: str) -> None:
     """Confirmation callback of a many-run delete (selected runs, or the old ones)."""
     run_ids = st.session_state.pop(key, None) or []
-    deleted, problems = common.get_run_store().delete_many(run_ids)
+    deleted, problems = common.get_store().delete_many(run_ids)
     if deleted:
         st.session_state.runs_notice = f"Deleted {len(deleted)} run{'s' if len(deleted) != 1 else ''}."
     if problems:
@@ -301,7 +301,7 @@ def confirm_delete_many(key: str, runs: list[StoredRun], what: str) -> None:
 
 
 def run_actions(run: StoredRun) -> None:
-    store = common.get_run_store()
+    store = common.get_store()
     if run.save_error:
         st.error(f"This run could not be saved completely: {md_escape(run.save_error, 400)}. What was written "
                  "before that is kept here; if it is still listed under **Not saved** above, download its "
@@ -364,7 +364,7 @@ def run_actions(run: StoredRun) -> None:
 # ---------------------------------------------------------------- the live part
 
 def runs_section(was_active: bool) -> None:
-    store = common.get_run_store()
+    store = common.get_store()
     if "runs_notice" in st.session_state:
         st.success(md_escape(st.session_state.pop("runs_notice"), 300), icon=":material/delete:")
     if "runs_problem" in st.session_state:
@@ -524,7 +524,7 @@ def upload_section() -> None:
         name = st.text_input("Name", value=default_name, max_chars=100, key=f"runs_upload_name_{counter}")
         if st.button("Add to runs", type="primary", key=f"runs_upload_add_{counter}"):
             try:
-                run_id = common.get_run_store().import_checkpoint(upload.getvalue(), name=name)
+                run_id = common.get_store().import_checkpoint(upload.getvalue(), name=name)
             except OSError as error:  # a full disk, a read-only folder, the store over its limit
                 st.error(f"“{md_escape(upload.name)}” was not added: it could not be saved, "
                          f"{md_escape(describe_write_error(error), 400)}.")
@@ -543,7 +543,7 @@ def upload_section() -> None:
 st.title("Runs")
 st.caption("Every training run is kept with its settings, curves, weights and checkpoint, so it is still here "
            "after a refresh or a restart. Tick several runs to overlay their curves.")
-store = common.get_run_store()
+store = common.get_store()
 all_runs = store.list_runs()
 any_active = any(run.active for run in all_runs)
 write_problem = store.write_problem()

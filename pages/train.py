@@ -205,7 +205,7 @@ def show_outcome(record) -> None:
 
 def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> None:
     """Progress, metrics and charts of the current run, redrawn from the worker's snapshot."""
-    worker = common.get_registry().get(run_id)
+    worker = common.get_jobs().live_run(run_id)
     if worker is None:
         st.info("Pick the settings above and press **Start**: loss and accuracy will appear here as the "
                 "model trains.", icon=":material/arrow_upward:")

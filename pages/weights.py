@@ -122,7 +122,7 @@ def run_option_label(run: StoredRun) -> str:
 
 def compare_picker(current_id: str | None) -> ComparedRun | None:
     """"Compare with another run": a stored run with weights, other than the current one, or None."""
-    store = common.get_run_store()
+    store = common.get_store()
     try:
         runs = [run for run in store.list_runs() if run.has_weights and run.run_id != current_id]
     except OSError as error:
@@ -144,7 +144,7 @@ def compare_picker(current_id: str | None) -> ComparedRun | None:
 
 def load_compared(run_id: str) -> ComparedRun | None:
     """The run's final weights (its newest epoch while unfinished), read again only when the run changed."""
-    store = common.get_run_store()
+    store = common.get_store()
     memo = st.session_state.get("weights_compare_loaded")
     try:
         summary = store.get(run_id)
@@ -166,7 +166,7 @@ def load_compared(run_id: str) -> ComparedRun | None:
 
 def run_weights(run_id: str, was_active: bool, shared_scale: bool, compared: ComparedRun | None = None) -> None:
     """The current run's weights at the epoch chosen on the slider (following the newest while training)."""
-    worker = common.get_registry().get(run_id)
+    worker = common.get_jobs().live_run(run_id)
     record = worker.snapshot()
     if was_active and not record.active:
         st.rerun()  # the run just ended: redraw the whole page with polling off

@@ -45,3 +45,17 @@ def wait_for_run(worker, condition: Callable, what: str, timeout: float = 60):
             raise AssertionError(f"the run ended ({record.status}: {record.message!r}) before {what}")
         if not changed.wait(max(deadline - time.monotonic(), 0)):
             raise AssertionError(f"{what}: still not so after {timeout:g} s (run status {record.status})")
+
+
+def start_run(config, name: str | None = None, recorded: bool = True):
+    """Train `config` as the pages do (a job in this process's registry), recorded by the store unless
+    `recorded` is False; returns its `LiveRun` (snapshot, control, join)."""
+    from lrcore.jobs import LiveRun, TrainingJob
+    from ui import common
+
+    if recorded:
+        job = common.start_job([config], names=[name] if name else None)
+    else:
+        job = common.get_jobs().add(TrainingJob([config], common.get_dataset(config.dataset),
+                                                names=[name] if name else None)).start()
+    return LiveRun(job, job.run_ids[0])

@@ -13,7 +13,7 @@ from lrcore.config import TrainConfig
 from lrcore.data import load_dataset, make_splits
 from lrcore.evaluate import evaluate_model
 from lrcore.train import TrainingControl, train
-from lrcore.worker import RunRecord
+from lrcore.record import MAX_SNAPSHOTS, RunRecord, fold
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_a_finished_run_keeps_the_last_epochs_numbers(sample):
 def test_the_record_says_which_weights_were_kept(sample):
     record = RunRecord("r", "r", TrainConfig(learning_rate=50.0, epochs=5, deskew=False))
     for event in train(record.config, sample):
-        record.apply(event)
+        fold(record, event)
     assert record.final["kept_epoch"] == 1 and record.final["kept_batch"] > 0
     assert record.final["train_accuracy"] == pytest.approx(
         check_final_is_the_kept_model(list(train(record.config, sample)), sample, record.config).train_accuracy)
@@ -83,15 +83,14 @@ def test_the_record_says_which_weights_were_kept(sample):
 
 
 def test_a_long_run_keeps_a_bounded_number_of_weight_snapshots_in_memory():
-    from lrcore.worker import MAX_MEMORY_SNAPSHOTS
 
     record = RunRecord("r", "r", TrainConfig(epochs=1000))
     weight, bias = torch.zeros(10, 784), torch.zeros(10)
     for epoch in range(1001):
-        record.apply(ev.EpochEnd(epoch, 1000, epoch, 1.0, 0.5, 1.0, 0.5, 0.1, 0.0, float(epoch), weight, bias))
-        assert len(record.snapshots) <= MAX_MEMORY_SNAPSHOTS
+        fold(record, ev.EpochEnd(0, epoch, 1000, epoch, 1.0, 0.5, 1.0, 0.5, 0.1, 0.0, float(epoch), weight, bias))
+        assert len(record.snapshots) <= MAX_SNAPSHOTS
     epochs = [snapshot[0] for snapshot in record.snapshots]
-    assert epochs[0] == 0 and epochs[-1] == 1000 and len(epochs) >= MAX_MEMORY_SNAPSHOTS // 2
+    assert epochs[0] == 0 and epochs[-1] == 1000 and len(epochs) >= MAX_SNAPSHOTS // 2
     steps = {b - a for a, b in zip(epochs, epochs[1:-1])}
     assert len(steps) == 1  # spread evenly over the run
     assert len(record.epochs) == 1001  # every epoch's metrics stay

@@ -9,7 +9,7 @@ import torch
 from lrcore import TrainConfig, load_dataset, train
 from lrcore import events as ev
 from lrcore.config import ConfigError
-from lrcore.lr_finder import SMOOTHING, RangeTestWorker, lr_range_test, lr_schedule, suggest
+from lrcore.lr_finder import SMOOTHING, RangeTestJob, lr_range_test, lr_schedule, suggest
 from lrcore.model import LogisticRegression
 from lrcore.smoothing import BiasCorrectedEma
 
@@ -101,13 +101,13 @@ def test_bad_ranges_are_refused(dataset):
 
 
 def test_worker_records_the_curve_and_the_result(dataset):
-    worker = RangeTestWorker(TrainConfig(), dataset, num_batches=60).start()
+    worker = RangeTestJob(TrainConfig(), dataset, num_batches=60).start()
     worker.join(60)
     record = worker.snapshot()
     assert record.status == "done" and not record.active
     assert record.result is not None and record.learning_rates == record.result.learning_rates
     assert len(record.losses) == len(record.smoothed) == len(record.result.losses)
     assert record.num_batches == 60 and math.isclose(record.end_lr, 10.0)
-    failed = RangeTestWorker(TrainConfig(batch_size=7000), dataset).start()
+    failed = RangeTestJob(TrainConfig(batch_size=7000), dataset).start()
     failed.join(60)
     assert failed.snapshot().status == "failed" and "training set size" in failed.snapshot().message

@@ -10,7 +10,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.apptest_helpers import open_page, texts
+from tests.apptest_helpers import open_page, texts, start_run
 
 import lrcore.data
 from lrcore import TrainConfig
@@ -46,7 +46,8 @@ def fresh_data_dir(tmp_path, monkeypatch):
     """Every test gets an empty data folder; process-wide caches it may fill are emptied afterwards."""
     monkeypatch.setenv("LRCORE_DATA_DIR", str(tmp_path))
     yield tmp_path
-    common.get_downloads().clear()
+    for name in ("mnist", "fashion-mnist"):
+        common.get_jobs().remove(f"download-{name}")
     common.get_dataset.clear()
 
 
@@ -131,7 +132,7 @@ def test_the_url_picks_the_dataset_on_a_fresh_session(fresh_data_dir):
 def test_switching_dataset_leaves_a_training_run_alone(fresh_data_dir):
     write_fake_mnist(fresh_data_dir)
     sample = load_dataset("mnist-sample")
-    worker = common.get_registry().start(TrainConfig(epochs=200, batch_size=8), sample)
+    worker = start_run(TrainConfig(epochs=200, batch_size=8), recorded=False)
     try:
         at = AppTest.from_file(APP, default_timeout=60)
         at.session_state["run_id"] = worker.run_id
@@ -160,7 +161,7 @@ def test_download_failure_shows_the_files_and_where_to_put_them(monkeypatch, fre
     at = data_page()
     next(b for b in at.button if b.label.startswith("Download MNIST")).click().run()
     assert not at.exception
-    job = common.get_downloads()["mnist"]
+    job = common.get_jobs().get("download-mnist")
     job.join(60)
     at.run()
     assert not at.exception

@@ -220,7 +220,7 @@ def test_quick_model_trains_then_the_canvas_appears():
 
     at.button[0].click().run()
     assert not at.exception
-    worker = common.get_registry().get(at.session_state["draw_quick_run"])
+    worker = common.get_jobs().live_run(at.session_state["draw_quick_run"])
     worker.join(60)  # the quick model's thread; then one rerun, as the page's polling fragment does
     assert not worker.alive, "the quick model was still training after 60 s"
     at.run()

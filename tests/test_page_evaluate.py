@@ -7,7 +7,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.apptest_helpers import open_page, texts
+from tests.apptest_helpers import open_page, texts, start_run
 
 import lrcore.evaluate
 from lrcore import TrainConfig, load_dataset, train
@@ -148,7 +148,7 @@ def test_new_sample_changes_the_random_grid_only_when_clicked(checkpoint):
 
 def test_the_current_runs_latest_weights_are_evaluated(sample):
     config = TrainConfig(epochs=1, seed=5)
-    worker = common.get_registry().start(config, sample)
+    worker = start_run(config, recorded=False)
     worker.join(120)
     record = worker.snapshot()
     assert record.status == "done"

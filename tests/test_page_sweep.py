@@ -8,7 +8,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from lrcore.config import LEARNING_RATE_RANGE
-from lrcore.runstore import RunStore
+from ui import common
 from tests.apptest_helpers import open_page
 from ui.text import md_escape
 
@@ -46,10 +46,10 @@ def wait_for(at, condition, seconds: float = 90) -> None:
     from ui import common
 
     for key in ("sweep_id", "range_test_id"):
-        worker = common.get_sweeps().get(at.session_state[key] if key in at.session_state else None)
-        if worker is not None:
-            worker.join(seconds)
-            assert not worker.snapshot().active, f"{key} {worker.snapshot().status} after {seconds:g} s"
+        job = common.get_jobs().get(at.session_state[key] if key in at.session_state else None)
+        if job is not None:
+            job.join(seconds)
+            assert not job.alive, f"{key} still running after {seconds:g} s"
     at.run()
     assert not at.exception, at.exception
     assert condition(at), f"errors: {errors(at)}; markdown: {[m.value for m in at.markdown][:5]}"
@@ -132,7 +132,7 @@ def test_a_sweep_is_saved_and_comes_back_after_a_restart(app, tmp_path):
     st.cache_resource.clear()  # a server restart: the process's sweeps are gone, the disk stays
     again = open_page("pages/sweep.py", query={"sweep": sweep_id})  # a refresh of the old link
     assert again.session_state.sweep_id == sweep_id
-    assert any("Saved sweep of" in c.value and "2 epochs, SGD" in c.value for c in again.caption)
+    assert any("read back from the store" in c.value and "2 epochs, SGD" in c.value for c in again.caption)
     table = again.dataframe[0].value
     assert list(table["learning rate"]) == list(before["learning rate"])
     assert table["validation accuracy"].equals(before["validation accuracy"])  # NaN (diverged) equals NaN here
@@ -140,17 +140,19 @@ def test_a_sweep_is_saved_and_comes_back_after_a_restart(app, tmp_path):
     assert any(s.value.startswith(f"Best: **lr {best:g}**") for s in again.success)
     assert again.selectbox(key="sweep_pick_earlier").value == sweep_id
 
-    button(again, "Keep as a run").click()  # the best configuration's weights become a run
+    # every run of the sweep is a full run: listed on Runs with its sweep, opens in Weights
+    again.selectbox(key="sweep_pick").set_value(0)
+    again.run()
+    button(again, "Weights").click()
     again.run()
     assert not again.exception
-    assert any(f"Kept **lr {best:g}** as a run" in s.value for s in again.success)
-    [run] = RunStore(tmp_path / "runs").list_runs()
-    assert run.name == f"sweep: lr {best:g}" and run.config.learning_rate == best and run.checkpoint is not None
-    assert [row["epoch"] for row in RunStore(tmp_path / "runs").load(run.run_id).epochs] == [0, 1, 2]
-    again.switch_page("pages/runs.py")
-    again.run()
-    runs_table = again.dataframe[0].value
-    assert list(runs_table["Status"]) == ["kept from a sweep"] and list(runs_table["Epochs"]) == ["2 / 2"]
+    assert again.session_state.checkpoint.config.learning_rate == best
+    [run] = [r for r in common.get_store().list_runs() if r.config.learning_rate == best]
+    assert run.group_id == sweep_id and run.source == "sweep"
+    assert [row["epoch"] for row in common.get_store().load(run.run_id).epochs] == [0, 1, 2]
+    runs_page = open_page("pages/runs.py")
+    runs_table = runs_page.dataframe[0].value
+    assert len(runs_table) == 4 and set(runs_table["Sweep"]) == {"4 runs, lr 0.001 to 100"}
 
     fresh = open_page("pages/sweep.py")  # a new visitor finds it under Earlier sweeps
     assert "sweep_id" not in fresh.session_state
@@ -166,7 +168,8 @@ def test_a_sweep_is_saved_and_comes_back_after_a_restart(app, tmp_path):
     assert not fresh.exception and "sweep_id" not in fresh.session_state
     assert "Earlier sweeps (0)" in fresh.expander[0].label
     gone = open_page("pages/sweep.py", query={"sweep": sweep_id})
-    assert any("is not on this server" in w.value for w in gone.warning)
+    assert any("is not in this store" in w.value for w in gone.warning)
+    assert common.get_store().list_runs() == []  # its runs went with it
 
 
 def test_range_test_suggests_and_fills_train(app):
@@ -193,7 +196,7 @@ def test_range_test_suggests_and_fills_train(app):
 def test_a_link_to_an_unknown_sweep_shows_its_id_literally(sweep_id, tmp_path, monkeypatch):
     monkeypatch.setenv("LRCORE_RUNS_DIR", str(tmp_path / "runs"))
     at = open_page("pages/sweep.py", query={"sweep": sweep_id})
-    [warning] = [w.value for w in at.warning if "is not on this server" in w.value]
+    [warning] = [w.value for w in at.warning if "is not in this store" in w.value]
     assert f"({md_escape(sweep_id)})" in warning  # the escaped form: links, images and HTML stay text
     assert not re.search(r"(?<!\\)(<|\]\(|`|\$|:red\[)", warning)
     assert len(warning) < 500 and "sweep_id" not in at.session_state
@@ -241,9 +244,8 @@ def test_the_sweep_offers_every_train_setting_so_a_sweep_can_reproduce_a_train_r
     assert not errors(app), errors(app)
     button(app, "Start sweep").click()
     app.run()
-    members = common.get_sweeps()[app.session_state.sweep_id].snapshot().members
+    job = common.get_jobs().get(app.session_state.sweep_id)
     assert {(m.config.deskew, m.config.batch_order, m.config.per_class_limit, m.config.validation_fraction)
-            for m in members} == {(False, "by_class", 50, 0.9)}
-    worker = common.get_sweeps()[app.session_state.sweep_id]
-    worker.stop()
-    wait_for(app, lambda at: not worker.snapshot().active)
+            for m in job.records()} == {(False, "by_class", 50, 0.9)}
+    job.stop()
+    wait_for(app, lambda at: not job.active)

@@ -48,7 +48,7 @@ def trace(figure: dict, name: str) -> dict:
 
 
 def worker_of(at: AppTest):
-    return common.get_registry().get(at.session_state["run_id"])
+    return common.get_jobs().live_run(at.session_state["run_id"])
 
 
 def start(at: AppTest, **numbers) -> None:

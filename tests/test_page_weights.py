@@ -15,7 +15,7 @@ from lrcore import events as ev
 from lrcore.checkpoint import checkpoint_bytes, load_checkpoint
 from lrcore.data import Normalizer
 from lrcore.model import LogisticRegression
-from tests.apptest_helpers import wait_for_run
+from tests.apptest_helpers import wait_for_run, start_run
 from ui import common
 from ui.maps import WeightMaps, weights_figure
 
@@ -41,7 +41,7 @@ def started_from_train_page(epochs: int, batch_size: int | None = None):
         at.number_input(key="train_batch_size").set_value(batch_size).run()
     next(b for b in at.button if b.label == "Start").click().run()
     assert not at.exception, at.exception
-    return common.get_registry().get(at.session_state["run_id"])
+    return common.get_jobs().live_run(at.session_state["run_id"])
 
 
 @pytest.fixture(scope="module")
@@ -225,8 +225,7 @@ def current_run():
     """A finished run that is this session's current run, recorded in the store as the pages do."""
     from lrcore.data import load_dataset
 
-    worker = common.get_registry().start(TrainConfig(epochs=2), load_dataset("mnist-sample"),
-                                         listeners=[common.get_run_store().listener()], name="the current one")
+    worker = start_run(TrainConfig(epochs=2), name="the current one")
     worker.join(60)
     assert worker.snapshot().status == "done"
     return worker
@@ -302,8 +301,7 @@ def test_without_other_runs_the_page_says_how_to_get_one(tmp_path, monkeypatch):
 def test_comparing_while_the_current_run_trains_keeps_the_compared_figure(decay_run):
     from lrcore.data import load_dataset
 
-    worker = common.get_registry().start(TrainConfig(epochs=1000, batch_size=16), load_dataset("mnist-sample"),
-                                         listeners=[common.get_run_store().listener()], name="live one")
+    worker = start_run(TrainConfig(epochs=1000, batch_size=16), name="live one")
     try:
         wait_for_run(worker, lambda record: len(record.snapshots) >= 2, "two epochs of weights")
         at = weights_page(worker.run_id)

@@ -419,7 +419,7 @@ def test_train_page_says_a_run_could_not_be_saved(tmp_path, monkeypatch):
     at = open_page("pages/train.py", query={"epochs": "2", "per_class": "30", "batch_size": "60"})
     next(button for button in at.button if button.label == "Start").click()
     at.run()
-    worker = common.get_registry().get(at.session_state["run_id"])
+    worker = common.get_jobs().live_run(at.session_state["run_id"])
     worker.join(60)
     at.run()
     assert not at.exception

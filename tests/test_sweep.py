@@ -1,7 +1,9 @@
-"""Sweeps: the batched training of K configurations must equal K separate runs."""
+"""Sweeps: K runs trained by one job must equal K separate runs; every run of a sweep is a full run."""
 from __future__ import annotations
 
 import math
+import threading
+import time
 
 import pytest
 import torch
@@ -9,8 +11,10 @@ import torch
 from lrcore import TrainConfig, load_dataset, train
 from lrcore import events as ev
 from lrcore.config import ConfigError
-from lrcore.sweep import (MAX_CONFIGS, PLOT_POINTS, MemberRecord, SweepWorker, check_sweep, group_by_batch_size,
-                          log_grid, parse_numbers, sweep_configs)
+from lrcore.jobs import TrainingJob, batch_groups, new_id
+from lrcore.record import MAX_BATCH_VALUES, RunRecord, add_batch_losses
+from lrcore.sweep import (MAX_CONFIGS, best, check_sweep, config_label, fraction_done, log_grid, parse_numbers,
+                          ranked, sweep_configs)
 
 METRICS = ("train_loss", "train_accuracy", "validation_loss", "validation_accuracy")
 
@@ -21,9 +25,9 @@ def dataset():
 
 
 def run_sweep(configs, dataset, **options):
-    worker = SweepWorker(configs, dataset, **options)
-    worker.run()  # synchronously, in this thread
-    return worker.snapshot()
+    job = TrainingJob(configs, dataset, group_id=new_id("sweep-"), source="sweep", **options)
+    job.work()  # synchronously, in this thread
+    return job.records()
 
 
 def separate_run(config, dataset, **options):
@@ -49,94 +53,130 @@ def test_sweep_matches_separate_runs(dataset, optimizer, learning_rates):
     base = TrainConfig(optimizer=optimizer, epochs=2, per_class_limit=150)
     configs = sweep_configs(base, learning_rates, weight_decays=[0.0, 0.01])
     assert len(configs) == 6
-    record = run_sweep(configs, dataset)
-    assert record.status == "done" and len(record.groups) == 1  # one batch size: one pass
-    for member in record.members:
+    records = run_sweep(configs, dataset)
+    assert batch_groups(configs) == [list(range(6))]  # one batch size: one pass
+    for member in records:
+        label = config_label(member.config)
         epochs, finished = separate_run(member.config, dataset)
-        assert member.status == "done"
+        assert member.status == "done" and member.group_id and member.source == "sweep"
         assert [row["epoch"] for row in member.epochs] == [e.epoch for e in epochs] == [0, 1, 2]
         for row, event in zip(member.epochs, epochs):
             for name in METRICS:
-                assert row[name] == pytest.approx(getattr(event, name), abs=1e-5), (member.label, name, row["epoch"])
-        assert torch.allclose(member.weight, finished.model.linear.weight, atol=5e-5), member.label
-        assert torch.allclose(member.bias, finished.model.linear.bias, atol=5e-5), member.label
+                assert row[name] == pytest.approx(getattr(event, name), abs=1e-5), (label, name, row["epoch"])
+        model = member.latest_model()
+        assert torch.allclose(model.linear.weight, finished.model.linear.weight, atol=5e-5), label
+        assert torch.allclose(model.linear.bias, finished.model.linear.bias, atol=5e-5), label
         assert member.final["validation_accuracy"] == pytest.approx(finished.validation_accuracy, abs=1e-5)
         assert member.final["test_accuracy"] == pytest.approx(finished.test_accuracy, abs=1e-5)
+        assert member.normalizer is not None and member.class_names  # a full run: a checkpoint can be made
     # the weights really differ between configurations (not one model copied K times)
-    assert not torch.allclose(record.members[0].weight, record.members[2].weight, atol=1e-3)
+    assert not torch.allclose(records[0].snapshots[-1][1], records[2].snapshots[-1][1], atol=1e-3)
 
 
 def test_diverging_learning_rate_is_marked_and_the_others_finish(dataset):
     configs = sweep_configs(TrainConfig(epochs=3, per_class_limit=150), [0.1, 100.0, 0.5])
-    record = run_sweep(configs, dataset)
-    good, blown, other = record.members
-    assert record.status == "done"
+    records = run_sweep(configs, dataset)
+    good, blown, other = records
     assert blown.status == "diverged" and "lr 100" in blown.message and "smaller learning rate" in blown.message
     assert good.status == other.status == "done"
     assert [row["epoch"] for row in good.epochs] == [0, 1, 2, 3]
     assert [row["epoch"] for row in blown.epochs] == [0]  # no curve past the blow-up
     # ...but its minibatch curve runs up to the blow-up, so the page can show the loss shooting up
-    assert blown.batch_steps and blown.batch_steps[-1] <= blown.last_step
-    assert max(blown.batch_smoothed) > 2 * blown.batch_smoothed[0]
+    assert blown.batch_steps and blown.batch_steps[-1] == blown.final["kept_step"] + 1
+    assert max(blown.batch_losses) > 2 * blown.batch_losses[0]
     assert good.batch_steps[-1] == good.epochs[-1]["step"]
+    assert blown.final["kept_step"] < good.epochs[-1]["step"] and blown.latest_model() is not None
     assert math.isfinite(blown.final["validation_loss"])  # the kept (pre-blow-up) weights are finite
     epochs, _ = separate_run(good.config, dataset)  # a frozen member does not disturb the others
     assert good.epochs[-1]["validation_loss"] == pytest.approx(epochs[-1].validation_loss, abs=1e-5)
     assert good.final["validation_accuracy"] > 0.8 and other.final["validation_accuracy"] > 0.8
-    ranked = record.ranked()
-    assert ranked[-1] is not None and ranked[-1].index == 1  # diverged last
-    assert record.best().index in (0, 2)
+    assert ranked(records)[-1] is blown  # diverged last
+    assert best(records) in (good, other)
 
 
 def test_batch_sizes_make_separate_groups(dataset):
     configs = sweep_configs(TrainConfig(epochs=1), [0.1, 1.0], batch_sizes=[64, 256], weight_decays=[0.0])
     assert [(c.batch_size, c.learning_rate) for c in configs] == [(64, 0.1), (64, 1.0), (256, 0.1), (256, 1.0)]
-    assert group_by_batch_size(configs) == [[0, 1], [2, 3]]
-    record = run_sweep(configs, dataset, max_batches_per_epoch=5)
-    assert record.groups == [[0, 1], [2, 3]]
-    assert [m.group for m in record.members] == [0, 0, 1, 1]
-    assert all(m.status == "done" and m.epochs[-1]["step"] == 5 for m in record.members)
-    assert "batch 64" in record.members[0].label and "wd" not in record.members[0].label
-    for member in (record.members[1], record.members[3]):  # each group saw its own batch size
-        epochs, _ = separate_run(member.config, dataset, max_batches_per_epoch=5)
+    assert batch_groups(configs) == [[0, 1], [2, 3]]
+    job = TrainingJob(configs, dataset, group_id="sweep-x")
+    assert [r.status for r in job.records()] == ["starting", "starting", "waiting", "waiting"]
+    assert fraction_done(job.records()) == 0.0
+    records = run_sweep(configs, dataset)
+    # each group made its own passes over the 6,400 training images
+    assert [(r.status, r.epochs[-1]["step"]) for r in records] == [("done", 100)] * 2 + [("done", 25)] * 2
+    assert "batch 64" in config_label(records[0].config)
+    for member in (records[1], records[3]):  # each group saw its own batch size
+        epochs, _ = separate_run(member.config, dataset)
         assert member.epochs[-1]["validation_loss"] == pytest.approx(epochs[-1].validation_loss, abs=1e-5)
-    assert record.members[1].epochs[-1]["validation_loss"] != pytest.approx(
-        record.members[3].epochs[-1]["validation_loss"], abs=1e-4)
-    assert record.fraction_done() == 1.0
+    assert records[1].epochs[-1]["validation_loss"] != pytest.approx(records[3].epochs[-1]["validation_loss"], abs=1e-4)
+    assert fraction_done(records) == 1.0
+    assert [r.run_id for r in records] == [f"{records[0].group_id}-0{i}" for i in range(1, 5)]
 
 
 def test_a_group_that_cannot_run_fails_alone(dataset):
     # 6,400 training images: batch size 7,000 is too large for its group, the other group still trains
     configs = sweep_configs(TrainConfig(epochs=1), [0.1], batch_sizes=[128, 7000])
-    record = run_sweep(configs, dataset, max_batches_per_epoch=2)
-    assert record.status == "done"
-    assert record.members[0].status == "done"
-    assert record.members[1].status == "failed" and "training set size" in record.members[1].message
-    assert record.best().index == 0
+    records = run_sweep(configs, dataset)
+    assert records[0].status == "done"
+    assert records[1].status == "failed" and "training set size" in records[1].message
+    assert best(records) is records[0]
 
 
 def test_stop_before_start_marks_everything_stopped(dataset):
-    worker = SweepWorker(sweep_configs(TrainConfig(epochs=1), [0.1, 1.0], batch_sizes=[64, 128]), dataset)
-    worker.stop()
-    worker.run()
-    record = worker.snapshot()
-    assert record.status == "stopped" and not record.active
-    assert {m.status for m in record.members} == {"stopped"}
+    job = TrainingJob(sweep_configs(TrainConfig(epochs=1), [0.1, 1.0], batch_sizes=[64, 128]), dataset,
+                      group_id="sweep-stop")
+    job.stop()
+    job.work()
+    records = job.records()
+    assert not job.active and {r.status for r in records} == {"stopped"}
+    assert all("before its turn" in r.message and not r.snapshots for r in records)
 
 
 def test_stop_while_training_keeps_finished_members(dataset):
-    worker = SweepWorker(sweep_configs(TrainConfig(epochs=50), [0.1, 1.0]), dataset, batch_event_seconds=0.0)
-    worker.start()
-    for _ in range(400):  # wait for the first epoch, then stop
-        if any(len(m.epochs) > 1 for m in worker.snapshot().members):
-            break
-        worker.join(0.05)
-    worker.stop()
-    worker.join(30)
-    record = worker.snapshot()
-    assert not worker.alive and record.status == "stopped"
-    assert all(m.status == "stopped" and 1 <= m.epochs_done < 50 for m in record.members)
-    assert all(m.weight is not None and m.final for m in record.members)
+    job = TrainingJob(sweep_configs(TrainConfig(epochs=50), [0.1, 1.0]), dataset, group_id="sweep-s",
+                      batch_event_seconds=0.0)
+    first_epoch = threading.Event()
+    job._listeners.append(lambda job, record, event: isinstance(event, ev.EpochEnd) and event.epoch == 1
+                          and first_epoch.set())
+    job.start()
+    assert first_epoch.wait(60), "no epoch finished in 60 s"
+    job.stop()
+    job.join(30)
+    records = job.records()
+    assert not job.alive and not job.active
+    assert all(r.status == "stopped" and 1 <= r.epochs_done < 50 for r in records)
+    assert all(r.latest_model() is not None and r.final for r in records)
+
+
+def test_pause_resume_and_scaled_learning_rates_reach_every_run_of_a_sweep(dataset):
+    job = TrainingJob(sweep_configs(TrainConfig(epochs=200), [0.01, 0.1]), dataset, group_id="sweep-p",
+                      batch_event_seconds=0.0)
+    seen = {"paused": threading.Event(), "changed": threading.Event()}
+    job._listeners.append(lambda job, record, event: (
+        isinstance(event, ev.Paused) and event.index == 1 and seen["paused"].set(),
+        isinstance(event, ev.LearningRateChanged) and event.index == 1 and seen["changed"].set()))
+    job.control.pause()
+    job.start()
+    assert seen["paused"].wait(60), "the sweep never paused"
+    assert {r.status for r in job.records()} == {"paused"}
+    with pytest.raises(ConfigError, match="allowed"):
+        job.scale_learning_rates(5000.0)  # 0.1 x 5000 = 500: over the range, nothing changes
+    job.control.resume()
+    _wait_for(lambda: {r.status for r in job.records()} == {"training"})
+    job.scale_learning_rates(10.0)
+    assert seen["changed"].wait(60), "the learning rates never changed"
+    job.stop()
+    job.join(30)
+    records = job.records()
+    assert [r.lr_changes[-1]["new"] for r in records] == pytest.approx([0.1, 1.0])
+    assert [r.learning_rate for r in records] == pytest.approx([0.1, 1.0])
+
+
+def _wait_for(condition, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
 
 
 def test_limits_give_clear_messages():
@@ -185,13 +225,12 @@ def test_parse_numbers():
         parse_numbers("nan", float, "weight_decays", "")
 
 
-def test_batch_curve_is_thinned_but_keeps_the_moving_average():
-    member = MemberRecord(0, TrainConfig(), "lr 0.5", 0)
-    for step in range(1, 5001):
-        member.add_batch_loss(step, 2.0 if step <= 2500 else 1.0)
-    assert len(member.batch_steps) <= PLOT_POINTS
-    assert member.batch_steps == sorted(member.batch_steps) and member.batch_steps[-1] > 4000
-    assert member.batch_smoothed[0] == pytest.approx(2.0)  # bias-corrected from the first point
-    assert member.batch_smoothed[-1] == pytest.approx(1.0, abs=1e-3)
-    member.add_batch_loss(5001, math.nan)  # a non-finite loss is skipped, not plotted
-    assert all(math.isfinite(v) for v in member.batch_smoothed)
+def test_batch_losses_are_thinned_by_averaging_neighbours():
+    record = RunRecord("r", "r", TrainConfig())
+    add_batch_losses(record, 1, [2.0] * 15_000 + [1.0] * 15_000)
+    assert len(record.batch_losses) <= MAX_BATCH_VALUES and record.batch_stride == 4
+    assert record.batch_steps == sorted(record.batch_steps) and record.batch_steps[-1] == 30_000
+    assert record.batch_losses[0] == pytest.approx(2.0) and record.batch_losses[-1] == pytest.approx(1.0)
+    # every value is the mean of `batch_stride` consecutive steps ending at its step
+    index = record.batch_steps.index(15_000)
+    assert record.batch_losses[index] == pytest.approx(2.0) and record.batch_losses[index + 1] == pytest.approx(1.0)

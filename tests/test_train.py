@@ -157,11 +157,16 @@ def test_group_must_share_everything_but_lr_and_weight_decay(sample):
 def test_group_member_diverges_alone(sample):
     configs = [TrainConfig(learning_rate=lr, epochs=2) for lr in (0.1, 100.0)]
     events = list(train_group(configs, sample))
-    diverged = of(events, ev.GroupDiverged)
-    finished = of(events, ev.GroupFinished)[0]
+    diverged = of(events, ev.Diverged)
+    finished = of(events, ev.Finished)
     assert [d.index for d in diverged] == [1]
-    assert finished.diverged == [False, True] and finished.status == "done"
-    assert finished.test_accuracy[0] > 0.85
+    assert [(f.index, f.status) for f in finished] == [(0, "done"), (1, "diverged")]
+    assert finished[0].test_accuracy > 0.85
+    # each kind of event comes once per model, index 0 first; a diverged model's epochs stop
+    assert [e.index for e in of(events, ev.RunStarted)] == [0, 1]
+    assert [(e.index, e.epoch) for e in of(events, ev.EpochEnd)] == [(0, 0), (1, 0), (0, 1), (0, 2)]
+    last_loss_step = max(e.step for e in of(events, ev.BatchProgress) if e.index == 1)
+    assert last_loss_step == finished[1].kept_step + 1 == diverged[0].step + 1
 
 
 def test_minibatch_orders_shuffled_fixed_and_sorted_by_class(sample):

@@ -1,6 +1,6 @@
-"""Shared pieces of the pages: cached datasets, the run registry, the current model, the sidebar.
+"""Shared pieces of the pages: cached datasets, the job registry, the store, the current model, the sidebar.
 
-Datasets and the run registry live in `st.cache_resource`: one copy per server process,
+Datasets, the job registry and the store live in `st.cache_resource`: one copy per server process,
 shared read-only by every session. Per-user state is the current run id (session state
 and the URL's `run` query parameter, so a refresh finds the run again) and an optional
 loaded checkpoint.
@@ -8,6 +8,7 @@ loaded checkpoint.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from dataclasses import dataclass
 
@@ -15,13 +16,13 @@ import streamlit as st
 import torch
 
 from lrcore import datasets
-from lrcore.checkpoint import Checkpoint
+from lrcore.checkpoint import Checkpoint, CheckpointError
 from lrcore.data import Dataset, DatasetUnavailable, Normalizer, available_datasets, load_dataset
 from lrcore.model import LogisticRegression
-from lrcore.runstore import RunStore, default_runs_dir
+from lrcore.jobs import JobRegistry, LiveRun, TrainingJob
 from lrcore.settings import SETTINGS, to_params
-from lrcore.sweepstore import SweepStore, default_sweeps_dir
-from lrcore.worker import RunRegistry, TrainingWorker
+from lrcore.store import Store, StoreError, default_store_url
+from ui.text import md_escape
 
 # Set while dashboard.py runs the chosen page (per script thread: each session's script runs
 # on its own thread). A page that runs without it was started by Streamlit's legacy mode.
@@ -66,9 +67,9 @@ def get_dataset(name: str) -> Dataset:
 
 
 @st.cache_resource
-def get_registry() -> RunRegistry:
-    """Every training worker of this server process, by run id."""
-    return RunRegistry()
+def get_jobs() -> JobRegistry:
+    """Every job of this server process (training runs and sweeps, range tests, downloads)."""
+    return JobRegistry()
 
 
 def dataset_or_stop(name: str) -> Dataset:
@@ -94,10 +95,10 @@ def remember_run(run_id: str) -> None:
     st.query_params["run"] = run_id
 
 
-def current_worker() -> TrainingWorker | None:
-    """This user's current run: from session state, else from the URL (after a refresh)."""
+def current_worker() -> LiveRun | None:
+    """This user's current run, if trained by this server process: from session state, else from the URL."""
     run_id = st.session_state.get("run_id") or st.query_params.get("run")
-    worker = get_registry().get(run_id)
+    worker = get_jobs().live_run(run_id)
     if worker is not None and st.session_state.get("run_id") != run_id:
         st.session_state.run_id = run_id
     return worker
@@ -148,7 +149,7 @@ def device_label() -> str:
     return f"CPU ({threads} thread{'s' if threads != 1 else ''})"
 
 
-def run_state_text(worker: TrainingWorker | None) -> str:
+def run_state_text(worker: LiveRun | None) -> str:
     """"idle", "training epoch 3 of 10", "paused at epoch 3 of 10", "done", "diverged", …"""
     if worker is None:
         return "idle"
@@ -184,17 +185,21 @@ def _run_state_line() -> None:
     st.markdown(f"**Run:** {run_state_text(current_worker())}")
 
 
-def run_listeners() -> list:
-    """Listeners attached to every training worker started from the pages: the run store records it."""
-    return [get_run_store().listener()]
+def start_job(configs: list, names: list[str] | None = None, group_id: str = "",
+              source: str = "dashboard") -> TrainingJob:
+    """Train `configs` in one job, recorded by the store, registered for every session of this server."""
+    job = TrainingJob(configs, get_dataset(configs[0].dataset), names=names, group_id=group_id, source=source,
+                      listeners=[get_store().listener(source)])
+    get_jobs().add(job)
+    return job.start()
 
 
-def start_run(config, name: str | None = None) -> TrainingWorker:
-    """Start training `config` in a worker and make it this user's current run."""
-    worker = get_registry().start(config, get_dataset(config.dataset), listeners=run_listeners(), name=name)
-    remember_run(worker.run_id)
+def start_run(config, name: str | None = None) -> LiveRun:
+    """Start training `config` and make it this user's current run."""
+    job = start_job([config], names=[name] if name else None)
+    remember_run(job.run_ids[0])
     use_checkpoint(None)
-    return worker
+    return LiveRun(job, job.run_ids[0])
 
 
 # ---------------------------------------------------------------- Data and Evaluate page helpers
@@ -208,12 +213,6 @@ def current_model_config() -> "TrainConfig":
         return checkpoint.config
     worker = current_worker()
     return worker.snapshot().config if worker is not None else TrainConfig()
-
-
-@st.cache_resource
-def get_downloads() -> dict:
-    """Dataset downloads of this server process by dataset name: one per dataset, seen by every session."""
-    return {}
 
 
 def digit_tiles(images: torch.Tensor, scale: int = 3, marked: torch.Tensor | None = None) -> list:
@@ -246,33 +245,15 @@ def using_checkpoint() -> bool:
     return st.session_state.get("checkpoint") is not None
 
 
-def get_run_store() -> RunStore:
-    """The run store of this server process ($LRCORE_RUNS_DIR, else <data dir>/runs)."""
-    return _run_store(str(default_runs_dir().resolve()))
+def get_store() -> Store:
+    """The store of this server process ($LRCORE_STORE_URL, else a SQLite file in the runs folder)."""
+    return _store(default_store_url())
 
 
 @st.cache_resource
-def _run_store(root: str) -> RunStore:
-    # keyed by the folder, so tests that point LRCORE_RUNS_DIR elsewhere get their own store
-    return RunStore(root)
-
-
-# ---------------------------------------------------------------- Sweep page helpers
-
-@st.cache_resource
-def get_sweeps() -> dict:
-    """Sweep and range-test workers of this server process, by id: they outlive page switches."""
-    return {}
-
-
-def get_sweep_store() -> SweepStore:
-    """Where sweeps are recorded: `sweeps/` inside the run store's folder."""
-    return _sweep_store(str(default_sweeps_dir().resolve()))
-
-
-@st.cache_resource
-def _sweep_store(root: str) -> SweepStore:
-    return SweepStore(root)
+def _store(url: str) -> Store:
+    # keyed by the URL, so tests that point LRCORE_RUNS_DIR / LRCORE_STORE_URL elsewhere get their own store
+    return Store(url)
 
 
 def train_query_params(config) -> dict[str, str]:
@@ -290,3 +271,46 @@ def open_in_train(config) -> None:
     for key in keys:
         st.session_state.pop(key, None)
     st.switch_page("pages/train.py", query_params=train_query_params(config))
+
+
+# ---------------------------------------------------------------- opening a run (Runs and Sweep pages)
+
+MODEL_PAGES = [("pages/weights.py", "Weights", ":material/grid_view:"), ("pages/draw.py", "Draw", ":material/draw:"),
+               ("pages/evaluate.py", "Evaluate", ":material/fact_check:")]
+
+
+def file_stem(name: str) -> str:
+    """A run name as a safe file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:60] or "run"
+
+
+def switch_to(page: str) -> None:
+    """Switch pages keeping the current run in the URL (switch_page clears query parameters)."""
+    run_id = st.session_state.get("run_id")
+    st.switch_page(page, query_params={"run": run_id} if run_id else None)
+
+
+def open_run(run_id: str, name: str, page: str) -> None:
+    """Make a run the model the other pages use, then go to `page` (a model page of MODEL_PAGES)."""
+    live = get_jobs().live_run(run_id)
+    if live is not None and live.snapshot().active:
+        remember_run(run_id)  # still training here: it becomes the current run
+        use_checkpoint(None)
+    else:
+        try:
+            checkpoint = get_store().checkpoint(run_id)
+        except (CheckpointError, StoreError, OSError) as error:
+            st.error(f"Cannot open “{md_escape(name)}”: {md_escape(error, 500)}")
+            return
+        use_checkpoint(checkpoint, label=f"run “{name}”")
+    switch_to(page)
+
+
+def checkpoint_download(container, run, key: str) -> None:
+    """A button that downloads a run's checkpoint (built when clicked, from the store)."""
+    container.download_button(
+        "Checkpoint", data=lambda: get_store().checkpoint_bytes(run.run_id), file_name=f"{file_stem(run.name)}.pt",
+        mime="application/octet-stream", icon=":material/download:", on_click="ignore", width="stretch", key=key,
+        disabled=not (run.has_weights or run.final),
+        help="The final weights with their settings (or the newest epoch's, for a run that did not finish). "
+             "Load it on the Draw and Evaluate pages, or with lrcore.checkpoint.load_checkpoint.")

@@ -1,0 +1,293 @@
+"""Long work in background threads, with state that pages poll: one abstraction, one registry.
+
+`Job` is a daemon thread plus a lock-guarded state with `snapshot()`, `stop()` and `alive`;
+`TrainingJob` (here), `lrcore.lr_finder.RangeTestJob` and `lrcore.download.DownloadJob` are its
+kinds. None makes Streamlit calls: pages read snapshots from an `st.fragment(run_every=...)`, so
+clicks and page switches rerun page scripts without touching the thread. `JobRegistry` keeps the
+jobs of the whole server process, so a job outlives the browser tab that started it.
+
+A training job trains K runs: a single run is K = 1, a sweep is its K runs plus a group id. Runs
+that can share minibatches (same batch size and data settings) train together in one pass of
+`lrcore.train.train_group`; such groups run one after another.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Callable, Generic, Iterable, Sequence, TypeVar
+
+from .config import LEARNING_RATE_RANGE, ConfigError, TrainConfig
+from .data import Dataset, DatasetUnavailable
+from .naming import default_run_name
+from .record import RunRecord, crash, fold
+from .status import Status
+from .train import GROUP_SHARED, TrainingControl, train_group
+
+log = logging.getLogger(__name__)
+State = TypeVar("State")
+
+
+def new_id(prefix: str = "") -> str:
+    """Time-ordered and unique: 20261130-201455-3fa2c1."""
+    return prefix + time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+class Job(Generic[State]):
+    """A daemon thread doing `work()`, and its state: `snapshot()` hands out copies."""
+
+    kind = "job"
+
+    def __init__(self, job_id: str, state: State):
+        self.job_id = job_id
+        self._state = state
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"{self.kind}-{job_id}", daemon=True)
+
+    def start(self) -> "Job":
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def snapshot(self) -> State:
+        with self._lock:
+            return self._state.copy()
+
+    def update(self, change: Callable[[State], None]) -> None:
+        with self._lock:
+            change(self._state)
+
+    def work(self) -> None:
+        raise NotImplementedError
+
+    def failed(self, message: str) -> None:
+        """The work raised: record why (the page shows it; never a silent dead thread)."""
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        try:
+            self.work()
+        except Exception as error:
+            log.exception("%s %s failed", self.kind, self.job_id)
+            self.failed(f"stopped by an internal error: {type(error).__name__}: {error}")
+
+
+# listener(job, record, event): called in the job's thread after `fold(record, event)`, with the job's
+# own record (read it there, do not keep it). event None: the job ended the run without a Finished
+# event (record.status says how: crashed, or stopped before its group started).
+Listener = Callable[["TrainingJob", RunRecord, object], None]
+
+
+def batch_groups(configs: Sequence[TrainConfig]) -> list[list[int]]:
+    """Indices of the configurations that can train together, in first-seen order."""
+    groups: dict[tuple, list[int]] = {}
+    for index, config in enumerate(configs):
+        groups.setdefault(tuple(getattr(config, name) for name in GROUP_SHARED), []).append(index)
+    return list(groups.values())
+
+
+class TrainingJob(Job[list[RunRecord]]):
+    """Trains K runs; `control` pauses, resumes, stops and changes the learning rates of all of them."""
+
+    kind = "training"
+
+    def __init__(self, configs: Sequence[TrainConfig], dataset: Dataset, names: Sequence[str] | None = None,
+                 group_id: str = "", source: str = "dashboard", listeners: Iterable[Listener] = (),
+                 batch_event_seconds: float = 0.1, run_ids: Sequence[str] | None = None, name: str = ""):
+        if not configs:
+            raise ConfigError({"configs": "at least one configuration is needed"})
+        if not run_ids:  # a sweep's runs: <group id>-01, -02, ... (listed together, in order)
+            run_ids = [f"{group_id}-{i:02d}" for i in range(1, len(configs) + 1)] if group_id else [new_id()]
+        if len(run_ids) != len(configs) or len(set(run_ids)) != len(run_ids):
+            raise ValueError("one distinct run id per configuration is needed")
+        names = list(names) if names else [default_run_name(config) for config in configs]
+        records = [RunRecord(run_id, name, config, source=source, group_id=group_id)
+                   for run_id, name, config in zip(run_ids, names, configs)]
+        super().__init__(group_id or run_ids[0], records)
+        self.group_id = group_id
+        self.name = name or records[0].name  # a sweep's name; a lone run's is its run's
+        self.created = time.time()
+        self.run_ids = [record.run_id for record in records]
+        self.control = TrainingControl()
+        self.groups = batch_groups(configs)
+        self._dataset = dataset
+        self._listeners = list(listeners)
+        self._batch_event_seconds = batch_event_seconds
+        if len(self.groups) > 1:
+            for index in (i for group in self.groups[1:] for i in group):
+                records[index].status = Status.WAITING
+
+    # -- reading
+
+    def records(self) -> list[RunRecord]:
+        return self.snapshot()
+
+    def record(self, run_id: str) -> RunRecord:
+        with self._lock:
+            return self._state[self.run_ids.index(run_id)].copy()
+
+    def snapshot(self) -> list[RunRecord]:
+        with self._lock:
+            return [record.copy() for record in self._state]
+
+    @property
+    def active(self) -> bool:
+        with self._lock:
+            return any(record.active for record in self._state)
+
+    # -- changing
+
+    def stop(self) -> None:
+        super().stop()
+        self.control.stop()
+
+    def rename(self, run_id: str, name: str) -> None:
+        self.update(lambda records: setattr(records[self.run_ids.index(run_id)], "name", name))
+
+    def set_save_error(self, run_id: str, reason: str) -> None:
+        """Called by a store that cannot save this run; the first reason stays."""
+        def change(records: list[RunRecord]) -> None:
+            record = records[self.run_ids.index(run_id)]
+            record.save_error = record.save_error or reason
+        self.update(change)
+
+    def scale_learning_rates(self, factor: float) -> None:
+        """Multiply every training run's learning rate by `factor`; ConfigError if one would leave the range."""
+        low, high = LEARNING_RATE_RANGE
+        rates = [record.learning_rate or record.config.learning_rate for record in self.snapshot() if record.active]
+        outside = [rate * factor for rate in rates if not low <= rate * factor <= high]
+        if outside:
+            raise ConfigError({"learning_rate": f"×{factor:g} would take a learning rate to {outside[0]:g}; "
+                                                f"allowed: {low:g} to {high:g}"})
+        self.control.scale_learning_rates(factor)
+
+    # -- the thread
+
+    def work(self) -> None:
+        for number, group in enumerate(self.groups):
+            if self.control.stop_requested:
+                self._end_runs(group, Status.STOPPED, "stopped before its turn came")
+                continue
+            configs = [self._state[index].config for index in group]
+            try:
+                for event in train_group(configs, self._dataset, self.control, self._batch_event_seconds):
+                    index = group[event.index]
+                    with self._lock:
+                        record = self._state[index]
+                        fold(record, event)
+                    self._notify(record, event)
+            except (ConfigError, DatasetUnavailable) as error:
+                self._end_runs(group, Status.FAILED, str(error))
+            except Exception as error:
+                log.exception("training job %s crashed in group %d", self.job_id, number)
+                self._end_runs(group, Status.CRASHED,
+                               f"training stopped by an internal error: {type(error).__name__}: {error}")
+
+    def failed(self, message: str) -> None:
+        self._end_runs(range(len(self.run_ids)), Status.CRASHED, f"training {message}")
+
+    def _end_runs(self, indices: Iterable[int], status: str, message: str) -> None:
+        for index in indices:
+            with self._lock:
+                record = self._state[index]
+                if not record.active:
+                    continue
+                crash(record, message)
+                record.status = status
+            self._notify(record, None)
+
+    def _notify(self, record: RunRecord, event: object) -> None:
+        for listener in self._listeners:
+            try:
+                listener(self, record, event)
+            except Exception:  # a failing recorder must not stop training
+                log.exception("listener failed for run %s", record.run_id)
+
+
+class JobRegistry:
+    """The jobs of this server process, by job id and by run id. One per process, shared by all sessions."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._by_run: dict[str, TrainingJob] = {}
+        self._lock = threading.Lock()
+
+    def add(self, job: Job) -> Job:
+        with self._lock:
+            self._jobs[job.job_id] = job
+            for run_id in getattr(job, "run_ids", ()):
+                self._by_run[run_id] = job
+        return job
+
+    def get(self, job_id: str | None) -> Job | None:
+        if not job_id:
+            return None
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def job_of(self, run_id: str | None) -> TrainingJob | None:
+        """The training job of a run trained in this process (None: finished before a restart, or elsewhere)."""
+        if not run_id:
+            return None
+        with self._lock:
+            return self._by_run.get(run_id)
+
+    def live_run(self, run_id: str | None) -> "LiveRun | None":
+        job = self.job_of(run_id)
+        return LiveRun(job, run_id) if job is not None else None
+
+    def remove(self, job_id: str) -> None:
+        with self._lock:
+            job = self._jobs.pop(job_id, None)
+            for run_id in getattr(job, "run_ids", ()):
+                self._by_run.pop(run_id, None)
+
+    def jobs(self, kind: str | None = None) -> list[Job]:
+        with self._lock:
+            return [job for job in self._jobs.values() if kind is None or job.kind == kind]
+
+    def active_runs(self) -> list[RunRecord]:
+        return [record for job in self.jobs(TrainingJob.kind) for record in job.snapshot() if record.active]
+
+    def unsaved_runs(self) -> list[RunRecord]:
+        """Runs whose store could not save them: they exist only here, until the server restarts."""
+        return [record for job in self.jobs(TrainingJob.kind) for record in job.snapshot() if record.save_error]
+
+
+class LiveRun:
+    """One run of a training job in this process: what the Train, Weights and Draw pages hold."""
+
+    def __init__(self, job: TrainingJob, run_id: str):
+        self.job, self.run_id = job, run_id
+
+    @property
+    def control(self) -> TrainingControl:
+        return self.job.control
+
+    def snapshot(self) -> RunRecord:
+        return self.job.record(self.run_id)
+
+    def rename(self, name: str) -> None:
+        self.job.rename(self.run_id, name)
+
+    def join(self, timeout: float | None = None) -> None:
+        self.job.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self.job.alive
