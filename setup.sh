@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything the README's two commands need, on a fresh machine. Idempotent.
 #   ./setup.sh          Python virtual environment with the dashboard's packages (.venv)
-#   ./setup.sh --test   also the test tools: pytest, playwright, Debian's chromium and
-#                       dataset-fashion-mnist (so tests run on the real 70,000 images)
+#   ./setup.sh --test   also the test tools: pytest, playwright, Debian's chromium,
+#                       dataset-fashion-mnist (so tests run on the real 70,000 images) and
+#                       postgresql (the store's tests start a throwaway server of their own)
 set -euo pipefail
 cd "$(dirname "$0")"
 want_test=0
@@ -26,6 +27,7 @@ if [[ $want_test == 1 ]]; then
   missing=()
   [[ -x /usr/bin/chromium ]] || missing+=(chromium)
   [[ -d /usr/share/datasets/fashion-mnist ]] || missing+=(dataset-fashion-mnist)
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
   if (( ${#missing[@]} )); then
     echo "setup: installing Debian packages: ${missing[*]}"
     sudo=""

@@ -470,6 +470,13 @@ class StoreThread(threading.Thread):
         if wait and threading.current_thread() is not self:
             delta.done.wait()
 
+    def sync(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued before this call is committed (or has failed)."""
+        barrier = _Delta(None)
+        barrier.done = threading.Event()
+        self.queue.put(barrier)
+        return barrier.done.wait(timeout)
+
     def stop(self) -> None:
         self._stopping = True
         self.queue.put(None)
@@ -484,7 +491,7 @@ class StoreThread(threading.Thread):
                     items.append(self.queue.get_nowait())
             except queue.Empty:
                 pass
-            deltas = [item for item in items if item is not None]
+            deltas = [item for item in items if item is not None]  # writer None: a sync barrier
             if deltas:
                 self._commit(deltas)
             if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
@@ -495,7 +502,7 @@ class StoreThread(threading.Thread):
 
     def _commit(self, deltas: list[_Delta]) -> None:
         try:
-            todo = [delta for delta in deltas if delta.writer.error is None]
+            todo = [delta for delta in deltas if delta.writer is not None and delta.writer.error is None]
             try:
                 with self.store.engine.begin() as connection:
                     for delta in todo:
@@ -645,7 +652,8 @@ class Store:
             snapshots = connection.execute(sa.select(sa.func.coalesce(sa.func.sum(
                 length(schema.Snapshot.weight) + length(schema.Snapshot.bias)), 0))).scalar()
             rows = sum(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar() * size
-                       for table, size in ((schema.Run, 2000), (schema.Epoch, 100), (schema.BatchLoss, 40)))
+                       for table, size in ((schema.Run, 2000), (schema.Epoch, 100), (schema.BatchLoss, 40),
+                                           (schema.Group, 1000), (schema.Meta, 100)))
             return int(snapshots) + int(rows)
 
     def write_problem(self) -> str | None:
@@ -658,6 +666,11 @@ class Store:
         except (OSError, StoreError, sa_exc.SQLAlchemyError) as error:
             return describe_write_error(error)
         return None
+
+    def flush(self, timeout: float | None = 60) -> None:
+        """Wait until every write queued so far is committed (a writer's end is waited for anyway)."""
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.sync(timeout)
 
     def close(self) -> None:
         """Stop the store thread once its queued writes are committed (tests; servers just exit)."""
