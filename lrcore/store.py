@@ -56,6 +56,7 @@ MAX_NAME_LENGTH = 100
 MAX_MESSAGE_LENGTH = 1000
 DEFAULT_STORE_MAX_MB = 500.0
 DB_NAME = "lrcore.db"
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 HOST = socket.gethostname()
 FINAL_METRICS = ("test_loss", "test_accuracy", "validation_loss", "validation_accuracy", "epochs_completed")
@@ -146,20 +147,23 @@ def _megabytes(size: float) -> str:
     return f"{size / 1e6:,.1f} MB" if size < 10e6 else f"{size / 1e6:,.0f} MB"
 
 
-def default_store_url() -> str:
-    """$LRCORE_STORE_URL, else the SQLite file lrcore.db in $LRCORE_RUNS_DIR or <data dir>/runs."""
-    configured = os.environ.get("LRCORE_STORE_URL", "").strip()
-    if configured:
-        return configured
+def default_runs_dir() -> Path:
+    """$LRCORE_RUNS_DIR, else runs/ in the data folder: where the default SQLite store lives."""
     folder = os.environ.get("LRCORE_RUNS_DIR")
-    return str((Path(folder) if folder else default_data_dir() / "runs") / DB_NAME)
+    return Path(folder) if folder else default_data_dir() / "runs"
+
+
+def default_store_url() -> str:
+    """$LRCORE_STORE_URL, else the SQLite file lrcore.db in default_runs_dir()."""
+    configured = os.environ.get("LRCORE_STORE_URL", "").strip()
+    return configured or str(default_runs_dir() / DB_NAME)
 
 
 def _url(url: str | Path | None) -> sa.engine.URL:
     text = str(url) if url is not None else default_store_url()
-    if "://" not in text:  # a path: an SQLite file (a folder: lrcore.db in it)
+    if "://" not in text:  # a path: an SQLite file (*.db, *.sqlite), else a folder with lrcore.db in it
         path = Path(text).expanduser()
-        if path.is_dir():
+        if path.is_dir() or path.suffix.lower() not in SQLITE_SUFFIXES:
             path = path / DB_NAME
         return sa.engine.make_url(f"sqlite:///{path.resolve()}")
     parsed = sa.engine.make_url(text)
@@ -372,10 +376,14 @@ class RunWriter:
         if not flush and not last:
             return
         self._last = now
-        if self.error is None:
-            self.store._thread.put(self._delta(record), wait=last)
-        if last:
-            self.close()
+        try:
+            if self.error is None:
+                self.store._thread.put(self._delta(record), wait=last)
+        except Exception as error:  # training goes on, whatever the store does
+            self.fail(error)
+        finally:
+            if last:
+                self.close()
 
     def _delta(self, record: RunRecord) -> _Delta:
         delta = _Delta(self)
@@ -540,13 +548,28 @@ class StoreThread(threading.Thread):
 # ---------------------------------------------------------------- the store
 
 class Store:
-    """The run store at `url` (None: $LRCORE_STORE_URL, else the SQLite file lrcore.db in the runs
-    folder; a plain path: an SQLite file, or lrcore.db in that folder). Safe for threads and processes."""
+    """The run store at `url`: None -> $LRCORE_STORE_URL, else the SQLite file lrcore.db in
+    $LRCORE_RUNS_DIR or <data dir>/runs; a path -> that SQLite file (*.db, *.sqlite) or lrcore.db in
+    that folder; a URL (sqlite:///..., postgresql://...) as it is. Safe for threads and processes.
+    Raises StoreError when the store cannot be opened (says why)."""
 
     def __init__(self, url: str | Path | None = None):
-        parsed = _url(url)
-        self.engine, self._key = _engine(parsed)
+        try:
+            parsed = _url(url)
+        except sa_exc.ArgumentError as error:
+            raise StoreError(f"the run store URL {str(url)[:200]!r} is not a database URL ({error}); "
+                             "use a path, sqlite:///file.db or postgresql://user@host/database") from None
         self.url = parsed.render_as_string(hide_password=True)
+        try:
+            self.engine, self._key = _engine(parsed)
+        except sa_exc.ArgumentError as error:  # an unknown database kind
+            raise StoreError(f"the run store URL {self.url!r} is not a database URL lrcore can use ({error}); "
+                             "use a path, sqlite:///file.db or postgresql://user@host/database") from None
+        except (OSError, sa_exc.SQLAlchemyError) as error:
+            raise StoreError(f"the run store {self.url} cannot be opened: {describe_write_error(error)}") from None
+        except ImportError as error:  # e.g. PostgreSQL without its driver
+            raise StoreError(f"the run store {self.url} needs a database driver that is not installed "
+                             f"({error.name or error}): pip install 'psycopg[binary]>=3.1'") from None
         self.dialect = parsed.get_backend_name()
         self.lock_dir = _lock_dir(parsed)
         self.skipped: list[tuple[str, str]] = []  # (run id, why) of rows the last list could not read

@@ -529,6 +529,20 @@ def test_default_url_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("LRCORE_STORE_URL", "postgresql://me:secret@db.example/lrcore")
     assert store_module._url(None).drivername == "postgresql+psycopg"
     assert "secret" not in store_module._url(None).render_as_string(hide_password=True)
+    # a path: a folder (made if missing) holds lrcore.db; *.db is the file itself
+    assert store_module._url(tmp_path / "new").database == str(tmp_path / "new" / "lrcore.db")
+    assert store_module._url(tmp_path / "my.db").database == str(tmp_path / "my.db")
+
+
+def test_a_store_that_cannot_be_opened_says_why(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(StoreError, match=r"the run store sqlite:///.*a-file/runs/lrcore.db cannot be opened: the run store could not be written to \(Not a directory\)"):
+        Store(tmp_path / "a-file" / "runs")
+    (tmp_path / "junk.db").write_text("this is not a database" * 100)
+    with pytest.raises(StoreError, match="cannot be opened: the database refused the write .*not a database"):
+        Store(tmp_path / "junk.db")
+    with pytest.raises(StoreError, match="is not a database URL"):
+        Store("nonsense://")
 
 
 def write_old_run(root: Path, run_id: str, status: str = "done", epochs: int = 2) -> None:
