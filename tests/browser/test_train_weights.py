@@ -112,7 +112,7 @@ def test_train_switch_pages_while_training_stop_and_weights(page, dashboard_url)
     slider.focus()
     slider.press("Home")
     wait_for_app(page)
-    expect(page.get_by_text("Epoch 0 (untrained)")).to_be_visible()
+    expect(page.get_by_text("Epoch 0 (untrained)", exact=True)).to_be_visible()  # the heading, not the slider
     screenshot(page, "weights-epoch0")
 
 
