@@ -5,16 +5,16 @@
 
 (a) CLI path: a plain loop consuming `lrcore.train.train(...)` events; "cli+store" also records
     the run in a run store as `python -m lrcore train` does by default.
-(b) Dashboard path: the Train page's worker (`lrcore.worker.TrainingWorker`, which folds every
+(b) Dashboard path: the Train page's job (`lrcore.jobs.TrainingJob`, which folds every
     event into its locked record) with a polling thread that, every 0.5 s like the pages'
-    `st.fragment(run_every=0.5)`, takes `worker.snapshot()`, builds the Train page's three
+    `st.fragment(run_every=0.5)`, takes the run's record (`job.record(run_id)`), builds the Train page's three
     figures (`ui.charts.LiveCharts`) AND the Weights page's heatmaps and biases (refreshed,
     as on the page, only when a new epoch's weights arrive), and turns each into JSON the way
     `st.plotly_chart` does. The figure objects persist from run to run, as they do in a page's
     session state. One browser tab shows one page, so building both pages' figures overstates
     the cost.
-(c) As (b) plus the run store's listener, which the pages attach to every run (it writes the
-    run's curves and weights to disk).
+(c) As (b) plus the store's listener, which the pages attach to every run (it writes the
+    run's curves and weights to the SQLite store).
 
 Same configuration and seed for all; the variants alternate within each repeat and the
 medians are compared, as are the medians of the per-repeat ratios (robust to the machine's
@@ -41,8 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lrcore import TrainConfig, load_dataset, train  # noqa: E402
 from lrcore import events as ev  # noqa: E402
 from lrcore.data import locate  # noqa: E402
-from lrcore.runstore import RunStore  # noqa: E402
-from lrcore.worker import TrainingWorker  # noqa: E402
+from lrcore.jobs import TrainingJob  # noqa: E402
+from lrcore.record import RunRecord, fold  # noqa: E402
+from lrcore.store import Store  # noqa: E402
 from ui import charts, maps  # noqa: E402
 
 POLL_SECONDS = 0.5
@@ -65,7 +66,7 @@ class TrainingThreadClock:
     def __init__(self) -> None:
         self.started = self.finished = 0.0
 
-    def __call__(self, _worker, event) -> None:
+    def __call__(self, _job, _record, event) -> None:
         if isinstance(event, ev.RunStarted):
             self.started = time.thread_time()
         elif isinstance(event, ev.Finished):
@@ -76,18 +77,23 @@ class TrainingThreadClock:
         return self.finished - self.started
 
 
-def cli_run(config: TrainConfig, dataset, run_store: RunStore | None = None) -> Result:
-    """A plain loop over train()'s events, recording them in `run_store` if given (as the CLI does)."""
+def cli_run(config: TrainConfig, dataset, run_store: Store | None = None) -> Result:
+    """A plain loop over train()'s events, folding them into a record and saving it in `run_store`
+    if given (as the CLI does)."""
     clock = TrainingThreadClock()
     started = time.perf_counter()
     finished = None
-    writer = run_store.writer(config, source="cli") if run_store is not None else None
+    record = RunRecord(f"bench-{time.time_ns()}", "bench", config, source="cli")
+    writer = run_store.writer(record) if run_store is not None else None
     for event in train(config, dataset, batch_event_seconds=0.2):  # the CLI's batch event rate
-        clock(None, event)
+        clock(None, None, event)
+        fold(record, event)
         if writer is not None:
-            writer.record(event)
+            writer.write(record, event)
         if isinstance(event, ev.Finished):
             finished = event
+    if writer is not None:
+        writer.close()  # everything committed, as the CLI waits for before it exits
     return Result(time.perf_counter() - started, clock.seconds, finished.test_accuracy)
 
 
@@ -104,12 +110,12 @@ class PageState:
         self.live, self.maps, self.memo = charts.LiveCharts(), maps.WeightMaps(), charts.FigureMemo()
 
 
-def poll(worker: TrainingWorker, stop: threading.Event, counts: dict, page: PageState) -> None:
+def poll(job: TrainingJob, stop: threading.Event, counts: dict, page: PageState) -> None:
     """The pages' fragments: snapshot, build the figures, serialise them, twice a second."""
     live, weight_maps, memo = page.live, page.maps, page.memo
     while not stop.wait(POLL_SECONDS):
         started = time.thread_time()  # CPU time of this thread: waits for the GIL or a core do not count
-        record = worker.snapshot()
+        record = job.record(job.run_ids[0])
         figures = list(live.figures(record).values())
         if record.snapshots:
             _epoch, weight, bias = record.snapshots[-1]
@@ -121,21 +127,21 @@ def poll(worker: TrainingWorker, stop: threading.Event, counts: dict, page: Page
         counts["seconds"] += time.thread_time() - started
 
 
-def dashboard_run(config: TrainConfig, dataset, run_store: RunStore | None, page: PageState) -> tuple[Result, dict]:
-    """The page's worker with a polling thread; also returns the poll counts."""
+def dashboard_run(config: TrainConfig, dataset, run_store: Store | None, page: PageState) -> tuple[Result, dict]:
+    """The page's job with a polling thread; also returns the poll counts."""
     clock = TrainingThreadClock()
     listeners = [clock] + ([run_store.listener()] if run_store is not None else [])
     counts = {"polls": 0, "bytes": 0, "seconds": 0.0}
     stop = threading.Event()
     started = time.perf_counter()
-    worker = TrainingWorker(config, dataset, listeners=listeners).start()
-    poller = threading.Thread(target=poll, args=(worker, stop, counts, page), daemon=True)
+    job = TrainingJob([config], dataset, listeners=listeners).start()
+    poller = threading.Thread(target=poll, args=(job, stop, counts, page), daemon=True)
     poller.start()
-    worker.join()
+    job.join()
     seconds = time.perf_counter() - started
     stop.set()
     poller.join()
-    record = worker.snapshot()
+    record = job.record(job.run_ids[0])
     assert record.status == "done", record.message
     return Result(seconds, clock.seconds, record.final["test_accuracy"]), counts
 
@@ -160,7 +166,7 @@ def main() -> None:
     polls = {}
     pages = {variant: PageState() for variant in baseline}
     with tempfile.TemporaryDirectory(prefix="lrbench-runs-") as runs_dir:
-        store = RunStore(runs_dir)
+        store = Store(Path(runs_dir) / "lrcore.db")
         for repeat in range(args.repeats):
             order = list(results)
             order = order[repeat % len(order):] + order[:repeat % len(order)]  # no variant always goes first

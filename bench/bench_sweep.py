@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lrcore import TrainConfig, load_dataset, train, train_group  # noqa: E402
+from lrcore import TrainConfig, load_dataset, train_group  # noqa: E402
 from lrcore import events as ev  # noqa: E402
 from lrcore.data import locate  # noqa: E402
 from lrcore.sweep import log_grid  # noqa: E402
@@ -44,20 +44,21 @@ def timed(configs: list[TrainConfig], dataset) -> dict[str, float]:
     """
     train_wall, train_cpu, eval_cpu = [], [], []
     start_wall = time.perf_counter()
-    events = (train(configs[0], dataset, batch_event_seconds=0.0) if len(configs) == 1
-              else train_group(configs, dataset, batch_event_seconds=0.0))
+    events = train_group(configs, dataset, batch_event_seconds=0.0)
     epoch_start = last_batch = None
     for event in events:
         now = time.thread_time()
-        if isinstance(event, (ev.BatchProgress, ev.GroupBatchProgress)):
+        # K events of each kind per round, index 0 first: the last batch event ends training, the
+        # first epoch event comes right after the evaluation
+        if isinstance(event, ev.BatchProgress) and event.index == len(configs) - 1:
             last_batch = now
-        elif isinstance(event, (ev.EpochEnd, ev.GroupEpochEnd)):
+        elif isinstance(event, ev.EpochEnd) and event.index == 0:
             if event.epoch > 0:
                 train_wall.append(event.seconds)
                 train_cpu.append(last_batch - epoch_start)
                 eval_cpu.append(now - last_batch)
             epoch_start = time.thread_time()
-        elif isinstance(event, ev.GroupDiverged):
+        elif isinstance(event, ev.Diverged):
             raise SystemExit(f"a benchmark configuration diverged ({event.message}); use a lower LR_RANGE")
     if device_of(configs[0]) == "cuda":
         torch.cuda.synchronize()

@@ -11,7 +11,6 @@ dataset or a bad checkpoint exits with 1, a diverged run with 3.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time
@@ -25,7 +24,10 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import DATASETS, ConfigError, TrainConfig, dataset_default_text, defaults_for
 from .data import DatasetUnavailable, load_dataset, make_splits
 from .settings import BY_NAME, SETTINGS
-from .runstore import MAX_NAME_LENGTH, RunStoreError, default_runs_dir
+from .jobs import new_id
+from .naming import default_run_name
+from .record import RunRecord, crash, fold
+from .store import MAX_NAME_LENGTH, Store, StoreError, default_runs_dir
 from .evaluate import evaluate_model, predict, split_data
 from .train import train
 
@@ -73,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_argument("--download", action="store_true", help="download mnist / fashion-mnist if missing")
     train_cmd.add_argument("--name", default=None, help="name of the run in the run store")
     train_cmd.add_argument("--runs-dir", type=Path, default=None,
-                           help="run store folder (default: $LRCORE_RUNS_DIR or <data dir>/runs)")
+                           help="folder of the run store's SQLite file (default: $LRCORE_RUNS_DIR or <data dir>/runs)")
+    train_cmd.add_argument("--store", default=None, metavar="URL",
+                           help="the run store as a database URL, e.g. postgresql://user@host/lrcore, shared by "
+                                "several servers (default: $LRCORE_STORE_URL, else the SQLite file in --runs-dir)")
     train_cmd.add_argument("--no-record", action="store_true", help="do not write the run to the run store")
     train_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -126,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"python -m lrcore {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (DatasetUnavailable, CheckpointError, RunStoreError) as error:
+    except (DatasetUnavailable, CheckpointError, StoreError) as error:
         print(f"python -m lrcore {args.command}: {error}", file=sys.stderr)
         return EXIT_FAILURE
 
@@ -153,7 +158,7 @@ def output_problems(args: argparse.Namespace) -> dict[str, str]:
         elif len(name) > MAX_NAME_LENGTH:
             problems["--name"] = f"a run name is at most {MAX_NAME_LENGTH} characters, got {len(name):,}"
     recording = not args.dry_run and not args.no_record
-    if args.runs_dir is not None or recording:
+    if args.store is None and (args.runs_dir is not None or recording):
         folder = args.runs_dir if args.runs_dir is not None else default_runs_dir()
         try:
             problem = folder_problem(folder, "the run store folder", make_parents=args.runs_dir is None)
@@ -212,19 +217,29 @@ def run_train(args: argparse.Namespace) -> int:
     dataset = load_dataset(config.dataset, download=args.download)
     # Check the batch size against the split now, so a bad argument never leaves a crashed run behind.
     config.check_sizes(len(make_splits(dataset, config.validation_fraction, config.seed, config.per_class_limit).train))
-    writer = None
+    record = RunRecord(new_id(), " ".join(args.name.split()) if args.name else default_run_name(config), config,
+                       source="cli")
+    store = writer = None
     if not args.dry_run and not args.no_record:
-        from .runstore import RunStore
-        writer = RunStore(args.runs_dir).writer(config, name=args.name, source="cli")
+        store = Store(args.store if args.store is not None else args.runs_dir)
+        writer = store.writer(record)
     progress = None if args.quiet or not sys.stderr.isatty() else ProgressBar(sys.stderr)
     events = train(config, dataset, batch_event_seconds=0.2,
                    max_batches_per_epoch=DRY_RUN_BATCHES if args.dry_run else None)
     try:
-        with writer if writer is not None else contextlib.nullcontext():  # records a crash with its reason
-            finished = report_events(events, writer, progress, config)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+        finished = report_events(events, record, writer, progress, config)
+    except BaseException as error:  # Ctrl-C or a failure: the run reads back crashed, with its epochs
+        if writer is not None:
+            crash(record, "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else
+                  f"training stopped by an internal error: {type(error).__name__}: {error}")
+            writer.write(record, None)
+            writer.close()
+        if isinstance(error, KeyboardInterrupt):
+            print("\ninterrupted", file=sys.stderr)
+            return 130
+        raise
+    if writer is not None:
+        writer.close()  # waits until everything is in the store
     print(f"{finished.status}: test accuracy {finished.test_accuracy:.4f}, test loss {finished.test_loss:.4f}, "
           f"validation accuracy {finished.validation_accuracy:.4f} ({finished.elapsed:.1f} s)")
     if args.save is not None:
@@ -242,17 +257,20 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"python -m lrcore train: the run could not be saved in the run store: {writer.error}"
               + ("" if args.save is not None else "; use --save FILE to keep the model"), file=sys.stderr)
         return EXIT_FAILURE
-    if writer is not None:
-        print(f"recorded as run {writer.run_id} in {writer.path.parent}")
+    if store is not None:
+        print(f"recorded as run {record.run_id} in {store.url}")
     return EXIT_DIVERGED if finished.status == "diverged" else 0
 
 
-def report_events(events, writer, progress: "ProgressBar | None", config: TrainConfig) -> ev.Finished:
-    """Print what the training events say (and record them); return the Finished event."""
+def report_events(events, record: RunRecord, writer, progress: "ProgressBar | None",
+                  config: TrainConfig) -> ev.Finished:
+    """Print what the training events say (and fold them into the run's record, which the writer
+    saves); return the Finished event."""
     finished = None
     for event in events:
+        fold(record, event)
         if writer is not None:
-            writer.record(event)
+            writer.write(record, event)
         if isinstance(event, ev.RunStarted):
             print(f"training on {config.dataset} ({event.train_size:,} train / {event.validation_size:,} "
                   f"validation / {event.test_size:,} test images) on {event.device}")

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Callable, Generic, Iterable, Sequence, TypeVar
 
 from .config import LEARNING_RATE_RANGE, ConfigError, TrainConfig
@@ -152,6 +153,10 @@ class TrainingJob(Job[list[RunRecord]]):
 
     # -- changing
 
+    def add_listener(self, listener: Listener) -> None:
+        """Also call `listener` from now on (appended, never removed: the thread may be iterating)."""
+        self._listeners.append(listener)
+
     def stop(self) -> None:
         super().stop()
         self.control.stop()
@@ -269,11 +274,12 @@ class JobRegistry:
         return [record for job in self.jobs(TrainingJob.kind) for record in job.snapshot() if record.save_error]
 
 
+@dataclass(frozen=True)
 class LiveRun:
     """One run of a training job in this process: what the Train, Weights and Draw pages hold."""
 
-    def __init__(self, job: TrainingJob, run_id: str):
-        self.job, self.run_id = job, run_id
+    job: TrainingJob
+    run_id: str
 
     @property
     def control(self) -> TrainingControl:

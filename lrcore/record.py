@@ -9,6 +9,8 @@ the newest) and at most MAX_BATCH_VALUES batch losses (beyond, neighbours are av
 """
 from __future__ import annotations
 
+import csv
+import io
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -62,6 +64,7 @@ class RunRecord:
     updated: float = field(default_factory=time.time)
     elapsed: float = 0.0  # seconds since training started, as last reported
     save_error: str = ""  # why the store could not save this run ("" while it can); it trains on
+    stored_snapshots: int = 0  # weight snapshots in the store (a listing reads them without their tensors)
 
     @property
     def active(self) -> bool:
@@ -89,7 +92,8 @@ class RunRecord:
 
     @property
     def has_weights(self) -> bool:
-        return bool(self.snapshots)
+        """Weights to open or download: in memory, or in the store for a run listed without them."""
+        return bool(self.snapshots) or self.stored_snapshots > 0
 
     def latest_model(self) -> LogisticRegression | None:
         """The newest weights (last epoch, or the kept weights after a stop/divergence)."""
@@ -217,3 +221,13 @@ def _halve_batch_values(record: RunRecord) -> int:
 
 def is_finite(value: object) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def epochs_csv(record: RunRecord) -> str:
+    """The per-epoch metrics of a run as CSV (for export), one row per epoch."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(EPOCH_FIELDS), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in record.epochs:
+        writer.writerow(row)
+    return buffer.getvalue()

@@ -22,7 +22,7 @@ from lrcore.settings import OPTIMIZER_LABELS
 from lrcore.store import StoreError
 from lrcore.sweep import best, fraction_done, ranked
 from ui import common
-from ui import sweep_charts as charts
+from ui import compare_charts as charts
 from ui.range_test import range_test_section
 from ui.sweep_settings import DEFAULTS, settings_form
 from ui.text import md_escape

@@ -19,7 +19,8 @@ import torch
 
 from lrcore import datasets
 from lrcore.checkpoint import CheckpointError
-from lrcore.runstore import RunStoreError, StoredRun
+from lrcore.record import RunRecord
+from lrcore.store import StoreError
 from ui import charts, common, maps
 from ui.format import epoch_text, kept_weights, percent
 
@@ -111,7 +112,7 @@ def draw_comparison(weight, bias, class_names, source: object, shape: tuple[int,
         st.caption("The two runs have different classes (different datasets): the bars are matched by position.")
 
 
-def run_option_label(run: StoredRun) -> str:
+def run_option_label(run: RunRecord) -> str:
     """A stored run in the picker (plain text: select options are not markdown)."""
     when = datetime.fromtimestamp(run.created).strftime("%H:%M") if run.created else ""
     accuracy = run.test_accuracy
@@ -152,7 +153,7 @@ def load_compared(run_id: str) -> ComparedRun | None:
         if memo is not None and memo.key == key:
             return memo
         checkpoint = store.checkpoint(run_id)
-    except (RunStoreError, CheckpointError, OSError) as error:
+    except (StoreError, CheckpointError, OSError) as error:
         st.warning(f"That run's weights could not be read: {md_escape(error)}", icon=":material/warning:")
         return None
     model = checkpoint.model.linear
@@ -166,7 +167,10 @@ def load_compared(run_id: str) -> ComparedRun | None:
 
 def run_weights(run_id: str, was_active: bool, shared_scale: bool, compared: ComparedRun | None = None) -> None:
     """The current run's weights at the epoch chosen on the slider (following the newest while training)."""
-    worker = common.get_jobs().live_run(run_id)
+    worker = common.run_handle(run_id)
+    if worker is None:
+        st.warning("This run is gone: deleted, or its store cannot be read.", icon=":material/warning:")
+        return
     record = worker.snapshot()
     if was_active and not record.active:
         st.rerun()  # the run just ended: redraw the whole page with polling off
@@ -209,7 +213,7 @@ def run_weights(run_id: str, was_active: bool, shared_scale: bool, compared: Com
 
 
 st.title("Weights")
-worker = None if common.using_checkpoint() else common.current_worker()
+worker = None if common.using_checkpoint() else common.current_run()
 model = common.current_model()
 if model is None and worker is None:
     st.info("There is no model to show yet: train one on the Train page (or load a checkpoint on the Runs page).",

@@ -34,7 +34,7 @@ def wait_for_run(worker, condition: Callable, what: str, timeout: float = 60):
     polling; fails saying `what` it waited for when the run ends first or `timeout` passes."""
     changed = threading.Event()
     # Appended, never removed: removing while the worker thread iterates its listeners could skip one.
-    worker._listeners.append(lambda *_: changed.set())  # any listener signature
+    getattr(worker, "job", worker).add_listener(lambda *_: changed.set())  # a LiveRun's job, or a job
     deadline = time.monotonic() + timeout
     while True:
         changed.clear()  # before the snapshot: an event after it sets it again

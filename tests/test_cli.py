@@ -82,13 +82,18 @@ def test_evaluate_rejects_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
 
 
 def test_cli_runs_are_recorded_in_the_run_store(tmp_path, capsys):
-    from lrcore.runstore import RunStore
+    from lrcore.store import Store
     runs = tmp_path / "runs"
     assert main(["train", "--epochs", "2", "--name", "from the cli", "--runs-dir", str(runs), "--quiet"]) == 0
     assert "recorded as run" in capsys.readouterr().out
-    stored = RunStore(runs).list_runs()
-    assert [(run.name, run.status) for run in stored] == [("from the cli", "done")]
-    assert [epoch["epoch"] for epoch in RunStore(runs).load(stored[0].run_id).epochs] == [0, 1, 2]
+    stored = Store(runs).list_runs()
+    assert [(run.name, run.status, run.source) for run in stored] == [("from the cli", "done", "cli")]
+    assert [epoch["epoch"] for epoch in Store(runs).load(stored[0].run_id).epochs] == [0, 1, 2]
+    # --store takes a database URL: the same run goes to the file it names
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    assert main(["train", "--epochs", "1", "--name", "by url", "--store", url, "--quiet"]) == 0
+    assert url in capsys.readouterr().out
+    assert [run.name for run in Store(url).list_runs()] == ["by url"]
 
 
 def test_dry_run_records_nothing(tmp_path):
@@ -98,13 +103,13 @@ def test_dry_run_records_nothing(tmp_path):
 
 
 def stored_runs(path):
-    from lrcore.runstore import RunStore
-    return RunStore(path).list_runs()
+    from lrcore.store import Store
+    return Store(path).list_runs()
 
 
 def test_a_failing_run_is_recorded_as_crashed_with_its_reason(tmp_path, monkeypatch):
     import lrcore.cli as cli
-    from lrcore.runstore import RunStore
+    from lrcore.store import Store
 
     def broken_train(*args, **kwargs):
         yield from ()
@@ -113,7 +118,7 @@ def test_a_failing_run_is_recorded_as_crashed_with_its_reason(tmp_path, monkeypa
     runs = tmp_path / "runs"
     with pytest.raises(RuntimeError):
         main(["train", "--runs-dir", str(runs), "--quiet"])
-    [run] = RunStore(runs).list_runs()
+    [run] = Store(runs).list_runs()
     assert run.status == "crashed" and "disk on fire" in run.message
 
 
@@ -193,3 +198,9 @@ def test_a_checkpoint_with_the_wrong_class_count_is_refused_by_evaluate_and_pred
     assert main([command[0], str(tmp_path / "three.pt"), *command[1:]]) == 1
     err = capsys.readouterr().err
     assert "a model for mnist-sample needs 10" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_store_url_that_cannot_be_used_gets_one_clear_line(tmp_path, capsys):
+    assert main(["train", "--epochs", "1", "--store", "nosuchdb://x/y", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "python -m lrcore train:" in err and "postgresql://" in err and "Traceback" not in err

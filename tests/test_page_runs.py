@@ -5,11 +5,16 @@ import json
 import shutil
 
 import pytest
+import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
+from lrcore import events as ev
+from lrcore import store_schema as schema
 from lrcore.config import TrainConfig
 from lrcore.data import load_dataset
-from lrcore.runstore import RunStore
+from lrcore.jobs import TrainingJob, new_id
+from lrcore.record import RunRecord, crash, fold
+from lrcore.store import Store
 from lrcore.train import train
 from ui import common
 from pages.runs import legend_labels
@@ -22,15 +27,34 @@ TABLE_KEY = "runs_table"
 def template(tmp_path_factory):
     """Three finished runs, trained once for the module: lr 0.5 / bs 60, lr 0.1 / bs 60, lr 0.1 / bs 30."""
     root = tmp_path_factory.mktemp("runs-template")
-    store, dataset = RunStore(root), load_dataset("mnist-sample")
+    store, dataset = Store(root / "lrcore.db"), load_dataset("mnist-sample")
     ids = {}
     for name, config in [("baseline", SMALL), ("slow", SMALL.replace(learning_rate=0.1)),
                          ("small batches", SMALL.replace(learning_rate=0.1, batch_size=30))]:
-        with store.writer(config, name=name) as writer:
-            for event in train(config, dataset):
-                writer.record(event)
-        ids[name] = writer.run_id
+        ids[name] = record_run(store, config, name, dataset)
+    store.close()  # everything in the database file, so a copy is complete
     return root, ids
+
+
+def record_run(store: Store, config: TrainConfig, name: str, dataset, crash_after_epoch: int | None = None) -> str:
+    """Train `config` and record it through the store's writer, as the CLI does."""
+    record = RunRecord(new_id(), name, config, source="cli")
+    writer = store.writer(record)
+    for event in train(config, dataset):
+        fold(record, event)
+        writer.write(record, event)
+        if isinstance(event, ev.EpochEnd) and event.epoch == crash_after_epoch:
+            crash(record, "the server was restarted")
+            writer.write(record, None)
+            break
+    writer.close()
+    return record.run_id
+
+
+def edit_run(run_id: str, **values) -> None:
+    """Change a stored run's row directly (what an older or damaged store could hold)."""
+    with Store().engine.begin() as connection:
+        connection.execute(sa.update(schema.Run).where(schema.Run.id == run_id).values(**values))
 
 
 @pytest.fixture
@@ -86,7 +110,7 @@ def test_table_lists_every_run_with_its_settings_and_results(with_runs):
     assert list(table["Learning rate"]) == ["0.1", "0.1", "0.5"]
     assert list(table["Batch size"]) == [30, 60, 60]
     assert set(table["Status"]) == {"done"} and set(table["Epochs"]) == {"2 / 2"}
-    baseline = RunStore().get(with_runs["baseline"])
+    baseline = Store().get(with_runs["baseline"])
     assert table["Test acc."].iloc[2] == pytest.approx(baseline.test_accuracy * 100)
     assert table["Best val. acc."].iloc[2] == pytest.approx(baseline.best_validation_accuracy * 100)
     assert "Tick runs" in at.info[0].value and not at.get("plotly_chart")
@@ -111,7 +135,7 @@ def test_two_selected_runs_overlay_with_differing_settings_in_the_legend(with_ru
 
 
 def test_legend_falls_back_to_names_when_settings_are_equal(with_runs):
-    store = RunStore()
+    store = Store()
     baseline = store.get(with_runs["baseline"])
     twin = store.get(with_runs["slow"])
     twin.config = baseline.config
@@ -124,17 +148,17 @@ def test_rename_and_delete_with_confirmation(with_runs):
     run_id = with_runs["slow"]
     at.text_input(key=f"runs_name_{run_id}").set_value("lr 0.1, patient")
     at.button(key=f"FormSubmitter:runs_rename_{run_id}-Rename").click().run()
-    assert RunStore().get(run_id).name == "lr 0.1, patient"
+    assert Store().get(run_id).name == "lr 0.1, patient"
     assert "lr 0.1, patient" in list(at.dataframe[0].value["Name"])
 
     at.button(key=f"runs_delete_{run_id}").click().run()
-    assert "for good" in at.warning[0].value and (RunStore().root / run_id).exists()  # nothing deleted yet
+    assert "for good" in at.warning[0].value and Store().get(run_id)  # nothing deleted yet
     at.button(key="runs_delete_no").click().run()
-    assert not at.warning and (RunStore().root / run_id).exists()
+    assert not at.warning and Store().get(run_id)
     at.button(key=f"runs_delete_{run_id}").click().run()
     at.button(key="runs_delete_yes").click().run()
     assert not at.exception
-    assert [run.name for run in RunStore().list_runs()] == ["small batches", "baseline"]
+    assert [run.name for run in Store().list_runs()] == ["small batches", "baseline"]
     assert list(at.dataframe[0].value["Name"]) == ["small batches", "baseline"]
 
 
@@ -149,21 +173,14 @@ def test_open_a_run_in_the_weights_page(with_runs):
 
 
 def test_crashed_run_shows_its_reason_and_keeps_its_epochs(runs_dir):
-    store = RunStore()
-    events = iter(train(SMALL.replace(epochs=5), load_dataset("mnist-sample")))
-    writer = store.writer(SMALL.replace(epochs=5), name="cut off")
-    for event in events:
-        writer.record(event)
-        if getattr(event, "epoch", None) == 1 and type(event).__name__ == "EpochEnd":
-            break
-    writer.crash("the server was restarted")
+    run_id = record_run(Store(), SMALL.replace(epochs=5), "cut off", load_dataset("mnist-sample"), crash_after_epoch=1)
     at = runs_page()
     table = at.dataframe[0].value
     assert list(table["Status"]) == ["crashed"] and list(table["Epochs"]) == ["1 / 5"]
     select(at, ["cut off"])
     assert "the server was restarted" in at.error[0].value
     assert chart_traces(at)["Loss per epoch"] == ["cut off"]
-    assert not at.button(key=f"runs_open_Draw_{writer.run_id}").disabled  # its newest epoch can be opened
+    assert not at.button(key=f"runs_open_Draw_{run_id}").disabled  # its newest epoch can be opened
 
 
 # ---------------------------------------------------------------- saving problems, clean-up, user text
@@ -176,9 +193,7 @@ def page_text(at: AppTest) -> str:
 
 def test_a_run_saved_only_in_part_says_why(with_runs, runs_dir):
     run_id = with_runs["slow"]
-    meta_path = runs_dir / run_id / "meta.json"
-    meta = json.loads(meta_path.read_text())
-    meta_path.write_text(json.dumps({**meta, "save_error": "the disk is full (No space left on device)"}))
+    edit_run(run_id, save_error="the disk is full (No space left on device)")
     at = runs_page()
     table = at.dataframe[0].value
     assert table["Status"].iloc[list(table["Name"]).index("slow")] == "done, not fully saved"
@@ -189,14 +204,14 @@ def test_a_run_saved_only_in_part_says_why(with_runs, runs_dir):
 @pytest.fixture
 def unsaved_worker(runs_dir, tmp_path):
     """A run of this server whose store folder could not be made (a file is in the way)."""
-    blocker = tmp_path / "blocker"
-    blocker.write_text("")
-    registry = common.get_registry()
-    worker = registry.start(SMALL, load_dataset("mnist-sample"), listeners=[RunStore(blocker / "runs").listener()],
-                            name="kept in memory")
-    worker.join(60)
-    yield worker
-    registry._workers.pop(worker.run_id, None)  # other tests share this server-wide registry
+    def no_room(job, record, event):  # what the store's listener does when it cannot write
+        job.set_save_error(record.run_id, "the runs folder could not be written to (read-only file system)")
+
+    job = TrainingJob([SMALL], load_dataset("mnist-sample"), names=["kept in memory"], listeners=[no_room])
+    common.get_jobs().add(job).start()
+    job.join(60)
+    yield job
+    common.get_jobs().remove(job.job_id)  # other tests share this server-wide registry
 
 
 def test_a_run_that_could_not_be_saved_is_listed_with_its_checkpoint(unsaved_worker):
@@ -211,9 +226,7 @@ def test_a_run_that_could_not_be_saved_is_listed_with_its_checkpoint(unsaved_wor
 
 def test_prune_old_finished_runs_with_confirmation(with_runs, runs_dir):
     for name, age_days in (("baseline", 40), ("slow", 12)):
-        meta_path = runs_dir / with_runs[name] / "meta.json"
-        meta = json.loads(meta_path.read_text())
-        meta_path.write_text(json.dumps({**meta, "created": meta["created"] - age_days * 86400}))
+        edit_run(with_runs[name], created=Store().get(with_runs[name]).created - age_days * 86400)
     at = runs_page()
     assert "The run store holds" in page_text(at) and "500 MB limit" in page_text(at)
     assert at.button(key="runs_prune").label == "Delete 1 finished run older than 30 days…"
@@ -221,10 +234,10 @@ def test_prune_old_finished_runs_with_confirmation(with_runs, runs_dir):
     assert at.button(key="runs_prune").label == "Delete 2 finished runs older than 10 days…"
     at.button(key="runs_prune").click().run()
     assert "Delete the runs older than 10 days for good (2:" in at.warning[0].value
-    assert len(RunStore().list_runs()) == 3  # nothing deleted before the confirmation
+    assert len(Store().list_runs()) == 3  # nothing deleted before the confirmation
     at.button(key="runs_confirm_prune_yes").click().run()
     assert not at.exception
-    assert [run.name for run in RunStore().list_runs()] == ["small batches"]
+    assert [run.name for run in Store().list_runs()] == ["small batches"]
     assert list(at.dataframe[0].value["Name"]) == ["small batches"]
     assert "Deleted 2 runs" in at.success[0].value
 
@@ -235,10 +248,10 @@ def test_delete_several_selected_runs(with_runs):
     at.button(key="runs_delete_selected").click().run()
     assert "Delete the selected runs for good (2:" in at.warning[0].value
     at.button(key="runs_confirm_selected_no").click().run()
-    assert len(RunStore().list_runs()) == 3
+    assert len(Store().list_runs()) == 3
     at.button(key="runs_delete_selected").click().run()
     at.button(key="runs_confirm_selected_yes").click().run()
-    assert [run.name for run in RunStore().list_runs()] == ["small batches"]
+    assert [run.name for run in Store().list_runs()] == ["small batches"]
 
 
 def test_store_over_its_limit_says_so(with_runs, monkeypatch):
@@ -253,11 +266,9 @@ def test_store_over_its_limit_says_so(with_runs, monkeypatch):
 def test_user_text_is_shown_literally_and_no_server_path(with_runs, runs_dir):
     run_id = with_runs["slow"]
     evil = "[click](https://evil.example) ![x](https://tracker.example/x.png) <b>bold</b>"
-    RunStore().rename(run_id, evil)
-    meta_path = runs_dir / run_id / "meta.json"
-    meta = json.loads(meta_path.read_text())
-    meta["config"]["learning_rate"] = 0.5  # the same settings as "baseline": the legends name the runs
-    meta_path.write_text(json.dumps({**meta, "status": "crashed", "message": "**loud** [link](https://x.example)"}))
+    Store().rename(run_id, evil)
+    # the same settings as "baseline": the legends name the runs
+    edit_run(run_id, config=SMALL.to_dict(), status="crashed", message="**loud** [link](https://x.example)")
     at = runs_page()
     select(at, [evil, "baseline"])
     at.selectbox(key="runs_action_run").set_value(run_id).run()

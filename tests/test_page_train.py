@@ -180,7 +180,7 @@ def test_pause_resume_change_learning_rate_and_stop():
 
     at.switch_page("pages/weights.py").run()  # away and back: the run goes on, the live box shows its lr
     at.switch_page(PAGE).run()
-    assert worker_of(at) is worker and worker.snapshot().active
+    assert worker_of(at) == worker and worker.snapshot().active
     assert at.number_input(key="train_live_lr").value == 0.05
 
     button(at, "Stop").click().run()

@@ -138,7 +138,7 @@ def pause_inside_an_epoch(worker, timeout: float = 30) -> None:
     Decided from the Paused events' steps, not from timing: epochs here are shorter than the
     worker's 0.1 s progress interval, so the record's progress only ever shows epoch ends."""
     paused_steps: list[int] = []
-    worker._listeners.append(lambda _worker, event: paused_steps.append(event.step)
+    worker.job.add_listener(lambda _job, _record, event: paused_steps.append(event.step)
                              if isinstance(event, ev.Paused) else None)
     while True:
         seen = len(paused_steps)

@@ -136,7 +136,7 @@ def test_stop_while_training_keeps_finished_members(dataset):
     job = TrainingJob(sweep_configs(TrainConfig(epochs=50), [0.1, 1.0]), dataset, group_id="sweep-s",
                       batch_event_seconds=0.0)
     first_epoch = threading.Event()
-    job._listeners.append(lambda job, record, event: isinstance(event, ev.EpochEnd) and event.epoch == 1
+    job.add_listener(lambda job, record, event: isinstance(event, ev.EpochEnd) and event.epoch == 1
                           and first_epoch.set())
     job.start()
     assert first_epoch.wait(60), "no epoch finished in 60 s"
@@ -152,7 +152,7 @@ def test_pause_resume_and_scaled_learning_rates_reach_every_run_of_a_sweep(datas
     job = TrainingJob(sweep_configs(TrainConfig(epochs=200), [0.01, 0.1]), dataset, group_id="sweep-p",
                       batch_event_seconds=0.0)
     seen = {"paused": threading.Event(), "changed": threading.Event()}
-    job._listeners.append(lambda job, record, event: (
+    job.add_listener(lambda job, record, event: (
         isinstance(event, ev.Paused) and event.index == 1 and seen["paused"].set(),
         isinstance(event, ev.LearningRateChanged) and event.index == 1 and seen["changed"].set()))
     job.control.pause()

@@ -19,6 +19,7 @@ from lrcore import datasets
 from lrcore.checkpoint import Checkpoint, CheckpointError
 from lrcore.data import Dataset, DatasetUnavailable, Normalizer, available_datasets, load_dataset
 from lrcore.model import LogisticRegression
+from lrcore.record import RunRecord
 from lrcore.jobs import JobRegistry, LiveRun, TrainingJob
 from lrcore.settings import SETTINGS, to_params
 from lrcore.store import Store, StoreError, default_store_url
@@ -104,6 +105,42 @@ def current_worker() -> LiveRun | None:
     return worker
 
 
+class StoredRun:
+    """A run of the store that this process is not training: finished, trained elsewhere or before a restart.
+
+    Offers what the pages read of a live run (`run_id`, `snapshot()`); the full record, snapshots
+    included, is read once per session and again only when the store says the run changed.
+    """
+
+    control = None  # nothing to pause or stop from here
+
+    def __init__(self, run_id: str, updated: float):
+        self.run_id, self.updated = run_id, updated
+
+    def snapshot(self) -> RunRecord:
+        memo = st.session_state.get("stored_run")
+        if memo is None or memo[:2] != (self.run_id, self.updated):
+            memo = (self.run_id, self.updated, get_store().load(self.run_id))
+            st.session_state.stored_run = memo
+        return memo[2]
+
+
+def run_handle(run_id: str | None) -> LiveRun | StoredRun | None:
+    """The run `run_id`: live if this process trains it, else from the store (None if it is in neither)."""
+    live = get_jobs().live_run(run_id)
+    if live is not None or not run_id:
+        return live
+    try:
+        return StoredRun(run_id, get_store().get(run_id).updated)
+    except (StoreError, OSError):
+        return None
+
+
+def current_run() -> LiveRun | StoredRun | None:
+    """This user's current run, live or from the store (after a restart, or opened from Runs or Sweep)."""
+    return run_handle(st.session_state.get("run_id") or st.query_params.get("run"))
+
+
 @dataclass(frozen=True)
 class ModelInUse:
     """The model the Weights, Draw and Evaluate pages look at."""
@@ -121,10 +158,13 @@ def current_model() -> ModelInUse | None:
     if checkpoint is not None:
         return ModelInUse(checkpoint.model, checkpoint.normalizer, checkpoint.class_names,
                           checkpoint.config.dataset, st.session_state.get("checkpoint_label", "checkpoint"))
-    worker = current_worker()
-    if worker is None:
+    run = current_run()
+    if run is None:
         return None
-    record = worker.snapshot()
+    try:
+        record = run.snapshot()
+    except (StoreError, OSError):  # deleted a moment ago, or the store cannot be read
+        return None
     model = record.latest_model()
     if model is None or record.normalizer is None:
         return None
@@ -292,11 +332,11 @@ def switch_to(page: str) -> None:
 
 def open_run(run_id: str, name: str, page: str) -> None:
     """Make a run the model the other pages use, then go to `page` (a model page of MODEL_PAGES)."""
-    live = get_jobs().live_run(run_id)
-    if live is not None and live.snapshot().active:
-        remember_run(run_id)  # still training here: it becomes the current run
+    run = run_handle(run_id)
+    if run is not None and (isinstance(run, LiveRun) or run.snapshot().has_weights):
+        remember_run(run_id)  # it becomes the current run: Weights scrubs through its saved epochs
         use_checkpoint(None)
-    else:
+    else:  # an uploaded checkpoint: no epochs
         try:
             checkpoint = get_store().checkpoint(run_id)
         except (CheckpointError, StoreError, OSError) as error:

@@ -1,25 +1,31 @@
-"""The Sweep page's figures: one line per run of a sweep, coloured by learning rate, and the range test.
+"""Figures that overlay several runs: the Runs page's comparison and the Sweep page's sweeps (and range test).
 
-Colour = learning rate on a log scale (dark: low, bright: high); a dash per (batch size, weight
-decay) combination. Records are `lrcore.record.RunRecord`s, live or read back from the store.
+On the Runs page each run gets a colour; on the Sweep page colour = learning rate on a log scale
+(dark: low, bright: high), a dash per (batch size, weight decay) combination. Records are
+`lrcore.record.RunRecord`s, live or read back from the store. One run's live curves are in
+`ui.charts`, weight maps in `ui.maps`.
 """
 from __future__ import annotations
 
 import math
 from typing import Sequence
 
+import numpy as np
 import plotly.graph_objects as go
-from plotly.colors import sample_colorscale
+from plotly.colors import qualitative, sample_colorscale
 
 from lrcore.record import RunRecord
 from lrcore.smoothing import BiasCorrectedEma
 from lrcore.sweep import config_label
+from ui import charts as curves
+from ui.text import plot_text
 
 COLORSCALE = "Plasma"
 COLOR_SPAN = (0.0, 0.85)  # Plasma's last yellow is hard to see on white
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 FONT = dict(size=15)
 SMOOTHING = 0.9  # EMA of the minibatch loss: alpha 0.1, as the Train page, bias-corrected
+COLORS = qualitative.Plotly
 PLOT_POINTS = 600  # per run on the minibatch chart: 64 runs x 10,000 points would be slow to draw
 
 
@@ -178,3 +184,60 @@ def range_figure(record) -> go.Figure:
 def round_lr(value: float) -> float:
     """Two significant digits: a suggestion reads 0.33, not 0.327445…"""
     return float(f"{value:.2g}")
+
+
+# ---------------------------------------------------------------- the Runs page: any runs, one colour each
+
+def _compare_layout(title: str, height: int, xaxis: dict, yaxis: dict) -> dict:
+    return dict(title=dict(text=title, font=dict(size=18)), font=FONT, height=height,
+                margin=dict(l=10, r=10, t=90, b=10), hovermode="x unified", xaxis=xaxis, yaxis=yaxis,
+                legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0))
+
+
+def _finite(values) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    array[~np.isfinite(array)] = np.nan  # a gap in the line
+    return array
+
+
+def epoch_curves(runs: Sequence[RunRecord], labels: list[str], metric: str, splits: list[str],
+                 log_loss: bool) -> go.Figure:
+    """One line per run and split; colour = run, solid = validation, dashed = training."""
+    data = []
+    value_format = ".2%" if metric == "accuracy" else ".4f"
+    for index, (run, label) in enumerate(zip(runs, labels)):
+        color = COLORS[index % len(COLORS)]
+        epochs = np.asarray([row["epoch"] for row in run.epochs], dtype=np.int32)
+        for number, split in enumerate(splits):
+            name = "validation" if split == "validation" else "training"
+            data.append(dict(
+                type="scatter", x=epochs, y=_finite([row[f"{split}_{metric}"] for row in run.epochs]),
+                mode="lines+markers" if len(epochs) <= 60 else "lines", name=plot_text(label),
+                legendgroup=run.run_id, showlegend=number == 0, marker=dict(size=6),
+                line=dict(color=color, width=3, dash="solid" if split == "validation" else "dash"),
+                hovertemplate=f"%{{fullData.name}} · {name}: %{{y:{value_format}}}<extra></extra>"))
+    xaxis = dict(title=dict(text="epoch (0 = before training)"), rangemode="tozero")
+    if metric == "accuracy":
+        yaxis = dict(title=dict(text="accuracy"), tickformat=".0%")
+    else:
+        yaxis = dict(title=dict(text="cross-entropy loss" + (" (log scale)" if log_loss else "")),
+                     type="log" if log_loss else "linear")
+    title = "Loss per epoch" if metric == "loss" else "Accuracy per epoch"
+    return go.Figure(dict(data=data, layout=_compare_layout(title, 430, xaxis, yaxis)))
+
+
+def batch_curves(runs: Sequence[RunRecord], labels: list[str], log_loss: bool) -> go.Figure:
+    """Smoothed per-batch training loss against epochs (so runs with different batch sizes line up)."""
+    data = []
+    for index, (run, label) in enumerate(zip(runs, labels)):
+        if not run.batch_losses or not run.batches_per_epoch:
+            continue
+        stride = max(1, math.ceil(len(run.batch_losses) / curves.MAX_BATCH_POINTS))
+        smooth = [math.nan if value is None else value for value in curves.ema(run.batch_losses)]
+        data.append(dict(type="scatter", x=np.asarray(run.batch_steps[::stride], dtype=np.float64)
+                         / run.batches_per_epoch, y=_finite(smooth[::stride]), mode="lines", name=plot_text(label),
+                         line=dict(color=COLORS[index % len(COLORS)], width=2),
+                         hovertemplate="%{fullData.name}: %{y:.4f}<extra></extra>"))
+    xaxis = dict(title=dict(text="epoch"), rangemode="tozero")
+    yaxis = dict(title=dict(text="loss" + (" (log scale)" if log_loss else "")), type="log" if log_loss else "linear")
+    return go.Figure(dict(data=data, layout=_compare_layout("Training loss per batch (smoothed)", 380, xaxis, yaxis)))

@@ -8,7 +8,7 @@ from lrcore.lr_finder import RangeTestJob
 from lrcore.settings import OPTIMIZER_LABELS
 from lrcore.sweep import grid_problems
 from ui import common
-from ui import sweep_charts as charts
+from ui import compare_charts as charts
 from ui.sweep_settings import parse_float, range_test_config
 from ui.text import md_escape
 
