@@ -299,7 +299,7 @@ def sweep_controls(view: SweepView | None, configs, problems: dict[str, str]) ->
     toggle_col.toggle("Show the per-minibatch loss", key="sweep_show_batches", persist_state="session")
     if job is not None:
         factor_col, apply_col, note_col = st.columns([1.2, 0.6, 3], vertical_alignment="bottom")
-        factor_col.number_input("Multiply every learning rate by", 0.01, 100.0, 0.5, key="sweep_lr_factor",
+        factor_col.number_input("Multiply every learning rate by", 0.001, 1000.0, 0.5, key="sweep_lr_factor",
                                 format="%g", help="Takes effect at the next batch for every run still training.")
         apply_col.button("Apply", key="sweep_lr_apply", width="stretch", on_click=change_learning_rates, args=(job,))
         kind, text = st.session_state.pop("sweep_lr_notice", (None, ""))

@@ -5,17 +5,13 @@ import json
 import shutil
 
 import pytest
-import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
-from lrcore import events as ev
-from lrcore import store_schema as schema
 from lrcore.config import TrainConfig
 from lrcore.data import load_dataset
-from lrcore.jobs import TrainingJob, new_id
-from lrcore.record import RunRecord, crash, fold
+from lrcore.jobs import TrainingJob
 from lrcore.store import Store
-from lrcore.train import train
+from tests.store_helpers import edit_run, record_run
 from ui import common
 from pages.runs import legend_labels
 
@@ -34,27 +30,6 @@ def template(tmp_path_factory):
         ids[name] = record_run(store, config, name, dataset)
     store.close()  # everything in the database file, so a copy is complete
     return root, ids
-
-
-def record_run(store: Store, config: TrainConfig, name: str, dataset, crash_after_epoch: int | None = None) -> str:
-    """Train `config` and record it through the store's writer, as the CLI does."""
-    record = RunRecord(new_id(), name, config, source="cli")
-    writer = store.writer(record)
-    for event in train(config, dataset):
-        fold(record, event)
-        writer.write(record, event)
-        if isinstance(event, ev.EpochEnd) and event.epoch == crash_after_epoch:
-            crash(record, "the server was restarted")
-            writer.write(record, None)
-            break
-    writer.close()
-    return record.run_id
-
-
-def edit_run(run_id: str, **values) -> None:
-    """Change a stored run's row directly (what an older or damaged store could hold)."""
-    with Store().engine.begin() as connection:
-        connection.execute(sa.update(schema.Run).where(schema.Run.id == run_id).values(**values))
 
 
 @pytest.fixture
@@ -193,7 +168,7 @@ def page_text(at: AppTest) -> str:
 
 def test_a_run_saved_only_in_part_says_why(with_runs, runs_dir):
     run_id = with_runs["slow"]
-    edit_run(run_id, save_error="the disk is full (No space left on device)")
+    edit_run(Store(), run_id, save_error="the disk is full (No space left on device)")
     at = runs_page()
     table = at.dataframe[0].value
     assert table["Status"].iloc[list(table["Name"]).index("slow")] == "done, not fully saved"
@@ -226,7 +201,7 @@ def test_a_run_that_could_not_be_saved_is_listed_with_its_checkpoint(unsaved_wor
 
 def test_prune_old_finished_runs_with_confirmation(with_runs, runs_dir):
     for name, age_days in (("baseline", 40), ("slow", 12)):
-        edit_run(with_runs[name], created=Store().get(with_runs[name]).created - age_days * 86400)
+        edit_run(Store(), with_runs[name], created=Store().get(with_runs[name]).created - age_days * 86400)
     at = runs_page()
     assert "The run store holds" in page_text(at) and "500 MB limit" in page_text(at)
     assert at.button(key="runs_prune").label == "Delete 1 finished run older than 30 days…"
@@ -268,7 +243,7 @@ def test_user_text_is_shown_literally_and_no_server_path(with_runs, runs_dir):
     evil = "[click](https://evil.example) ![x](https://tracker.example/x.png) <b>bold</b>"
     Store().rename(run_id, evil)
     # the same settings as "baseline": the legends name the runs
-    edit_run(run_id, config=SMALL.to_dict(), status="crashed", message="**loud** [link](https://x.example)")
+    edit_run(Store(), run_id, config=SMALL.to_dict(), status="crashed", message="**loud** [link](https://x.example)")
     at = runs_page()
     select(at, [evil, "baseline"])
     at.selectbox(key="runs_action_run").set_value(run_id).run()

@@ -15,7 +15,8 @@ from lrcore import events as ev
 from lrcore.checkpoint import checkpoint_bytes, load_checkpoint
 from lrcore.data import Normalizer
 from lrcore.model import LogisticRegression
-from tests.apptest_helpers import wait_for_run, start_run
+from tests.apptest_helpers import start_run, wait_for_run
+from tests.store_helpers import record_run
 from ui import common
 from ui.maps import WeightMaps, weights_figure
 
@@ -132,6 +133,24 @@ def test_the_slider_scrubs_back_to_the_untrained_weights(finished_run):
     assert any("Epoch 0 (untrained)" in markdown.value for markdown in at.markdown)
 
 
+def test_after_a_restart_the_slider_scrubs_the_stored_epochs_of_the_same_run(finished_run):
+    """The record read back from the store is the one the live page showed: same epochs, same weights."""
+    live = finished_run.snapshot()
+    common.get_store().flush()
+    common.get_jobs().remove(finished_run.job.job_id)  # a server restart: the process's jobs are gone
+    try:
+        at = weights_page(finished_run.run_id)
+        slider = at.select_slider(key="weights_index")
+        assert slider.options == ["epoch 0 (untrained)", "epoch 1", "epoch 2"]
+        for index, (epoch, weight, _bias) in enumerate(live.snapshots):
+            slider.set_value(index).run()
+            traces, _layout = heatmaps(at)
+            np.testing.assert_allclose(array(traces[7]["z"]), weight[7].reshape(28, 28).numpy(), rtol=1e-6)
+        assert any("(done)" in markdown.value for markdown in at.markdown)
+    finally:
+        common.get_jobs().add(finished_run.job)
+
+
 def pause_inside_an_epoch(worker, timeout: float = 30) -> None:
     """Pause after some batches of an epoch have run, so the weights differ from the last epoch's.
 
@@ -209,22 +228,13 @@ def test_refilled_weight_maps_equal_a_freshly_built_figure(shared_scale):
 # ---------------------------------------------------------------- comparing two runs
 
 def stored_run(config: TrainConfig, name: str | None = None) -> str:
-    """Train `config` into the run store the pages read (as `python -m lrcore train` does); its run id."""
-    from lrcore.runstore import RunStore, default_runs_dir
-    from lrcore.train import train
-
-    with RunStore(default_runs_dir()).writer(config, name=name) as writer:
-        for event in train(config):
-            writer.record(event)
-    writer.wait(30)
-    return writer.run_id
+    """Train `config` into the store the pages read (as `python -m lrcore train` does); its run id."""
+    return record_run(common.get_store(), config, name)
 
 
 @pytest.fixture(scope="module")
 def current_run():
     """A finished run that is this session's current run, recorded in the store as the pages do."""
-    from lrcore.data import load_dataset
-
     worker = start_run(TrainConfig(epochs=2), name="the current one")
     worker.join(60)
     assert worker.snapshot().status == "done"
@@ -244,8 +254,6 @@ def compare_figures(at: AppTest) -> tuple[list[dict], list[dict]]:
 
 
 def test_a_stored_run_compares_beside_the_current_one_on_one_scale_with_its_norms(current_run, decay_run):
-    from lrcore.runstore import RunStore, default_runs_dir
-
     finished_run = current_run
     at = weights_page(finished_run.run_id)
     picker = at.selectbox(key="weights_compare")
@@ -257,7 +265,7 @@ def test_a_stored_run_compares_beside_the_current_one_on_one_scale_with_its_norm
     maps, bars = compare_figures(at)
     assert len(maps) == 2  # this run and the compared one
     ours = finished_run.snapshot().snapshots[-1][1]
-    theirs = RunStore(default_runs_dir()).checkpoint(decay_run).model.linear.weight.detach()
+    theirs = common.get_store().checkpoint(decay_run).model.linear.weight.detach()
     limit = max(float(ours.abs().max()), float(theirs.abs().max()))
     for spec in maps:  # one symmetric scale for both
         assert spec["layout"]["coloraxis"]["cmax"] == -spec["layout"]["coloraxis"]["cmin"] == pytest.approx(limit)
@@ -299,8 +307,6 @@ def test_without_other_runs_the_page_says_how_to_get_one(tmp_path, monkeypatch):
 
 
 def test_comparing_while_the_current_run_trains_keeps_the_compared_figure(decay_run):
-    from lrcore.data import load_dataset
-
     worker = start_run(TrainConfig(epochs=1000, batch_size=16), name="live one")
     try:
         wait_for_run(worker, lambda record: len(record.snapshots) >= 2, "two epochs of weights")

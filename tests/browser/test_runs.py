@@ -3,7 +3,6 @@ page; two finished runs overlay their curves; checkpoints download and upload ag
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -169,22 +168,15 @@ def test_compare_two_runs_then_download_and_upload_a_checkpoint(page, dashboard_
 def seed_runs(runs_dir: Path) -> None:
     """Two small finished runs: one 40 days old, one saved only in part (the disk filled up)."""
     from lrcore.config import TrainConfig
-    from lrcore.runstore import RunStore
-    from lrcore.train import train
+    from lrcore.store import Store
+    from tests.store_helpers import edit_run, record_run
 
-    store = RunStore(runs_dir)
+    store = Store(runs_dir / "lrcore.db")
     for name, age_days, save_error in (("last month's baseline", 40, ""),
                                        ("filled the disk", 0, "the disk is full (No space left on device)")):
-        config = TrainConfig(epochs=2, batch_size=60, per_class_limit=30)
-        with store.writer(config, name=name) as writer:
-            for event in train(config):
-                writer.record(event)
-        meta_path = runs_dir / writer.run_id / "meta.json"
-        meta = json.loads(meta_path.read_text())
-        meta["created"] -= age_days * 86400
-        if save_error:
-            meta["save_error"] = save_error
-        meta_path.write_text(json.dumps(meta))
+        run_id = record_run(store, TrainConfig(epochs=2, batch_size=60, per_class_limit=30), name)
+        edit_run(store, run_id, created=store.get(run_id).created - age_days * 86400, save_error=save_error)
+    store.close()
 
 
 @pytest.fixture

@@ -74,8 +74,53 @@ def test_sweep_range_test_and_open_in_train(page, dashboard_url):
     assert float(page.get_by_label("Exact learning rate", exact=True).input_value()) == pytest.approx(float(value))
 
 
+def test_pause_resume_scale_and_stop_a_sweep(page, dashboard_url):
+    """A sweep has what a single run has: pause, resume, a live learning-rate change, stop."""
+    page.goto(f"{dashboard_url}/sweep")
+    page.get_by_label("Lowest learning rate", exact=True).wait_for(timeout=90_000)
+    wait_for_app(page)
+    set_text(page, "Lowest learning rate", "0.01")
+    set_text(page, "Highest learning rate", "1")
+    slider = page.get_by_role("slider", name="How many learning rates")
+    slider.focus()
+    slider.press("Home")  # 3: 0.01, 0.1, 1
+    wait_for_app(page)
+    set_text(page, "Epochs", "500")
+    main = page.locator('[data-testid="stMain"]')
+    main.get_by_role("button", name="Start sweep").click()
+    expect(page.get_by_text(re.compile(r"Training 3 runs · epoch \d+ of 500"))).to_be_visible(timeout=60_000)
+
+    main.get_by_role("button", name=re.compile("Pause$")).click()
+    expect(page.get_by_text(re.compile(r"Paused 3 runs"))).to_be_visible(timeout=30_000)
+    main.get_by_role("button", name=re.compile("Resume$")).click()
+    expect(page.get_by_text(re.compile(r"Training 3 runs"))).to_be_visible(timeout=30_000)
+
+    factor = page.get_by_label("Multiply every learning rate by", exact=True)
+    factor.fill("0.5")
+    factor.press("Enter")
+    wait_for_app(page)
+    main.get_by_role("button", name="Apply", exact=True).click()
+    expect(page.get_by_text("Every learning rate ×0.5 from the next batch")).to_be_visible(timeout=30_000)
+    factor.fill("1000")  # 1 x 1000 is over the allowed range: a message, nothing changes
+    factor.press("Enter")
+    wait_for_app(page)
+    expect(page.get_by_text(re.compile("allowed: 1e-06 to 100"))).to_be_visible(timeout=30_000)
+    screenshot(page, "sweep-live-controls")
+
+    for _ in range(3):  # a click can land while the polling rerun replaces the button: try again
+        main.get_by_role("button", name=re.compile("Stop$")).click()
+        try:
+            expect(page.get_by_text("Results, best first")).to_be_visible(timeout=30_000)
+            break
+        except AssertionError:
+            pass
+    expect(page.get_by_text("Results, best first")).to_be_visible()
+    wait_for_app(page)
+    expect(page.get_by_text(re.compile(r"Stopped: 3 runs"))).to_be_visible()
+
+
 def test_a_sweep_survives_a_server_restart(browser, tmp_path):
-    """Run a sweep, restart the server, open the same link: the curves and results come back from disk."""
+    """Run a sweep, restart the server, open the same link: the curves and results come back from the store."""
     process, url = start_streamlit(tmp_path / "data", tmp_path / "first.log")
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -108,9 +153,16 @@ def test_a_sweep_survives_a_server_restart(browser, tmp_path):
         accuracy = page.wait_for_function(CHART_TRACES, arg="Validation accuracy per epoch",
                                           timeout=30_000).json_value()
         assert accuracy is not None and len(accuracy["lines"]) == 3, accuracy  # lr 100 diverged at once
-        expect(page.get_by_text("Earlier sweeps (1), saved on disk")).to_be_visible()
+        expect(page.get_by_text("Earlier sweeps (1)")).to_be_visible()
         page.mouse.move(0, 0)
         screenshot(page, "sweep-after-restart")
+
+        # every run of the sweep is a full run: on Runs with its sweep's name, and its epochs in Weights
+        page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Runs", exact=True).click()
+        wait_for_app(page)
+        page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stDataFrame\"] td')]"
+                               ".filter(td => td.innerText.startsWith('4 runs, lr 0.001 to 100')).length === 4",
+                               timeout=30_000)
         page.close()
     finally:
         stop(process)

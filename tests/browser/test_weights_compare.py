@@ -9,9 +9,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from lrcore import TrainConfig, train
 from lrcore.naming import default_run_name, defaults_for
-from lrcore.runstore import RunStore
+from lrcore.store import Store
+from tests.store_helpers import record_run
 from tests.browser.conftest import screenshot, wait_for_app
 
 SIZES = [(1400, 1000), (1024, 768), (390, 844)]
@@ -28,12 +28,11 @@ COMPARED = """() => {
 
 @pytest.fixture(scope="module")
 def decay_run_name(dashboard_data_dir) -> str:
-    """A weight-decay run put in the server's run store (the store is read from disk on each page run)."""
+    """A weight-decay run put in the server's store (another process writing it, as the CLI would)."""
     config = defaults_for("mnist-sample").replace(weight_decay=0.01)
-    with RunStore(dashboard_data_dir / "runs").writer(config) as writer:
-        for event in train(config):
-            writer.record(event)
-    writer.wait(30)
+    store = Store(dashboard_data_dir / "runs" / "lrcore.db")
+    record_run(store, config)
+    store.close()
     return default_run_name(config)
 
 
