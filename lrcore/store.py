@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0  # batch progress is committed at most about this often per run
 HEARTBEAT_SECONDS = 5.0
+WAIT_SECONDS = 300.0  # the end of a run waits at most this long for its commit (then: not saved, says why)
 STALE_SECONDS = 600.0  # a run written from another host counts as crashed after this long silent
 MAX_NAME_LENGTH = 100
 MAX_MESSAGE_LENGTH = 1000
@@ -332,7 +333,8 @@ class RunWriter:
     """Saves one run; made by `Store.writer`. `write(record, event)` after each `fold`."""
 
     def __init__(self, store: "Store", record: RunRecord, on_error: Callable[[str], None] | None, position: int,
-                 source: str):
+                 source: str, connection: sa.Connection):
+        """Insert the run's row in `connection`'s transaction (see Store._open_writers)."""
         self.store, self.run_id, self.on_error = store, record.run_id, on_error
         self.error: str | None = None
         self.closed = False
@@ -341,16 +343,14 @@ class RunWriter:
         self._lock = _try_lock(self._lock_path)  # before the row exists: a reader never sees it unlocked
         if self._lock is None:
             raise StoreError(f"run {self.run_id} is already being written by another process")
-        now = time.time()
         try:
-            with store.engine.begin() as connection:
-                if connection.execute(sa.select(schema.Run.id).where(schema.Run.id == self.run_id)).first():
-                    raise StoreError(f"a run with id {self.run_id} already exists in the store")
-                connection.execute(sa.insert(schema.Run).values(
-                    id=self.run_id, group_id=record.group_id, position=position,
-                    name=capped(record.name, MAX_NAME_LENGTH) or self.run_id,
-                    source=capped(source, 20), config=record.config.to_dict(), created=record.created,
-                    host=HOST, pid=os.getpid(), heartbeat=now, **schema.run_values(record)))
+            if connection.execute(sa.select(schema.Run.id).where(schema.Run.id == self.run_id)).first():
+                raise StoreError(f"a run with id {self.run_id} already exists in the store")
+            connection.execute(sa.insert(schema.Run).values(
+                id=self.run_id, group_id=record.group_id, position=position,
+                name=capped(record.name, MAX_NAME_LENGTH) or self.run_id,
+                source=capped(source, 20), config=record.config.to_dict(), created=record.created,
+                host=HOST, pid=os.getpid(), heartbeat=time.time(), **schema.run_values(record)))
         except BaseException:
             os.close(self._lock)
             raise
@@ -363,9 +363,10 @@ class RunWriter:
         self._last = 0.0
         self._record: RunRecord | None = None
 
-    def write(self, record: RunRecord, event: object, flush: bool | None = None) -> None:
-        """Persist what changed since the last write (after `fold(record, event)`; event None = crash).
-        Batch progress is committed about once a second, anything else at once; the end is waited for."""
+    def write(self, record: RunRecord, event: object, flush: bool | None = None, wait: bool = True) -> None:
+        """Persist what changed since the last write (after `fold(record, event)`; event None = the job
+        ended it). Batch progress is committed about once a second, anything else at once; the end is
+        waited for unless `wait` is False (a sweep's runs but the last: its wait covers theirs)."""
         if self.closed:
             return
         self._record = record
@@ -378,7 +379,7 @@ class RunWriter:
         self._last = now
         try:
             if self.error is None:
-                self.store._thread.put(self._delta(record), wait=last)
+                self.store._thread.put(self._delta(record), wait=last and wait)
         except Exception as error:  # training goes on, whatever the store does
             self.fail(error)
         finally:
@@ -407,23 +408,6 @@ class RunWriter:
         self._snapshots = {key: weight for key, (weight, _bias) in kept.items()}
         return delta
 
-    def apply(self, connection: sa.Connection, delta: _Delta) -> None:
-        """Run in the store thread, inside its transaction."""
-        run_id = self.run_id
-        connection.execute(sa.update(schema.Run).where(schema.Run.id == run_id).values(**delta.values))
-        if delta.epochs:
-            connection.execute(sa.insert(schema.Epoch), [schema.epoch_row(run_id, row) for row in delta.epochs])
-        if delta.rewrite:
-            connection.execute(sa.delete(schema.BatchLoss).where(schema.BatchLoss.run_id == run_id))
-        if delta.points:
-            connection.execute(sa.insert(schema.BatchLoss), [
-                {"run_id": run_id, "step": step, "loss": schema.real(loss)} for step, loss in delta.points])
-        for epoch, ordinal in delta.removed:
-            connection.execute(sa.delete(schema.Snapshot).where(
-                schema.Snapshot.run_id == run_id, schema.Snapshot.epoch == epoch, schema.Snapshot.ordinal == ordinal))
-        if delta.snapshots:
-            connection.execute(sa.insert(schema.Snapshot), schema.snapshot_rows(run_id, delta.snapshots))
-
     def fail(self, error: BaseException) -> None:
         """The first failed write: remember why, log one line, tell `on_error`; nothing is written after."""
         if self.error is not None:
@@ -438,6 +422,13 @@ class RunWriter:
                 self.on_error(self.error)
             except Exception:
                 log.exception("the save-error callback of run %s failed", self.run_id)
+
+    def abandon(self) -> None:
+        """Undo a start whose transaction failed."""
+        self.closed = True
+        with _LIVE_LOCK:
+            _OPEN.pop(self._key, None)
+        os.close(self._lock)
 
     def close(self) -> None:
         """Leave the open runs and drop the lock; a failed writer tries once more, quietly, to write the
@@ -475,8 +466,8 @@ class StoreThread(threading.Thread):
         if wait:
             delta.done = threading.Event()
         self.queue.put(delta)
-        if wait and threading.current_thread() is not self:
-            delta.done.wait()
+        if wait and threading.current_thread() is not self and not delta.done.wait(WAIT_SECONDS):
+            raise StoreError(f"the database did not answer within {WAIT_SECONDS:.0f} s")
 
     def sync(self, timeout: float | None = None) -> bool:
         """Wait until everything queued before this call is committed (or has failed)."""
@@ -500,32 +491,38 @@ class StoreThread(threading.Thread):
             except queue.Empty:
                 pass
             deltas = [item for item in items if item is not None]  # writer None: a sync barrier
-            if deltas:
-                self._commit(deltas)
-            if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
-                last_beat = time.monotonic()
-                self._heartbeat()
+            try:
+                if deltas:
+                    self._commit(deltas)
+                if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
+                    last_beat = time.monotonic()
+                    self._heartbeat()
+            except Exception:  # never die: a dead store thread would leave every writer waiting
+                log.exception("the store thread of %s failed", self.store.url)
             if self._stopping and self.queue.empty():
                 return
 
     def _commit(self, deltas: list[_Delta]) -> None:
         try:
-            todo = [delta for delta in deltas if delta.writer is not None and delta.writer.error is None]
+            merged: dict[int, _Delta] = {}  # one delta per writer, in order
+            for delta in deltas:
+                if delta.writer is not None and delta.writer.error is None:
+                    _merge(merged.setdefault(id(delta.writer), _Delta(delta.writer)), delta)
+            todo = list(merged.values())
             try:
-                with self.store.engine.begin() as connection:
-                    for delta in todo:
-                        delta.writer.apply(connection, delta)
+                if todo:
+                    with self.store.engine.begin() as connection:
+                        _apply(connection, todo)
             except Exception as error:
-                if len({id(delta.writer) for delta in todo}) == 1:
+                if len(todo) == 1:
                     todo[0].writer.fail(error)
                 else:  # one run's bad write must not stop the others': each alone
                     for delta in todo:
-                        if delta.writer.error is None:
-                            try:
-                                with self.store.engine.begin() as connection:
-                                    delta.writer.apply(connection, delta)
-                            except Exception as alone:
-                                delta.writer.fail(alone)
+                        try:
+                            with self.store.engine.begin() as connection:
+                                _apply(connection, [delta])
+                        except Exception as alone:
+                            delta.writer.fail(alone)
         finally:
             for delta in deltas:
                 if delta.done is not None:
@@ -543,6 +540,52 @@ class StoreThread(threading.Thread):
                 connection.execute(sa.update(schema.Run).where(schema.Run.id.in_(ids)).values(heartbeat=time.time()))
         except Exception:  # a failing store shows in the writers' next write
             pass
+
+
+def _merge(into: _Delta, delta: _Delta) -> None:
+    """Fold a later delta of the same run into `into` (rows to delete before those to insert)."""
+    into.values.update(delta.values)
+    into.epochs = into.epochs + delta.epochs
+    if delta.rewrite:
+        into.rewrite, into.points = True, list(delta.points)
+    else:
+        into.points = into.points + delta.points
+    adding = {(epoch, ordinal): (weight, bias) for epoch, ordinal, weight, bias in into.snapshots}
+    removing = set(into.removed)
+    for key in delta.removed:
+        if adding.pop(key, None) is None or key in removing:
+            removing.add(key)  # in the database (an earlier row): delete it
+    adding.update({(epoch, ordinal): (weight, bias) for epoch, ordinal, weight, bias in delta.snapshots})
+    into.removed = sorted(removing)
+    into.snapshots = [(*key, weight, bias) for key, (weight, bias) in adding.items()]
+
+
+def _apply(connection: sa.Connection, deltas: list[_Delta]) -> None:
+    """The deltas of several runs in a handful of statements (each one a batch)."""
+    runs, epochs, points, removed, snapshots = [], [], [], [], []
+    for delta in deltas:
+        run_id = delta.writer.run_id
+        if delta.values:
+            runs.append({"_id": run_id, **delta.values})
+        epochs += [schema.epoch_row(run_id, row) for row in delta.epochs]
+        points += [{"run_id": run_id, "step": step, "loss": schema.real(loss)} for step, loss in delta.points]
+        removed += [{"_id": run_id, "_epoch": epoch, "_ordinal": ordinal} for epoch, ordinal in delta.removed]
+        snapshots += schema.snapshot_rows(run_id, delta.snapshots)
+    Run, Snapshot = schema.Run, schema.Snapshot
+    for names in {tuple(sorted(row)) for row in runs}:  # the first write of a run adds its normaliser
+        rows = [row for row in runs if tuple(sorted(row)) == names]
+        connection.execute(sa.update(Run).where(Run.id == sa.bindparam("_id")).values(
+            {name: sa.bindparam(name) for name in names if name != "_id"}), rows)
+    rewrite = [delta.writer.run_id for delta in deltas if delta.rewrite]
+    if rewrite:
+        connection.execute(sa.delete(schema.BatchLoss).where(schema.BatchLoss.run_id.in_(rewrite)))
+    if removed:
+        connection.execute(sa.delete(Snapshot).where(Snapshot.run_id == sa.bindparam("_id"),
+                                                     Snapshot.epoch == sa.bindparam("_epoch"),
+                                                     Snapshot.ordinal == sa.bindparam("_ordinal")), removed)
+    for table, rows in ((schema.Epoch, epochs), (schema.BatchLoss, points), (Snapshot, snapshots)):
+        if rows:
+            connection.execute(sa.insert(table), rows)
 
 
 # ---------------------------------------------------------------- the store
@@ -588,20 +631,36 @@ class Store:
                position: int = 0, source: str | None = None) -> RunWriter:
         """Insert the run's row and return its writer. Raises StoreError (StoreFullError over the size
         limit) or a database/OS error when it cannot; later failed writes never raise (`on_error`)."""
-        check_run_id(record.run_id)
+        return self._open_writers([(record, on_error, position)], source)[0]
+
+    def _open_writers(self, runs: list[tuple[RunRecord, Callable[[str], None] | None, int]],
+                      source: str | None) -> list[RunWriter]:
+        """Writers for several runs, their rows inserted in one transaction (a sweep's K runs)."""
+        for record, _, _ in runs:
+            check_run_id(record.run_id)
         self.check_room()
         with self._thread_lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = StoreThread(self)
                 self._thread.start()
-        return RunWriter(self, record, on_error, position, source or record.source)
+        writers: list[RunWriter] = []
+        try:
+            with self.engine.begin() as connection:
+                for record, on_error, position in runs:
+                    writers.append(RunWriter(self, record, on_error, position, source or record.source, connection))
+        except BaseException:
+            for writer in writers:
+                writer.abandon()
+            raise
+        return writers
 
     def listener(self, source: str = "dashboard") -> Callable[[Any, RunRecord, object], None]:
         """A TrainingJob listener that saves every run of the jobs it is attached to.
 
         A run that cannot be saved trains on: the reason goes to `job.set_save_error(run_id, reason)`.
         """
-        writers: dict[str, RunWriter | None] = {}
+        writers: dict[str, RunWriter | None] = {}  # None: finished, or could not be saved
+        groups: dict[int, list[str]] = {}  # id(job) -> its run ids
         lock = threading.Lock()
 
         def report(job, run_id: str, reason: str) -> None:
@@ -623,26 +682,38 @@ class Store:
                 report(job, run_id, reason)
                 return None
 
+        def open_all(job, record: RunRecord) -> None:
+            """The job's first event: every run of it gets its row now, in one transaction (a waiting
+            one too, so a sweep cut off before its later groups start still lists them)."""
+            run_ids = list(getattr(job, "run_ids", None) or [])
+            run_ids += [] if record.run_id in run_ids else [record.run_id]
+            with lock:
+                todo = [(position, run_id) for position, run_id in enumerate(run_ids) if run_id not in writers]
+                writers.update((run_id, None) for _, run_id in todo)  # one try per run
+            records = {run_id: record if run_id == record.run_id else job.record(run_id) for _, run_id in todo}
+            try:
+                opened = self._open_writers([(records[run_id], (lambda reason, r=run_id: report(job, r, reason)),
+                                              position) for position, run_id in todo],
+                                            source if source != "dashboard" else None)
+            except Exception:  # one by one, so each run that cannot be saved says why
+                opened = [open_writer(job, records[run_id], position) for position, run_id in todo]
+            with lock:
+                writers.update(zip([run_id for _, run_id in todo], opened))
+                groups[id(job)] = run_ids
+
         def on_event(job, record: RunRecord, event: object) -> None:
             run_id = record.run_id
-            writer = writers.get(run_id, False)
-            if writer is False:
-                # the job's first event: every run of it gets its row now, a waiting one too, so a
-                # sweep cut off before its later groups start still lists them
-                run_ids = list(getattr(job, "run_ids", None) or [])
-                run_ids += [] if run_id in run_ids else [run_id]
-                for position, other in enumerate(run_ids):
-                    with lock:
-                        if other in writers:
-                            continue
-                        writers[other] = None  # one try per run
-                    opened = open_writer(job, record if other == run_id else job.record(other), position)
-                    with lock:
-                        writers[other] = opened
-                writer = writers.get(run_id)
+            if run_id not in writers:
+                open_all(job, record)
+            writer = writers.get(run_id)
             if writer is None:
                 return
-            writer.write(record, event)
+            last = event is None or isinstance(event, ev.Finished)
+            # the end of a run waits for its commit, unless another run of the job is still open:
+            # the last one's wait covers every earlier write (one queue, committed in order)
+            wait = not last or not any(other != run_id and writers.get(other) is not None
+                                       for other in groups.get(id(job), ()))
+            writer.write(record, event, wait=wait)
             if writer.closed:
                 with lock:
                     writers[run_id] = None
