@@ -183,9 +183,9 @@ def run_actions(run: RunRecord) -> None:
     final = run.final
     facts = []
     if final.get("test_accuracy") is not None:
-        facts.append(f"test accuracy {final['test_accuracy']:.2%}")
+        facts.append(f"test accuracy {fmt.percent(final['test_accuracy'], 2)}")
     if final.get("validation_accuracy") is not None:
-        facts.append(f"validation accuracy {final['validation_accuracy']:.2%}")
+        facts.append(f"validation accuracy {fmt.percent(final['validation_accuracy'], 2)}")
     facts.append(f"{int(final.get('epochs_completed', run.epochs_done))} of {run.config.epochs} epochs")
     if run.elapsed:
         facts.append(fmt.duration(run.elapsed))

@@ -23,6 +23,7 @@ from lrcore.store import StoreError
 from lrcore.sweep import best, fraction_done, ranked
 from ui import common
 from ui import compare_charts as charts
+from ui import format as fmt
 from ui.range_test import range_test_section
 from ui.sweep_settings import DEFAULTS, settings_form
 from ui.text import md_escape
@@ -58,10 +59,6 @@ class SweepView:
             if status in statuses:
                 return status
         return "done"
-
-
-def percent(value) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:.1%}"
 
 
 def sweep_view(sweep_id: str | None) -> SweepView | None:
@@ -163,8 +160,8 @@ def results_table(view: SweepView) -> None:
                      "weight decay": run.config.weight_decay, "status": run.status,
                      "validation accuracy": math.nan if failed else run.validation_accuracy,
                      # text, so a missing value reads "–" rather than "None"
-                     "validation loss": "–" if failed or not last else f"{last['validation_loss']:.4f}",
-                     "train accuracy": "–" if failed or not last else f"{last['train_accuracy']:.1%}",
+                     "validation loss": fmt.DASH if failed or not last else fmt.loss(last["validation_loss"]),
+                     "train accuracy": fmt.DASH if failed or not last else fmt.percent(last["train_accuracy"]),
                      "epochs": run.epochs_done, "note": run.message})
     hidden = [name for name, column in (("batch size", "batch_size"), ("weight decay", "weight_decay"))
               if len({getattr(run.config, column) for run in view.runs}) == 1]
@@ -179,11 +176,11 @@ def results_table(view: SweepView) -> None:
     if top is None:
         st.warning("No run trained without diverging: try lower learning rates.")
     else:
-        st.success(f"Best: **{labels[top.run_id]}** with {percent(top.validation_accuracy)} validation accuracy "
+        st.success(f"Best: **{labels[top.run_id]}** with {fmt.percent(top.validation_accuracy)} validation accuracy "
                    f"after {top.epochs_done} epochs.", icon=":material/trophy:")
     choice = st.selectbox("Run", range(len(order)), key="sweep_pick",
                           format_func=lambda i: f"#{i + 1}: {labels[order[i].run_id]} ({order[i].status}, "
-                                                f"validation {percent(order[i].validation_accuracy)})")
+                                                f"validation {fmt.percent(order[i].validation_accuracy)})")
     chosen = order[choice or 0]
     columns = st.columns(5)
     if columns[0].button("Open in Train", icon=":material/model_training:", type="primary", width="stretch",

@@ -16,6 +16,7 @@ from lrcore.naming import setting_text
 from lrcore.record import RunRecord
 from lrcore.store import Store, StoreError, describe_write_error, store_limit_mb
 from ui import common, uploads
+from ui import format as fmt
 from ui.text import md_escape
 
 MAX_UPLOAD_MB = MAX_CHECKPOINT_BYTES // (1024 * 1024)
@@ -131,7 +132,7 @@ def upload_section() -> None:
         facts = [f"{len(checkpoint.class_names)} classes", DATASET_TITLES.get(config.dataset, config.dataset),
                  f"{setting_text('optimizer', config.optimizer)} lr={config.learning_rate:g} bs={config.batch_size}"]
         if "test_accuracy" in metrics:
-            facts.append(f"test accuracy {metrics['test_accuracy']:.2%}")
+            facts.append(f"test accuracy {fmt.percent(metrics['test_accuracy'], 2)}")
         st.caption("A valid checkpoint: " + " · ".join(facts) + ".")
         default_name = re.sub(r"\.(pt|pth)$", "", upload.name) or "uploaded checkpoint"
         name = st.text_input("Name", value=default_name, max_chars=100, key=f"runs_upload_name_{counter}")
