@@ -293,13 +293,16 @@ KILLED_TRAINER = """
     from lrcore.store import Store
     store = Store(sys.argv[1])
     config = TrainConfig(epochs=1000, learning_rate=0.5, batch_size=60, per_class_limit=30)
-    job = TrainingJob([config], load_dataset("mnist-sample"), source="cli", listeners=[store.listener()])
+    # two batch sizes: two groups, trained one after the other; the second waits its turn
+    job = TrainingJob([config, config.replace(batch_size=30)], load_dataset("mnist-sample"), group_id="sweep-k",
+                      source="cli", listeners=[store.listener()])
+    store.create_group("sweep-k", "killed sweep", {}, job.run_ids)
     print(job.run_ids[0], flush=True)
     job.start().join()
 """
 
 
-def test_a_run_killed_mid_training_reads_back_crashed_with_its_epochs(store, store_url):
+def test_a_sweep_killed_mid_training_reads_back_crashed_with_its_epochs(store, store_url):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     trainer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED_TRAINER), store_url], cwd=ROOT,
                                env=env, stdout=subprocess.PIPE, text=True)
@@ -318,6 +321,7 @@ def test_a_run_killed_mid_training_reads_back_crashed_with_its_epochs(store, sto
             time.sleep(0.05)
         # while it trains, another process (this one) sees it training: its lock is held
         assert running.status == Status.TRAINING and running.source == "cli"
+        assert store.get("sweep-k-02").status == Status.WAITING
     finally:
         trainer.kill()  # SIGKILL: no cleanup runs
         trainer.wait()
@@ -327,6 +331,9 @@ def test_a_run_killed_mid_training_reads_back_crashed_with_its_epochs(store, sto
     assert run.epochs_done >= 2 and [row["epoch"] for row in run.epochs] == list(range(run.epochs_done + 1))
     assert [s[0] for s in run.snapshots][-1] == run.epochs_done
     assert store.checkpoint(run_id).metrics["epochs_completed"] == run.epochs_done
+    group, runs = store.load_group("sweep-k")
+    assert group.status == Status.CRASHED and [r.status for r in runs] == [Status.CRASHED, Status.CRASHED]
+    assert runs[1].epochs == [] and "after epoch 0 of 1000" in runs[1].message  # it never got its turn
     with store.engine.connect() as connection:  # written down: no longer depends on the lock
         assert connection.execute(sa.select(schema.Run.status).where(schema.Run.id == run_id)).scalar() == "crashed"
 
