@@ -41,7 +41,6 @@ from sqlalchemy import exc as sa_exc
 from . import events as ev
 from . import store_schema as schema
 from .checkpoint import Checkpoint, CheckpointError, checkpoint_bytes as make_checkpoint_bytes, load_checkpoint
-from .config import ConfigError, TrainConfig
 from .data import default_data_dir
 from .model import LogisticRegression
 from .record import ACTIVE_STATUSES, RunRecord
@@ -358,7 +357,8 @@ class RunWriter:
             _OPEN[self._key] = self
         self._epochs = self._points = 0
         self._batch_stride = 1
-        self._snapshots: dict[tuple, object] = {}  # (epoch, ordinal) -> weight tensor written (tensors are never mutated)
+        # (epoch, ordinal) -> the weight tensor written (a record's tensors are never mutated)
+        self._snapshots: dict[tuple, object] = {}
         self._normalizer = False
         self._last = 0.0
         self._record: RunRecord | None = None
@@ -948,8 +948,9 @@ class Store:
             children = sa.select(schema.Run.id).where(*where)
             epochs = connection.execute(sa.select(schema.Epoch).where(schema.Epoch.run_id.in_(children))
                                         .order_by(schema.Epoch.run_id, schema.Epoch.epoch)).all()
-            points = connection.execute(sa.select(schema.BatchLoss).where(schema.BatchLoss.run_id.in_(children))
-                                        .order_by(schema.BatchLoss.run_id, schema.BatchLoss.step)).all() if batches else []
+            points = [] if not batches else connection.execute(
+                sa.select(schema.BatchLoss).where(schema.BatchLoss.run_id.in_(children))
+                .order_by(schema.BatchLoss.run_id, schema.BatchLoss.step)).all()
             snapshots = connection.execute(sa.select(schema.Snapshot).where(schema.Snapshot.run_id.in_(children))
                                            .order_by(schema.Snapshot.run_id, schema.Snapshot.epoch,
                                                      schema.Snapshot.ordinal)).all() if weights else []

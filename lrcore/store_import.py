@@ -175,7 +175,8 @@ def _import_run(store: Any, path: Path) -> int:
             continue
         record.batch_steps.extend(range(first, first + stride * len(losses), stride))
         record.batch_losses.extend(losses)
-    record.batch_steps, record.batch_losses = record.batch_steps[-MAX_BATCH_VALUES:], record.batch_losses[-MAX_BATCH_VALUES:]
+    record.batch_steps = record.batch_steps[-MAX_BATCH_VALUES:]
+    record.batch_losses = record.batch_losses[-MAX_BATCH_VALUES:]
     for weight_file in sorted((path / "weights").glob("[0-9]*.pt"))[-MAX_SNAPSHOTS:]:
         values = _load(weight_file)
         if weight_file.stem.isdigit() and isinstance(values, dict) and isinstance(values.get("weight"), torch.Tensor):
@@ -197,8 +198,6 @@ def _import_run(store: Any, path: Path) -> int:
 
 
 def _import_sweep(store: Any, path: Path) -> int:
-    import torch
-
     meta = _meta(path, SWEEP_FORMAT)
     sweep_id = path.name
     configs = [TrainConfig.from_dict(values) for values in meta["configs"]]
@@ -213,7 +212,8 @@ def _import_sweep(store: Any, path: Path) -> int:
         status = str(member.get("status") or Status.CRASHED)
         message = str(member.get("message") or "")
         if status in ("waiting", "training", "running") or status not in OLD_STATUSES:
-            status, message = Status.CRASHED, f"the sweep ended without finishing after epoch {member.get('epochs_done') or 0}"
+            done = member.get("epochs_done") or 0
+            status, message = Status.CRASHED, f"the sweep ended without finishing after epoch {done}"
         records.append(RunRecord(
             f"{sweep_id[:96]}-{index:02d}", labels[index] or f"configuration {index + 1}", config, status=status,
             message=message, source="sweep", group_id=sweep_id, class_names=tuple(meta.get("class_names") or ()),

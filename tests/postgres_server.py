@@ -84,7 +84,7 @@ def postgres_server():
         pytest.skip("PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb): "
                     "./setup.sh --test installs Debian's postgresql")
     try:
-        import psycopg  # noqa: F401
+        import psycopg  # noqa: F401  (the driver the store's URLs name)
     except ImportError:
         pytest.skip("the psycopg driver is not installed: ./setup.sh --test installs it")
     server = PostgresServer(bin_dir)

@@ -109,7 +109,8 @@ def hand_made_events(config: TrainConfig, epochs: int, batches: int = 4, seed: i
     """The events of one run, made by hand: pause, resume and a learning-rate change in epoch 1,
     a NaN and an inf loss in the last epoch when `diverge`, and a stop inside epoch `stop_at`."""
     generator = torch.Generator().manual_seed(seed)
-    normalizer = Normalizer("standardize", torch.rand(784, generator=generator), torch.rand(784, generator=generator) + 0.5)
+    normalizer = Normalizer("standardize", torch.rand(784, generator=generator),
+                            torch.rand(784, generator=generator) + 0.5)
     yield ev.RunStarted(0, config, tuple("0123456789"), 300, 60, 100, batches, "cpu", normalizer)
     step, rate, elapsed = 0, config.learning_rate, 0.0
     weight, bias = torch.zeros(10, 784), torch.zeros(10)
@@ -543,7 +544,8 @@ def test_default_url_follows_the_environment(monkeypatch, tmp_path):
 
 def test_a_store_that_cannot_be_opened_says_why(tmp_path):
     (tmp_path / "a-file").write_text("not a folder")
-    with pytest.raises(StoreError, match=r"the run store sqlite:///.*a-file/runs/lrcore.db cannot be opened: the run store could not be written to \(Not a directory\)"):
+    with pytest.raises(StoreError, match=r"the run store sqlite:///.*a-file/runs/lrcore.db cannot be opened: "
+                                         r"the run store could not be written to \(Not a directory\)"):
         Store(tmp_path / "a-file" / "runs")
     (tmp_path / "junk.db").write_text("this is not a database" * 100)
     with pytest.raises(StoreError, match="cannot be opened: the database refused the write .*not a database"):
@@ -567,8 +569,8 @@ def write_old_run(root: Path, run_id: str, status: str = "done", epochs: int = 2
     normalizer = Normalizer("raw")
     torch.save(normalizer.to_dict(), folder / "normalizer.pt")
     if status == "done":
-        save_checkpoint(folder / "model.pt", LogisticRegression.from_tensors(torch.full((10, 784), 7.0), torch.zeros(10)),
-                        SMALL, tuple("0123456789"), normalizer, {"test_accuracy": 0.8})
+        model = LogisticRegression.from_tensors(torch.full((10, 784), 7.0), torch.zeros(10))
+        save_checkpoint(folder / "model.pt", model, SMALL, tuple("0123456789"), normalizer, {"test_accuracy": 0.8})
     meta = {"format": "lrcore-run", "version": 1, "run_id": run_id, "name": f"old {run_id}", "status": status,
             "phase": "", "message": "", "source": "cli", "config": SMALL.to_dict(), "class_names": list("0123456789"),
             "created": 1000.0, "updated": 1001.0, "duration": 3.0, "epochs_done": epochs, "learning_rate": 0.5,
