@@ -616,6 +616,7 @@ class Store:
         self.dialect = parsed.get_backend_name()
         self.lock_dir = _lock_dir(parsed)
         self.skipped: list[tuple[str, str]] = []  # (run id, why) of rows the last list could not read
+        self.problem = ""  # why the last list_runs() could not read the store at all ("" when it could)
         self._thread: StoreThread | None = None
         self._thread_lock = threading.Lock()
         self._usage: tuple[float, int] | None = None
@@ -777,7 +778,13 @@ class Store:
         """Runs newest first (group_id: only that sweep's; "" only lone runs), epochs filled, no batch
         losses or weights. Rows that cannot be read are skipped and listed in `skipped`."""
         where = [] if group_id is None else [schema.Run.group_id == group_id]
-        return self._records(where, order=(schema.Run.created.desc(), schema.Run.id.desc()))
+        try:
+            runs = self._records(where, order=(schema.Run.created.desc(), schema.Run.id.desc()))
+        except StoreError as error:  # the database is down or unreadable: the page says so, lists nothing
+            self.problem = str(error)
+            return []
+        self.problem = ""
+        return runs
 
     def get(self, run_id: str) -> RunRecord:
         """One run's summary, as list_runs gives it."""
@@ -942,6 +949,13 @@ class Store:
     def _records(self, where: list, order: tuple = (), batches: bool = False, weights: bool = False,
                  normalizer: bool = False) -> list[RunRecord]:
         """The runs matching `where`, each with its epochs (and batch losses / snapshots if asked)."""
+        try:
+            return self._read_records(where, order, batches, weights, normalizer)
+        except sa_exc.SQLAlchemyError as error:
+            raise StoreError(f"the run store cannot be read: {describe_write_error(error)}") from None
+
+    def _read_records(self, where: list, order: tuple, batches: bool, weights: bool,
+                      normalizer: bool) -> list[RunRecord]:
         columns = [column for column in schema.Run.__table__.c if normalizer or column.name != "normalizer"]
         with self.engine.connect() as connection:
             rows = connection.execute(sa.select(*columns).where(*where).order_by(*order)).all()

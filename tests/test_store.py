@@ -626,3 +626,16 @@ def test_old_run_and_sweep_folders_are_imported_once(tmp_path):
         assert again.imported_message == "" and len(again.list_runs()) == 4
     finally:
         forget_engine(str(root))
+
+
+def test_a_store_that_cannot_be_read_lists_nothing_and_says_why(store):
+    good = store.engine
+    store.engine = FailingEngine("could not connect to server: Connection refused")
+    try:
+        assert store.list_runs() == []
+        assert store.problem.startswith("the run store cannot be read: the database server cannot be reached")
+        with pytest.raises(StoreError, match="the run store cannot be read"):
+            store.get("run-1")
+    finally:
+        store.engine = good
+    assert store.list_runs() == [] and store.problem == ""
