@@ -284,6 +284,23 @@ def _try_lock(path: Path) -> int | None:
     return handle
 
 
+def _pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host and is not a zombie (killed, not yet reaped)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: someone else's, but there
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rfind(")") + 2:].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
 @dataclass
 class GroupRecord:
     """A sweep: K runs trained together, and this small record."""
@@ -384,7 +401,7 @@ class RunWriter:
             self.fail(error)
         finally:
             if last:
-                self.close()
+                self.close(wait=False)  # waited above, unless a later run's end waits for it
 
     def _delta(self, record: RunRecord) -> _Delta:
         delta = _Delta(self)
@@ -430,13 +447,16 @@ class RunWriter:
             _OPEN.pop(self._key, None)
         os.close(self._lock)
 
-    def close(self) -> None:
-        """Leave the open runs and drop the lock; a failed writer tries once more, quietly, to write the
-        end (the disk may have room again), else this process keeps the end in memory."""
+    def close(self, wait: bool = True) -> None:
+        """Leave the open runs and drop the lock (`wait`: after what was queued is committed). A failed
+        writer tries once more, quietly, to write the end (the disk may have room again), else this
+        process keeps the end in memory."""
         if self.closed:
             return
         self.closed = True
         try:
+            if wait and self.error is None:
+                self.store.flush(WAIT_SECONDS)
             if self.error is not None and self._record is not None:
                 record = self._record.copy()
                 record.save_error = self.error
@@ -965,6 +985,9 @@ class Store:
             points = [] if not batches else connection.execute(
                 sa.select(schema.BatchLoss).where(schema.BatchLoss.run_id.in_(children))
                 .order_by(schema.BatchLoss.run_id, schema.BatchLoss.step)).all()
+            counts = dict(connection.execute(
+                sa.select(schema.Snapshot.run_id, sa.func.count()).where(schema.Snapshot.run_id.in_(children))
+                .group_by(schema.Snapshot.run_id)).all())
             snapshots = connection.execute(sa.select(schema.Snapshot).where(schema.Snapshot.run_id.in_(children))
                                            .order_by(schema.Snapshot.run_id, schema.Snapshot.epoch,
                                                      schema.Snapshot.ordinal)).all() if weights else []
@@ -974,6 +997,9 @@ class Store:
                 records[values["id"]] = schema.record_from_row(values, MAX_NAME_LENGTH, MAX_MESSAGE_LENGTH)
             except (ValueError, TypeError, KeyError) as error:
                 self.skipped.append((values.get("id", "?"), str(error)))
+        for run_id, count in counts.items():
+            if run_id in records:  # has_weights without loading them
+                records[run_id].stored_snapshots = int(count)
         for row in epochs:
             if row.run_id in records:
                 records[row.run_id].epochs.append(schema.epoch_dict(row))
@@ -1001,14 +1027,20 @@ class Store:
                 continue
             if mine:
                 continue
-            if values["host"] == HOST:
+            stale = now - float(values["heartbeat"] or 0.0) >= STALE_SECONDS
+            handle = None
+            if values["host"] == HOST and not stale:
                 handle = _try_lock(self.lock_dir / f"{values['id']}.lock")
                 if handle is None:
                     continue  # its writer holds the lock: alive
-            elif now - float(values["heartbeat"] or 0.0) < STALE_SECONDS:
+                pid = int(values["pid"] or 0)
+                if pid != os.getpid() and _pid_alive(pid):  # this process knows its writers (_OPEN)
+                    # a free lock but its process is there: another temp folder (a service's private
+                    # /tmp holding a PostgreSQL store's locks) or a reused pid; the heartbeat decides
+                    os.close(handle)
+                    continue
+            elif not stale:
                 continue
-            else:
-                handle = None
             try:
                 self._crashed(values)
             finally:

@@ -176,6 +176,7 @@ def test_a_training_job_reads_back_equal_to_its_live_record(store, dataset):
     [summary] = store.list_runs()
     same(summary, live, weights=False, batches=False)
     assert summary.batch_losses == [] and summary.snapshots == [] and store.get(live.run_id).epochs == live.epochs
+    assert summary.stored_snapshots == len(live.snapshots) and summary.has_weights
     checkpoint = store.checkpoint(live.run_id)
     assert torch.equal(checkpoint.model.linear.weight, live.snapshots[-1][1])
     assert checkpoint.metrics["test_accuracy"] == pytest.approx(live.final["test_accuracy"])
