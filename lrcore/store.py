@@ -604,8 +604,21 @@ def _apply(connection: sa.Connection, deltas: list[_Delta]) -> None:
                                                      Snapshot.epoch == sa.bindparam("_epoch"),
                                                      Snapshot.ordinal == sa.bindparam("_ordinal")), removed)
     for table, rows in ((schema.Epoch, epochs), (schema.BatchLoss, points), (Snapshot, snapshots)):
-        if rows:
-            connection.execute(sa.insert(table), rows)
+        insert_rows(connection, table, rows)
+
+
+def insert_rows(connection: sa.Connection, table: Any, rows: list[dict]) -> None:
+    """Insert many rows (executemany). PostgreSQL's batch losses go as three arrays in one statement:
+    one statement per row, even pipelined, costs a 16-run sweep's 8,000 losses seconds of round trips."""
+    if not rows:
+        return
+    if table is schema.BatchLoss and connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            "INSERT INTO lrcore_batch_losses (run_id, step, loss) "
+            "SELECT * FROM unnest(%s::varchar[], %s::integer[], %s::double precision[])",
+            ([row["run_id"] for row in rows], [row["step"] for row in rows], [row["loss"] for row in rows]))
+        return
+    connection.execute(sa.insert(table), rows)
 
 
 # ---------------------------------------------------------------- the store

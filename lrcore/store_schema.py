@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 import torch
-from sqlalchemy import Float, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import DDL, Float, ForeignKey, Integer, LargeBinary, String, Text, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -128,6 +128,12 @@ class Snapshot(Base):
     weight: Mapped[bytes] = mapped_column(LargeBinary)
     bias: Mapped[bytes] = mapped_column(LargeBinary)
 
+
+# Weights are float bytes that do not compress: PostgreSQL's default (compress, then move out of line)
+# spent most of a sweep's write time compressing them in vain.
+for _column in ("weight", "bias"):
+    event.listen(Snapshot.__table__, "after_create", DDL(
+        f"ALTER TABLE lrcore_snapshots ALTER COLUMN {_column} SET STORAGE EXTERNAL").execute_if(dialect="postgresql"))
 
 TABLES = [Meta.__table__, Import.__table__, Group.__table__, Run.__table__, Epoch.__table__,
           BatchLoss.__table__, Snapshot.__table__]
