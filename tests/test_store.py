@@ -640,3 +640,20 @@ def test_a_store_that_cannot_be_read_lists_nothing_and_says_why(store):
     finally:
         store.engine = good
     assert store.list_runs() == [] and store.problem == ""
+
+
+def test_a_same_host_run_without_its_lock_is_judged_by_its_process_then_its_heartbeat(store):
+    """A free lock means a dead writer only if its process is gone too (a PostgreSQL store's locks
+    live in the temp folder, which a service may have private); a live pid waits for the heartbeat."""
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True)
+    now = time.time()
+    with store.engine.begin() as connection:
+        for run_id, pid, beat in (("parent", os.getppid(), now), ("gone", int(finished.stdout), now),
+                                  ("silent", os.getppid(), now - store_module.STALE_SECONDS - 1)):
+            _insert(connection, new_record(run_id, status=Status.TRAINING, created=now))
+            connection.execute(sa.update(schema.Run).where(schema.Run.id == run_id)
+                               .values(host=store_module.HOST, pid=pid, heartbeat=beat))
+    assert store.get("parent").status == Status.TRAINING
+    assert store.get("gone").status == Status.CRASHED
+    assert store.get("silent").status == Status.CRASHED
