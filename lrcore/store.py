@@ -455,6 +455,9 @@ class RunWriter:
             return
         self.closed = True
         try:
+            if self.error is None and self._record is not None:
+                # batch progress newer than the last commit (it is committed about once a second)
+                self.store._thread.put(self._delta(self._record))
             if wait and self.error is None:
                 self.store.flush(WAIT_SECONDS)
             if self.error is not None and self._record is not None:

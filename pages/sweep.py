@@ -277,7 +277,7 @@ def change_learning_rates(job: TrainingJob) -> None:
 def sweep_controls(view: SweepView | None, configs, problems: dict[str, str]) -> None:
     """Start, Pause/Resume, Stop; while it trains, scale every learning rate at once."""
     active = view is not None and view.active
-    start_col, pause_col, stop_col, toggle_col = st.columns([1, 1, 1, 2.4], vertical_alignment="center")
+    start_col, pause_col, stop_col, toggle_col = st.columns([1.35, 1, 1, 2.2], vertical_alignment="center")
     start_help = ("A sweep is running: stop it or let it finish first." if active else
                   "Fix the settings marked in red first." if problems else "Train every configuration now.")
     if start_col.button("Start sweep", type="primary", icon=":material/play_arrow:", help=start_help,
@@ -295,7 +295,7 @@ def sweep_controls(view: SweepView | None, configs, problems: dict[str, str]) ->
         st.rerun()
     toggle_col.toggle("Show the per-minibatch loss", key="sweep_show_batches", persist_state="session")
     if job is not None:
-        factor_col, apply_col, note_col = st.columns([1.2, 0.6, 3], vertical_alignment="bottom")
+        factor_col, apply_col, note_col = st.columns([1.9, 0.7, 2.6], vertical_alignment="bottom")
         factor_col.number_input("Multiply every learning rate by", 0.001, 1000.0, 0.5, key="sweep_lr_factor",
                                 format="%g", help="Takes effect at the next batch for every run still training.")
         apply_col.button("Apply", key="sweep_lr_apply", width="stretch", on_click=change_learning_rates, args=(job,))
