@@ -19,6 +19,7 @@ STALE_SECONDS (the store thread refreshes it every HEARTBEAT_SECONDS, paused run
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -685,9 +686,11 @@ class Store:
             with self.engine.begin() as connection:
                 for record, on_error, position in runs:
                     writers.append(RunWriter(self, record, on_error, position, source or record.source, connection))
-        except BaseException:
+        except BaseException as error:
             for writer in writers:
                 writer.abandon()
+            if isinstance(error, sa_exc.SQLAlchemyError):  # read-only, full, or a server gone: say which
+                raise StoreError(describe_write_error(error)) from None
             raise
         return writers
 
@@ -773,7 +776,7 @@ class Store:
 
     def usage(self) -> int:
         """Bytes the store's data takes (SQLite: the pages in use; elsewhere: the stored values)."""
-        with self.engine.connect() as connection:
+        with self._transaction(write=False) as connection:
             if self.dialect == "sqlite":
                 pages = connection.exec_driver_sql("PRAGMA page_count").scalar()
                 free = connection.exec_driver_sql("PRAGMA freelist_count").scalar()
@@ -808,6 +811,16 @@ class Store:
         if self._thread is not None:
             self._thread.stop()
 
+    @contextlib.contextmanager
+    def _transaction(self, write: bool = True):
+        """A connection (`write`: in a transaction) whose database errors become one clear StoreError."""
+        try:
+            with (self.engine.begin() if write else self.engine.connect()) as connection:
+                yield connection
+        except sa_exc.SQLAlchemyError as error:
+            reason = describe_write_error(error)
+            raise StoreError(reason if write else f"the run store cannot be read: {reason}") from None
+
     # -- reading
 
     def list_runs(self, group_id: str | None = None) -> list[RunRecord]:
@@ -837,7 +850,7 @@ class Store:
     def checkpoint_bytes(self, run_id: str) -> bytes:
         """Bytes of the run's checkpoint (for download), built from its newest snapshot."""
         run = self.get(run_id)
-        with self.engine.connect() as connection:
+        with self._transaction(write=False) as connection:
             row = connection.execute(sa.select(schema.Snapshot).where(schema.Snapshot.run_id == run_id)
                                      .order_by(schema.Snapshot.epoch.desc(), schema.Snapshot.ordinal.desc())
                                      .limit(1)).first()
@@ -869,7 +882,7 @@ class Store:
         """Give a run a new name (a live writer never overwrites it)."""
         check_run_id(run_id)
         clean = clean_name(name)
-        with self.engine.begin() as connection:
+        with self._transaction() as connection:
             found = connection.execute(sa.update(schema.Run).where(schema.Run.id == run_id).values(name=clean))
         if not found.rowcount:
             raise StoreError(f"no run with id {run_id} in the store (deleted, or never saved)")
@@ -880,7 +893,7 @@ class Store:
         run = self.get(run_id)
         if run.active:
             raise StoreError(f"run “{run.name}” is still training; stop it before deleting it")
-        with self.engine.begin() as connection:
+        with self._transaction() as connection:
             self._delete_rows(connection, schema.Run.id == run_id)
         with _LIVE_LOCK:
             _UNSAVED.pop((self._key, run_id), None)
@@ -925,7 +938,7 @@ class Store:
     def create_group(self, group_id: str, name: str, params: dict, run_ids: list[str]) -> None:
         """Record a sweep: its name, parameters and its runs in order (they may be saved before or after)."""
         check_run_id(group_id, "sweep")
-        with self.engine.begin() as connection:
+        with self._transaction() as connection:
             if connection.execute(sa.select(schema.Group.id).where(schema.Group.id == group_id)).first():
                 raise StoreError(f"a sweep with id {group_id} already exists in the store")
             connection.execute(sa.insert(schema.Group).values(id=group_id, name=capped(name, MAX_NAME_LENGTH),
@@ -937,7 +950,7 @@ class Store:
 
     def list_groups(self) -> list[GroupRecord]:
         """Every sweep, newest first, with how many of its runs have each status."""
-        with self.engine.connect() as connection:
+        with self._transaction(write=False) as connection:
             groups = connection.execute(sa.select(schema.Group).order_by(schema.Group.created.desc())).all()
             rows = connection.execute(sa.select(*_LIVENESS).where(schema.Run.group_id != "")).all()
         counts: dict[str, dict[str, int]] = {}
@@ -949,7 +962,7 @@ class Store:
     def load_group(self, group_id: str) -> tuple[GroupRecord, list[RunRecord]]:
         """A sweep and its runs in the sweep's order, with their batch losses (no weights)."""
         check_run_id(group_id, "sweep")
-        with self.engine.connect() as connection:
+        with self._transaction(write=False) as connection:
             row = connection.execute(sa.select(schema.Group).where(schema.Group.id == group_id)).first()
         if row is None:
             raise StoreError(f"no sweep with id {group_id} in the store (deleted, or never saved)")
@@ -967,7 +980,7 @@ class Store:
         group, runs = self.load_group(group_id)
         if group.active:
             raise StoreError(f"sweep “{group.name or group_id}” is still training; stop it before deleting it")
-        with self.engine.begin() as connection:
+        with self._transaction() as connection:
             self._delete_rows(connection, schema.Run.group_id == group_id)
             connection.execute(sa.delete(schema.Group).where(schema.Group.id == group_id))
 

@@ -142,9 +142,10 @@ def test_open_a_run_in_the_weights_page(with_runs):
     select(at, ["baseline"])
     at.button(key=f"runs_open_Weights_{with_runs['baseline']}").click().run()
     assert not at.exception
-    checkpoint = at.session_state["checkpoint"]
-    assert checkpoint.config == SMALL and at.session_state["checkpoint_label"] == "run “baseline”"
-    assert at.title[0].value != "Runs"  # now on the Weights page
+    # the stored run becomes the current run: Weights scrubs its saved epochs, Draw and Evaluate use its weights
+    assert at.session_state["run_id"] == with_runs["baseline"] and "checkpoint" not in at.session_state
+    assert at.title[0].value == "Weights"
+    assert at.select_slider(key="weights_index").options == ["epoch 0 (untrained)", "epoch 1", "epoch 2"]
 
 
 def test_crashed_run_shows_its_reason_and_keeps_its_epochs(runs_dir):
