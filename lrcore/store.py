@@ -218,13 +218,21 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.close()
 
 
+def sqlite_file(url: sa.engine.URL) -> Path:
+    """The database file of a SQLite URL, also in SQLite's URI form (file:/path?mode=ro&uri=true)."""
+    database = url.database or ""
+    if database.startswith("file:"):
+        database = database[len("file:"):].split("?")[0]
+    return Path(database)
+
+
 def _engine(url: sa.engine.URL) -> tuple[sa.Engine, str]:
     key = url.render_as_string(hide_password=False)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
             if url.get_backend_name() == "sqlite":
-                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+                sqlite_file(url).parent.mkdir(parents=True, exist_ok=True)
                 engine = sa.create_engine(url, connect_args={"timeout": 30})
                 sa.event.listen(engine, "connect", _sqlite_pragmas)
             else:
@@ -265,7 +273,7 @@ def _create_schema(engine: sa.Engine, shown: str) -> None:
 
 def _lock_dir(url: sa.engine.URL) -> Path:
     if url.get_backend_name() == "sqlite":
-        return Path(url.database).parent / "locks"
+        return sqlite_file(url).parent / "locks"
     digest = hashlib.sha1(url.render_as_string(hide_password=True).encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / "lrcore-locks" / digest
 
@@ -660,7 +668,7 @@ class Store:
         if self.dialect == "sqlite" and self._key not in _IMPORTED:
             from .store_import import import_folders
 
-            _IMPORTED[self._key] = import_folders(self, Path(parsed.database).parent)
+            _IMPORTED[self._key] = import_folders(self, sqlite_file(parsed).parent)
         self.imported_message = _IMPORTED.get(self._key, "")
 
     # -- writing
