@@ -38,7 +38,7 @@ def test_refilled_batch_loss_figure_equals_a_freshly_built_one():
 
 
 class Record:
-    """The fields of lrcore.worker.RunRecord that LiveCharts reads."""
+    """The fields of lrcore.record.RunRecord that LiveCharts reads."""
 
     def __init__(self, run_id, epochs, batches):
         self.run_id, self.batches_per_epoch = run_id, 10

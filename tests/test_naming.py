@@ -10,7 +10,7 @@ from lrcore import config as config_module
 from lrcore import naming
 from lrcore.config import TrainConfig
 from lrcore.naming import default_run_name, legend_labels
-from lrcore.worker import default_run_name as worker_default_run_name
+from lrcore.jobs import TrainingJob
 
 
 @pytest.mark.parametrize("changes, name", [
@@ -29,7 +29,7 @@ def test_the_name_says_what_differs_from_the_defaults(changes, name):
     config = base.replace(**changes)
     expected = name.replace("lr=0.5", f"lr={config.learning_rate:g}") if "learning_rate" not in changes else name
     assert default_run_name(config) == expected
-    assert worker_default_run_name(config) == expected  # the worker and run store use it
+    assert TrainingJob([config], dataset=None).records()[0].name == expected  # a job names its runs so
 
 
 def test_a_weight_decay_run_and_a_default_run_have_different_names():

@@ -237,7 +237,7 @@ def test_core_does_not_import_streamlit():
     done = subprocess.run([sys.executable, "-c", CORE_IMPORTS], cwd=root, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert {"lrcore.engine", "lrcore.worker", "lrcore.preprocess", "lrcore.cli"} <= set(report["imported"])
+    assert {"lrcore.engine", "lrcore.jobs", "lrcore.store", "lrcore.preprocess", "lrcore.cli"} <= set(report["imported"])
     assert report["streamlit"] == [], report
 
 
