@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import fields
 import threading
 import time
 from typing import Iterator, Sequence
@@ -29,9 +30,10 @@ from .status import Status
 # bounded, so at a huge learning rate the loss explodes long before it overflows to NaN.
 DIVERGENCE_FACTOR = 20.0
 LOSS_SMOOTHING = 0.1  # weight of the newest batch in the moving average (tutorial 003)
-# Settings that must be equal for configurations to share minibatches in one group.
-GROUP_SHARED = ("batch_size", "validation_fraction", "epochs", "optimizer", "momentum", "seed",
-                "device", "dataset", "normalization", "per_class_limit", "batch_order", "deskew")
+# The engine keeps one learning rate and one weight decay per stacked model; every other setting
+# (a new one in the settings table too) must be equal for configurations to share minibatches.
+PER_MODEL = ("learning_rate", "weight_decay")
+GROUP_SHARED = tuple(field.name for field in fields(TrainConfig) if field.name not in PER_MODEL)
 
 
 class TrainingControl:
