@@ -205,7 +205,7 @@ def show_outcome(record) -> None:
 
 def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> None:
     """Progress, metrics and charts of the current run, redrawn from the worker's snapshot."""
-    worker = common.get_jobs().live_run(run_id)
+    worker = common.run_handle(run_id)  # live, or read back from the store (finished, or before a restart)
     if worker is None:
         st.info("Pick the settings above and press **Start**: loss and accuracy will appear here as the "
                 "model trains.", icon=":material/arrow_upward:")
@@ -213,7 +213,7 @@ def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> 
     record = worker.snapshot()
     if was_active and not record.active:
         st.rerun()  # the run just ended: redraw the whole page (buttons, polling off)
-    if record.active and worker.control.paused != was_paused:
+    if record.active and worker.control is not None and worker.control.paused != was_paused:
         st.rerun()  # paused or resumed elsewhere (another tab, the Runs page): the button must say so
     show_outcome(record)
     show_progress(record)
@@ -254,8 +254,9 @@ if filled_for not in (None, dataset_name) and settings_from_widgets() == default
     # switch to the new dataset's defaults (settings a user chose stay as they are).
     put_settings_in_widgets(default_settings(dataset_name))
 st.session_state.train_settings_dataset = dataset_name
-worker = common.current_worker()
-active = worker is not None and worker.snapshot().active
+worker = common.current_run()
+# Pause and Stop act on a run this server trains; one training elsewhere (the CLI) is shown as it was.
+active = worker is not None and worker.control is not None and worker.snapshot().active
 settings = settings_from_widgets()
 problems, sizes = settings_problems(settings, dataset_name)
 paused = active and worker.control.paused

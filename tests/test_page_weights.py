@@ -147,6 +147,11 @@ def test_after_a_restart_the_slider_scrubs_the_stored_epochs_of_the_same_run(fin
             traces, _layout = heatmaps(at)
             np.testing.assert_allclose(array(traces[7]["z"]), weight[7].reshape(28, 28).numpy(), rtol=1e-6)
         assert any("(done)" in markdown.value for markdown in at.markdown)
+        at.switch_page("pages/train.py").run()  # the Train page shows the same run's outcome and curves
+        assert not at.exception
+        assert any(s.value == f"Done: test accuracy {live.final['test_accuracy']:.1%}. Look at the weights on the "
+                   "Weights page." for s in at.success), [s.value for s in at.success]
+        assert len(at.get("plotly_chart")) == 3
     finally:
         common.get_jobs().add(finished_run.job)
 
