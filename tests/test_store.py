@@ -24,6 +24,7 @@ from lrcore import events as ev
 from lrcore import record as record_module
 from lrcore import store as store_module
 from lrcore import store_schema as schema
+from lrcore import store_writer
 from lrcore.checkpoint import CheckpointError, checkpoint_bytes, load_checkpoint, save_checkpoint
 from lrcore.config import TrainConfig
 from lrcore.data import Normalizer, load_dataset
@@ -354,7 +355,7 @@ def test_a_run_of_another_host_is_crashed_once_its_heartbeat_is_old(store):
 
 
 def test_a_paused_run_keeps_its_heartbeat_fresh(store, monkeypatch):
-    monkeypatch.setattr(store_module, "HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr(store_writer, "HEARTBEAT_SECONDS", 0.05)  # read by the StoreThread
     store.close()  # a new store thread with the short heartbeat
     store._thread = None
     record = new_record()
