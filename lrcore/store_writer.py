@@ -210,8 +210,9 @@ class StoreThread(threading.Thread):
     def run(self) -> None:
         last_beat = time.monotonic()
         while True:
+            items = []  # not the last round's: an idle wait must not commit it again
             try:
-                items = [self.queue.get(timeout=HEARTBEAT_SECONDS)]
+                items.append(self.queue.get(timeout=HEARTBEAT_SECONDS))
                 while True:
                     items.append(self.queue.get_nowait())
             except queue.Empty:

@@ -249,6 +249,49 @@ def test_batch_progress_is_buffered_and_epochs_are_committed_at_once(store):
     assert store.load("run-1").batch_steps == [1, 2]
 
 
+def test_an_idle_store_thread_never_commits_a_round_twice(store, monkeypatch):
+    """The store thread wakes every HEARTBEAT_SECONDS when idle: such a wake-up must not re-commit the
+    previous round (a paused run, silent for 5 s, then its next epoch failed with a duplicate row)."""
+    import queue
+    import threading
+
+    monkeypatch.setattr(store_writer, "HEARTBEAT_SECONDS", 0.02)
+    record, errors = new_record(), []
+    writer = store.writer(record, on_error=errors.append)
+    idle = {"count": 0, "event": threading.Event()}
+
+    class CountingQueue(queue.Queue):
+        def get(self, block=True, timeout=None):
+            try:
+                return super().get(block, timeout)
+            except queue.Empty:
+                if timeout is not None:  # an idle wake-up, not the drain after a get
+                    idle["count"] += 1
+                    if idle["count"] >= 3:
+                        idle["event"].set()
+                raise
+
+    events = list(hand_made_events(SMALL, epochs=2))
+    fold(record, events[0])
+    writer.write(record, events[0])
+    store.flush()
+    thread = store._thread
+    pending = thread.queue
+    thread.queue = CountingQueue()
+    while not pending.empty():
+        thread.queue.put(pending.get_nowait())
+    for event in events[1:3]:
+        fold(record, event)
+        writer.write(record, event, flush=True)
+    store.flush()
+    assert idle["event"].wait(30), "the store thread never woke up idle"
+    for event in events[3:]:
+        fold(record, event)
+        writer.write(record, event)
+    assert errors == [] and writer.error is None
+    assert store.load("run-1").epochs == record.epochs
+
+
 # ---------------------------------------------------------------- sweeps (groups)
 
 def test_a_64_run_group_reads_back_with_every_run_in_order(store, dataset):
