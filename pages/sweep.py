@@ -264,14 +264,17 @@ def start_sweep(configs) -> None:
 
 
 def change_learning_rates(job: TrainingJob) -> None:
-    factor = st.session_state.sweep_lr_factor
+    """Scale every running learning rate (the sweep keeps its spread), or set them all to one value."""
+    value, scaled = st.session_state.sweep_lr_value, st.session_state.sweep_lr_mode != "Set all to"
     try:
-        job.scale_learning_rates(factor)
+        job.scale_learning_rates(value) if scaled else job.control.set_learning_rate(value)
     except ConfigError as error:
         st.session_state.sweep_lr_notice = ("error", md_escape(error.problems["learning_rate"], 300))
         return
-    st.session_state.sweep_lr_notice = ("success", f"Every learning rate ×{factor:g} from the next batch; the "
-                                                   "runs keep their spread.")
+    st.session_state.sweep_lr_notice = ("success", f"Every learning rate ×{value:g} from the next batch; the runs "
+                                                   "keep their spread." if scaled else
+                                                   f"Every run trains with learning rate {value:g} from the next "
+                                                   "batch.")
 
 
 def sweep_controls(view: SweepView | None, configs, problems: dict[str, str]) -> None:
@@ -295,9 +298,12 @@ def sweep_controls(view: SweepView | None, configs, problems: dict[str, str]) ->
         st.rerun()
     toggle_col.toggle("Show the per-minibatch loss", key="sweep_show_batches", persist_state="session")
     if job is not None:
-        factor_col, apply_col, note_col = st.columns([1.9, 0.7, 2.6], vertical_alignment="bottom")
-        factor_col.number_input("Multiply every learning rate by", 0.001, 1000.0, 0.5, key="sweep_lr_factor",
-                                format="%g", help="Takes effect at the next batch for every run still training.")
+        mode_col, value_col, apply_col, note_col = st.columns([1.5, 1, 0.6, 2], vertical_alignment="bottom")
+        mode = mode_col.segmented_control("Learning rates now", ["Multiply by", "Set all to"], default="Multiply by",
+                                          key="sweep_lr_mode", required=True,
+                                          help="Takes effect at the next batch for every run still training.")
+        value_col.number_input("Multiply by" if mode != "Set all to" else "Learning rate", 0.000001, 1000.0, 0.5,
+                               key="sweep_lr_value", format="%g", label_visibility="collapsed")
         apply_col.button("Apply", key="sweep_lr_apply", width="stretch", on_click=change_learning_rates, args=(job,))
         kind, text = st.session_state.pop("sweep_lr_notice", (None, ""))
         if kind:

@@ -95,7 +95,7 @@ def test_pause_resume_scale_and_stop_a_sweep(page, dashboard_url):
     main.get_by_role("button", name=re.compile("Resume$")).click()
     expect(page.get_by_text(re.compile(r"Training 3 runs"))).to_be_visible(timeout=30_000)
 
-    factor = page.get_by_label("Multiply every learning rate by", exact=True)
+    factor = page.get_by_label("Multiply by", exact=True)
     factor.fill("0.5")
     factor.press("Enter")
     wait_for_app(page)
@@ -104,7 +104,16 @@ def test_pause_resume_scale_and_stop_a_sweep(page, dashboard_url):
     factor.fill("1000")  # 1 x 1000 is over the allowed range: a message, nothing changes
     factor.press("Enter")
     wait_for_app(page)
+    main.get_by_role("button", name="Apply", exact=True).click()
     expect(page.get_by_text(re.compile("allowed: 1e-06 to 100"))).to_be_visible(timeout=30_000)
+    main.get_by_role("button", name="Set all to").click()
+    wait_for_app(page)
+    value = page.get_by_label("Learning rate", exact=True)
+    value.fill("0.2")
+    value.press("Enter")
+    wait_for_app(page)
+    main.get_by_role("button", name="Apply", exact=True).click()
+    expect(page.get_by_text("Every run trains with learning rate 0.2 from the next batch")).to_be_visible(timeout=30_000)
     screenshot(page, "sweep-live-controls")
 
     for _ in range(3):  # a click can land while the polling rerun replaces the button: try again
