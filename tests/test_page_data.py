@@ -131,7 +131,6 @@ def test_the_url_picks_the_dataset_on_a_fresh_session(fresh_data_dir):
 
 def test_switching_dataset_leaves_a_training_run_alone(fresh_data_dir):
     write_fake_mnist(fresh_data_dir)
-    sample = load_dataset("mnist-sample")
     worker = start_run(TrainConfig(epochs=200, batch_size=8), recorded=False)
     try:
         at = AppTest.from_file(APP, default_timeout=60)

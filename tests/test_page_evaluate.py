@@ -15,7 +15,6 @@ from lrcore.checkpoint import Checkpoint, CheckpointError, checkpoint_bytes, loa
 from lrcore.data import make_splits
 from lrcore.evaluate import evaluate_model
 from lrcore.model import LogisticRegression
-from ui import common
 from ui.text import md_escape
 
 APP = "../dashboard.py"  # relative to this file
