@@ -39,8 +39,15 @@ def test_a_run_paused_in_another_tab_shows_resume_on_its_own_page(browser, dashb
         resume = teacher.locator(MAIN).get_by_role("button", name=re.compile("Resume$"))
         resume.wait_for(timeout=60_000)
         expect(teacher.get_by_text(re.compile(r"\(paused\)"))).to_be_visible()
-        resume.click()
-        teacher.locator(MAIN).get_by_role("button", name=re.compile("Pause$")).wait_for(timeout=30_000)
+        pause = teacher.locator(MAIN).get_by_role("button", name=re.compile("Pause$"))
+        for _ in range(3):  # a click can land while the polling rerun replaces the button: try again
+            resume.click()
+            try:
+                pause.wait_for(timeout=20_000)
+                break
+            except PlaywrightTimeout:
+                screenshot(teacher, "resume-retry")
+        pause.wait_for(timeout=10_000)
         stopped = teacher.get_by_text(re.compile("Stopped; the weights it reached are kept"))
         for _ in range(3):  # a click can land while the polling rerun replaces the button: try again
             teacher.locator(MAIN).get_by_role("button", name=re.compile("Stop$")).click()

@@ -84,7 +84,7 @@ def test_a_sweep_link_with_markdown_shows_it_as_text(page, dashboard_url):
     page.get_by_text("Device:").wait_for(timeout=90_000)
     wait_for_app(page)
     page.goto(f"{dashboard_url}/sweep?sweep={value.replace('&', '%26')}")
-    warning = page.get_by_text("is not on this server", exact=False)
+    warning = page.get_by_text("is not in this store", exact=False)
     expect(warning).to_be_visible(timeout=90_000)
     wait_for_app(page)
     assert value in warning.inner_text().replace("\u200b", "")

@@ -94,6 +94,7 @@ def test_pause_resume_scale_and_stop_a_sweep(page, dashboard_url):
     expect(page.get_by_text(re.compile(r"Paused 3 runs"))).to_be_visible(timeout=30_000)
     main.get_by_role("button", name=re.compile("Resume$")).click()
     expect(page.get_by_text(re.compile(r"Training 3 runs"))).to_be_visible(timeout=30_000)
+    wait_for_app(page)  # the whole page redrawn: no stale copy of the controls left
 
     factor = page.get_by_label("Multiply by", exact=True)
     factor.fill("0.5")
@@ -106,7 +107,7 @@ def test_pause_resume_scale_and_stop_a_sweep(page, dashboard_url):
     wait_for_app(page)
     main.get_by_role("button", name="Apply", exact=True).click()
     expect(page.get_by_text(re.compile("allowed: 1e-06 to 100"))).to_be_visible(timeout=30_000)
-    main.get_by_role("button", name="Set all to").click()
+    main.get_by_role("radio", name="Set all to").click()
     wait_for_app(page)
     value = page.get_by_label("Learning rate", exact=True)
     value.fill("0.2")
