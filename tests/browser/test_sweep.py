@@ -96,7 +96,7 @@ def test_pause_resume_scale_and_stop_a_sweep(page, dashboard_url):
     expect(page.get_by_text(re.compile(r"Training 3 runs"))).to_be_visible(timeout=30_000)
     wait_for_app(page)  # the whole page redrawn: no stale copy of the controls left
 
-    factor = page.get_by_label("Multiply by", exact=True)
+    factor = main.get_by_role("spinbutton", name="Multiply by", exact=True)  # not a hidden stale copy
     factor.fill("0.5")
     factor.press("Enter")
     wait_for_app(page)
@@ -109,7 +109,7 @@ def test_pause_resume_scale_and_stop_a_sweep(page, dashboard_url):
     expect(page.get_by_text(re.compile("allowed: 1e-06 to 100"))).to_be_visible(timeout=30_000)
     main.get_by_role("radio", name="Set all to").click()
     wait_for_app(page)
-    value = page.get_by_label("Learning rate", exact=True)
+    value = main.get_by_role("spinbutton", name="Learning rate", exact=True)
     value.fill("0.2")
     value.press("Enter")
     wait_for_app(page)
@@ -126,7 +126,7 @@ def test_pause_resume_scale_and_stop_a_sweep(page, dashboard_url):
             pass
     expect(page.get_by_text("Results, best first")).to_be_visible()
     wait_for_app(page)
-    expect(page.get_by_text(re.compile(r"Stopped: 3 runs"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Stopped: 3 runs"))).to_be_visible(timeout=30_000)
 
 
 def test_a_sweep_survives_a_server_restart(browser, tmp_path):
