@@ -3,7 +3,7 @@
     python bench/bench_dashboard.py                  # fashion-mnist if installed, else mnist-sample
     python bench/bench_dashboard.py --dataset mnist-sample --epochs 10 --repeats 3
 
-(a) CLI path: a plain loop consuming `lrcore.train.train(...)` events; "cli+store" also records
+(a) CLI path: a plain loop consuming `lrcore.training.train(...)` events; "cli+store" also records
     the run in a run store as `python -m lrcore train` does by default.
 (b) Dashboard path: the Train page's job (`lrcore.jobs.TrainingJob`, which folds every
     event into its locked record) with a polling thread that, every 0.5 s like the pages'

@@ -4,7 +4,7 @@
     python bench/bench_sweep.py --device cuda --rounds 5
 
 All three train on the same data, split, batch size and epochs: the single run with
-`lrcore.train.train`, the sweeps with `lrcore.train.train_group` (K models on the same
+`lrcore.training.train`, the sweeps with `lrcore.training.train_group` (K models on the same
 minibatches, one stacked matrix product per step). The runs are interleaved for several
 rounds and the fastest round of each is kept, so a busy machine slows them alike. Prints
 training seconds per epoch (evaluation excluded, as `EpochEnd.seconds`), milliseconds per
@@ -85,7 +85,7 @@ def bench(name: str, epochs: int, rounds: int, device: str, batch_size: int) -> 
     train_images = round(len(dataset.train_labels) * (1 - base.validation_fraction))
     on_gpu = device_of(base) == "cuda"
     print(f"\n{name}: ~{train_images:,} training images, batch size {batch_size}, {epochs} epoch(s), SGD, "
-          f"device {device_of(base)}, 1 torch thread (lrcore.train), best of {rounds} interleaved rounds, "
+          f"device {device_of(base)}, 1 torch thread (lrcore.training), best of {rounds} interleaved rounds, "
           f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{'configs':>7} | {'train s/epoch':>13} {'ms/config':>9} {'x single':>8} | {'CPU s/epoch':>11} "
           f"{'ms/config':>9} {'x single':>8} | {'eval CPU s':>10} | {'total wall s':>12} {'x single':>8}")

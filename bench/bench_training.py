@@ -6,7 +6,7 @@
 Both train the same model (784 -> C logits) with SGD at batch size 128 on the same
 train/validation split. The tutorials' pipeline is torchvision's dataset with
 `ToTensor`, a shuffling `DataLoader`, `nn.Linear` and `optim.SGD` (tutorials 000/001);
-lrcore's loop is `lrcore.train`. Prints seconds per epoch for each, the ratio (target:
+lrcore's loop is `lrcore.training`. Prints seconds per epoch for each, the ratio (target:
 lrcore at least 50x faster on CPU) and the accuracies each reaches.
 """
 from __future__ import annotations

@@ -29,7 +29,7 @@ from .naming import default_run_name
 from .record import RunRecord, crash, fold
 from .store import MAX_NAME_LENGTH, Store, StoreError, default_runs_dir
 from .evaluate import evaluate_model, predict, split_data
-from .train import train
+from .training import train
 
 EXIT_USAGE, EXIT_FAILURE, EXIT_DIVERGED = 2, 1, 3
 DRY_RUN_BATCHES = 3

@@ -1,8 +1,8 @@
 """Events yielded by training. The CLI, the pages, the store and the tests consume the same stream.
 
 Every event is about one run (one model). `index` is that model's place among the K models
-trained together on the same minibatches (`lrcore.train.train_group`, a sweep); a single run
-(`lrcore.train.train`) is a group of one, index 0. A group yields the K events of a kind one
+trained together on the same minibatches (`lrcore.training.train_group`, a sweep); a single run
+(`lrcore.training.train`) is a group of one, index 0. A group yields the K events of a kind one
 after another, index 0 first. `lrcore.record.fold` is the one place an event changes a run.
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ jobs of the whole server process, so a job outlives the browser tab that started
 
 A training job trains K runs: a single run is K = 1, a sweep is its K runs plus a group id. Runs
 that can share minibatches (same batch size and data settings) train together in one pass of
-`lrcore.train.train_group`; such groups run one after another.
+`lrcore.training.train_group`; such groups run one after another.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from .data import Dataset, DatasetUnavailable
 from .naming import default_run_name
 from .record import RunRecord, crash, fold
 from .status import Status
-from .train import GROUP_SHARED, TrainingControl, train_group
+from .training import GROUP_SHARED, TrainingControl, train_group
 
 log = logging.getLogger(__name__)
 State = TypeVar("State")

@@ -35,7 +35,7 @@ from .jobs import Job
 from .model import LogisticRegression, initial_parameters
 from .smoothing import BiasCorrectedEma
 from .status import Status
-from .train import resolve_device, single_cpu_thread
+from .training import resolve_device, single_cpu_thread
 
 START_LR = 1e-6
 END_LR = 10.0

@@ -17,7 +17,7 @@ from typing import Sequence
 from .config import LEARNING_RATE_RANGE, ConfigError, TrainConfig, config_problems
 from .record import RunRecord
 from .status import Status
-from .train import GROUP_SHARED
+from .training import GROUP_SHARED
 
 MAX_CONFIGS = 64  # one sweep; 64 x 10 x 784 weights and their curves stay small
 GRID_SIZES = (2, 64)  # values in one log grid

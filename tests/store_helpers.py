@@ -10,7 +10,7 @@ from lrcore.jobs import new_id
 from lrcore.naming import default_run_name
 from lrcore.record import RunRecord, crash, fold
 from lrcore.store import Store
-from lrcore.train import train
+from lrcore.training import train
 
 
 def record_run(store: Store, config: TrainConfig, name: str | None = None, dataset=None,

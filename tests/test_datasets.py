@@ -15,7 +15,7 @@ from lrcore.config import DATASETS, TrainConfig
 from lrcore.data import DATASET_TITLES, Normalizer, available_datasets, fit_normalizer, load_dataset, locate
 from lrcore.evaluate import contributions, evaluate_model, predict
 from lrcore.model import LogisticRegression
-from lrcore.train import train
+from lrcore.training import train
 
 COLOUR_SHAPE = (3, 8, 8)
 COLOURS = ("red", "green", "blue")

@@ -125,7 +125,7 @@ K1_CASES = [
 
 @pytest.mark.parametrize("optimizer, lr, decay", K1_CASES)
 def test_single_model_step_matches_torch_optim_on_nn_linear(optimizer, lr, decay):
-    """K = 1 is what `lrcore.train` runs; plain SGD takes its own fused path (no gradient materialised)."""
+    """K = 1 is what `lrcore.training` runs; plain SGD takes its own fused path (no gradient materialised)."""
     torch.manual_seed(3)
     reference = torch.nn.Linear(784, 10)
     engine = StackedSoftmaxRegression(reference.weight.detach(), reference.bias.detach(), 10, optimizer,

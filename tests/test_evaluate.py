@@ -6,7 +6,7 @@ from lrcore import events as ev
 from lrcore.config import TrainConfig
 from lrcore.data import load_dataset
 from lrcore.evaluate import contributions, evaluate_model, predict
-from lrcore.train import train
+from lrcore.training import train
 
 
 @pytest.fixture(scope="module")

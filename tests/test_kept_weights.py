@@ -12,7 +12,7 @@ from lrcore import events as ev
 from lrcore.config import TrainConfig
 from lrcore.data import load_dataset, make_splits
 from lrcore.evaluate import evaluate_model
-from lrcore.train import TrainingControl, train
+from lrcore.training import TrainingControl, train
 from lrcore.record import MAX_SNAPSHOTS, RunRecord, fold
 
 

@@ -9,9 +9,9 @@ import importlib
 from lrcore import events as ev
 from lrcore.config import ConfigError, TrainConfig
 from lrcore.data import load_dataset
-from lrcore.train import TrainingControl, train, train_group
+from lrcore.training import TrainingControl, train, train_group
 
-train_module = importlib.import_module("lrcore.train")  # the package re-exports a function named train
+train_module = importlib.import_module("lrcore.training")  # the package re-exports a function named train
 
 
 @pytest.fixture(scope="module")
