@@ -230,13 +230,16 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
                         seconds_left: float) -> list[ev.BatchProgress]:
         """One BatchProgress per model; a diverged model's losses end with the step that blew up."""
         rates, first_step = engine.learning_rates, engine.steps - len(pending) + 1
+        columns = list(zip(*pending))  # one tuple of losses per model
         events = []
         for i in range(count):
-            last = len(pending) if kept_steps[i] is None else kept_steps[i] + 2 - first_step
-            if last > 0:
-                events.append(ev.BatchProgress(i, epoch, batch, batches_per_epoch, first_step + min(last, len(pending)) - 1,
-                                               tuple(losses[i] for losses in pending[:last]), rates[i],
-                                               elapsed, seconds_left))
+            losses = columns[i]
+            if kept_steps[i] is not None:  # diverged: its losses end at the step that blew up
+                losses = losses[:max(kept_steps[i] + 2 - first_step, 0)]
+                if not losses:
+                    continue
+            events.append(ev.BatchProgress(i, epoch, batch, batches_per_epoch, first_step + len(losses) - 1, losses,
+                                           rates[i], elapsed, seconds_left))
         return events
 
     for epoch in range(1, config.epochs + 1):
