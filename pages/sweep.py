@@ -182,7 +182,7 @@ def results_table(view: SweepView) -> None:
                           format_func=lambda i: f"#{i + 1}: {labels[order[i].run_id]} ({order[i].status}, "
                                                 f"validation {fmt.percent(order[i].validation_accuracy)})")
     chosen = order[choice or 0]
-    columns = st.columns(5)
+    columns = st.columns([1.6, 1.05, 1, 1.15, 1.25])  # "Open in Train" and "Evaluate" whole at 1024 px
     if columns[0].button("Open in Train", icon=":material/model_training:", type="primary", width="stretch",
                          help="Fill the Train page's settings with this run's configuration."):
         common.open_in_train(chosen.config)

@@ -7,6 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import screenshot, start_streamlit, stop, wait_for_app
+from tests.browser.test_layout import CHECKED, LAYOUT_PROBLEMS
 
 # Traces of the chart whose title contains the text, by kind: configuration lines have a name.
 CHART_TRACES = """(title) => {
@@ -56,6 +57,10 @@ def test_sweep_range_test_and_open_in_train(page, dashboard_url):
     expect(page.get_by_text(re.compile(r"Best: lr \S+ with \d+\.\d% validation accuracy"))).to_be_visible()
     page.mouse.move(0, 0)  # no button tooltip in the screenshot
     screenshot(page, "sweep")
+    page.set_viewport_size({"width": 1024, "height": 768})  # a projector: the run actions whole, nothing cut
+    page.wait_for_timeout(500)
+    assert not page.evaluate(LAYOUT_PROBLEMS, CHECKED)
+    page.set_viewport_size({"width": 1400, "height": 1000})
 
     page.get_by_role("button", name="Find a learning rate").click()
     expect(page.get_by_text("Suggested learning rate for SGD")).to_be_visible(timeout=60_000)
