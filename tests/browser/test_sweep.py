@@ -121,6 +121,9 @@ def test_pause_resume_scale_and_stop_a_sweep(page, dashboard_url):
     main.get_by_role("button", name="Apply", exact=True).click()
     expect(page.get_by_text("Every run trains with learning rate 0.2 from the next batch")).to_be_visible(timeout=30_000)
     screenshot(page, "sweep-live-controls")
+    page.set_viewport_size({"width": 1024, "height": 768})  # the live controls on a projector, nothing cut
+    page.wait_for_timeout(500)
+    assert not page.evaluate(LAYOUT_PROBLEMS, CHECKED)
 
     for _ in range(3):  # a click can land while the polling rerun replaces the button: try again
         main.get_by_role("button", name=re.compile("Stop$")).click()
