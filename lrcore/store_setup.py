@@ -179,6 +179,7 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")  # writers of other processes wait their turn
     cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; a commit costs no fsync
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_size_limit=1048576")  # the WAL file shrinks back to 1 MB after checkpoints
     cursor.close()
 
 

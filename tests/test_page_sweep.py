@@ -90,6 +90,7 @@ def test_tiny_sweep_runs_ranks_and_opens_in_train(app):
     app.run()
     assert app.session_state.sweep_id and app.query_params["sweep"] == app.session_state.sweep_id
     wait_for(app, lambda at: any(s.value == "Results, best first" for s in at.subheader))
+    assert "**Sweep:** 4 runs, finished" in [m.value for m in app.sidebar.markdown]  # the sidebar follows it
     table = app.dataframe[0].value
     assert len(table) == 4 and list(table["rank"]) == [1, 2, 3, 4]
     # 0.0464 and 2.15 both learn (which wins depends on the dataset's defaults); 0.001 is slow, 100 diverges

@@ -216,13 +216,20 @@ def sidebar() -> None:
     with st.sidebar:
         st.markdown(f"**Dataset:** {datasets.get(selected_dataset_name()).title}")
         st.markdown(f"**Device:** {device_label()}")
-        # While a run is active the line refreshes itself each second; idle, it costs nothing.
-        live = worker is not None and worker.snapshot().active
+        # While a run or this session's sweep is active the lines refresh each second; idle, they cost nothing.
+        sweep = get_jobs().get(st.session_state.get("sweep_id"))
+        live = (worker is not None and worker.snapshot().active) or (sweep is not None and sweep.active)
         st.fragment(run_every=1.0 if live else None)(_run_state_line)()
 
 
 def _run_state_line() -> None:
     st.markdown(f"**Run:** {run_state_text(current_worker())}")
+    sweep = get_jobs().get(st.session_state.get("sweep_id"))
+    if isinstance(sweep, TrainingJob):
+        records = sweep.records()
+        training = sum(record.active for record in records)
+        state = f"{training} of {len(records)} runs training" if training else f"{len(records)} runs, finished"
+        st.markdown(f"**Sweep:** {state}")
 
 
 def start_job(configs: list, names: list[str] | None = None, group_id: str = "",
