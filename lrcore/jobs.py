@@ -15,24 +15,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Callable, Generic, Iterable, Sequence, TypeVar
 
 from .config import LEARNING_RATE_RANGE, ConfigError, TrainConfig
 from .data import Dataset, DatasetUnavailable
-from .naming import default_run_name
+from .naming import default_run_name, new_id
 from .record import RunRecord, crash, fold
 from .status import Status
 from .training import GROUP_SHARED, TrainingControl, train_group
 
 log = logging.getLogger(__name__)
 State = TypeVar("State")
-
-
-def new_id(prefix: str = "") -> str:
-    """Time-ordered and unique: 20261130-201455-3fa2c1."""
-    return prefix + time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
 class Job(Generic[State]):
@@ -265,9 +259,6 @@ class JobRegistry:
     def jobs(self, kind: str | None = None) -> list[Job]:
         with self._lock:
             return [job for job in self._jobs.values() if kind is None or job.kind == kind]
-
-    def active_runs(self) -> list[RunRecord]:
-        return [record for job in self.jobs(TrainingJob.kind) for record in job.snapshot() if record.active]
 
     def unsaved_runs(self) -> list[RunRecord]:
         """Runs whose store could not save them: they exist only here, until the server restarts."""

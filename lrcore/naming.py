@@ -10,6 +10,8 @@ without a short name is named after itself ("deskew off", "label smoothing=0.1")
 """
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import fields
 from typing import Any, Sequence
 
@@ -98,3 +100,8 @@ def default_run_name(config: TrainConfig) -> str:
         if value != getattr(defaults, field, None):
             parts.append(setting_label(field, value))
     return " ".join(parts)
+
+
+def new_id(prefix: str = "") -> str:
+    """A run's (or, with a prefix, a sweep's) id: time-ordered and unique, 20261130-201455-3fa2c1."""
+    return prefix + time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]

@@ -24,8 +24,6 @@ from .model import LogisticRegression
 from .status import Status
 
 ACTIVE_STATUSES = (Status.STARTING, Status.WAITING, Status.TRAINING, Status.PAUSED)
-FINISHED_STATUSES = (Status.DONE, Status.STOPPED, Status.DIVERGED, Status.CRASHED, Status.IMPORTED,
-                     Status.FAILED)
 MAX_SNAPSHOTS = 50  # weight snapshots per run (31 KB each for 10 classes)
 MAX_BATCH_VALUES = 10_000  # batch losses per run
 EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_accuracy", "validation_loss", "validation_accuracy",
@@ -217,10 +215,6 @@ def _halve_batch_values(record: RunRecord) -> int:
     record.batch_losses = [(losses[i] + losses[i + 1]) / 2 for i in range(0, len(losses), 2)]
     record.batch_stride *= 2
     return record.batch_stride
-
-
-def is_finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def epochs_csv(record: RunRecord) -> str:

@@ -40,6 +40,7 @@ from sqlalchemy import exc as sa_exc
 
 from . import store_schema as schema
 from .checkpoint import Checkpoint, load_checkpoint
+from .naming import new_id
 from .record import ACTIVE_STATUSES, RunRecord
 from .status import Status
 from .store_read import read_checkpoint_bytes, read_records, read_usage
@@ -48,7 +49,7 @@ from .store_setup import (
     _ENGINES, _ENGINES_LOCK, _IMPORTED, DB_NAME, DEFAULT_STORE_MAX_MB, FINAL_METRICS, HOST, MAX_MESSAGE_LENGTH,
     MAX_NAME_LENGTH, RUN_ID_PATTERN, SQLITE_SUFFIXES, RunStoreError, StoreError, StoreFullError, _engine,
     _megabytes, _url, capped, check_run_id, clean_name, default_runs_dir, default_store_url,
-    describe_write_error, disk_error, new_run_id, sqlite_file, store_limit_mb)
+    describe_write_error, disk_error, sqlite_file, store_limit_mb)
 from .store_writer import FLUSH_SECONDS, HEARTBEAT_SECONDS, WAIT_SECONDS, RunWriter, StoreThread, insert_rows, listener
 
 __all__ = [  # what other modules import from here (the private ones: tests reach them through lrcore.store)
@@ -56,7 +57,7 @@ __all__ = [  # what other modules import from here (the private ones: tests reac
     "MAX_MESSAGE_LENGTH", "MAX_NAME_LENGTH", "RUN_ID_PATTERN", "SQLITE_SUFFIXES", "STALE_SECONDS", "WAIT_SECONDS",
     "GroupRecord", "RunStoreError", "RunWriter", "Store", "StoreError", "StoreFullError", "StoreThread", "capped",
     "check_run_id", "clean_name", "default_runs_dir", "default_store_url", "describe_write_error", "disk_error",
-    "insert_rows", "new_run_id", "sqlite_file", "store_limit_mb",
+    "insert_rows", "sqlite_file", "store_limit_mb",
     "_ENGINES", "_ENGINES_LOCK", "_IMPORTED", "_LIVE_LOCK", "_OPEN", "_UNSAVED", "_pid_alive", "_try_lock", "_url"]
 
 
@@ -286,7 +287,7 @@ class Store:
         """Store a checkpoint as a run (status imported); raises CheckpointError if it is not one."""
         checkpoint = load_checkpoint(data)
         self.check_room()
-        run_id = new_run_id()
+        run_id = new_id()
         now = time.time()
         epochs = int(checkpoint.metrics.get("epochs_completed", 0) or 0)
         record = RunRecord(run_id, clean_name(name) if name and name.strip() else "uploaded checkpoint",

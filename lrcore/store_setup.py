@@ -235,6 +235,3 @@ def _create_schema(engine: sa.Engine, shown: str) -> None:
                 raise
             time.sleep(0.2)
 
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(3).hex()
