@@ -55,6 +55,25 @@ def snapshot_label(record, index: int) -> str:
     return epoch_text(epoch)
 
 
+def weights_mode(shape: tuple[int, int, int]) -> str:
+    """maps.COLOUR or maps.CHANNELS: the page's toggle, for colour datasets."""
+    return maps.CHANNELS if st.session_state.get("weights_channels") else maps.COLOUR
+
+
+def reading_caption(weight, class_names, shape: tuple[int, int, int], scale: str) -> str:
+    """One line on how to read these maps (grey or colour pictures, a binary model's one map)."""
+    binary = weight.shape[0] == 1 and len(class_names) == 2
+    target = f"“{md_escape(class_names[1])}” (and against “{md_escape(class_names[0])}”)" if binary else "the class"
+    if maps.colour_weights(shape, weights_mode(shape)):
+        return (f"Mid-grey: the pixel is ignored. A colour: pixels of that colour there are evidence **for** "
+                f"{target}; its opposite colour (blue ↔ yellow, red ↔ cyan) is evidence against. Hover a pixel "
+                f"for its R, G, B weights. Brightness: {scale}.")
+    inked = "bright" if shape[0] == 3 else "ink"
+    channels = " The R, G and B weights stand side by side." if shape[0] == 3 else ""
+    return (f"Blue: {inked} on this pixel is evidence **for** {target}; red: evidence **against**; white: "
+            f"ignored.{channels} Hover a pixel for its row, column and weight. Colours: {scale}.")
+
+
 def draw_weights(weight, bias, class_names, shared_scale: bool, source: object, shape: tuple[int, int, int],
                  compared: ComparedRun | None = None, title: str = "") -> None:
     """Heatmaps and biases; `source` names the weights (run and snapshot), so polls reuse the figures.
@@ -69,16 +88,16 @@ def draw_weights(weight, bias, class_names, shared_scale: bool, source: object, 
     if compared is not None:
         draw_comparison(weight, bias, class_names, source, shape, compared, title)
         return
-    grid = state.weights_figures.figure(source, weight, class_names, shared_scale, shape=shape)
+    grid = state.weights_figures.figure(source, weight, class_names, shared_scale, shape=shape,
+                                        mode=weights_mode(shape))
     biases = state.weights_memo.get("biases", source, lambda: maps.bias_figure(bias, class_names))
     maps_col, bias_col = st.columns([3, 1])  # [5, 1] left the biases ~110 px at 1024x768: clipped
     maps_col.plotly_chart(grid, key="weights_maps")
     bias_col.plotly_chart(biases, key="weights_biases")
     limit = float(weight.abs().max())
-    scale = f"one colour scale for all classes, ±{limit:.3g}" if shared_scale else \
+    scale = f"one scale for all classes, ±{limit:.3g}" if shared_scale else \
         "each class scaled to its own largest weight"
-    st.caption(f"Blue: ink on this pixel is evidence **for** the class; red: evidence **against**; white: "
-               f"ignored. Hover a pixel for its row, column and weight. Colours: {scale}.")
+    st.caption(reading_caption(weight, class_names, shape, scale))
 
 
 def draw_comparison(weight, bias, class_names, source: object, shape: tuple[int, int, int], compared: ComparedRun,
@@ -86,9 +105,11 @@ def draw_comparison(weight, bias, class_names, source: object, shape: tuple[int,
     """Two grids side by side (stacked on a phone) on one symmetric scale, then norms and biases."""
     state = st.session_state
     limit = max(float(weight.abs().max()), float(compared.weight.abs().max())) or 1.0
-    ours = state.weights_figures.figure(source, weight, class_names, True, limit, compact=True, shape=shape)
+    ours = state.weights_figures.figure(source, weight, class_names, True, limit, compact=True, shape=shape,
+                                        mode=weights_mode(shape))
     theirs = state.weights_compare_figures.figure(compared.key, compared.weight, compared.class_names, True,
-                                                  limit, compact=True, shape=compared.shape)
+                                                  limit, compact=True, shape=compared.shape,
+                                                  mode=weights_mode(compared.shape))
     left, right = st.columns(2, gap="medium")
     left.markdown(f"**A** · {title}")
     left.plotly_chart(ours, key="weights_maps")
@@ -96,10 +117,11 @@ def draw_comparison(weight, bias, class_names, source: object, shape: tuple[int,
     right.plotly_chart(theirs, key="weights_compare_maps")
     ours_norms, theirs_norms = charts.class_norms(weight), charts.class_norms(compared.weight)
     names = ("A: this run", "B: compared")
+    rows = maps.map_titles(class_names, weight.shape[0])  # a binary model has one weight row
     norms = state.weights_memo.get("compare_norms", (source, compared.key), lambda: charts.class_bars_figure(
-        "Weight norm per class", "‖w‖", list(zip(names, (ours_norms, theirs_norms))), class_names))
+        "Weight norm per class", "‖w‖", list(zip(names, (ours_norms, theirs_norms))), rows))
     biases = state.weights_memo.get("compare_biases", (source, compared.key), lambda: charts.class_bars_figure(
-        "Bias per class", "bias", list(zip(names, (bias.tolist(), compared.bias.tolist()))), class_names))
+        "Bias per class", "bias", list(zip(names, (bias.tolist(), compared.bias.tolist()))), rows))
     norms_col, bias_col = st.columns(2, gap="medium")
     norms_col.plotly_chart(norms, key="weights_compare_norms")
     bias_col.plotly_chart(biases, key="weights_compare_biases")
@@ -110,6 +132,9 @@ def draw_comparison(weight, bias, class_names, source: object, shape: tuple[int,
                "towards 0, so its norms are lower and its images fainter and smoother.")
     if tuple(compared.class_names) != tuple(class_names):
         st.caption("The two runs have different classes (different datasets): the bars are matched by position.")
+    elif compared.weight.shape[0] != weight.shape[0]:
+        st.caption("One run is a binary model (one weight image), the other softmax (one per class): the bars "
+                   "are matched by position.")
 
 
 def run_option_label(run: RunRecord) -> str:
@@ -221,9 +246,19 @@ if model is None and worker is None:
     st.page_link("pages/train.py", label="Go to Train", icon=":material/show_chart:")
     st.stop()
 
-_, height, width = datasets.get(common.current_model_config().dataset).shape
-st.caption(f"One {height}×{width} weight image per class: the model scores an image by adding up ink × weight "
-           "over all pixels, plus the class's bias.")
+page_shape = datasets.get(common.current_model_config().dataset).shape
+channels, height, width = page_shape
+binary_model = model is not None and model.model.linear.weight.shape[0] == 1
+if binary_model:
+    st.caption(f"A binary model has one {height}×{width} weight image: the model adds up pixel × weight over all "
+               "pixels, plus its bias, and the sigmoid of that sum is the probability of the second class.")
+else:
+    st.caption(f"One {height}×{width} weight image per class: the model scores an image by adding up pixel × "
+               "weight over all pixels, plus the class's bias.")
+if channels == 3:
+    st.toggle("R, G, B channels side by side", key="weights_channels", persist_state="session",
+              help="Off: each class's weights as one colour picture. On: its red, green and blue weights as "
+                   "three maps in the red/blue diverging colours.")
 scale_col, compare_col = st.columns(2, vertical_alignment="bottom")
 compared = None
 with compare_col:

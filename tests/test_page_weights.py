@@ -331,3 +331,83 @@ def test_comparing_while_the_current_run_trains_keeps_the_compared_figure(decay_
     finally:
         worker.control.stop()
         worker.join(30)
+
+
+# ---------------------------------------------------------------- colour images and binary models (issue 12)
+
+def tiny_loader(shape, classes):
+    def load(folder):
+        generator = torch.Generator().manual_seed(0)
+        images = torch.randint(0, 256, (60, *shape), generator=generator, dtype=torch.uint8)
+        return images, torch.arange(60) % classes, images[:30], torch.arange(30) % classes
+    return load
+
+
+@pytest.fixture
+def small_datasets(monkeypatch, tmp_path):
+    """A 3-class colour dataset (3x8x8) and two 2-class ones, grey (1x8x8) and colour, registered for one test."""
+    from lrcore import datasets
+    made = {}
+    for name, names, shape in (("tiny-rgb", ("red", "green", "blue"), (3, 8, 8)),
+                               ("two-grey", ("ants", "bees"), (1, 8, 8)), ("two-rgb", ("ants", "bees"), (3, 8, 8))):
+        info = datasets.DatasetInfo(name, f"{name} (test)", names, shape, digits=False,
+                                    loader=tiny_loader(shape, len(names)), folder=tmp_path)
+        monkeypatch.setitem(datasets.REGISTRY, name, info)
+        made[name] = info
+    return made
+
+
+def model_checkpoint(dataset: str, names: tuple[str, ...], weight: torch.Tensor, bias: torch.Tensor):
+    """A Checkpoint of these weights, made directly (a binary one has a single weight row)."""
+    from dataclasses import fields
+    from lrcore.checkpoint import Checkpoint
+    model = LogisticRegression.from_tensors(weight, bias)
+    values = dict(model=model, config=TrainConfig(dataset=dataset), class_names=names, normalizer=Normalizer(),
+                  metrics={}, created=0.0)
+    if "image_shape" in {f.name for f in fields(Checkpoint)}:
+        from lrcore import datasets
+        values["image_shape"] = datasets.get(dataset).shape
+    return Checkpoint(**{f.name: values[f.name] for f in fields(Checkpoint) if f.name in values})
+
+
+def all_figures(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def test_colour_weights_are_one_colour_picture_per_class_or_the_channels_side_by_side(small_datasets):
+    weight, bias = torch.randn(3, 192), torch.randn(3)
+    at = weights_page(checkpoint=model_checkpoint("tiny-rgb", ("red", "green", "blue"), weight, bias))
+    spec = next(spec for spec in all_figures(at) if spec["data"][0]["type"] == "image")
+    bound = float(weight.abs().max())
+    assert [trace["name"] for trace in spec["data"]] == ["red", "green", "blue"]
+    for trace, row in zip(spec["data"], weight):
+        # z holds the weights, H x W x (R, G, B); zmin/zmax map ±bound to 0..255: 0 is mid-grey
+        np.testing.assert_allclose(array(trace["z"]), row.reshape(3, 8, 8).permute(1, 2, 0).numpy(), rtol=1e-6)
+        assert trace["zmin"][:3] == pytest.approx([-bound] * 3) and trace["zmax"][:3] == pytest.approx([bound] * 3)
+        assert trace["colormodel"] == "rgb"
+    assert any("Mid-grey" in caption.value and "evidence **for** the class" in caption.value for caption in at.caption)
+
+    at.toggle(key="weights_channels").set_value(True).run()
+    assert not at.exception, at.exception
+    traces, layout = heatmaps(at)
+    assert [array(trace["z"]).shape for trace in traces] == [(8, 24)] * 3  # R, G, B side by side
+    np.testing.assert_allclose(array(traces[0]["z"])[:, 8:16], weight[0].reshape(3, 8, 8)[1].numpy(), rtol=1e-6)
+    assert layout["coloraxis"]["cmax"] == pytest.approx(bound)
+    assert any("side by side" in caption.value for caption in at.caption)
+
+
+@pytest.mark.parametrize("dataset, kind", [("two-grey", "heatmap"), ("two-rgb", "image")])
+def test_a_binary_model_has_one_map_of_evidence_for_the_second_class(small_datasets, dataset, kind):
+    pixels = small_datasets[dataset].num_pixels
+    weight, bias = torch.randn(1, pixels), torch.tensor([0.25])
+    at = weights_page(checkpoint=model_checkpoint(dataset, ("ants", "bees"), weight, bias))
+    specs = all_figures(at)
+    maps_spec = next(spec for spec in specs if spec["data"][0]["type"] == kind)
+    assert len(maps_spec["data"]) == 1
+    title = maps_spec["data"][0]["name"]
+    assert title.startswith("evidence for bees") and "vs ants" in title
+    assert ("(blue)" in title) == (kind == "heatmap")
+    bars = next(spec for spec in specs if spec["data"][0]["type"] == "bar")["data"][0]
+    assert bars["x"] == pytest.approx([0.25])
+    assert any("binary model has one 8×8 weight image" in caption.value for caption in at.caption)
+    assert any("“bees” (and against “ants”)" in caption.value for caption in at.caption)
