@@ -1,4 +1,7 @@
-"""Draw: draw a digit (or upload a picture, or pick a test image) and see what the model sees and why."""
+"""Draw: draw a digit (or upload a picture, or pick a test image) and see what the model sees and why.
+
+For a model of a dataset that is not digits the page is "Predict" (`ui.predict_photo`): a photo in.
+"""
 from __future__ import annotations
 
 import io
@@ -15,7 +18,7 @@ from lrcore.data import DatasetUnavailable
 from lrcore.evaluate import contributions, predict
 from lrcore.predict_drawing import DrawingPrediction, predict_canvas, predict_drawing
 from lrcore.preprocess import MAX_BYTES, ImageError, load_image_bytes
-from ui import charts, common, maps, uploads
+from ui import charts, common, frame, maps, uploads
 from ui.format import percent
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
@@ -238,7 +241,7 @@ def why(image28: torch.Tensor, probabilities: torch.Tensor, model: common.ModelI
 
 
 # ---------------------------------------------------------------------------------------------
-st.title("Draw")
+st.title(frame.draw_title())
 for key, value in {"draw_canvas_version": 0, "draw_random_seed": None, "draw_initial_objects": [],
                    "draw_objects": [], "draw_pictures": {}}.items():
     if key not in st.session_state:
@@ -256,7 +259,7 @@ if model is None:
     if quick_worker is not None and quick_worker.snapshot().message:
         st.error(f"The quick model did not train: {quick_worker.snapshot().message}")
     st.info("There is no trained model yet. Train a quick one (a few seconds) or load a saved checkpoint, "
-            "then draw.")
+            + ("then draw." if frame.draw_title() == "Draw" else "then upload a photo."))
     train_side, load_side = st.columns(2, gap="large")
     with train_side:
         st.subheader("Train a quick model", anchor=False)
@@ -273,8 +276,27 @@ if model is None:
         load_uploaded_checkpoint("draw_checkpoint_empty")
     st.stop()
 
-info = datasets.get(model.dataset)
-st.caption(f"Model: {md_escape(model.label)} · trained on {md_escape(info.title)}")
+info = datasets.REGISTRY.get(model.dataset)
+checkpoint_shape = getattr(st.session_state.get("checkpoint"), "image_shape", None)  # a folder model's own record
+shape = tuple(checkpoint_shape or (info.shape if info is not None else ()))
+st.caption(f"Model: {md_escape(model.label)} · trained on {md_escape(info.title if info else model.dataset)}")
+selected = common.selected_dataset_name()
+if selected != model.dataset:
+    chosen = datasets.REGISTRY.get(selected)
+    st.info(f"The dataset chosen on the Data page is {md_escape(chosen.short_title if chosen else selected)}, but "
+            f"the model in use was trained on {md_escape(info.short_title if info else model.dataset)}: this page "
+            "uses the model, so its inputs are made like that dataset's images. Train a model on the chosen "
+            "dataset (or load one) to predict with it.", icon=":material/info:")
+if info is None or not info.digits:
+    if len(shape) != 3:
+        st.error(f"This model's dataset “{md_escape(model.dataset)}” is not on this server and its checkpoint "
+                 "does not say its image size: load a checkpoint saved by this version.")
+        st.stop()
+    with st.expander("Use a different model: load a checkpoint"):
+        load_uploaded_checkpoint("draw_checkpoint_swap")
+    from ui import predict_photo  # photos only for these datasets: the digits page never needs it
+    predict_photo.page(model, shape)
+    st.stop()
 if info.shape != datasets.DIGIT_SHAPE:
     # The canvas, uploads and the maps below all make 28x28 one-channel digits (lrcore.preprocess).
     st.info(f"This model was trained on {md_escape(info.short_title)}, whose images are {info.shape_text}: "
@@ -282,10 +304,6 @@ if info.shape != datasets.DIGIT_SHAPE:
             + ", ".join(d.short_title for d in datasets.REGISTRY.values() if d.shape == datasets.DIGIT_SHAPE)
             + "). The Evaluate page shows what this model gets right and wrong.", icon=":material/info:")
     st.stop()
-if not info.digits:
-    what = info.subject or ", ".join(info.class_names)
-    st.warning(f"This model was trained on {md_escape(info.short_title)}: it recognises {md_escape(what)}, not "
-               "digits. Drawing still works; a digit will be read as whichever class it resembles most.")
 with st.expander("Use a different model: load a checkpoint"):
     load_uploaded_checkpoint("draw_checkpoint_swap")
 

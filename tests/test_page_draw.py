@@ -416,14 +416,17 @@ def test_uploading_a_blank_picture_says_no_digit(trained_checkpoint):
     assert not at.metric
 
 
-def test_a_fashion_model_says_it_recognises_clothing():
+def test_a_fashion_model_gets_the_predict_page():
+    """Not digits: a photo or a test image instead of the canvas (issue 12)."""
     model = LogisticRegression.from_tensors(torch.zeros(10, 784), torch.zeros(10))
     config = TrainConfig(dataset="fashion-mnist")
     data = checkpoint_bytes(model, config, FASHION_NAMES, Normalizer("raw"))
     at = draw_page(data, "fashion")
-    assert "recognises clothing" in texts(at.warning)
-    assert "Draw a digit" in texts(at.info)
-    choose(at, "Random")
+    assert at.title[0].value == "Predict"
+    assert "Upload a photo, take one" in texts(at.info)
+    assert "Draw a digit" not in texts(at.info)
+    at.radio(key="predict_source").set_value(":material/casino: Random test image").run()
+    assert not at.exception, at.exception
     if available_datasets()["fashion-mnist"]:
         assert any(f"**True label:** {md_escape(name)}" in texts(at.markdown) for name in FASHION_NAMES)
     else:  # a message instead of test images, never a traceback

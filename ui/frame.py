@@ -10,7 +10,19 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
+from lrcore import datasets
 from ui import common
+
+
+def draw_title() -> str:
+    """"Draw" where the model in use (else the chosen dataset) is of digits, else "Predict" (a photo)."""
+    if st.session_state.get("checkpoint") is not None or common.current_worker() is not None:
+        name = common.current_model_config().dataset
+    else:
+        name = common.selected_dataset_name()
+    info = datasets.REGISTRY.get(name)
+    return "Draw" if info is not None and info.digits else "Predict"
+
 
 def pages() -> list:
     """The pages in navigation order (built per run: st.Page objects belong to one script run)."""
@@ -19,7 +31,8 @@ def pages() -> list:
         st.Page("pages/data.py", title="Data", icon=":material/dataset:"),
         st.Page("pages/train.py", title="Train", icon=":material/show_chart:"),
         st.Page("pages/weights.py", title="Weights", icon=":material/grid_view:"),
-        st.Page("pages/draw.py", title="Draw", icon=":material/draw:"),
+        st.Page("pages/draw.py", title=(title := draw_title()),
+                icon=":material/draw:" if title == "Draw" else ":material/photo_camera:"),
         st.Page("pages/evaluate.py", title="Evaluate", icon=":material/fact_check:"),
         st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
         st.Page("pages/sweep.py", title="Sweep", icon=":material/tune:"),

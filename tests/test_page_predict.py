@@ -1,0 +1,120 @@
+"""The Predict page (pages/draw.py for datasets that are not digits) in Streamlit's AppTest: a photo or a
+random test image in, the picture as the model sees it, the probabilities and the weight x input maps."""
+from __future__ import annotations
+
+import io
+from dataclasses import fields
+
+import pytest
+import torch
+from PIL import Image
+
+from lrcore import TrainConfig, datasets
+from lrcore.checkpoint import Checkpoint
+from lrcore.data import Normalizer
+from lrcore.model import LogisticRegression
+from tests.apptest_helpers import open_page, texts
+
+PAGE = "pages/draw.py"
+COLOURS = ("red", "green", "blue")
+
+
+def colour_images(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """3x8x8 images whose class is the brightest channel."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(count) % 3
+    images = torch.randint(0, 100, (count, 3, 8, 8), generator=generator)
+    images[torch.arange(count), labels] += 150
+    return images.to(torch.uint8), labels
+
+
+@pytest.fixture
+def tiny_rgb(monkeypatch, tmp_path):
+    info = datasets.DatasetInfo("tiny-rgb", "Tiny RGB (test)", COLOURS, (3, 8, 8), digits=False,
+                                loader=lambda folder: (*colour_images(90, 1), *colour_images(30, 2)), folder=tmp_path)
+    monkeypatch.setitem(datasets.REGISTRY, info.name, info)
+    return info
+
+
+def checkpoint_of(dataset: str, names: tuple[str, ...], weight: torch.Tensor, bias: torch.Tensor) -> Checkpoint:
+    """A Checkpoint of these weights, made directly (a binary one has a single weight row)."""
+    values = dict(model=LogisticRegression.from_tensors(weight, bias), config=TrainConfig(dataset=dataset),
+                  class_names=names, normalizer=Normalizer("raw"), metrics={}, created=0.0,
+                  image_shape=datasets.get(dataset).shape)
+    return Checkpoint(**{f.name: values[f.name] for f in fields(Checkpoint) if f.name in values})
+
+
+def brightest_channel_model() -> torch.Tensor:
+    return torch.eye(3).repeat_interleave(64, 1)  # class c: +1 on every pixel of channel c
+
+
+def predict_page(checkpoint: Checkpoint, dataset: str | None = None):
+    session = {"checkpoint": checkpoint, "checkpoint_label": "test.pt"}
+    if dataset:
+        session["dataset"] = dataset
+    return open_page(PAGE, session=session)
+
+
+def png(colour: tuple[int, int, int], size=(40, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_colour_model_gets_the_predict_page_with_a_photo_upload(tiny_rgb):
+    at = predict_page(checkpoint_of("tiny-rgb", COLOURS, brightest_channel_model(), torch.zeros(3)), "tiny-rgb")
+    assert at.title[0].value == "Predict"
+    assert at.radio(key="predict_source").options[:2] == [":material/upload: Upload a photo",
+                                                          ":material/photo_camera: Take a photo"]
+    assert "Upload a photo, take one" in texts(at.info)
+    assert not at.get("plotly_chart")
+
+    at.file_uploader(key="predict_upload").set_value(("sky.png", png((20, 40, 230)), "image/png")).run()
+    assert not at.exception, at.exception
+    assert at.metric[0].value == ":red[blue]"
+    keys = {chart.key for chart in at.get("plotly_chart")}
+    assert {"predict_probabilities", "predict_map_0", "predict_map_1", "predict_map_2"} <= keys
+    assert "What the model sees" in texts(at.markdown)
+
+
+def test_a_photo_that_does_not_decode_says_so(tiny_rgb):
+    at = predict_page(checkpoint_of("tiny-rgb", COLOURS, brightest_channel_model(), torch.zeros(3)), "tiny-rgb")
+    at.file_uploader(key="predict_upload").set_value(("notes.png", b"%PDF-1.4 not a picture", "image/png")).run()
+    assert not at.exception, at.exception
+    assert "Can't use “notes.png”" in at.error[0].value and "PNG or JPEG" in at.error[0].value
+    assert not at.metric
+
+
+def test_a_random_test_image_with_its_true_label(tiny_rgb):
+    at = predict_page(checkpoint_of("tiny-rgb", COLOURS, brightest_channel_model(), torch.zeros(3)), "tiny-rgb")
+    at.radio(key="predict_source").set_value(":material/casino: Random test image").run()
+    assert not at.exception, at.exception
+    assert "**True label:**" in texts(at.markdown) and ":material/check: correct" in texts(at.markdown)
+    assert "Test image #" in texts(at.caption)
+
+
+def test_a_binary_model_shows_one_map_of_evidence(tiny_rgb, monkeypatch):
+    names = ("ants", "bees")
+    info = datasets.DatasetInfo("two-rgb", "Two RGB (test)", names, (3, 8, 8), digits=False,
+                                loader=lambda folder: (*colour_images(90, 1), *colour_images(30, 2)),
+                                folder=tiny_rgb.folder)
+    monkeypatch.setitem(datasets.REGISTRY, info.name, info)
+    weight = torch.zeros(1, 192)
+    weight[0, 128:] = 1.0  # blue is evidence for bees
+    checkpoint = checkpoint_of("two-rgb", names, weight, torch.tensor([-0.5]))
+    if not getattr(checkpoint.model, "binary", False):
+        pytest.skip("binary models (one weight row) are not in lrcore yet")
+    at = predict_page(checkpoint, "two-rgb")
+    at.radio(key="predict_source").set_value(":material/casino: Random test image").run()
+    assert not at.exception, at.exception
+    maps = [chart.key for chart in at.get("plotly_chart") if chart.key.startswith("predict_map_")]
+    assert maps == ["predict_map_0"]
+    assert any("Evidence for “bees”" in m.value and "z =" in m.value for m in at.markdown)
+
+
+def test_a_digits_model_with_another_dataset_chosen_says_which_it_uses(tiny_rgb):
+    model = LogisticRegression.from_tensors(torch.zeros(10, 784), torch.zeros(10))
+    at = predict_page(checkpoint_of("mnist-sample", datasets.DIGIT_NAMES, model.linear.weight, model.linear.bias),
+                      "tiny-rgb")
+    assert at.title[0].value == "Draw"
+    assert "the model in use was trained on MNIST" in texts(at.info)
