@@ -17,7 +17,7 @@ from lrcore.config import DATASET_DEFAULTS, ConfigError, TrainConfig, config_pro
 from lrcore.settings import BY_NAME, LEARNING_RATE_RANGE, SETTINGS, from_params, to_params
 from lrcore import datasets
 from lrcore.data import DATASET_TITLES, make_splits
-from ui import charts, common
+from ui import charts, common, from_scratch_panel
 from ui.format import duration, kept_weights, loss, percent
 from ui.settings import setting_widget
 from ui.text import md_escape
@@ -109,7 +109,13 @@ def settings_problems(settings: dict, dataset_name: str) -> tuple[dict[str, str]
     sizes = split_sizes(dataset_name, settings["validation_fraction"], settings["seed"], settings["per_class_limit"])
     if isinstance(sizes, dict):
         return {**problems, **sizes}, None
-    if "batch_size" not in problems and settings["batch_size"] > sizes[0]:
+    try:
+        TrainConfig(**settings, dataset=dataset_name).check_dataset(datasets.get(dataset_name).num_classes)
+    except ConfigError as error:  # e.g. binary on ten classes
+        problems.update(error.problems)
+    except (TypeError, AttributeError):  # settings of another version; Start reports them
+        pass
+    if "batch_size" not in problems and not settings.get("full_batch") and settings["batch_size"] > sizes[0]:
         problems["batch_size"] = (f"must be at most the training set size ({sizes[0]:,} images with these "
                                   "settings): use a smaller batch size")
     return problems, sizes
@@ -203,12 +209,20 @@ def show_outcome(record) -> None:
                    "the Weights page.", icon=":material/check_circle:")
 
 
+def uses_sigmoid(config: TrainConfig, num_classes: int) -> bool:
+    """Whether `config` trains tutorial 002's binary model on `num_classes` classes."""
+    from lrcore.model import uses_sigmoid as sigmoid  # B's: the one rule the engine follows
+
+    return sigmoid(config, num_classes)
+
+
 def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> None:
     """Progress, metrics and charts of the current run, redrawn from the worker's snapshot."""
     worker = common.run_handle(run_id)  # live, or read back from the store (finished, or before a restart)
     if worker is None:
         st.info("Pick the settings above and press **Start**: loss and accuracy will appear here as the "
                 "model trains.", icon=":material/arrow_upward:")
+        scratch_panel(None)
         return
     record = worker.snapshot()
     if was_active and not record.active:
@@ -228,12 +242,27 @@ def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> 
     st.caption(f"{record.train_size:,} training and {record.validation_size:,} validation images · "
                f"{record.batches_per_epoch} batches per epoch · device {record.device or '…'}. Epoch 0 is the "
                "untrained model. Dotted lines mark learning-rate changes.")
+    scratch_panel(record)
+
+
+def scratch_panel(record) -> None:
+    """The from-scratch panel for the run's model (a run's snapshots tell binary: one weight row), else
+    for the settings on the page."""
+    if record is not None and record.snapshots:
+        binary = record.snapshots[-1][1].shape[0] == 1
+    else:
+        try:
+            name = common.selected_dataset_name()
+            binary = uses_sigmoid(TrainConfig(**settings_from_widgets(), dataset=name), datasets.get(name).num_classes)
+        except (ConfigError, ImportError, TypeError):
+            binary = False
+    from_scratch_panel.panel(record, binary)
 
 
 # ---------------------------------------------------------------- the page
 
 st.title("Train")
-st.caption("One linear layer and a softmax. Pick hyperparameters, press Start and watch it learn. "
+st.caption("One linear layer and a softmax (a sigmoid for two classes). Pick hyperparameters, press Start and watch it learn. "
            "A link to this page opens the same settings.")
 
 WIDGET_KEYS = ["train_lr_grid", "train_limit_on", "train_per_class_limit"] + \
@@ -321,13 +350,25 @@ with st.container(border=True):
                        on_change=exact_lr_typed,
                        help=f"Any value from {LEARNING_RATE_RANGE[0]:g} to {LEARNING_RATE_RANGE[1]:g}.")
         problem_note("learning_rate")
-        setting_widget(st.number_input, "batch_size", "train_batch_size")
-        problem_note("batch_size")
+        full_batch = st.session_state.get("train_full_batch", False)
+        setting_widget(st.number_input, "batch_size", "train_batch_size", disabled=full_batch)
+        setting_widget(st.toggle, "full_batch", "train_full_batch")
+        if full_batch and sizes:
+            st.caption(f"Batch size = the training split ({sizes[0]:,} images): one step per epoch.")
+        problem_note("batch_size", "full_batch")
         setting_widget(st.number_input, "epochs", "train_epochs", default_note("epochs"))
         problem_note("epochs")
     with data_col:
-        setting_widget(st.slider, "validation_fraction", "train_validation_fraction")
+        if getattr(dataset, "fixed_validation", False):
+            # The folder's val/ is the validation set: the fraction would change nothing.
+            st.markdown("**Validation**")
+            st.caption(f"Validation: the folder's val/ ({sizes[1]:,} images)." if sizes else
+                       "Validation: the folder's val/.")
+        else:
+            setting_widget(st.slider, "validation_fraction", "train_validation_fraction")
         problem_note("validation_fraction")
+        setting_widget(st.selectbox, "model", "train_model")
+        problem_note("model")
         setting_widget(st.radio, "optimizer", "train_optimizer")
         setting_widget(st.slider, "momentum", "train_momentum",
                        disabled=st.session_state.train_optimizer != "momentum")
@@ -346,12 +387,14 @@ with st.container(border=True):
         problem_note("per_class_limit")
         setting_widget(st.number_input, "seed", "train_seed")
         problem_note("seed")
-        for field in FIELDS[FIELDS.index("deskew") + 1:]:  # settings added to the table later: default widgets
+        placed = {"model", "full_batch"}  # shown above, beside batch size and optimizer
+        for field in [f for f in FIELDS[FIELDS.index("deskew") + 1:] if f not in placed]:  # added later: default widgets
             setting_widget(None, field, f"train_{field}")
             problem_note(field)
     if sizes:
         train_size, validation_size = sizes
-        batches = math.ceil(train_size / settings["batch_size"]) if "batch_size" not in problems else "–"
+        batches = 1 if settings.get("full_batch") else \
+            math.ceil(train_size / settings["batch_size"]) if "batch_size" not in problems else "–"
         st.caption(f"{DATASET_TITLES[dataset_name]}: {train_size:,} training and {validation_size:,} validation "
                    f"images · {batches} batches per epoch. Change the dataset on the Data page.")
     if active:

@@ -81,7 +81,7 @@ def test_a_photo_that_does_not_decode_says_so(tiny_rgb):
     at = predict_page(checkpoint_of("tiny-rgb", COLOURS, brightest_channel_model(), torch.zeros(3)), "tiny-rgb")
     at.file_uploader(key="predict_upload").set_value(("notes.png", b"%PDF-1.4 not a picture", "image/png")).run()
     assert not at.exception, at.exception
-    assert "Can't use “notes.png”" in at.error[0].value and "PNG or JPEG" in at.error[0].value
+    assert "Can't use “notes\\.png”: not a PNG or JPEG image" in at.error[0].value and "PNG or JPEG" in at.error[0].value
     assert not at.metric
 
 

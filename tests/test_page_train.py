@@ -276,3 +276,40 @@ def test_settings_survive_a_visit_to_another_page():
     at.switch_page(PAGE).run()
     assert not at.exception
     assert at.number_input(key="train_epochs").value == 7
+
+
+# ---------------------------------------------------------------- issue 12: model, full batch, from scratch
+
+def test_full_batch_disables_the_batch_size_and_says_how_big_a_step_is():
+    at = train_page()
+    at.number_input(key="train_batch_size").set_value(100_000).run()
+    assert any("must be at most the training set size" in e for e in errors(at)), errors(at)
+    at.toggle(key="train_full_batch").set_value(True).run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="train_batch_size").disabled
+    captions = " | ".join(c.value for c in at.caption)
+    assert "Batch size = the training split (6,400 images): one step per epoch." in captions
+    assert "· 1 batches per epoch" in captions
+    assert not errors(at) and not button(at, "Start").disabled  # the batch size is ignored with a full batch
+
+
+def test_the_model_choice_sits_by_the_optimizer_and_binary_on_ten_classes_is_refused():
+    at = train_page()
+    boxes = [box for box in at.selectbox if box.key == "train_model"]
+    assert len(boxes) == 1 and boxes[0].value == "auto"  # placed once, not again among the later settings
+    boxes[0].set_value("binary").run()
+    assert any("binary logistic regression needs exactly two classes" in e for e in errors(at)), errors(at)
+    assert button(at, "Start").disabled
+
+
+def test_the_from_scratch_panel_shows_the_equations_and_one_steps_numbers():
+    pytest.importorskip("lrcore.from_scratch")
+    at = train_page()
+    assert "From scratch" in at.expander[-1].label
+    assert at.get("latex")  # softmax regression's equations before a run
+    assert "Start a run" in " | ".join(c.value for c in at.caption)
+    start(at, epochs=2)
+    finish(at)
+    tables = at.get("table")
+    assert tables, "one step's numbers"
+    assert "mean |dw|" in str(tables[-1].proto)
