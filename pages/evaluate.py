@@ -57,8 +57,11 @@ def cell_clicked() -> None:
 
 
 def image_grid(images: torch.Tensor, captions: list[str], marked: torch.Tensor | None = None, scale: int = 3) -> None:
-    """One st.image of crisp upscaled digits; `marked` ones get a red border."""
-    st.image(common.digit_tiles(images, scale, marked), caption=captions, width=28 * scale, output_format="PNG")
+    """One st.image of crisp upscaled pictures (grey, or colour for 3-channel images) about as wide as
+    28x28 digits at `scale`; `marked` ones get a red border."""
+    side = images.shape[-1]
+    scale = max(1, round(28 * scale / side))  # a 64x64 photo is not blown up to 256 px
+    st.image(common.digit_tiles(images, scale, marked), caption=captions, width=side * scale, output_format="PNG")
 
 
 # ---------------------------------------------------------------- the page

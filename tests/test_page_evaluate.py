@@ -263,3 +263,35 @@ def test_uploading_each_hostile_checkpoint_shows_an_error_and_no_exception():
         assert unescaped(error.value).startswith(f"“crafted{number}.pt” was not loaded: "), name
         assert field in unescaped(error.value), (name, error.value)
         assert "No model to evaluate yet" in texts(at.info)  # nothing was loaded
+
+
+def test_colour_images_are_shown_in_colour_at_a_readable_size(monkeypatch, tmp_path):
+    """Issue 12: a colour dataset's confusion cell, top losses and random images are colour tiles."""
+    from dataclasses import fields
+
+    import ui.common
+    from lrcore import datasets
+    from lrcore.data import Normalizer
+
+    def colour_images(count, seed):
+        generator = torch.Generator().manual_seed(seed)
+        labels = torch.arange(count) % 3
+        images = torch.randint(0, 100, (count, 3, 8, 8), generator=generator)
+        images[torch.arange(count), labels] += 150
+        return images.to(torch.uint8), labels
+
+    info = datasets.DatasetInfo("tiny-rgb-eval", "Tiny RGB (test)", ("red", "green", "blue"), (3, 8, 8),
+                                digits=False, folder=tmp_path,
+                                loader=lambda folder: (*colour_images(90, 1), *colour_images(30, 2)))
+    monkeypatch.setitem(datasets.REGISTRY, info.name, info)
+    values = dict(model=LogisticRegression.from_tensors(torch.randn(3, 192), torch.zeros(3)),
+                  config=TrainConfig(dataset=info.name), class_names=info.class_names, normalizer=Normalizer("raw"),
+                  metrics={}, created=0.0, image_shape=info.shape)
+    checkpoint = Checkpoint(**{f.name: values[f.name] for f in fields(Checkpoint) if f.name in values})
+    shown = []
+    tiles = ui.common.digit_tiles
+    monkeypatch.setattr(ui.common, "digit_tiles", lambda images, *args: shown.append(tiles(images, *args)) or shown[-1])
+    at = evaluate_page(checkpoint)
+    assert shown and all(tile.shape[2] == 3 for grid in shown for tile in grid)
+    assert any((tile[..., 0] != tile[..., 1]).any() for grid in shown for tile in grid)  # colour, not grey
+    assert {tile.shape[:2] for grid in shown for tile in grid} <= {(80, 80), (88, 88), (112, 112)}
