@@ -46,6 +46,16 @@ class ComparedRun:
     key: tuple  # changes when the stored run changes (a run still training elsewhere)
 
 
+def image_shape(dataset: str, checkpoint=None) -> tuple[int, int, int]:
+    """(channels, height, width) of a model's images: the checkpoint's own record (a folder dataset need
+    not be on this server), else its registered dataset's, else the digits'."""
+    recorded = getattr(checkpoint, "image_shape", None)
+    if recorded:
+        return tuple(recorded)
+    info = datasets.REGISTRY.get(dataset)
+    return info.shape if info is not None else datasets.DIGIT_SHAPE
+
+
 def snapshot_label(record, index: int) -> str:
     """Slider label for snapshot `index`: its epoch, or for the weights kept inside an epoch, which ones and why."""
     epoch = record.snapshots[index][0]
@@ -185,7 +195,7 @@ def load_compared(run_id: str) -> ComparedRun | None:
     epoch = int(checkpoint.metrics.get("epochs_completed", summary.epochs_done) or summary.epochs_done)
     compared = ComparedRun(run_id, summary.name, summary.status, epoch, model.weight.detach().clone(),
                            model.bias.detach().clone(), tuple(checkpoint.class_names),
-                           datasets.get(checkpoint.config.dataset).shape, key)
+                           image_shape(checkpoint.config.dataset, checkpoint), key)
     st.session_state.weights_compare_loaded = compared
     return compared
 
@@ -234,7 +244,7 @@ def run_weights(run_id: str, was_active: bool, shared_scale: bool, compared: Com
     if compared is None:
         st.markdown(f"**{label.capitalize()}** of run “{md_escape(record.name)}” ({status})")
     draw_weights(weight, bias, record.class_names, shared_scale, source=(run_id, index, epoch),
-                 shape=datasets.get(record.config.dataset).shape, compared=compared, title=heading)
+                 shape=image_shape(record.config.dataset), compared=compared, title=heading)
 
 
 st.title("Weights")
@@ -246,7 +256,7 @@ if model is None and worker is None:
     st.page_link("pages/train.py", label="Go to Train", icon=":material/show_chart:")
     st.stop()
 
-page_shape = datasets.get(common.current_model_config().dataset).shape
+page_shape = image_shape(common.current_model_config().dataset, st.session_state.get("checkpoint"))
 channels, height, width = page_shape
 binary_model = model is not None and model.model.linear.weight.shape[0] == 1
 if binary_model:
@@ -276,7 +286,7 @@ if worker is None:
         st.markdown(f"**{label}**")
     weight, bias = model.model.linear.weight.detach(), model.model.linear.bias.detach()
     draw_weights(weight, bias, model.class_names, shared_scale, source=(model.label, id(model.model)),
-                 shape=datasets.get(model.dataset).shape, compared=compared, title=label)
+                 shape=page_shape, compared=compared, title=label)
 else:
     active = worker.snapshot().active
     st.fragment(run_weights, run_every=POLL_SECONDS if active else None)(worker.run_id, active, shared_scale,
