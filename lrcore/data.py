@@ -60,10 +60,18 @@ class Dataset:
     test_labels: torch.Tensor
     class_names: tuple[str, ...]
     source: str
+    # Indices into the train pool that ARE the validation set (an image folder's val/): make_splits
+    # then uses them whatever validation_fraction says. None: a seeded random split.
+    validation_index: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def fixed_validation(self) -> bool:
+        """The validation set is fixed by the dataset (a val/ folder); the validation fraction does not apply."""
+        return self.validation_index is not None
 
     @property
     def info(self) -> DatasetInfo:
@@ -146,13 +154,23 @@ def available_datasets(data_dir: Path | None = None) -> dict[str, bool]:
 @functools.lru_cache(maxsize=8)
 def _load_cached(name: str, directory: str) -> Dataset:
     info = datasets.get(name)
-    train_images, train_labels, test_images, test_labels = info.loader(Path(directory))
+    # A loader returns four tensors, or five: the last one the fixed validation indices (or None).
+    train_images, train_labels, test_images, test_labels, *rest = info.loader(Path(directory))
+    validation = rest[0] if rest else None
     for images, labels in ((train_images, train_labels), (test_images, test_labels)):
         if tuple(images.shape[1:]) != info.image_shape or len(images) != len(labels):
             raise DatasetUnavailable(f"{directory}: images {tuple(images.shape)} and labels {tuple(labels.shape)} "
                                      f"do not match; {name} has {info.shape_text} images, one label each")
+    if validation is not None and not _valid_index(validation, len(train_labels)):
+        raise DatasetUnavailable(f"{directory}: the validation indices are not distinct indices of the "
+                                 f"{len(train_labels):,} pool images, leaving at least one to train on")
     return Dataset(name, train_images, train_labels, test_images, test_labels, info.class_names,
-                   info.source_note or directory)
+                   info.source_note or directory, validation)
+
+
+def _valid_index(index: torch.Tensor, total: int) -> bool:
+    return (index.dtype == torch.int64 and index.ndim == 1 and 1 <= len(index) < total
+            and int(index.min()) >= 0 and int(index.max()) < total and len(index.unique()) == len(index))
 
 
 def load_dataset(name: str = "mnist-sample", data_dir: Path | str | None = None,
@@ -235,23 +253,38 @@ class Splits:
 
 def make_splits(dataset: Dataset, validation_fraction: float, seed: int,
                 per_class_limit: int | None = None) -> Splits:
-    """Seeded random train/validation split of the pool, then an optional per-class cap on train."""
+    """Seeded random train/validation split of the pool, then an optional per-class cap on train.
+
+    A dataset with a fixed validation set (`Dataset.validation_index`: an image folder's val/) uses
+    exactly it, whatever `validation_fraction` says; the rest of the pool, shuffled by `seed`, trains.
+    """
     total = len(dataset.train_labels)
+    if dataset.validation_index is not None:
+        validation = dataset.validation_index
+        in_validation = torch.zeros(total, dtype=torch.bool)
+        in_validation[validation] = True
+        order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+        return _cap_per_class(dataset, Splits(order[~in_validation[order]], validation), per_class_limit)
     validation_size = round(total * validation_fraction)
     if not 1 <= validation_size <= total - 1:
         raise ConfigError({"validation_fraction": (
             f"{validation_fraction:g} of {total:,} images leaves an empty split; "
             f"use a value between {1 / total:.2g} and {1 - 1 / total:.4g}")})
     order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
-    validation, train = order[:validation_size], order[validation_size:]
-    if per_class_limit is not None:
-        labels = dataset.train_labels[train]
-        keep = torch.zeros_like(labels, dtype=torch.bool)
-        for cls in range(dataset.num_classes):
-            members = torch.nonzero(labels == cls).flatten()
-            keep[members[:per_class_limit]] = True  # `train` is already shuffled, so the first N are random
-        train = train[keep]
-    return Splits(train=train, validation=validation)
+    return _cap_per_class(dataset, Splits(train=order[validation_size:], validation=order[:validation_size]),
+                          per_class_limit)
+
+
+def _cap_per_class(dataset: Dataset, splits: Splits, per_class_limit: int | None) -> Splits:
+    if per_class_limit is None:
+        return splits
+    train = splits.train
+    labels = dataset.train_labels[train]
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    for cls in range(dataset.num_classes):
+        members = torch.nonzero(labels == cls).flatten()
+        keep[members[:per_class_limit]] = True  # `train` is already shuffled, so the first N are random
+    return Splits(train=train[keep], validation=splits.validation)
 
 
 # ---------------------------------------------------------------- normalisation
