@@ -265,11 +265,11 @@ if binary_model:
 else:
     st.caption(f"One {height}×{width} weight image per class: the model scores an image by adding up pixel × "
                "weight over all pixels, plus the class's bias.")
-if channels == 3:
-    st.toggle("R, G, B channels side by side", key="weights_channels", persist_state="session",
-              help="Off: each class's weights as one colour picture. On: its red, green and blue weights as "
-                   "three maps in the red/blue diverging colours.")
 scale_col, compare_col = st.columns(2, vertical_alignment="bottom")
+if channels == 3:
+    scale_col.toggle("R, G, B channels side by side", key="weights_channels", persist_state="session",
+                     help="Off: each class's weights as one colour picture. On: its red, green and blue weights "
+                          "as three maps in the red/blue diverging colours.")
 compared = None
 with compare_col:
     compared = compare_picker(worker.run_id if worker is not None else None)
