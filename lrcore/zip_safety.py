@@ -36,6 +36,8 @@ def ignored(path: str) -> bool:
 
 
 def size_text(size: int) -> str:
+    if size < 2**10:
+        return f"{size:,} bytes"
     return f"{size / 2**20:,.1f} MB" if size >= 2**20 else f"{size / 2**10:,.0f} KB"
 
 
