@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -313,3 +314,14 @@ def test_the_from_scratch_panel_shows_the_equations_and_one_steps_numbers():
     tables = at.get("table")
     assert tables, "one step's numbers"
     assert "mean |dw|" in str(tables[-1].proto)
+
+
+def test_a_folder_with_val_says_its_validation_set_instead_of_the_slider(fresh_data_dir):
+    from lrcore.image_folder import example_dataset  # train/ and val/ folders
+
+    name = example_dataset(fresh_data_dir)
+    at = open_page(PAGE, session={"dataset": name})
+    assert not [s for s in at.slider if s.key == "train_validation_fraction"]
+    validation = [c.value for c in at.caption if c.value.startswith("Validation: the folder's val/")]
+    assert len(validation) == 1 and re.fullmatch(r"Validation: the folder's val/ \(\d+ images\)\.", validation[0])
+    assert [box for box in at.selectbox if box.key == "train_model"][0].value == "auto"

@@ -1,0 +1,88 @@
+"""Issue 12 in headless Chromium: the bundled example folder (two classes, colour), a short training run,
+its weights in colour, Predict with an uploaded PNG, Train's from-scratch panel; screenshots of each
+at 1400x1000, 1024x768 and 390x844."""
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from PIL import Image
+
+from tests.browser.conftest import screenshot, start_streamlit, stop, wait_for_app
+
+SIZES = {"wide": (1400, 1000), "projector": (1024, 768), "phone": (390, 844)}
+
+
+@pytest.fixture(scope="module")
+def example_server(tmp_path_factory):
+    """A dashboard whose data folder holds the imported bundled example (imported before the server starts)."""
+    from lrcore.image_folder import EXAMPLE_FOLDER, example_dataset
+
+    data_dir = tmp_path_factory.mktemp("example-data")
+    name = example_dataset(data_dir)
+    process, url = start_streamlit(data_dir, tmp_path_factory.mktemp("logs") / "streamlit.log")
+    yield url, name, EXAMPLE_FOLDER
+    stop(process)
+
+
+def nav(page, title: str, marker) -> None:
+    """Switch pages with the sidebar (same session, so the run stays current); wait for `marker`."""
+    sidebar = page.get_by_test_id("stSidebarNavItems")
+    if not sidebar.is_visible():  # a phone: the sidebar is collapsed
+        page.get_by_test_id("stExpandSidebarButton").click()
+    sidebar.get_by_role("link", name=title, exact=True).click()
+    marker.wait_for(timeout=90_000)
+    wait_for_app(page)
+
+
+def a_photo(folder) -> tuple[str, bytes]:
+    """One of the example's pictures, re-encoded as a bigger PNG (as a phone photo would be bigger)."""
+    path = next(p for p in sorted(folder.rglob("*")) if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    buffer = io.BytesIO()
+    with Image.open(path) as image:
+        image.convert("RGB").resize((240, 180)).save(buffer, format="PNG")
+    return path.stem + ".png", buffer.getvalue()
+
+
+def shots(page, name: str) -> None:
+    for size, (width, height) in SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(600)
+        screenshot(page, f"issue12-{name}-{size}")
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def test_train_on_the_example_then_predict_an_uploaded_photo(example_server, page):
+    url, name, folder = example_server
+    page.goto(f"{url}/train?dataset={name}&epochs=5")
+    page.get_by_role("heading", name="Train").wait_for(timeout=90_000)
+    wait_for_app(page)
+    assert "threes vs sevens" in page.get_by_test_id("stSidebar").inner_text()  # the example is the dataset
+    page.get_by_role("button", name=re.compile("^Start")).click()
+    page.get_by_text(re.compile("Done: test accuracy")).wait_for(timeout=120_000)
+    wait_for_app(page)
+    page.get_by_text("From scratch: the equations").click()
+    page.locator('[data-testid="stMain"] .katex').first.wait_for()
+    page.get_by_text("One step at the weights after epoch").wait_for()
+    page.get_by_text("From scratch: the equations").scroll_into_view_if_needed()
+    shots(page, "train-from-scratch")
+
+    nav(page, "Weights", page.get_by_text(re.compile("Mid-grey: the pixel is ignored")))
+    shots(page, "weights-colour")
+    page.get_by_text("R, G, B channels side by side").click()
+    page.get_by_text(re.compile("The R, G and B weights stand side by side")).wait_for()
+    wait_for_app(page)
+    shots(page, "weights-channels")
+
+    nav(page, "Predict", page.get_by_role("heading", name="Predict"))
+    file_name, data = a_photo(folder)
+    page.locator('[data-testid="stMain"] [data-testid="stFileUploaderDropzoneInput"]').last.set_input_files(
+        files=[{"name": file_name, "mimeType": "image/png", "buffer": data}])
+    prediction = page.locator('[data-testid="stMain"] .st-key-predict_prediction')
+    prediction.get_by_text("Prediction").wait_for(timeout=60_000)
+    wait_for_app(page)
+    assert re.search(r"\d+% sure", prediction.inner_text())
+    assert page.locator('[data-testid="stMain"] .js-plotly-plot').count() >= 2  # the bars and the map(s)
+    assert page.get_by_text("What the model sees").is_visible()
+    shots(page, "predict")
