@@ -4,6 +4,7 @@
     python -m lrcore train --dry-run                 # a few batches, for smoke tests
     python -m lrcore evaluate model.pt
     python -m lrcore predict model.pt my-digit.png   # or --random 5 for test images
+    python -m lrcore train --dataset my-pictures.zip --image-size 32   # a folder of your own images
 
 Bad arguments print one line saying what is wrong and exit with code 2. A missing
 dataset or a bad checkpoint exits with 1, a diverged run with 3.
@@ -23,6 +24,9 @@ from . import events as ev
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import DATASETS, ConfigError, TrainConfig, dataset_default_text, defaults_for
 from .data import DatasetUnavailable, load_dataset, make_splits
+from .datasets import REGISTRY
+from .image_folder import FolderError, import_folder, load_cache, register_cached_folders
+from .photo import DEFAULT_SIDE, IMAGE_SIDES
 from .settings import BY_NAME, SETTINGS
 from .jobs import new_id
 from .naming import default_run_name
@@ -85,11 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_cmd = commands.add_parser("evaluate", help="evaluate a checkpoint", formatter_class=fmt)
     add_data_options(evaluate_cmd)
     evaluate_cmd.add_argument("checkpoint", type=Path, help="checkpoint file (.pt)")
+    add_dataset_option(evaluate_cmd, None, "dataset to evaluate on (default: the checkpoint's)")
     evaluate_cmd.add_argument("--split", choices=("test", "validation"), default="test", help="split to evaluate")
 
     predict_cmd = commands.add_parser("predict", help="predict images with a checkpoint", formatter_class=fmt)
     add_data_options(predict_cmd)
     predict_cmd.add_argument("checkpoint", type=Path, help="checkpoint file (.pt)")
+    add_dataset_option(predict_cmd, None, "dataset for --random (default: the checkpoint's)")
     predict_cmd.add_argument("images", nargs="*", type=Path, help="PNG/JPEG files of single digits")
     predict_cmd.add_argument("--random", type=int, default=0, metavar="N",
                              help="also predict N random test images (with their true labels)")
@@ -103,6 +109,9 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
     depends on the dataset defaults to None here and gets the dataset's in `config_from_args`."""
     for setting in SETTINGS:
         if not setting.flags:
+            continue
+        if setting.name == "dataset":  # a name or a folder/.zip of pictures: add_dataset_option
+            add_dataset_option(parser, getattr(DEFAULTS, "dataset"), setting.cli_help)
             continue
         options: dict = {"dest": setting.name, "help": setting.cli_help,
                          "default": None if setting.by_dataset or setting.optional else getattr(DEFAULTS, setting.name)}
@@ -120,6 +129,54 @@ def add_setting_options(parser: argparse.ArgumentParser) -> None:
 def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="folder with the full datasets (default: $LRCORE_DATA_DIR or ./data)")
+    parser.add_argument("--image-size", type=int, choices=IMAGE_SIDES, default=DEFAULT_SIDE,
+                        help="with --dataset FOLDER or ZIP: the square side (px) pictures are resized and cropped to")
+    parser.add_argument("--grey", action="store_true",
+                        help="with --dataset FOLDER or ZIP: greyscale pictures (default: colour, 3 channels)")
+
+
+def add_dataset_option(parser: argparse.ArgumentParser, default: str | None, text: str) -> None:
+    # Not argparse choices: a folder or a .zip of pictures is a dataset too (resolve_dataset).
+    parser.add_argument("--dataset", default=default, metavar="NAME|PATH",
+                        help=f"{text}: a dataset name (mnist-sample, mnist, fashion-mnist, or a folder dataset "
+                             "imported earlier) or a folder / .zip of pictures, one sub-folder per class")
+
+
+def resolve_dataset(args: argparse.Namespace) -> str | None:
+    """The registered name of --dataset; a folder or .zip is imported first (decoded once, then cached)."""
+    given = args.dataset
+    if given is None or given in REGISTRY:
+        return given
+    path = Path(given)
+    if not path.exists():
+        raise ConfigError({"dataset": f"{given!r} is neither a dataset ({', '.join(REGISTRY)}) nor a folder "
+                                      "or .zip of pictures"})
+    progress = ImportProgress(sys.stderr) if sys.stderr.isatty() else None
+    result = import_folder(path, args.image_size, not args.grey, progress=progress)
+    if progress:
+        progress.clear()
+    counts = ", ".join(f"{split} {sum(per_class.values()):,}" for split, per_class in result.counts.items())
+    print(f"{'cached' if result.from_cache else 'imported'} {shown(path)} as {result.name}: "
+          f"{result.title}; {len(result.class_names)} classes ({', '.join(result.class_names)}), "
+          f"{result.layout}; images: {counts}")
+    for file_name, why in result.skipped:
+        print(f"  skipped {file_name}: {why}")
+    return result.name
+
+
+class ImportProgress:
+    """"decoding pictures 120/340" on a terminal, redrawn in place."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+
+    def __call__(self, done: int, total: int) -> None:
+        self.stream.write(f"\rdecoding pictures {done:,}/{total:,} ")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        self.stream.write("\r" + " " * 40 + "\r")
+        self.stream.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,11 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "data_dir", None) is not None:
         os.environ["LRCORE_DATA_DIR"] = str(args.data_dir)  # one place that every loader reads
     try:
+        register_cached_folders()  # folder datasets imported earlier are valid --dataset names
         return {"train": run_train, "evaluate": run_evaluate, "predict": run_predict}[args.command](args)
     except ConfigError as error:
         print(f"python -m lrcore {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (DatasetUnavailable, CheckpointError, StoreError) as error:
+    except (DatasetUnavailable, CheckpointError, StoreError, FolderError) as error:
         print(f"python -m lrcore {args.command}: {error}", file=sys.stderr)
         return EXIT_FAILURE
 
@@ -213,6 +271,7 @@ def run_train(args: argparse.Namespace) -> int:
     problems = output_problems(args)
     if problems:
         raise ConfigError(problems)
+    args.dataset = resolve_dataset(args)
     config = config_from_args(args)
     dataset = load_dataset(config.dataset, download=args.download)
     # Check the batch size against the split now, so a bad argument never leaves a crashed run behind.
@@ -319,7 +378,7 @@ class ProgressBar:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     checkpoint = load_checkpoint(args.checkpoint)
-    dataset = load_dataset(checkpoint.config.dataset)
+    dataset = load_dataset(resolve_dataset(args) or checkpoint.config.dataset)
     images, labels = split_data(dataset, checkpoint.config, args.split)  # deskewed if trained so
     result = evaluate_model(checkpoint.model, checkpoint.normalizer, images, labels)
     print(f"{checkpoint.config.dataset} {args.split} split ({len(labels):,} images): "
@@ -335,6 +394,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from .photo import decode_photo
     from .predict_drawing import predict_drawing
     from .preprocess import ImageError, load_image_bytes
 
@@ -344,9 +404,14 @@ def run_predict(args: argparse.Namespace) -> int:
         raise ConfigError({"images": "give image files, or --random N for test images"})
     checkpoint = load_checkpoint(args.checkpoint)
     names = checkpoint.class_names
+    shape = checkpoint_shape(checkpoint)
     status = 0
     for path in args.images:
         try:
+            if shape is not None:  # a photo model: resized and cropped as its folder's pictures were
+                picture = decode_photo(path.read_bytes(), shape[1], shape[0] == 3)
+                print(f"{path}: {top_classes(predict(checkpoint.model, checkpoint.normalizer, picture[None])[0], names, args.top)}")
+                continue
             # Prepared like MNIST, and deskewed when the model was trained on deskewed images.
             result = predict_drawing(checkpoint.model, checkpoint.normalizer, load_image_bytes(path.read_bytes()),
                                      deskew=checkpoint.config.deskew)
@@ -359,7 +424,7 @@ def run_predict(args: argparse.Namespace) -> int:
             continue
         print(f"{path}: {top_classes(result.probabilities, names, args.top)}")
     if args.random > 0:
-        dataset = load_dataset(checkpoint.config.dataset)
+        dataset = load_dataset(resolve_dataset(args) or checkpoint.config.dataset)
         generator = torch.Generator().manual_seed(args.seed if args.seed is not None else time.time_ns() % 2**31)
         picks = torch.randperm(len(dataset.test_labels), generator=generator)[:args.random]
         test_images = dataset.images("test", deskew=checkpoint.config.deskew)
@@ -369,6 +434,15 @@ def run_predict(args: argparse.Namespace) -> int:
             verdict = "right" if probs.argmax().item() == dataset.test_labels[index].item() else "WRONG"
             print(f"test image {index} (label {label}, {verdict}): {top_classes(probs, names, args.top)}")
     return status
+
+
+def checkpoint_shape(checkpoint) -> tuple[int, int, int] | None:
+    """(channels, side, side) of a photo model's pictures; None for a digit model (drawn-digit preparation)."""
+    info = REGISTRY.get(checkpoint.config.dataset)
+    if info is not None and info.loader is not load_cache:  # built-in datasets: MNIST-style preparation
+        return None
+    shape = getattr(checkpoint, "image_shape", None) or (info.shape if info is not None else None)
+    return tuple(shape) if shape is not None else None
 
 
 def top_classes(probabilities: torch.Tensor, names: Sequence[str], count: int) -> str:

@@ -204,3 +204,53 @@ def test_a_store_url_that_cannot_be_used_gets_one_clear_line(tmp_path, capsys):
     assert main(["train", "--epochs", "1", "--store", "nosuchdb://x/y", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "python -m lrcore train:" in err and "postgresql://" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- folders and zips of pictures (issue 12)
+
+def _picture_zip(path):
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(path, "w") as archive:
+        for label, cls in enumerate(("dark", "light")):
+            for i in range(12):
+                array = rng.integers(0, 60, (30, 40, 3)).astype(np.uint8) + (180 if label else 0)
+                buffer = io.BytesIO()
+                Image.fromarray(array).save(buffer, "PNG")
+                archive.writestr(f"shades/{cls}/{i}.png", buffer.getvalue())
+    return path
+
+
+def test_train_on_a_zip_then_evaluate_and_predict_a_photo(tmp_path, capsys):
+    from PIL import Image
+
+    archive, model, data = _picture_zip(tmp_path / "shades.zip"), tmp_path / "model.pt", tmp_path / "data"
+    assert main(["train", "--dataset", str(archive), "--image-size", "28", "--epochs", "2", "--lr", "0.1",
+                 "--normalization", "standardize", "--batch-size", "8", "--save", str(model), "--no-record", "--data-dir", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "imported" in out and "dark vs light (your images, 28x28 colour)" in out and "class folders" in out
+    assert out.count("epoch ") == 2 and f"saved checkpoint to {model}" in out
+    name = out.split(" as ")[1].split(":")[0]
+    # A second run names the cached dataset: found again after the CLI starts (register_cached_folders).
+    assert main(["evaluate", str(model), "--data-dir", str(data)]) == 0
+    assert f"{name} test split" in capsys.readouterr().out
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (300, 200), (240, 240, 240)).save(photo)
+    assert main(["predict", str(model), str(photo), "--data-dir", str(data)]) == 0
+    assert capsys.readouterr().out.startswith(f"{photo}: light ")
+    assert main(["train", "--dataset", name, "--epochs", "1", "--batch-size", "8", "--no-record", "--data-dir", str(data)]) == 0
+    assert "imported" not in capsys.readouterr().out
+
+
+def test_an_unusable_zip_or_unknown_dataset_is_one_clear_line(tmp_path, capsys):
+    (tmp_path / "fake.zip").write_bytes(b"not a zip")
+    assert main(["train", "--dataset", str(tmp_path / "fake.zip"), "--no-record", "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "fake.zip is not a zip file" in err and len(err.strip().splitlines()) == 1
+    assert main(["train", "--dataset", "bees", "--no-record", "--data-dir", str(tmp_path)]) == 2
+    assert "'bees' is neither a dataset" in capsys.readouterr().err

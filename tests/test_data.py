@@ -155,3 +155,33 @@ def test_deskewed_images_are_computed_once_and_keep_the_originals(sample):
     assert flat.shape == (2000, 784) and torch.equal(flat, sample.images("test", deskew=True).reshape(2000, 784))
     assert flat is sample.flat_images("test", deskew=True)
     assert not torch.equal(flat, sample.flat_images("test"))
+
+
+def test_a_fixed_validation_set_is_used_whatever_the_fraction(sample):
+    from lrcore.data import Dataset
+
+    fixed = torch.arange(7000, 8000)
+    dataset = Dataset("mnist-sample", sample.train_images, sample.train_labels, sample.test_images,
+                      sample.test_labels, sample.class_names, "test", validation_index=fixed)
+    assert dataset.fixed_validation and not sample.fixed_validation
+    for fraction, seed in ((0.1, 0), (0.5, 1), (0.99, 2)):
+        splits = make_splits(dataset, fraction, seed)
+        assert splits.validation.tolist() == fixed.tolist()
+        assert sorted(splits.train.tolist()) == list(range(7000))  # the rest, shuffled by the seed
+    assert make_splits(dataset, 0.2, 1).train.tolist() != make_splits(dataset, 0.2, 2).train.tolist()
+    limited = make_splits(dataset, 0.2, 0, per_class_limit=5)
+    assert len(limited.train) == 50 and limited.validation.tolist() == fixed.tolist()
+
+
+def test_a_loader_with_bad_validation_indices_is_refused(tmp_path):
+    from lrcore import datasets
+
+    images, labels = torch.zeros(4, 28, 28, dtype=torch.uint8), torch.tensor([0, 1, 0, 1])
+    datasets.register(datasets.DatasetInfo(
+        "bad-validation", "bad (test)", ("a", "b"), (1, 28, 28), False,
+        lambda folder: (images, labels, images, labels, torch.tensor([0, 0])), folder=tmp_path))
+    try:
+        with pytest.raises(DatasetUnavailable, match="validation indices"):
+            load_dataset("bad-validation")
+    finally:
+        del datasets.REGISTRY["bad-validation"]
