@@ -79,7 +79,7 @@ def reading_caption(weight, class_names, shape: tuple[int, int, int], scale: str
                 f"{target}; its opposite colour (blue ↔ yellow, red ↔ cyan) is evidence against. Hover a pixel "
                 f"for its R, G, B weights. Brightness: {scale}.")
     inked = "bright" if shape[0] == 3 else "ink"
-    channels = " The R, G and B weights stand side by side." if shape[0] == 3 else ""
+    channels = " Each map is the R, G and B weights side by side, left to right." if shape[0] == 3 else ""
     return (f"Blue: {inked} on this pixel is evidence **for** {target}; red: evidence **against**; white: "
             f"ignored.{channels} Hover a pixel for its row, column and weight. Colours: {scale}.")
 

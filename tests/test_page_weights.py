@@ -393,7 +393,7 @@ def test_colour_weights_are_one_colour_picture_per_class_or_the_channels_side_by
     assert [array(trace["z"]).shape for trace in traces] == [(8, 24)] * 3  # R, G, B side by side
     np.testing.assert_allclose(array(traces[0]["z"])[:, 8:16], weight[0].reshape(3, 8, 8)[1].numpy(), rtol=1e-6)
     assert layout["coloraxis"]["cmax"] == pytest.approx(bound)
-    assert any("side by side" in caption.value for caption in at.caption)
+    assert any("R, G and B weights side by side, left to right" in caption.value for caption in at.caption)
 
 
 @pytest.mark.parametrize("dataset, kind", [("two-grey", "heatmap"), ("two-rgb", "image")])

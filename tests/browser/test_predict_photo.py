@@ -71,7 +71,7 @@ def test_train_on_the_example_then_predict_an_uploaded_photo(example_server, pag
     nav(page, "Weights", page.get_by_text(re.compile("Mid-grey: the pixel is ignored")))
     shots(page, "weights-colour")
     page.get_by_text("R, G, B channels side by side").click()
-    page.get_by_text(re.compile("The R, G and B weights stand side by side")).wait_for()
+    page.get_by_text(re.compile("R, G and B weights side by side, left to right")).wait_for()
     wait_for_app(page)
     shots(page, "weights-channels")
 
