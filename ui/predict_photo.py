@@ -7,7 +7,6 @@ always the model's. A random test image is the other input.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import streamlit as st
