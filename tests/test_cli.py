@@ -208,6 +208,17 @@ def test_a_store_url_that_cannot_be_used_gets_one_clear_line(tmp_path, capsys):
 
 # ---------------------------------------------------------------- folders and zips of pictures (issue 12)
 
+
+@pytest.fixture(autouse=True)
+def _registry_restored():
+    """Folder datasets registered by a test leave the registry as it was (other tests list its names)."""
+    from lrcore import datasets as registry
+
+    saved = dict(registry.REGISTRY)
+    yield
+    registry.REGISTRY.clear()
+    registry.REGISTRY.update(saved)
+
 def _picture_zip(path):
     import io
     import zipfile

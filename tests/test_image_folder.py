@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from lrcore import datasets, image_folder, zip_safety
@@ -18,6 +17,17 @@ from lrcore.training import train
 from lrcore import events as ev
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _registry_restored():
+    """Folder datasets registered by a test leave the registry as it was (other tests list its names)."""
+    from lrcore import datasets as registry
+
+    saved = dict(registry.REGISTRY)
+    yield
+    registry.REGISTRY.clear()
+    registry.REGISTRY.update(saved)
 
 
 def png(colour=(200, 50, 50), size=(40, 30), fmt="PNG", mode="RGB") -> bytes:
