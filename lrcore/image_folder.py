@@ -224,7 +224,7 @@ def _decode(found: Source, plan: _Plan, side: int, colour: bool,
             except ImageError as error:
                 skipped.append((path, str(error)))
             except Exception as error:  # noqa: BLE001 -- a broken or encrypted zip member: skip that one
-                skipped.append((path, f"cannot be read from the zip ({type(error).__name__}: {error})"))
+                skipped.append((path, f"cannot be read ({type(error).__name__}: {error})"))
             done += 1
             if progress is not None:
                 progress(done, total)
