@@ -23,6 +23,7 @@ from lrcore.record import RunRecord
 from lrcore.jobs import JobRegistry, LiveRun, TrainingJob
 from lrcore.settings import SETTINGS, to_params
 from lrcore.store import Store, StoreError, default_store_url
+from ui import images
 from ui.text import md_escape
 
 # Set while dashboard.py runs the chosen page (per script thread: each session's script runs
@@ -262,22 +263,7 @@ def current_model_config() -> "TrainConfig":
     return worker.snapshot().config if worker is not None else TrainConfig()
 
 
-def digit_tiles(images: torch.Tensor, scale: int = 3, marked: torch.Tensor | None = None) -> list:
-    """uint8 images (N x height x width, or N x 3 x height x width in colour) -> RGB arrays
-    upscaled with nearest neighbour (crisp pixels).
-
-    Images where `marked` is True get a red border (wrong predictions).
-    """
-    images = images.to(torch.uint8)
-    tiles = images.unsqueeze(-1) if images.ndim == 3 else images.permute(0, 2, 3, 1)  # N x H x W x channels
-    rgb = tiles.repeat_interleave(scale, 1).repeat_interleave(scale, 2).expand(-1, -1, -1, 3).contiguous()
-    if marked is not None and bool(marked.any()):
-        red = torch.tensor([230, 40, 40], dtype=torch.uint8)
-        edge = max(2, scale)
-        rows = rgb[marked.bool()]
-        rows[:, :edge], rows[:, -edge:], rows[:, :, :edge], rows[:, :, -edge:] = red, red, red, red
-        rgb[marked.bool()] = rows
-    return list(rgb.numpy())
+digit_tiles = images.picture_tiles  # the old name, for current callers
 
 
 def forget_run() -> None:
