@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import streamlit as st
 import torch
 
-from lrcore import datasets
+from lrcore import datasets, image_folder
 from lrcore.checkpoint import Checkpoint, CheckpointError
 from lrcore.data import Dataset, DatasetUnavailable, Normalizer, available_datasets, load_dataset
 from lrcore.model import LogisticRegression
@@ -62,9 +62,45 @@ def ensure_frame() -> None:
     st.stop()
 
 
+@st.cache_resource(show_spinner="Finding image-folder datasets…")
+def folder_datasets() -> str | None:
+    """Once per server process: register the folder datasets decoded before (so runs and links naming one
+    work after a restart) and the bundled example; returns the example's name (None if it cannot be made)."""
+    image_folder.register_cached_folders()
+    try:
+        return image_folder.example_dataset()
+    except (image_folder.FolderError, DatasetUnavailable, OSError):  # e.g. a read-only data folder
+        return None
+
+
+def is_folder_dataset(name: str) -> bool:
+    return datasets.get(name).loader is image_folder.load_cache
+
+
+def dataset_choices() -> list[str]:
+    """What this user can pick: the built-ins, the bundled example, this session's own imports
+    (`st.session_state["own_datasets"]`) and the current choice (e.g. from a link)."""
+    example = folder_datasets()
+    chosen = [name for name in datasets.NAMES if not is_folder_dataset(name)]
+    for name in [example, *st.session_state.get("own_datasets", []), st.session_state.get("dataset")]:
+        if name and name in datasets.NAMES and name not in chosen:
+            chosen.append(name)
+    return chosen
+
+
+def add_own_dataset(name: str) -> None:
+    """Offer an imported folder dataset to this session and select it."""
+    own = st.session_state.setdefault("own_datasets", [])
+    if name not in own:
+        own.append(name)
+    st.session_state.dataset = name
+    st.query_params["dataset"] = name
+
+
 @st.cache_resource(show_spinner="Loading dataset…")
 def get_dataset(name: str) -> Dataset:
     """The dataset's tensors, loaded once per server process and shared by all sessions."""
+    folder_datasets()
     return load_dataset(name)
 
 
@@ -86,6 +122,7 @@ def dataset_or_stop(name: str) -> Dataset:
 def selected_dataset_name() -> str:
     """The dataset picked on the Data page (default mnist-sample)."""
     if "dataset" not in st.session_state:
+        folder_datasets()  # a link may name a folder dataset imported before a restart
         wanted = st.query_params.get("dataset", "mnist-sample")
         st.session_state.dataset = wanted if available_datasets().get(wanted) else "mnist-sample"
     return st.session_state.dataset
