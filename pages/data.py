@@ -8,7 +8,7 @@ import torch
 
 from lrcore import data, datasets
 from lrcore.download import DownloadJob
-from ui import charts, common
+from ui import charts, common, folder_upload
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 
@@ -101,7 +101,7 @@ st.title("Data")
 current = common.selected_dataset_name()
 if "data_choice" not in st.session_state:
     st.session_state.data_choice = current
-choice = st.radio("Dataset", list(datasets.NAMES), key="data_choice", format_func=dataset_label, on_change=use_choice,
+choice = st.radio("Dataset", common.dataset_choices(), key="data_choice", format_func=dataset_label, on_change=use_choice,
                   help="The Train page trains on this dataset. A run already training keeps its own data.")
 if data.available_datasets().get(choice) and choice != current:
     use_choice()  # e.g. its download just finished
@@ -127,8 +127,14 @@ with st.expander("Get the full datasets (download needs internet)", expanded=mis
         if datasets.get(name).download:
             download_row(name)
 
+folder_upload.section()
+
 dataset = common.dataset_or_stop(current)
 st.caption(f"Source: {dataset.source}")
+if dataset.fixed_validation:
+    st.info(f"This dataset has its own validation set ({len(dataset.validation_index):,} pictures of its val/ "
+            "folder): training validates on exactly those, whatever the validation share says.",
+            icon=":material/rule:")
 sizes = st.columns(3)
 sizes[0].metric("Train + validation pool", f"{len(dataset.train_labels):,}")
 sizes[1].metric("Test split", f"{len(dataset.test_labels):,}")

@@ -202,3 +202,85 @@ def test_download_job_turns_unexpected_errors_into_messages(monkeypatch, tmp_pat
     state = job.snapshot()
     assert state.status == "failed"
     assert "PermissionError: read-only folder" in state.message and "t10k-labels-idx1-ubyte.gz" in state.message
+
+
+# ---------------------------------------------------------------- your own images (issue 12)
+
+def own_zip(path: Path, classes=("ants", "bees"), per_class: int = 4) -> bytes:
+    """A zip of class folders of small colour PNGs (one colour per class)."""
+    import io
+    import zipfile
+
+    from PIL import Image
+    with zipfile.ZipFile(path, "w") as archive:
+        for index, name in enumerate(classes):
+            for number in range(per_class):
+                buffer = io.BytesIO()
+                Image.new("RGB", (40, 30), (200 * (index == 0), 90, 200 * (index == 1))).save(buffer, "PNG")
+                archive.writestr(f"pics/{name}/{number}.png", buffer.getvalue())
+    return path.read_bytes()
+
+
+def test_an_uploaded_zip_is_kept_by_its_digest_and_a_too_big_one_is_refused(tmp_path, monkeypatch):
+    from lrcore import image_folder
+    from ui import folder_upload
+    content = own_zip(tmp_path / "in.zip")
+    path = folder_upload.save_upload(content, tmp_path)
+    assert path.parent == tmp_path / "uploads" and path.read_bytes() == content and len(path.stem) == 64
+    assert folder_upload.save_upload(content, tmp_path) == path
+    monkeypatch.setattr(image_folder, "MAX_ZIP_BYTES", 10)
+    with pytest.raises(image_folder.FolderError, match="at most"):
+        folder_upload.save_upload(content, tmp_path)
+
+
+def finish_import(at: AppTest) -> AppTest:
+    job = common.get_jobs().get(at.session_state["own_job"])
+    job.join(120)
+    at.run()
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_load_imports_a_kept_zip_selects_it_and_shows_counts(fresh_data_dir):
+    from ui import folder_upload
+    path = folder_upload.save_upload(own_zip(fresh_data_dir / "in.zip"), fresh_data_dir)
+    at = open_page(PAGE, session={"own_zip_path": str(path)})
+    at.button(key="own_load").click().run()
+    at = finish_import(at)
+    name = at.session_state["dataset"]
+    assert name in at.session_state["own_datasets"]
+    assert at.radio(key="data_choice").value == name
+    assert "ants vs bees (your images, 32x32 colour)" in at.radio(key="data_choice").options
+    assert "ants vs bees" in texts(at.success) and "class folders" in texts(at.success)
+    assert not at.error
+
+
+def test_a_bad_zip_shows_its_message_and_keeps_the_choices(fresh_data_dir):
+    import zipfile
+    from ui import folder_upload
+    bad = fresh_data_dir / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as archive:
+        archive.writestr("readme.txt", "no pictures")
+    path = folder_upload.save_upload(bad.read_bytes(), fresh_data_dir)
+    at = open_page(PAGE, session={"own_zip_path": str(path)})
+    at.selectbox(key="own_side").select(28).run()
+    at.button(key="own_load").click().run()
+    at = finish_import(at)
+    assert at.error and "Traceback" not in texts(at.error)
+    assert at.selectbox(key="own_side").value == 28
+    assert at.session_state["dataset"] == "mnist-sample"
+
+
+def test_load_without_a_zip_says_so(fresh_data_dir):
+    at = open_page(PAGE)
+    at.button(key="own_load").click().run()
+    assert "Choose a" in texts(at.error) and "zip of your pictures" in texts(at.error)
+
+
+def test_the_example_folder_is_offered_and_says_its_validation_set_is_fixed(fresh_data_dir):
+    example = common.folder_datasets()
+    at = open_page(PAGE, query={"dataset": example})
+    assert at.radio(key="data_choice").value == example
+    assert "threes vs sevens (example folder, 32x32 colour)" in at.radio(key="data_choice").options
+    assert "its own validation set" in texts(at.info)

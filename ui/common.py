@@ -94,6 +94,7 @@ def add_own_dataset(name: str) -> None:
     if name not in own:
         own.append(name)
     st.session_state.dataset = name
+    st.session_state.pop("data_choice", None)  # the Data page's radio starts again from the new choice
     st.query_params["dataset"] = name
 
 

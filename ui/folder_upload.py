@@ -1,0 +1,116 @@
+"""The Data page's "Your own images": upload a zip of class folders, import it in a thread, show what came in.
+
+The zip is kept as `<data dir>/uploads/<sha256>.zip`, so decoding it again at another side or in greyscale
+needs no second upload. The import is a `lrcore.folder_job.FolderJob` polled by a fragment, like downloads.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from lrcore import data, image_folder
+from lrcore.folder_job import FolderJob
+from lrcore.photo import DEFAULT_SIDE, IMAGE_SIDES
+from ui import common
+from ui.text import md_escape
+
+LAYOUT_HELP = ("One folder per class (`ants/`, `bees/`), optionally inside `train/`, `val/` and `test/` folders; "
+               "PNG or JPEG pictures of any size. See *Your own images* in the project's README.")
+
+
+def save_upload(content: bytes, data_dir: Path | None = None) -> Path:
+    """Keep an uploaded zip as <data dir>/uploads/<sha256>.zip (refused over MAX_ZIP_BYTES); returns its path."""
+    if len(content) > image_folder.MAX_ZIP_BYTES:
+        raise image_folder.FolderError(
+            f"the zip is {len(content) / 2**20:.0f} MB; at most {image_folder.MAX_ZIP_BYTES // 2**20} MB is allowed")
+    folder = (data_dir or data.default_data_dir()) / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(content).hexdigest()}.zip"
+    if not path.exists():
+        partial = path.with_suffix(".part")
+        partial.write_bytes(content)
+        partial.replace(path)
+    return path
+
+
+def start_import(path: Path, side: int, colour: bool, title: str) -> str:
+    """Start (or join) the import of `path` at this side and colour; returns the job id."""
+    job_id = f"folder-{path.stem[:16]}-{side}-{'rgb' if colour else 'grey'}"
+    jobs = common.get_jobs()
+    job = jobs.get(job_id)
+    if job is None or not job.snapshot().active:
+        jobs.add(FolderJob(job_id, path, side, colour, title.strip() or None)).start()
+    return job_id
+
+
+def load_clicked() -> None:
+    upload = st.session_state.get("own_zip")
+    st.session_state.pop("own_error", None)
+    st.session_state.pop("own_adopted", None)
+    try:
+        if upload is not None:
+            st.session_state.own_zip_path = str(save_upload(upload.getvalue()))
+        path = st.session_state.get("own_zip_path")
+        if not path or not Path(path).exists():
+            st.session_state.own_error = "Choose a .zip of your pictures first."
+            return
+        st.session_state.own_job = start_import(Path(path), st.session_state.own_side,
+                                                st.session_state.own_colour == "colour", st.session_state.own_title)
+    except (image_folder.FolderError, OSError) as error:
+        st.session_state.own_error = f"Cannot use this zip: {error}"
+
+
+def section() -> None:
+    """The whole "Your own images" block of the Data page."""
+    with st.expander("Your own images", expanded=bool(st.session_state.get("own_job")), icon=":material/upload:"):
+        st.caption(LAYOUT_HELP)
+        st.file_uploader("A .zip of your picture folders", type=["zip"], key="own_zip",
+                         help=f"At most {image_folder.MAX_ZIP_BYTES // 2**20} MB and "
+                              f"{image_folder.MAX_IMAGES:,} pictures.")
+        row = st.columns([1, 1, 2], vertical_alignment="bottom")
+        row[0].selectbox("Image side (px)", IMAGE_SIDES, index=IMAGE_SIDES.index(DEFAULT_SIDE), key="own_side",
+                         help="Every picture is resized and centre-cropped to a square of this side.")
+        row[1].radio("Pictures", ["colour", "greyscale"], key="own_colour", horizontal=True)
+        row[2].text_input("Title", key="own_title", max_chars=60, placeholder="default: the class names, e.g. bees vs ants")
+        st.button("Load", key="own_load", on_click=load_clicked, type="primary", icon=":material/upload:")
+        if st.session_state.get("own_error"):
+            st.error(md_escape(st.session_state.own_error, 500))
+        job_id = st.session_state.get("own_job")
+        job = common.get_jobs().get(job_id)
+        if job is not None:
+            progress(job_id, polling=job.snapshot().active)
+
+
+def progress(job_id: str, polling: bool) -> None:
+    @st.fragment(run_every=0.5 if polling else None)
+    def show() -> None:
+        state = common.get_jobs().get(job_id).snapshot()
+        if state.result is not None and st.session_state.get("own_adopted") != job_id:
+            st.session_state.own_adopted = job_id  # once per Load: the user may pick another dataset after
+            common.add_own_dataset(state.result.name)
+            st.rerun()  # redraw the page with the new dataset chosen
+        if polling and not state.active:
+            st.rerun()  # finished: redraw the whole page
+        if state.status == "failed":
+            st.error(md_escape(state.message, 800), icon=":material/error:")
+        elif state.active:
+            text = f"Decoding pictures: {state.decoded:,} of {state.total:,}" if state.total else "Reading the zip…"
+            st.progress(state.fraction, text=text)
+        elif state.result is not None:
+            summary(state.result)
+
+    show()
+
+
+def summary(result: image_folder.FolderImport) -> None:
+    """What an import brought in: layout, images per split and class, the files it skipped."""
+    st.success(f"**{md_escape(result.title)}**: {md_escape(result.layout)}"
+               + (" (decoded before: read from the cache)" if result.from_cache else ""))
+    table = pd.DataFrame(result.counts).reindex(list(result.class_names)).fillna(0).astype(int)
+    st.dataframe(table)
+    if result.skipped:
+        with st.expander(f"{len(result.skipped)} file{'s' if len(result.skipped) != 1 else ''} skipped"):
+            st.dataframe(pd.DataFrame(result.skipped, columns=["file", "why"]), hide_index=True)
