@@ -41,6 +41,23 @@ SWEEP_SETTINGS = {"sweep_low": "0.005", "sweep_high": "50", "sweep_count": 3, "s
                   "sweep_normalization": "raw"}
 
 
+# Tutorial 002's exercise: a classifier on folders of photos. Opens Data with the bundled example chosen.
+OWN_TITLE = "Your own pictures"
+OWN_TEXT = ("Train a classifier on two folders of photos: binary logistic regression from scratch (tutorial 002). "
+            "Opens the bundled example; upload a zip of your own class folders under *Your own images* on Data.")
+
+
+def open_example() -> None:
+    """Switch to the Data page with the bundled example folder dataset chosen (does not return)."""
+    example = common.folder_datasets()
+    if example is None:
+        st.error("The bundled example folder could not be prepared on this server (is the data folder writable?).")
+        return
+    st.session_state.dataset = example
+    st.session_state.pop("data_choice", None)
+    st.switch_page("pages/data.py", query_params={"dataset": example})
+
+
 def open_sweep(settings: dict) -> None:
     """Switch to the Sweep page with its controls set to `settings` (does not return)."""
     for key, value in settings.items():
@@ -84,12 +101,15 @@ for path, icon, title, text in steps:
 st.subheader("Experiments from the tutorials")
 st.caption("Each button opens Train (or Sweep) with the settings filled in; press Start.")
 dataset_name = common.selected_dataset_name()
-cards = [*EXPERIMENTS[:3], (SWEEP_TITLE, SWEEP_TEXT, None), *EXPERIMENTS[3:]]
+cards = [*EXPERIMENTS[:3], (SWEEP_TITLE, SWEEP_TEXT, None), (OWN_TITLE, OWN_TEXT, "own"), *EXPERIMENTS[3:]]
 for row in range(0, len(cards), 3):
     for column, (title, text, settings) in zip(st.columns(3), cards[row:row + 3]):
         with column.container(border=True, height="stretch"):
             st.markdown(f"**{title}**  \n{text}")
-            if settings is None:
+            if settings == "own":
+                if st.button("Open in Data", key="home_own_images", icon=":material/photo_library:"):
+                    open_example()
+            elif settings is None:
                 if st.button("Open in Sweep", key="home_sweep", icon=":material/tune:"):
                     open_sweep(SWEEP_SETTINGS)
             elif st.button("Open in Train", key=f"home_experiment_{title}", icon=":material/model_training:"):

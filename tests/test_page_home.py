@@ -86,3 +86,14 @@ def test_the_sweep_card_opens_the_sweep_with_the_three_learning_rates():
     captions = " ".join(c.value for c in at.caption)
     assert "3 configurations" in captions and "learning rates 0.005, 0.5, 50" in captions
     assert not card_button(at, "Start sweep").disabled
+
+
+def test_the_own_pictures_card_opens_data_with_the_example_folder():
+    at = open_page("pages/home.py")
+    assert "**Your own pictures**" in " ".join(m.value for m in at.markdown)
+    at.button(key="home_own_images").click().run()
+    assert not at.exception, at.exception
+    example = at.session_state["dataset"]
+    assert example.startswith("threes-and-sevens") or "threes" in example
+    assert at.radio(key="data_choice").value == example
+    assert "its own validation set" in " ".join(str(i.value) for i in at.info)
