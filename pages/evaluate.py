@@ -12,6 +12,7 @@ from lrcore.data import DATASET_TITLES, make_splits
 from lrcore.config import TrainConfig
 from lrcore.evaluate import Evaluation, evaluate_model, split_data
 from ui import charts, common, uploads
+from ui.images import picture_tiles
 from ui.format import loss, percent
 from ui.text import md_escape, plot_text
 
@@ -61,7 +62,7 @@ def image_grid(images: torch.Tensor, captions: list[str], marked: torch.Tensor |
     28x28 digits at `scale`; `marked` ones get a red border."""
     side = images.shape[-1]
     scale = max(1, round(28 * scale / side))  # a 64x64 photo is not blown up to 256 px
-    st.image(common.digit_tiles(images, scale, marked), caption=captions, width=side * scale, output_format="PNG")
+    st.image(picture_tiles(images, scale, marked), caption=captions, width=side * scale, output_format="PNG")
 
 
 # ---------------------------------------------------------------- the page

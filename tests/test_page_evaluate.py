@@ -269,7 +269,7 @@ def test_colour_images_are_shown_in_colour_at_a_readable_size(monkeypatch, tmp_p
     """Issue 12: a colour dataset's confusion cell, top losses and random images are colour tiles."""
     from dataclasses import fields
 
-    import ui.common
+    import ui.images
     from lrcore import datasets
     from lrcore.data import Normalizer
 
@@ -289,9 +289,9 @@ def test_colour_images_are_shown_in_colour_at_a_readable_size(monkeypatch, tmp_p
                   metrics={}, created=0.0, image_shape=info.shape)
     checkpoint = Checkpoint(**{f.name: values[f.name] for f in fields(Checkpoint) if f.name in values})
     shown = []
-    tiles = ui.common.digit_tiles
-    monkeypatch.setattr(ui.common, "digit_tiles", lambda images, *args: shown.append(tiles(images, *args)) or shown[-1])
-    at = evaluate_page(checkpoint)
+    tiles = ui.images.picture_tiles
+    monkeypatch.setattr(ui.images, "picture_tiles", lambda images, *args: shown.append(tiles(images, *args)) or shown[-1])
+    evaluate_page(checkpoint)
     assert shown and all(tile.shape[2] == 3 for grid in shown for tile in grid)
     assert any((tile[..., 0] != tile[..., 1]).any() for grid in shown for tile in grid)  # colour, not grey
     assert {tile.shape[:2] for grid in shown for tile in grid} <= {(80, 80), (88, 88), (112, 112)}

@@ -19,10 +19,10 @@ PAGE = "pages/draw.py"
 COLOURS = ("red", "green", "blue")
 
 
-def colour_images(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """3x8x8 images whose class is the brightest channel."""
+def colour_images(count: int, seed: int, classes: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """3x8x8 images whose class is the brightest channel (of the first `classes`)."""
     generator = torch.Generator().manual_seed(seed)
-    labels = torch.arange(count) % 3
+    labels = torch.arange(count) % classes
     images = torch.randint(0, 100, (count, 3, 8, 8), generator=generator)
     images[torch.arange(count), labels] += 150
     return images.to(torch.uint8), labels
@@ -96,7 +96,7 @@ def test_a_random_test_image_with_its_true_label(tiny_rgb):
 def test_a_binary_model_shows_one_map_of_evidence(tiny_rgb, monkeypatch):
     names = ("ants", "bees")
     info = datasets.DatasetInfo("two-rgb", "Two RGB (test)", names, (3, 8, 8), digits=False,
-                                loader=lambda folder: (*colour_images(90, 1), *colour_images(30, 2)),
+                                loader=lambda folder: (*colour_images(90, 1, 2), *colour_images(30, 2, 2)),
                                 folder=tiny_rgb.folder)
     monkeypatch.setitem(datasets.REGISTRY, info.name, info)
     weight = torch.zeros(1, 192)

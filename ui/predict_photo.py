@@ -18,6 +18,7 @@ from lrcore.evaluate import contributions, predict
 from lrcore.preprocess import MAX_BYTES, ImageError
 from ui import charts, common, maps
 from ui.format import percent
+from ui.images import picture
 from ui.text import md_escape, plot_text
 
 SOURCES = [":material/upload: Upload a photo", ":material/photo_camera: Take a photo",
@@ -34,8 +35,7 @@ def shown(name: str) -> str:
 
 def preview(image: torch.Tensor) -> Image.Image:
     """A uint8 H x W or 3 x H x W picture as a PIL image, blown up with crisp pixels."""
-    pixels = image.permute(1, 2, 0) if image.ndim == 3 else image
-    return Image.fromarray(pixels.contiguous().numpy()).resize((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.NEAREST)
+    return picture(image, max(1, PREVIEW_SIDE // image.shape[-1]))
 
 
 def photo_from(file, shape: tuple[int, int, int]) -> torch.Tensor | None:
