@@ -8,6 +8,12 @@ type, shape, dtype and size (class names too: the pages show them). Every bad fi
 a `CheckpointError` with one message, naming the field, that a page can show. A bare
 `state_dict` of the tutorials' model (keys `linear.weight`, `linear.bias`) also loads, with
 default settings.
+
+A checkpoint records the image shape (channels, height, width) and the class names, so a model
+of an image-folder dataset from another machine loads where that dataset is not registered (its
+shape and names come from the file); where it is registered, the two must agree. A binary model
+(tutorial 002's sigmoid) has ONE weight row; softmax models one per class. Files written before
+`image_shape` existed load as before (the shape of their registered dataset).
 """
 from __future__ import annotations
 
@@ -32,14 +38,18 @@ from .model import LogisticRegression
 
 FORMAT = "lrcore-checkpoint"
 VERSION = 1
-MAX_CHECKPOINT_BYTES = 20 * 1024 * 1024  # a 10-class model is ~35 KB; anything huge is not ours
+MAX_CHECKPOINT_BYTES = 20 * 1024 * 1024  # a 10-class model is ~35 KB (3x64x64 colour: ~0.5 MB); anything huge is not ours
 MIN_CLASSES, MAX_CLASSES = 2, 100  # an image-folder dataset may bring more than 10; 2,000 is not a classifier we show
 MAX_CLASS_NAME_LENGTH = 64  # a 1 MB class name froze viewers' browsers for minutes
 MAX_METRICS = 32
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# The largest image a model may take: image folders are decoded to at most 64x64 in colour
+# (lrcore/photo.py's IMAGE_SIDES), 12,288 inputs.
+MAX_IMAGE_SIDE = 64
+MAX_IMAGE_PIXELS = 3 * MAX_IMAGE_SIDE * MAX_IMAGE_SIDE
 # What the archive may declare before anything is decompressed (a zip bomb of 1 GB of zeros
 # deflates to ~1 MB, so the file size alone says nothing). The tensors of the largest model
-# we accept, in float64: weight + bias + normaliser mean and std (`max_tensor_bytes`).
+# we accept, in float32 (what lrcore saves): weight + bias + normaliser mean and std (`max_tensor_bytes`).
 MAX_TENSOR_RECORDS = 4
 MAX_PICKLE_BYTES = 256 * 1024  # settings, class names and metrics: a few KB
 MAX_OTHER_RECORD_BYTES = 1024  # version, byteorder, serialization id
@@ -59,15 +69,52 @@ class Checkpoint:
     normalizer: Normalizer = field(repr=False)
     metrics: dict[str, float]
     created: float
+    image_shape: tuple[int, int, int] = (1, 28, 28)  # channels, height, width of the images it takes
+
+    @property
+    def binary(self) -> bool:
+        """Tutorial 002's binary model: one weight row, sigmoid."""
+        return self.model.binary
+
+    @property
+    def image_shape_text(self) -> str:
+        """"28x28" or "3x32x32", for messages."""
+        return shape_text(self.image_shape)
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    """(1, 28, 28) -> "28x28", (3, 32, 32) -> "3x32x32" (one channel is left out, as DatasetInfo.shape_text)."""
+    shape = tuple(shape)
+    return "x".join(map(str, shape[1:] if len(shape) == 3 and shape[0] == 1 else shape))
+
+
+def check_image_shape(checkpoint_or_shape: "Checkpoint | tuple[int, int, int]", images: torch.Tensor) -> None:
+    """Raise CheckpointError unless `images` (one image or N of them; H x W for one channel,
+    C x H x W else) are what the model takes: "this model takes 3x32x32 images; these are 28x28"."""
+    shape = tuple(getattr(checkpoint_or_shape, "image_shape", checkpoint_or_shape))
+    channels, height, width = shape
+    dims = tuple(images.shape)
+    if channels == 1:  # H x W, N x H x W, or N x 1 x H x W
+        ok = len(dims) in (2, 3, 4) and dims[-2:] == (height, width) and (len(dims) < 4 or dims[1] == 1)
+    else:  # C x H x W or N x C x H x W
+        ok = len(dims) in (3, 4) and dims[-3:] == (channels, height, width)
+    if not ok:
+        if len(dims) == 4 or (len(dims) == 3 and channels != 1 and dims[0] in (1, 3, 4)):
+            seen = dims[-3:]
+        else:
+            seen = dims[-2:]
+        kind = {1: " greyscale", 3: " colour", 4: " colour with transparency"}.get(seen[0] if len(seen) == 3 else 0, "")
+        raise CheckpointError(f"this model takes {shape_text(shape)} images; these are {shape_text(seen)}{kind}: "
+                              "use images of the model's dataset (or retrain on these)")
 
 
 def save_checkpoint(path: str | Path, model: LogisticRegression, config: TrainConfig,
                     class_names: tuple[str, ...], normalizer: Normalizer,
-                    metrics: dict[str, float] | None = None) -> Path:
+                    metrics: dict[str, float] | None = None, image_shape: tuple[int, int, int] | None = None) -> Path:
     """Write a checkpoint atomically: a crash mid-write never leaves a half file at `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = checkpoint_payload(model, config, class_names, normalizer, metrics)
+    payload = checkpoint_payload(model, config, class_names, normalizer, metrics, image_shape)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as out:
@@ -82,8 +129,12 @@ def save_checkpoint(path: str | Path, model: LogisticRegression, config: TrainCo
 
 
 def checkpoint_payload(model: LogisticRegression, config: TrainConfig, class_names: tuple[str, ...],
-                       normalizer: Normalizer, metrics: dict[str, float] | None = None) -> dict:
-    """The dict that is saved: only tensors and plain values, so weights_only loading accepts it."""
+                       normalizer: Normalizer, metrics: dict[str, float] | None = None,
+                       image_shape: tuple[int, int, int] | None = None) -> dict:
+    """The dict that is saved: only tensors and plain values, so weights_only loading accepts it.
+
+    `image_shape` (channels, height, width): default the registered dataset's, else guessed from
+    the number of inputs (a square greyscale or colour image)."""
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -91,6 +142,7 @@ def checkpoint_payload(model: LogisticRegression, config: TrainConfig, class_nam
         "bias": model.linear.bias.detach().cpu().clone(),
         "config": config.to_dict(),
         "class_names": list(class_names),
+        "image_shape": list(image_shape or _image_shape_of(config.dataset, model.linear.in_features)),
         "normalizer": normalizer.to_dict(),
         # a NaN metric would make the file refused on loading: leave it out instead
         "metrics": {k: float(v) for k, v in (metrics or {}).items() if math.isfinite(float(v))},
@@ -99,11 +151,23 @@ def checkpoint_payload(model: LogisticRegression, config: TrainConfig, class_nam
 
 
 def checkpoint_bytes(model: LogisticRegression, config: TrainConfig, class_names: tuple[str, ...],
-                     normalizer: Normalizer, metrics: dict[str, float] | None = None) -> bytes:
+                     normalizer: Normalizer, metrics: dict[str, float] | None = None,
+                     image_shape: tuple[int, int, int] | None = None) -> bytes:
     """The checkpoint as bytes, for download buttons."""
     buffer = io.BytesIO()
-    torch.save(checkpoint_payload(model, config, class_names, normalizer, metrics), buffer)
+    torch.save(checkpoint_payload(model, config, class_names, normalizer, metrics, image_shape), buffer)
     return buffer.getvalue()
+
+
+def _image_shape_of(dataset: str, pixels: int) -> tuple[int, int, int]:
+    info = datasets.REGISTRY.get(dataset)
+    if info is not None:  # the registered dataset's, even for a model of the wrong size: loading says so
+        return tuple(info.shape)
+    for channels in (1, 3):
+        side = math.isqrt(pixels // channels)
+        if channels * side * side == pixels:
+            return (channels, side, side)
+    raise ValueError(f"cannot tell the image shape of a model with {pixels} inputs: pass image_shape")
 
 
 def load_checkpoint(source: str | Path | bytes | BinaryIO) -> Checkpoint:
@@ -179,10 +243,11 @@ def _check_archive(data: bytes) -> None:
 
 
 def max_tensor_bytes() -> int:
-    """The tensors' bytes of the largest model we accept: MAX_CLASSES classes of the registered
-    dataset with the most pixels, in float64 (~640 KB for 28x28 images)."""
-    pixels = max(info.num_pixels for info in datasets.REGISTRY.values())
-    return (MAX_CLASSES * (pixels + 1) + 2 * pixels) * 8
+    """The tensors' bytes of the largest model we accept: MAX_CLASSES classes of 3x64x64 images
+    (or of the registered dataset with the most pixels, if larger), in float32: ~5 MB. (A 10-class
+    28x28 model saved in float64 is 63 KB: far below.)"""
+    pixels = max(MAX_IMAGE_PIXELS, *(info.num_pixels for info in datasets.REGISTRY.values()))
+    return (MAX_CLASSES * (pixels + 1) + 2 * pixels) * 4
 
 
 def _check_directory(data: bytes) -> None:
@@ -248,12 +313,18 @@ def _validate(payload: dict) -> Checkpoint:
         raise CheckpointError(f"version: the file is format version {version}, made by a newer lrcore; "
                               f"this one reads version {VERSION}")
     config = _config(payload.get("config"))
-    info = datasets.get(config.dataset)  # the settings name a registered dataset: its shape is known
+    info = datasets.REGISTRY.get(config.dataset)  # None: a folder dataset of another machine
+    shape = _image_shape(payload.get("image_shape"), info, config.dataset)
     names = _class_names(payload.get("class_names"), info)
-    classes, pixels = len(names), info.num_pixels
-    weight = _tensor(payload.get("weight"), "weight", (classes, pixels), f"{classes} x {pixels} "
-                     f"(classes x {'*'.join(map(str, info.image_shape))} pixels)")
-    bias = _tensor(payload.get("bias"), "bias", (classes,), f"({classes},)")
+    classes, pixels = len(names), math.prod(shape)
+    pixels_text = "*".join(map(str, shape[1:] if shape[0] == 1 else shape))
+    value = payload.get("weight")
+    # Two classes: tutorial 002's binary model (one weight row, sigmoid) or softmax's two rows.
+    rows = 1 if classes == 2 and isinstance(value, torch.Tensor) and value.ndim == 2 and value.shape[0] == 1 \
+        else classes
+    weight = _tensor(value, "weight", (rows, pixels), f"{rows} x {pixels} "
+                     f"({'one row: binary' if rows == 1 else 'classes'} x {pixels_text} pixels)")
+    bias = _tensor(payload.get("bias"), "bias", (rows,), f"({rows},)")
     normalizer = _normalizer(payload.get("normalizer"), pixels)
     metrics = _metrics(payload.get("metrics"))
     created = payload.get("created")
@@ -262,7 +333,7 @@ def _validate(payload: dict) -> Checkpoint:
     if not _is_finite(created) or created < 0:
         raise CheckpointError(f"created: expected a time in seconds (a number >= 0), found {_describe(created)}")
     model = LogisticRegression.from_tensors(weight.float(), bias.float())
-    return Checkpoint(model, config, names, normalizer, metrics, float(created))
+    return Checkpoint(model, config, names, normalizer, metrics, float(created), shape)
 
 
 def _is_int(value: object) -> bool:
@@ -302,13 +373,36 @@ def _config(values: object) -> TrainConfig:
     if not isinstance(values, dict):
         raise CheckpointError(f"config: expected a dict of training settings, found {_describe(values)}")
     try:
-        return TrainConfig.from_dict({k: v for k, v in values.items() if isinstance(k, str)})
+        values = {k: v for k, v in values.items() if isinstance(k, str)}
+        if isinstance(values.get("dataset"), str) and values["dataset"] not in datasets.REGISTRY:
+            # an image folder of another machine: the file's own image_shape and class names describe it
+            return TrainConfig.of_unregistered_dataset(values)
+        return TrainConfig.from_dict(values)
     except (ConfigError, TypeError, ValueError, OverflowError) as error:
         text = _first_line(error)
         raise CheckpointError(f"config: the training settings are invalid: {text}") from None
 
 
-def _class_names(names: object, info: datasets.DatasetInfo) -> tuple[str, ...]:
+def _image_shape(value: object, info: datasets.DatasetInfo | None, dataset: str) -> tuple[int, int, int]:
+    """The file's image shape (channels, height, width), checked; a file without one (saved before
+    it was recorded) takes its registered dataset's."""
+    if value is None:
+        if info is None:
+            raise CheckpointError(f"image_shape: the model's dataset {dataset[:40]!r} is not on this server and the "
+                                  "file does not say what images the model takes")
+        return tuple(info.shape)
+    if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(_is_int(size) for size in value) or \
+            value[0] not in (1, 3) or not all(1 <= size <= MAX_IMAGE_SIDE for size in value[1:]):
+        raise CheckpointError(f"image_shape: expected [channels, height, width] with 1 or 3 channels and sides of "
+                              f"1 to {MAX_IMAGE_SIDE} pixels, found {_describe(value)}")
+    shape = tuple(value)
+    if info is not None and shape != tuple(info.shape):
+        raise CheckpointError(f"image_shape: the model takes {shape_text(shape)} images, but {info.name} here has "
+                              f"{info.shape_text} images: the file is for another dataset of that name")
+    return shape
+
+
+def _class_names(names: object, info: datasets.DatasetInfo | None) -> tuple[str, ...]:
     if not isinstance(names, (list, tuple)):
         raise CheckpointError(f"class_names: expected a list of {MIN_CLASSES} to {MAX_CLASSES} names, "
                               f"found {_describe(names)}")
@@ -325,7 +419,7 @@ def _class_names(names: object, info: datasets.DatasetInfo) -> tuple[str, ...]:
             raise CheckpointError(f"class_names: name {index} contains control or invisible characters")
     if len(set(names)) != len(names):
         raise CheckpointError("class_names: two classes have the same name; each must be different")
-    if len(names) != info.num_classes:
+    if info is not None and len(names) != info.num_classes:
         raise CheckpointError(f"class_names: the file has {len(names)} classes, but a model for {info.name} "
                               f"needs {info.num_classes}")
     return tuple(names)

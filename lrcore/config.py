@@ -48,6 +48,8 @@ class TrainConfig:
     # Off here so that old checkpoints and runs (saved before the setting existed) load as they
     # were trained; `for_dataset` / `defaults_for` turn it on where it helps (digit datasets).
     deskew: bool = False
+    model: str = "auto"  # "auto" (binary for two classes), "softmax" or "binary": lrcore.model.uses_sigmoid
+    full_batch: bool = False  # every step on the whole training split (tutorial 002): `batch_size_for`
 
     def __post_init__(self) -> None:
         problems = config_problems(asdict(self))
@@ -73,8 +75,42 @@ class TrainConfig:
 
     def check_sizes(self, train_size: int) -> None:
         """Checks that need the size of the training split (known after splitting)."""
-        if self.batch_size > train_size:
-            raise ConfigError({"batch_size": f"must be at most the training set size ({train_size:,} images)"})
+        if not self.full_batch and self.batch_size > train_size:
+            raise ConfigError({"batch_size": f"must be at most the training set size ({train_size:,} images); "
+                                             "or turn on Full batch to train on all of them in every step"})
+
+    def batch_size_for(self, train_size: int) -> int:
+        """Images per step: the whole training split with `full_batch`, else `batch_size`."""
+        return max(train_size, 1) if self.full_batch else self.batch_size
+
+    def check_dataset(self, num_classes: int, dataset_title: str | None = None) -> None:
+        """Checks that need the dataset's number of classes: a binary model needs exactly two.
+
+        Called when training starts; pages call it before Start to show the problem by the control.
+        """
+        if self.model == "binary" and num_classes != 2:
+            title = dataset_title or _dataset_title(self.dataset)
+            raise ConfigError({"model": f"binary logistic regression needs exactly two classes; {title} has "
+                                        f"{num_classes}: choose softmax or auto"})
+
+    @classmethod
+    def of_unregistered_dataset(cls, values: dict[str, Any]) -> "TrainConfig":
+        """The settings of a model whose dataset is not registered here (a checkpoint of another
+        machine's image folder): every other field is checked as usual, `dataset` is kept as given
+        (a non-empty name of at most 200 characters), so the model loads and predicts; training or
+        evaluating on that dataset needs it imported first (load_dataset says so)."""
+        name = values.get("dataset")
+        if not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable():
+            raise ConfigError({"dataset": f"must be a dataset name (1 to 200 printable characters), got "
+                                          f"{name if not isinstance(name, str) else name[:40]!r}"})
+        config = cls.from_dict({**values, "dataset": DATASETS[0]})
+        object.__setattr__(config, "dataset", name)  # frozen: set once here, like __init__ would
+        return config
+
+
+def _dataset_title(name: str) -> str:
+    info = _datasets.REGISTRY.get(name)
+    return info.short_title if info is not None else name
 
 
 def config_problems(values: dict[str, Any]) -> dict[str, str]:

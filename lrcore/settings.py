@@ -194,6 +194,23 @@ SETTINGS: tuple[Setting, ...] = (
             "fix for a linear model's sensitivity to slant.", cli_help="deskew the images (shear each digit "
             "upright)", param="deskew", flags=("--deskew",), short="deskew", long="deskew", by_dataset=True),
 )
+# Which model: tutorial 002's binary logistic regression (one weight vector, sigmoid) or softmax
+# regression (one weight vector per class). "auto" picks binary for two classes.
+MODEL_LABELS = {"auto": "auto (sigmoid for two classes)", "softmax": "softmax", "binary": "binary (sigmoid)"}
+SETTINGS += (
+    Setting("model", str, "auto", "", choices=tuple(MODEL_LABELS), labels=MODEL_LABELS,
+            words={"auto": "auto", "softmax": "softmax", "binary": "sigmoid"}, label="Model",
+            help="Binary (sigmoid): one weight image and the sigmoid, for exactly two classes, as tutorial 002. "
+            "Softmax: one weight image per class, for any number of classes. Auto: sigmoid for two classes, "
+            "softmax for more.", cli_help="auto (sigmoid for two classes, softmax for more), softmax, or binary "
+            "(sigmoid: two classes only)", param="model", flags=("--model",), short="model", long="model"),
+    Setting("full_batch", bool, False, "true or false", label="Full batch",
+            help="Every step uses the whole training split (batch size = training images), as tutorial 002: "
+            "one step per epoch, so it needs more epochs or a larger learning rate.",
+            cli_help="every step uses the whole training split (full-batch gradient descent, tutorial 002); "
+            "--batch-size is then ignored", param="full_batch", flags=("--full-batch",), short="full batch",
+            long="full batch"),
+)
 BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
 BY_PARAM: dict[str, Setting] = {setting.param: setting for setting in SETTINGS if setting.param}
 
