@@ -99,11 +99,9 @@ def check_image_shape(checkpoint_or_shape: "Checkpoint | tuple[int, int, int]", 
     else:  # C x H x W or N x C x H x W
         ok = len(dims) in (3, 4) and dims[-3:] == (channels, height, width)
     if not ok:
-        if len(dims) == 4 or (len(dims) == 3 and channels != 1 and dims[0] in (1, 3, 4)):
-            seen = dims[-3:]
-        else:
-            seen = dims[-2:]
-        kind = {1: " greyscale", 3: " colour", 4: " colour with transparency"}.get(seen[0] if len(seen) == 3 else 0, "")
+        # N x H x W (greyscale images) unless a colour model was given one C x H x W picture
+        seen = dims[-3:] if len(dims) == 4 or (len(dims) == 3 and channels != 1 and dims[0] in (1, 3)) else dims[-2:]
+        kind = " colour" if len(seen) == 3 and seen[0] != 1 else " greyscale" if channels != 1 else ""
         raise CheckpointError(f"this model takes {shape_text(shape)} images; these are {shape_text(seen)}{kind}: "
                               "use images of the model's dataset (or retrain on these)")
 

@@ -27,11 +27,14 @@ def onehot_columns(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 class StackedSoftmaxRegression:
     """K models (weights K*C x D, biases K*C) updated by SGD, SGD + momentum or AdamW."""
 
+    ROWS = 0  # weight rows per model; 0 = one per class
+
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, num_classes: int, optimizer: str,
                  learning_rates: Sequence[float], weight_decays: Sequence[float], momentum: float = 0.9,
                  device: str | torch.device = "cpu", input_scale: float = 1.0):
         self.device = torch.device(device)
         self.num_classes = num_classes
+        self.rows = self.ROWS or num_classes  # weight rows per model: 1 for binary
         self.count = len(learning_rates)
         self.optimizer = optimizer
         self.momentum = momentum
@@ -54,14 +57,14 @@ class StackedSoftmaxRegression:
     # One learning rate / weight decay per row of the stacked weight, so each model keeps its own.
     def _rebuild_rates(self) -> None:
         lrs = [lr if alive else 0.0 for lr, alive in zip(self._learning_rates, self.alive)]
-        rows = torch.tensor(lrs, device=self.device).repeat_interleave(self.num_classes)
-        decays = torch.tensor(self._weight_decays, device=self.device).repeat_interleave(self.num_classes)
+        rows = torch.tensor(lrs, device=self.device).repeat_interleave(self.rows)
+        decays = torch.tensor(self._weight_decays, device=self.device).repeat_interleave(self.rows)
         self._lr_rows = rows.unsqueeze(1)
         self._lr_bias = rows
         self._decay_rows = decays.unsqueeze(1)
         self._decay_bias = decays
         self._any_decay = any(self._weight_decays)
-        self._alive_rows = torch.tensor(self.alive, device=self.device).repeat_interleave(self.num_classes)
+        self._alive_rows = torch.tensor(self.alive, device=self.device).repeat_interleave(self.rows)
 
     @property
     def learning_rates(self) -> list[float]:
@@ -83,7 +86,11 @@ class StackedSoftmaxRegression:
         inputs @ W.T, and it leaves the gradient product (delta @ inputs) untransposed.
         """
         return torch.addmm(self.bias.unsqueeze(1), self.weight, inputs.t(),
-                           alpha=self.input_scale).view(self.count, self.num_classes, -1)
+                           alpha=self.input_scale).view(self.count, self.rows, -1)
+
+    def targets(self, labels: torch.Tensor) -> torch.Tensor:
+        """The labels as `forward`'s targets, rows x N: one-hot (C x N) here."""
+        return onehot_columns(labels, self.num_classes)
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed cross-entropy per model (K) and delta = softmax - onehot, (K*C) x B.
@@ -95,7 +102,7 @@ class StackedSoftmaxRegression:
         batch = len(inputs)
         log_probs = F.log_softmax(self.logits(inputs), dim=1)
         loss_sum = log_probs.view(self.count, -1).mv(targets.reshape(-1)).neg_()
-        delta = log_probs.exp_().sub_(targets).view(self.count * self.num_classes, batch)
+        delta = log_probs.exp_().sub_(targets).view(self.count * self.rows, batch)
         return loss_sum, delta
 
     def update(self, inputs: torch.Tensor, delta: torch.Tensor) -> None:
@@ -150,7 +157,7 @@ class StackedSoftmaxRegression:
 
     def step(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Gradient step on one minibatch; returns the mean loss per model before the step."""
-        loss_sum, delta = self.forward(inputs, onehot_columns(labels, self.num_classes))
+        loss_sum, delta = self.forward(inputs, self.targets(labels))
         self.update(inputs, delta)
         return loss_sum / len(inputs)
 
@@ -174,5 +181,57 @@ class StackedSoftmaxRegression:
 
     def parameters_of(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """CPU copies of model `index`'s weight (C x D) and bias (C)."""
-        rows = slice(index * self.num_classes, (index + 1) * self.num_classes)
+        rows = slice(index * self.rows, (index + 1) * self.rows)
         return self.weight[rows].detach().cpu().clone(), self.bias[rows].detach().cpu().clone()
+
+
+class StackedBinaryRegression(StackedSoftmaxRegression):
+    """K binary logistic regressions (tutorial 002): ONE weight row each (weights K x D, biases K).
+
+    z = w.x + b, yhat = sigmoid(z), loss = binary cross-entropy = softplus(z) - y z (the same
+    number as -[y log yhat + (1-y) log(1-yhat)], without log(0)), delta = yhat - y, and the
+    gradient dw = delta X / m, db = mean(delta): the softmax engine's update paths unchanged.
+    """
+
+    ROWS = 1
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, optimizer: str, learning_rates: Sequence[float],
+                 weight_decays: Sequence[float], momentum: float = 0.9, device: str | torch.device = "cpu",
+                 input_scale: float = 1.0):
+        super().__init__(weight, bias, 2, optimizer, learning_rates, weight_decays, momentum, device, input_scale)
+
+    def targets(self, labels: torch.Tensor) -> torch.Tensor:
+        """y = 1 for the second class: the one-hot matrix's second row, 1 x N."""
+        return onehot_columns(labels, 2)[1:].contiguous()
+
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed binary cross-entropy per model (K) and delta = sigmoid(z) - y, K x B."""
+        scores = self.logits(inputs).view(self.count, -1)  # K x B
+        loss_sum = (F.softplus(scores) - scores * targets).sum(1)
+        return loss_sum, torch.sigmoid(scores).sub_(targets)
+
+    @torch.no_grad()
+    def evaluate(self, images: torch.Tensor, indices: torch.Tensor, labels: torch.Tensor,
+                 prepare, chunk: int = 8192) -> tuple[list[float], list[float]]:
+        """Mean binary cross-entropy and accuracy (class 1 when z > 0) of each model on images[indices]."""
+        loss_sum = torch.zeros(self.count, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(self.count, dtype=torch.int64, device=self.device)
+        for start in range(0, len(indices), chunk):
+            rows = indices[start:start + chunk]
+            scores = self.logits(prepare(images.index_select(0, rows))).view(self.count, -1)
+            target = labels.index_select(0, rows)
+            loss_sum += (F.softplus(scores) - scores * target.to(scores.dtype)).double().sum(1)
+            correct += ((scores > 0) == (target == 1).unsqueeze(0)).sum(1)
+        total = max(len(indices), 1)
+        return (loss_sum / total).tolist(), (correct.double() / total).tolist()
+
+
+def make_engine(weight: torch.Tensor, bias: torch.Tensor, num_classes: int, binary: bool, optimizer: str,
+                learning_rates: Sequence[float], weight_decays: Sequence[float], momentum: float = 0.9,
+                device: str | torch.device = "cpu", input_scale: float = 1.0) -> StackedSoftmaxRegression:
+    """The binary engine (weights K x D) or the softmax one (K*C x D)."""
+    if binary:
+        return StackedBinaryRegression(weight, bias, optimizer, learning_rates, weight_decays, momentum, device,
+                                       input_scale)
+    return StackedSoftmaxRegression(weight, bias, num_classes, optimizer, learning_rates, weight_decays, momentum,
+                                    device, input_scale)

@@ -80,7 +80,7 @@ def predict(model: torch.nn.Module, normalizer: Normalizer, images: torch.Tensor
     device = next(model.parameters()).device
     outputs = [F.softmax(model(normalizer(images[start:start + chunk].to(device))), dim=1).cpu()
                for start in range(0, len(images), chunk)]
-    return torch.cat(outputs) if outputs else torch.empty(0, model.linear.out_features)
+    return torch.cat(outputs) if outputs else torch.empty(0, getattr(model, "num_classes", model.linear.out_features))
 
 
 @torch.no_grad()
@@ -101,7 +101,8 @@ def evaluate_model(model: torch.nn.Module, normalizer: Normalizer, images: torch
 
 
 def contributions(model: torch.nn.Module, normalizer: Normalizer, image: torch.Tensor) -> torch.Tensor:
-    """Per-pixel contribution to each class's logit: weight x input, C x the image's shape.
+    """Per-pixel contribution to each class's logit: weight x input, C x the image's shape
+    (a binary model: ONE map, of the score z; positive = towards the second class).
 
     Summing a class's map and adding its bias gives that class's logit, so the map shows
     which pixels pushed the model towards (positive) or away from (negative) the class.

@@ -30,9 +30,9 @@ import torch
 
 from .config import ConfigError, TrainConfig
 from .data import Dataset, DatasetUnavailable, fit_normalizer, load_dataset, make_splits
-from .engine import StackedSoftmaxRegression, onehot_columns
+from .engine import make_engine
 from .jobs import Job
-from .model import LogisticRegression, initial_parameters
+from .model import LogisticRegression, initial_parameters, uses_sigmoid
 from .smoothing import BiasCorrectedEma
 from .status import Status
 from .training import resolve_device, single_cpu_thread
@@ -116,8 +116,11 @@ def _range_test(config: TrainConfig, device: str, dataset: Dataset | None, model
     dataset = dataset if dataset is not None else load_dataset(config.dataset)
     splits = make_splits(dataset, config.validation_fraction, config.seed, config.per_class_limit)
     config.check_sizes(len(splits.train))
+    config.check_dataset(dataset.num_classes, dataset.info.short_title)
+    binary = uses_sigmoid(config, dataset.num_classes)
+    # Full batch: every one of the test's steps on the whole training split, as a run would take them.
+    batch_size = config.batch_size_for(len(splits.train))
     images = dataset.flat_images("train", device, config.deskew)  # as a run with these settings sees them
-    targets = onehot_columns(dataset.train_labels.to(device), dataset.num_classes)
     train_index = splits.train.to(device)
     normalizer = fit_normalizer(config.normalization, images, train_index)
     raw = normalizer.kind == "raw"
@@ -125,12 +128,13 @@ def _range_test(config: TrainConfig, device: str, dataset: Dataset | None, model
     if model is not None:
         weight, bias = model.linear.weight.detach(), model.linear.bias.detach()
     else:
-        weight, bias = initial_parameters(dataset.num_classes, config.seed, num_pixels=dataset.info.num_pixels)
+        weight, bias = initial_parameters(1 if binary else dataset.num_classes, config.seed,
+                                          num_pixels=dataset.info.num_pixels)
     schedule = lr_schedule(start_lr, end_lr, num_batches)
     # The engine clones weight and bias, so the caller's tensors are never written to.
-    engine = StackedSoftmaxRegression(weight, bias, dataset.num_classes, config.optimizer, [schedule[0]],
-                                      [config.weight_decay], config.momentum, device,
-                                      input_scale=1 / 255 if raw else 1.0)
+    engine = make_engine(weight, bias, dataset.num_classes, weight.shape[0] == 1, config.optimizer, [schedule[0]],
+                         [config.weight_decay], config.momentum, device, input_scale=1 / 255 if raw else 1.0)
+    targets = engine.targets(dataset.train_labels.to(device))
     generator = torch.Generator().manual_seed(config.seed)
     order = torch.empty(0, dtype=torch.long)
     position = 0
@@ -141,11 +145,11 @@ def _range_test(config: TrainConfig, device: str, dataset: Dataset | None, model
     for batch, lr in enumerate(schedule):
         if should_stop is not None and should_stop():
             break
-        if position + config.batch_size > len(order):  # a new epoch: reshuffle, as training does
+        if position + batch_size > len(order):  # a new epoch: reshuffle, as training does
             order = train_index[torch.randperm(len(train_index), generator=generator).to(device)]
             position = 0
-        rows = order[position:position + config.batch_size]
-        position += config.batch_size
+        rows = order[position:position + batch_size]
+        position += batch_size
         engine.set_learning_rate(0, lr)
         inputs = prepare(images.index_select(0, rows))
         loss_sum, delta = engine.forward(inputs, targets.index_select(1, rows))

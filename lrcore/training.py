@@ -21,8 +21,8 @@ import torch
 from . import events as ev
 from .config import ConfigError, TrainConfig, config_problems
 from .data import Dataset, fit_normalizer, load_dataset, make_splits
-from .engine import StackedSoftmaxRegression, onehot_columns
-from .model import LogisticRegression, initial_parameters
+from .engine import make_engine
+from .model import LogisticRegression, initial_parameters, uses_sigmoid
 from .status import Status
 
 # A run "diverged" when its loss is NaN/infinite, or when the smoothed batch loss has blown
@@ -176,6 +176,9 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
     dataset = dataset if dataset is not None else load_dataset(config.dataset)
     splits = make_splits(dataset, config.validation_fraction, config.seed, config.per_class_limit)
     config.check_sizes(len(splits.train))
+    config.check_dataset(dataset.num_classes, dataset.info.short_title)
+    binary = uses_sigmoid(config, dataset.num_classes)
+    weight_rows = 1 if binary else dataset.num_classes  # per model
     # The deskewed copy (when asked for) is made once per dataset and process, never per batch;
     # the normaliser, every batch, the epoch evaluations and the test set all use the same variant.
     images = dataset.flat_images("train", device, config.deskew)
@@ -183,16 +186,16 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
     train_index = splits.train.to(device)
     validation_index = splits.validation.to(device)
     normalizer = fit_normalizer(config.normalization, images, train_index)
-    targets = onehot_columns(labels, dataset.num_classes)  # C x N, gathered per batch
     # Raw pixels only need /255, which the engine folds into its matrix products.
     raw = normalizer.kind == "raw"
     prepare = (lambda batch: batch.float()) if raw else normalizer
     count = len(configs)
-    weight, bias = initial_parameters(dataset.num_classes, config.seed, count, num_pixels=dataset.info.num_pixels)
-    engine = StackedSoftmaxRegression(weight, bias, dataset.num_classes, config.optimizer,
-                                      [c.learning_rate for c in configs], [c.weight_decay for c in configs],
-                                      config.momentum, device, input_scale=1 / 255 if raw else 1.0)
-    batch_size = config.batch_size
+    weight, bias = initial_parameters(weight_rows, config.seed, count, num_pixels=dataset.info.num_pixels)
+    engine = make_engine(weight, bias, dataset.num_classes, binary, config.optimizer,
+                         [c.learning_rate for c in configs], [c.weight_decay for c in configs],
+                         config.momentum, device, input_scale=1 / 255 if raw else 1.0)
+    targets = engine.targets(labels)  # rows x N (one-hot, or y = 1 for class 1), gathered per batch
+    batch_size = config.batch_size_for(len(train_index))
     batches_per_epoch = math.ceil(len(train_index) / batch_size)
     if max_batches_per_epoch is not None:
         batches_per_epoch = min(batches_per_epoch, max_batches_per_epoch)
@@ -208,8 +211,8 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
         """One EpochEnd per model (the caller drops a diverged model's: its curve stops where it diverged)."""
         train_loss, train_acc = engine.evaluate(images, train_index, labels, prepare)
         val_loss, val_acc = engine.evaluate(images, validation_index, labels, prepare)
-        weights = engine.weight.detach().cpu().view(count, dataset.num_classes, -1).clone()
-        biases = engine.bias.detach().cpu().view(count, dataset.num_classes).clone()
+        weights = engine.weight.detach().cpu().view(count, weight_rows, -1).clone()
+        biases = engine.bias.detach().cpu().view(count, weight_rows).clone()
         elapsed, rates = time.perf_counter() - started, engine.learning_rates
         return [ev.EpochEnd(i, epoch, config.epochs, engine.steps, train_loss[i], train_acc[i], val_loss[i],
                             val_acc[i], rates[i], seconds, elapsed, weights[i], biases[i]) for i in range(count)]
@@ -218,7 +221,8 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
     first = epoch_events(0, 0.0)
     yield from first
     last_train = [(event.train_loss, event.train_accuracy) for event in first]
-    initial_loss = [event.train_loss if math.isfinite(event.train_loss) else math.log(dataset.num_classes)
+    # an untrained model's loss: log(2) for binary (sigmoid(0) = 1/2), log(C) for softmax
+    initial_loss = [event.train_loss if math.isfinite(event.train_loss) else math.log(2 if binary else dataset.num_classes)
                     for event in first]
     smoothed = list(initial_loss)
     kept_steps: list[int | None] = [None] * count  # the step whose weights a diverged model keeps
