@@ -152,3 +152,31 @@ def test_from_scratch_gradients_match_autograd():
     assert numbers.yhat_shape == (1, 5) and numbers.loss == pytest.approx(math.log(2))
     assert numbers.abs_db == pytest.approx(abs(0.5 - 0.6))
     assert [what for what, _ in equations(True)][1] == "sigmoid" and "softmax" in dict(equations(False))
+
+
+@pytest.fixture
+def colour_pairs():
+    """A two-class 3x32x32 dataset (bright vs dark colour squares), registered for the test only."""
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(200) % 2
+    images = (torch.rand(200, 3, 32, 32, generator=generator) * 100 + labels.view(-1, 1, 1, 1) * 120).to(torch.uint8)
+    datasets.register(datasets.DatasetInfo("colour-pairs-test", "dark vs bright (test)", ("dark", "bright"),
+                                           (3, 32, 32), False, lambda folder: None))
+    yield Dataset("colour-pairs-test", images[:160], labels[:160], images[160:], labels[160:], ("dark", "bright"),
+                  "test")
+    del datasets.REGISTRY["colour-pairs-test"]
+
+
+def test_a_binary_colour_run_saves_and_reloads_through_the_store(colour_pairs, tmp_path):
+    from lrcore.store import Store
+    from tests.store_helpers import record_run
+    store = Store(f"sqlite:///{tmp_path / 'lrcore.db'}")
+    config = TrainConfig(dataset="colour-pairs-test", epochs=3, batch_size=16, learning_rate=0.1)
+    run_id = record_run(store, config, dataset=colour_pairs)
+    store.flush()
+    run = Store(f"sqlite:///{tmp_path / 'lrcore.db'}").load(run_id)  # as after a restart
+    assert run.class_names == ("dark", "bright") and len(run.snapshots) == 4
+    assert all(weight.shape == (1, 3072) for _, weight, *_ in run.snapshots)
+    checkpoint = store.checkpoint(run_id)
+    assert checkpoint.model.binary and checkpoint.image_shape == (3, 32, 32)
+    assert checkpoint.model.linear.weight.shape == (1, 3072)
