@@ -180,3 +180,32 @@ def test_a_binary_colour_run_saves_and_reloads_through_the_store(colour_pairs, t
     checkpoint = store.checkpoint(run_id)
     assert checkpoint.model.binary and checkpoint.image_shape == (3, 32, 32)
     assert checkpoint.model.linear.weight.shape == (1, 3072)
+
+
+def test_old_checkpoints_without_image_shape_load_and_bad_shapes_are_refused():
+    from lrcore.checkpoint import checkpoint_payload
+    import io
+    payload = checkpoint_payload(LogisticRegression(), TrainConfig(), tuple("0123456789"), Normalizer())
+    assert payload["image_shape"] == [1, 28, 28]
+    old = {key: value for key, value in payload.items() if key != "image_shape"}
+    buffer = io.BytesIO()
+    torch.save(old, buffer)
+    assert load_checkpoint(buffer.getvalue()).image_shape == (1, 28, 28)
+    for bad in ("3x32x32", [3, 32], [2, 32, 32], [3, 32, 10 ** 9], [3.0, 32, 32], [True, 28, 28]):
+        buffer = io.BytesIO()
+        torch.save({**payload, "image_shape": bad}, buffer)
+        with pytest.raises(CheckpointError, match="^image_shape: expected"):
+            load_checkpoint(buffer.getvalue())
+    unknown = {**old, "config": {**old["config"], "dataset": "somebody-elses-folder"}}
+    buffer = io.BytesIO()
+    torch.save(unknown, buffer)
+    with pytest.raises(CheckpointError, match="image_shape: the model's dataset 'somebody-elses-folder' is not on"):
+        load_checkpoint(buffer.getvalue())
+
+
+def test_a_sweep_of_binary_models_trains_together(two_digits):
+    from lrcore.training import train_group
+    configs = [TrainConfig(dataset="zeros-ones-test", epochs=1, learning_rate=lr, full_batch=True) for lr in (0.1, 1.0)]
+    finished = [e for e in train_group(configs, two_digits) if isinstance(e, ev.Finished)]
+    assert [e.index for e in finished] == [0, 1] and all(e.model.binary for e in finished)
+    assert finished[0].model.linear.weight.shape == (1, 784)
