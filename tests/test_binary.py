@@ -209,3 +209,12 @@ def test_a_sweep_of_binary_models_trains_together(two_digits):
     finished = [e for e in train_group(configs, two_digits) if isinstance(e, ev.Finished)]
     assert [e.index for e in finished] == [0, 1] and all(e.model.binary for e in finished)
     assert finished[0].model.linear.weight.shape == (1, 784)
+
+
+def test_softmax_on_two_classes_stays_possible_and_full_batch_ignores_the_batch_size(two_digits):
+    config = TrainConfig(dataset="zeros-ones-test", model="softmax", epochs=1, full_batch=True, batch_size=10 ** 6)
+    config.check_sizes(10)  # full batch: the batch size does not have to fit
+    with pytest.raises(ConfigError, match="or turn on Full batch"):
+        config.replace(full_batch=False).check_sizes(10)
+    finished = [e for e in train(config, two_digits) if isinstance(e, ev.Finished)][0]
+    assert not finished.model.binary and finished.model.linear.weight.shape == (2, 784)
