@@ -408,6 +408,6 @@ def test_a_binary_model_has_one_map_of_evidence_for_the_second_class(small_datas
     assert title.startswith("evidence for bees") and "vs ants" in title
     assert ("(blue)" in title) == (kind == "heatmap")
     bars = next(spec for spec in specs if spec["data"][0]["type"] == "bar")["data"][0]
-    assert bars["x"] == pytest.approx([0.25])
+    assert bars["x"] == pytest.approx([0.25]) and bars["y"] == ["for bees"]
     assert any("binary model has one 8×8 weight image" in caption.value for caption in at.caption)
     assert any("“bees” (and against “ants”)" in caption.value for caption in at.caption)

@@ -180,7 +180,8 @@ class WeightMaps:
 def bias_figure(bias: torch.Tensor, class_names: Sequence[str]) -> SentFigure:
     """The biases as horizontal bars, blue positive and red negative (a binary model: its one bias)."""
     values = [float(value) for value in bias.detach().float().cpu()]
-    titles = list(map_titles(class_names, len(values)))
+    # A binary model's one bias: a short label (the map's long title was cut off beside the bar).
+    titles = [f"for {class_title(class_names[-1])}"] if len(values) == 1 else [class_title(n) for n in class_names]
     bars = dict(type="bar", x=values, y=titles, orientation="h",
                 marker=dict(color=[POSITIVE_COLOR if value >= 0 else NEGATIVE_COLOR for value in values]),
                 hovertemplate="%{y}: bias %{x:.4f}<extra></extra>")
