@@ -226,12 +226,16 @@ def run_values(record: Any) -> dict:
 
 def record_from_row(values: dict, limit_name: int, limit_message: int) -> Any:
     """A RunRecord from a runs row (a dict); ValueError says what is wrong with it."""
+    from . import datasets
     from .config import ConfigError, TrainConfig
     from .record import RunRecord
     from .store import capped
 
     try:
-        config = TrainConfig.from_dict(values["config"])
+        settings = values["config"]
+        # a model imported from another machine's image folder: its dataset is not registered here
+        foreign = isinstance(settings.get("dataset"), str) and settings["dataset"] not in datasets.REGISTRY
+        config = (TrainConfig.of_unregistered_dataset if foreign else TrainConfig.from_dict)(settings)
     except (ConfigError, KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"its settings are invalid ({error})") from None
     return RunRecord(

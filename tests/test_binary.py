@@ -218,3 +218,18 @@ def test_softmax_on_two_classes_stays_possible_and_full_batch_ignores_the_batch_
         config.replace(full_batch=False).check_sizes(10)
     finished = [e for e in train(config, two_digits) if isinstance(e, ev.Finished)][0]
     assert not finished.model.binary and finished.model.linear.weight.shape == (2, 784)
+
+
+def test_a_checkpoint_of_another_machines_folder_imports_into_the_store(tmp_path):
+    """Before: the import wrote a row that could never be read back ("its settings are invalid")."""
+    from lrcore.store import Store
+    store = Store(f"sqlite:///{tmp_path / 'lrcore.db'}")
+    config = TrainConfig.of_unregistered_dataset({"dataset": "bees-vs-ants-elsewhere"})
+    weight = torch.randn(1, 3072)
+    data = checkpoint_bytes(LogisticRegression.from_tensors(weight, torch.zeros(1)), config, ("ants", "bees"),
+                            Normalizer(), image_shape=(3, 32, 32))
+    run = store.import_checkpoint(data, name="from a friend")
+    assert [r.run_id for r in store.list_runs()] == [run.run_id]
+    checkpoint = store.checkpoint(run.run_id)
+    assert checkpoint.image_shape == (3, 32, 32) and checkpoint.class_names == ("ants", "bees")
+    assert torch.equal(checkpoint.model.linear.weight, weight)
