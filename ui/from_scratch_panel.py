@@ -60,10 +60,9 @@ def panel(record, binary: bool) -> None:
     """The expander: equations for `binary`, then one step of `record`'s newest weights (when there are any)."""
     with st.expander("From scratch: the equations and one step's numbers", icon=":material/function:"):
         try:
-            equations_col, numbers_col = st.columns([3, 2], gap="large")
-            with equations_col:
-                equations(binary)
-            with numbers_col:
+            # One after the other: beside the table, the longer formulas were cut off at 1024 px.
+            equations(binary)
+            with st.container(width=420):
                 numbers(record)
         except ImportError:
             st.caption("The from-scratch equations need lrcore.from_scratch (not in this version).")
