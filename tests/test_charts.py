@@ -122,7 +122,7 @@ def test_a_run_ended_inside_an_epoch_gets_a_point_for_its_kept_weights():
 def test_weight_maps_take_the_datasets_image_shape():
     names = ("red", "green", "blue")
     weight = torch.arange(3 * 192, dtype=torch.float32).reshape(3, 192)  # 3 classes of 3x8x8 colour images
-    figure = maps.weights_figure(weight, names, shape=(3, 8, 8))
+    figure = maps.weights_figure(weight, names, shape=(3, 8, 8), mode=maps.CHANNELS)
     first = figure.data[0].z
     assert first.shape == (8, 24)  # one row of the image, its three channels side by side
     assert first[0, :8].tolist() == list(range(0, 8)) and first[0, 8:16].tolist() == list(range(64, 72))
@@ -131,4 +131,4 @@ def test_weight_maps_take_the_datasets_image_shape():
     weight_maps = maps.WeightMaps()
     digits = weight_maps.figure("digits", torch.zeros(3, 784), names)  # default: the 28x28 digits
     assert digits.data[0].z.shape == (28, 28)
-    assert weight_maps.figure("colour", weight, names, shape=(3, 8, 8)).data[0].z.shape == (8, 24)  # rebuilt, new shape
+    assert weight_maps.figure("colour", weight, names, shape=(3, 8, 8), mode=maps.CHANNELS).data[0].z.shape == (8, 24)  # rebuilt, new shape
