@@ -79,8 +79,11 @@ def test_the_too_high_preset_shows_one_set_of_numbers_for_the_kept_weights(page,
     kept = re.search(r"from epoch (\d+), batch (\d+) of (\d+)", message)
     assert kept, message
     # The live row and the final row give the same validation accuracy: one set of weights.
-    values = page.locator('[data-testid="stMetric"]', has_text="Validation accuracy").locator(
-        '[data-testid="stMetricValue"]').all_inner_texts()
+    # Wait for the live fragment's last render to be replaced (a stale "–" row can linger for a moment
+    # after the run ends); a row that never goes away fails here.
+    rows = page.locator('[data-testid="stMetric"]', has_text="Validation accuracy")
+    expect(rows).to_have_count(2, timeout=20_000)
+    values = rows.locator('[data-testid="stMetricValue"]').all_inner_texts()
     assert len(values) == 2 and values[0] == values[1], values
     expect(page.get_by_text(f"Every number below is for the weights kept from epoch {kept[1]}, batch {kept[2]} "
                             f"of {kept[3]}.")).to_be_visible()
