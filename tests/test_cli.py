@@ -220,21 +220,21 @@ def _registry_restored():
     registry.REGISTRY.update(saved)
 
 def _picture_zip(path):
+    """24 noisy PNGs, dark and light, in shades/<class>/ (a fixed seed: the same zip every time)."""
     import io
-    import zipfile
 
     import numpy as np
     from PIL import Image
 
+    from tests.zip_helpers import class_files, make_zip
+
     rng = np.random.default_rng(0)
-    with zipfile.ZipFile(path, "w") as archive:
-        for label, cls in enumerate(("dark", "light")):
-            for i in range(12):
-                array = rng.integers(0, 60, (30, 40, 3)).astype(np.uint8) + (180 if label else 0)
-                buffer = io.BytesIO()
-                Image.fromarray(array).save(buffer, "PNG")
-                archive.writestr(f"shades/{cls}/{i}.png", buffer.getvalue())
-    return path
+
+    def noisy(label: int, _: int) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 60, (30, 40, 3)).astype(np.uint8) + (180 if label else 0)).save(buffer, "PNG")
+        return buffer.getvalue()
+    return make_zip(path, class_files("shades/", ("dark", "light"), 12, noisy))
 
 
 def test_train_on_a_zip_then_evaluate_and_predict_a_photo(tmp_path, capsys):

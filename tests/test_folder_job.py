@@ -1,10 +1,9 @@
 """FolderJob: an image-folder import in a thread, with progress, a result or a message."""
-import zipfile
-
 import pytest
 
 from lrcore import datasets, image_folder
 from lrcore.folder_job import FolderJob
+from tests.zip_helpers import make_zip
 
 
 @pytest.fixture(autouse=True)
@@ -30,9 +29,7 @@ def test_import_reports_progress_and_result(tmp_path):
 
 
 def test_a_bad_zip_fails_with_its_message(tmp_path):
-    bad = tmp_path / "one.zip"
-    with zipfile.ZipFile(bad, "w") as archive:
-        archive.writestr("notes.txt", "no pictures here")
+    bad = make_zip(tmp_path / "one.zip", {"notes.txt": "no pictures here"})
     job = FolderJob("f2", bad, data_dir=tmp_path)
     job.start().join(60)
     state = job.snapshot()

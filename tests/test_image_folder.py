@@ -15,6 +15,7 @@ from lrcore.data import load_dataset, make_splits
 from lrcore.image_folder import (FolderError, example_dataset, import_folder, register_cached_folders)
 from lrcore.training import train
 from lrcore import events as ev
+from tests.zip_helpers import class_files, make_zip, png, write
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,12 +31,6 @@ def _registry_restored():
     registry.REGISTRY.update(saved)
 
 
-def png(colour=(200, 50, 50), size=(40, 30), fmt="PNG", mode="RGB") -> bytes:
-    buffer = io.BytesIO()
-    Image.new(mode, size, colour if mode == "RGB" else colour[0]).save(buffer, fmt)
-    return buffer.getvalue()
-
-
 def easy_picture(label: int, rng: np.random.Generator, side: int = 36) -> bytes:
     """Class 0: bright top half; class 1: bright bottom half; colour noise everywhere."""
     array = rng.integers(0, 90, (side, side + int(rng.integers(0, 20)), 3)).astype(np.uint8)
@@ -44,26 +39,6 @@ def easy_picture(label: int, rng: np.random.Generator, side: int = 36) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, "PNG" if rng.random() < 0.5 else "JPEG")
     return buffer.getvalue()
-
-
-def write(root: Path, files: dict[str, bytes]) -> Path:
-    for name, data in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(data)
-    return root
-
-
-def make_zip(path: Path, files: dict[str, bytes]) -> Path:
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return path
-
-
-def class_files(prefix: str, classes=("ants", "bees"), count=5) -> dict[str, bytes]:
-    colours = [(220, 40, 40), (40, 40, 220), (40, 220, 40)]
-    return {f"{prefix}{cls}/{i}.png": png(colours[k], (30 + i, 40)) for k, cls in enumerate(classes)
-            for i in range(count)}
 
 
 @pytest.fixture()

@@ -207,18 +207,12 @@ def test_download_job_turns_unexpected_errors_into_messages(monkeypatch, tmp_pat
 # ---------------------------------------------------------------- your own images (issue 12)
 
 def own_zip(path: Path, classes=("ants", "bees"), per_class: int = 4) -> bytes:
-    """A zip of class folders of small colour PNGs (one colour per class)."""
-    import io
-    import zipfile
+    """A zip of class folders of small colour PNGs (one colour per class); returns its bytes."""
+    from tests.zip_helpers import class_files, make_zip, png
 
-    from PIL import Image
-    with zipfile.ZipFile(path, "w") as archive:
-        for index, name in enumerate(classes):
-            for number in range(per_class):
-                buffer = io.BytesIO()
-                Image.new("RGB", (40, 30), (200 * (index == 0), 90, 200 * (index == 1))).save(buffer, "PNG")
-                archive.writestr(f"pics/{name}/{number}.png", buffer.getvalue())
-    return path.read_bytes()
+    def plain(index: int, _: int) -> bytes:
+        return png((200 * (index == 0), 90, 200 * (index == 1)), (40, 30))
+    return make_zip(path, class_files("pics/", classes, per_class, plain)).read_bytes()
 
 
 def test_an_uploaded_zip_is_kept_by_its_digest_and_a_too_big_one_is_refused(tmp_path, monkeypatch):
@@ -257,11 +251,9 @@ def test_load_imports_a_kept_zip_selects_it_and_shows_counts(fresh_data_dir):
 
 
 def test_a_bad_zip_shows_its_message_and_keeps_the_choices(fresh_data_dir):
-    import zipfile
+    from tests.zip_helpers import make_zip
     from ui import folder_upload
-    bad = fresh_data_dir / "bad.zip"
-    with zipfile.ZipFile(bad, "w") as archive:
-        archive.writestr("readme.txt", "no pictures")
+    bad = make_zip(fresh_data_dir / "bad.zip", {"readme.txt": "no pictures"})
     path = folder_upload.save_upload(bad.read_bytes(), fresh_data_dir)
     at = open_page(PAGE, session={"own_zip_path": str(path)})
     at.selectbox(key="own_side").select(28).run()
