@@ -125,19 +125,33 @@ def dataset_name(stem: str, side: int, colour: bool, digest: str) -> str:
 
 # ---------------------------------------------------------------- layout
 
+NOT_AN_IMAGE = "not a PNG or JPEG image"
+NOT_IN_A_CLASS = "not in a class folder (each class needs its own sub-folder)"
+
+
 def _plan(found: Source) -> _Plan:
-    """Which file is which class in which split; FolderError for a layout that cannot be used."""
+    """Which file is which class in which split; FolderError for a layout that cannot be used.
+
+    Only pictures decide the layout: a README, notes.txt or a stray file beside the class folders is skipped
+    and listed, never taken for a class (system files such as .DS_Store and __MACOSX/ never get here)."""
     paths = sorted(found.files)
-    prefix = _top_folder(paths)
+    pictures = [path for path in paths if path.lower().endswith(IMAGE_EXTENSIONS)]
+    prefix = _top_folder(pictures)
     skipped: list[tuple[str, str]] = []
     items: dict[str, list[tuple[str, str]]] = {}
-    tops = {PurePosixPath(path[len(prefix):]).parts[0].lower() for path in paths
-            if len(PurePosixPath(path[len(prefix):]).parts) > 1}
+    tops = {PurePosixPath(path[len(prefix):]).parts[0].lower() for path in pictures
+            if path.startswith(prefix) and len(PurePosixPath(path[len(prefix):]).parts) > 1}
     split_layout = "train" in {SPLIT_FOLDERS.get(top) for top in tops}
     if not split_layout and tops & {"val", "valid", "validation"}:
         raise FolderError("the folder has a val/ folder but no train/ folder; put the training pictures in "
                           "train/<class>/, or use class folders only (root/<class>/...)")
     for path in paths:
+        if not path.lower().endswith(IMAGE_EXTENSIONS):
+            skipped.append((path, NOT_AN_IMAGE))
+            continue
+        if not path.startswith(prefix):
+            skipped.append((path, f"outside {prefix}, the folder that holds the class folders"))
+            continue
         parts = PurePosixPath(path[len(prefix):]).parts
         if split_layout:
             split = SPLIT_FOLDERS.get(parts[0].lower())
@@ -148,9 +162,7 @@ def _plan(found: Source) -> _Plan:
         else:
             split = "train"
         if len(parts) < 2:
-            skipped.append((path, "not in a class folder (each class needs its own sub-folder)"))
-        elif not path.lower().endswith(IMAGE_EXTENSIONS):
-            skipped.append((path, "not a PNG or JPEG image"))
+            skipped.append((path, NOT_IN_A_CLASS))
         elif found.files[path] > MAX_IMAGE_BYTES:
             skipped.append((path, f"file is {size_text(found.files[path])}; a picture may be at most "
                                   f"{size_text(MAX_IMAGE_BYTES)}"))
@@ -166,16 +178,21 @@ def _plan(found: Source) -> _Plan:
                                    for split, members in items.items()}, skipped)
 
 
-def _top_folder(paths: list[str]) -> str:
-    """The prefix of a single folder holding everything (a zip of a folder), descended into while it
-    holds only folders (so one lone class folder stays a class)."""
+def _top_folder(pictures: list[str]) -> str:
+    """The prefix of the one folder that holds the class (or train/val) folders: a zip of a folder, or a
+    folder with a README beside its folder of pictures. Descended into while the pictures lie in a single
+    folder that has picture folders of its own; loose pictures beside it are left out (and listed as
+    skipped). A folder holding only pictures is a class, so one lone class folder stays a class."""
     prefix = ""
     for _ in range(8):
-        parts = [PurePosixPath(path[len(prefix):]).parts for path in paths]
-        tops = {p[0] for p in parts}
-        if len(tops) != 1 or any(len(p) < 3 for p in parts) or next(iter(tops)).lower() in SPLIT_FOLDERS:
+        parts = [PurePosixPath(path[len(prefix):]).parts for path in pictures if path.startswith(prefix)]
+        folders = {p[0] for p in parts if len(p) > 1}
+        if len(folders) != 1:
             return prefix
-        prefix += next(iter(tops)) + "/"
+        folder = next(iter(folders))
+        if folder.lower() in SPLIT_FOLDERS or not any(len(p) > 2 and p[0] == folder for p in parts):
+            return prefix
+        prefix += folder + "/"
     return prefix
 
 

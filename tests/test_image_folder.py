@@ -55,7 +55,7 @@ def test_flat_class_folders(tmp_path, data_dir):
     assert result.layout == "class folders" and not result.from_cache
     assert result.counts["test"] == {"Birds": 2, "cats": 2, "dogs": 2}  # a fixed 20% of each class
     assert result.counts["train"] == {"Birds": 8, "cats": 8, "dogs": 8} and "val" not in result.counts
-    assert dict(result.skipped) == {"readme.txt": "not in a class folder (each class needs its own sub-folder)",
+    assert dict(result.skipped) == {"readme.txt": "not a PNG or JPEG image",
                                     "cats/notes.gif": "not a PNG or JPEG image"}  # .DS_Store, Thumbs.db: silent
     assert calls[-1] == (30, 30) and len(calls) == 30
     info = datasets.get(result.name)
@@ -114,6 +114,51 @@ def test_other_settings_get_another_dataset(tmp_path, data_dir):
     root = write(tmp_path / "pics", class_files(""))
     names = {import_folder(root, side, colour, data_dir=data_dir).name for side, colour in ((32, True), (28, True), (32, False))}
     assert len(names) == 3
+
+
+NOT_AN_IMAGE = "not a PNG or JPEG image"
+
+
+def test_a_zip_of_a_folder_with_a_stray_file_beside_the_class_folders(tmp_path, data_dir):
+    files = {**class_files("bees-and-ants/"), "bees-and-ants/notes.txt": b"taken in May", "bees-and-ants/bees/x.txt": b"."}
+    result = import_folder(make_zip(tmp_path / "bees-and-ants.zip", files), 32, data_dir=data_dir)
+    assert result.class_names == ("ants", "bees") and result.layout == "class folders"
+    assert dict(result.skipped) == {"bees-and-ants/notes.txt": NOT_AN_IMAGE, "bees-and-ants/bees/x.txt": NOT_AN_IMAGE}
+
+
+def test_a_zip_made_by_macos_finder(tmp_path, data_dir):
+    """Finder's 'Compress': __MACOSX/ resource forks beside the folder, .DS_Store in it, Windows' litter too."""
+    files = {**class_files("bees-and-ants/"), "__MACOSX/._bees-and-ants": b"\0\5\26\7",
+             "__MACOSX/bees-and-ants/ants/._0.png": b"\0\5\26\7", "__MACOSX/bees-and-ants/._notes.txt": b"\0",
+             "bees-and-ants/.DS_Store": b"Bud1", "bees-and-ants/ants/.DS_Store": b"Bud1",
+             "bees-and-ants/Thumbs.db": b"x", "bees-and-ants/desktop.ini": b"x", "bees-and-ants/notes.txt": b"hi"}
+    result = import_folder(make_zip(tmp_path / "bees-and-ants.zip", files), 32, data_dir=data_dir)
+    assert result.class_names == ("ants", "bees")
+    assert result.skipped == (("bees-and-ants/notes.txt", NOT_AN_IMAGE),)  # system files: silently ignored
+
+
+def test_a_folder_with_a_readme_beside_its_one_folder_of_classes(tmp_path, data_dir):
+    root = write(tmp_path / "project", {"README.md": b"# my pictures", "LICENSE": b"CC-BY",
+                                        **class_files("pictures/train/"), **class_files("pictures/val/", count=2)})
+    result = import_folder(root, 32, data_dir=data_dir)
+    assert result.class_names == ("ants", "bees") and result.layout == "train/val folders"
+    assert dict(result.skipped) == {"README.md": NOT_AN_IMAGE, "LICENSE": NOT_AN_IMAGE}
+
+
+def test_loose_pictures_beside_class_folders_are_skipped_and_named(tmp_path, data_dir):
+    files = {**class_files("pics/"), "pics/cover.jpg": png(fmt="JPEG"), "pics/readme.txt": b"hi", "extra.png": png()}
+    result = import_folder(make_zip(tmp_path / "pics.zip", files), 32, data_dir=data_dir)
+    assert result.class_names == ("ants", "bees")
+    assert dict(result.skipped) == {
+        "pics/cover.jpg": "not in a class folder (each class needs its own sub-folder)",
+        "pics/readme.txt": NOT_AN_IMAGE,
+        "extra.png": "outside pics/, the folder that holds the class folders"}
+
+
+def test_one_class_folder_with_a_stray_file_stays_one_class(tmp_path, data_dir):
+    files = {**class_files("", ("cats",)), "cats/notes.txt": b"hi", "notes.txt": b"hi"}
+    with pytest.raises(FolderError, match=r"only one class folder \('cats'\)"):
+        import_folder(make_zip(tmp_path / "cats.zip", files), 32, data_dir=data_dir)
 
 
 def test_a_broken_picture_is_skipped_and_named(tmp_path, data_dir):
