@@ -17,8 +17,7 @@ from lrcore.config import DATASET_DEFAULTS, ConfigError, TrainConfig, config_pro
 from lrcore.settings import BY_NAME, LEARNING_RATE_RANGE, SETTINGS, from_params, to_params
 from lrcore import datasets
 from lrcore.data import DATASET_TITLES, make_splits
-from ui import charts, common, from_scratch_panel
-from ui.format import duration, kept_weights, loss, percent
+from ui import charts, common, from_scratch_panel, run_summary
 from ui.settings import setting_widget
 from ui.text import md_escape
 
@@ -117,8 +116,19 @@ def settings_problems(settings: dict, dataset_name: str) -> tuple[dict[str, str]
         pass
     if "batch_size" not in problems and not settings.get("full_batch") and settings["batch_size"] > sizes[0]:
         problems["batch_size"] = (f"must be at most the training set size ({sizes[0]:,} images with these "
-                                  "settings): use a smaller batch size")
+                                  "settings): use a smaller batch size, or Full batch to train on all of them in "
+                                  "every step")
     return problems, sizes
+
+
+def batches_text(count: int | str) -> str:
+    """"1 batch per epoch", "50 batches per epoch" ("–" when the batch size is invalid)."""
+    return f"{count} batch{'' if count == 1 else 'es'} per epoch"
+
+
+def use_full_batch() -> None:
+    """The one-click way out of a batch size larger than the training split (a tiny image folder)."""
+    st.session_state.train_full_batch = True
 
 
 def sync_url(settings: dict, dataset_name: str) -> None:
@@ -141,74 +151,6 @@ def share_link(settings: dict, dataset_name: str) -> str | None:
 
 # ---------------------------------------------------------------- the live run
 
-def show_progress(record) -> None:
-    total = record.config.epochs
-    if record.status == "starting" or (record.active and not record.progress):
-        st.progress(0.0, text="Evaluating the untrained model (epoch 0)…")
-        return
-    if not record.active:
-        done = record.final.get("epochs_completed", record.epochs_done)
-        st.progress(done / total, text=f"{record.status.capitalize()}: {done} of {total} epochs "
-                                        f"in {duration(record.elapsed)}")
-        return
-    progress = record.progress
-    steps_done = (progress["epoch"] - 1) * progress["batches_per_epoch"] + progress["batch"]
-    fraction = min(1.0, steps_done / max(1, progress["batches_per_epoch"] * total))
-    paused = " (paused)" if record.status == "paused" else ""
-    st.progress(fraction, text=f"Epoch {progress['epoch']} of {total} · batch {progress['batch']} of "
-                               f"{progress['batches_per_epoch']} · about {duration(progress['seconds_left'])} "
-                               f"left{paused}")
-
-
-def show_metrics(record) -> None:
-    last = record.epochs[-1] if record.epochs else {}
-    previous = record.epochs[-2] if len(record.epochs) > 1 else None
-    kept = kept_weights(record)
-    if kept is not None:
-        # Ended inside an epoch: show the kept weights' numbers, not the last epoch's, so every
-        # figure on the page is for the same weights.
-        last = {name: record.final[name] for name in ("train_accuracy", "validation_accuracy", "validation_loss")}
-        previous = record.epochs[-1] if record.epochs else None
-    delta = None
-    if previous and last:
-        delta = f"{last['validation_accuracy'] - previous['validation_accuracy']:+.1%}"
-    if kept is not None:
-        st.caption(f"Every number below is for the weights kept from {kept}.")
-    cols = st.columns(5)
-    cols[0].metric("Epochs done", f"{record.epochs_done} / {record.config.epochs}")
-    cols[1].metric("Train accuracy", percent(last.get("train_accuracy")))
-    cols[2].metric("Validation accuracy", percent(last.get("validation_accuracy")), delta=delta)
-    cols[3].metric("Validation loss", loss(last.get("validation_loss")))
-    cols[4].metric("Learning rate now", f"{record.learning_rate:g}")
-    if record.final and record.status in ("done", "stopped", "diverged"):
-        st.markdown("##### Final model" + (f": the weights kept from {kept}" if kept else ""))
-        cols = st.columns(5)
-        cols[0].metric("Test accuracy", percent(record.final["test_accuracy"]))
-        cols[1].metric("Test loss", loss(record.final["test_loss"]))
-        cols[2].metric("Validation accuracy", percent(record.final["validation_accuracy"]))
-        cols[3].metric("Full epochs", f"{record.final['epochs_completed']} / {record.config.epochs}")
-        cols[4].metric("Training time", duration(record.elapsed))
-
-
-def show_outcome(record) -> None:
-    if record.save_error:
-        st.warning(f"This run could not be saved: {md_escape(record.save_error, 400)}. It stays usable until the "
-                   "server restarts; download its checkpoint from the Runs page to keep it.",
-                   icon=":material/save:")
-    kept = kept_weights(record)
-    if record.status == "diverged":
-        st.error(f"Training diverged: {record.message}. The weights kept are the last finite ones, from "
-                 f"{kept or 'just before the blow-up'}; every number below is for them.", icon=":material/error:")
-    elif record.status == "crashed":
-        st.error(record.message, icon=":material/error:")
-    elif record.status == "stopped":
-        st.warning(f"Stopped; the weights it reached are kept (from {kept or f'epoch {record.epochs_done}'}).",
-                   icon=":material/stop_circle:")
-    elif record.status == "done":
-        st.success(f"Done: test accuracy {percent(record.final.get('test_accuracy'))}. Look at the weights on "
-                   "the Weights page.", icon=":material/check_circle:")
-
-
 def uses_sigmoid(config: TrainConfig, num_classes: int) -> bool:
     """Whether `config` trains tutorial 002's binary model on `num_classes` classes."""
     from lrcore.model import uses_sigmoid as sigmoid  # B's: the one rule the engine follows
@@ -229,9 +171,9 @@ def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> 
         st.rerun()  # the run just ended: redraw the whole page (buttons, polling off)
     if record.active and worker.control is not None and worker.control.paused != was_paused:
         st.rerun()  # paused or resumed elsewhere (another tab, the Runs page): the button must say so
-    show_outcome(record)
-    show_progress(record)
-    show_metrics(record)
+    run_summary.show_outcome(record)
+    run_summary.show_progress(record)
+    run_summary.show_metrics(record)
     if "train_charts" not in st.session_state:
         st.session_state.train_charts = charts.LiveCharts()
     figures = st.session_state.train_charts.figures(record)
@@ -240,7 +182,7 @@ def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> 
     right.plotly_chart(figures["accuracy"], key="train_chart_accuracy")
     st.plotly_chart(figures["batch_loss"], key="train_chart_batch_loss")
     st.caption(f"{record.train_size:,} training and {record.validation_size:,} validation images · "
-               f"{record.batches_per_epoch} batches per epoch · device {record.device or '…'}. Epoch 0 is the "
+               f"{batches_text(record.batches_per_epoch)} · device {record.device or '…'}. Epoch 0 is the "
                "untrained model. Dotted lines mark learning-rate changes.")
     scratch_panel(record)
 
@@ -356,6 +298,11 @@ with st.container(border=True):
         if full_batch and sizes:
             st.caption(f"Batch size = the training split ({sizes[0]:,} images): one step per epoch.")
         problem_note("batch_size", "full_batch")
+        if sizes and not full_batch and "batch_size" in problems and settings["batch_size"] > sizes[0]:
+            st.button(f"Use Full batch: all {sizes[0]:,} images in every step", key="train_use_full_batch",
+                      icon=":material/select_all:", on_click=use_full_batch,
+                      help="Turns on Full batch (one step per epoch, as tutorial 002); the batch size is then "
+                           "not used. Or type a batch size up to the training set size.")
         setting_widget(st.number_input, "epochs", "train_epochs", default_note("epochs"))
         problem_note("epochs")
     with data_col:
@@ -396,7 +343,7 @@ with st.container(border=True):
         batches = 1 if settings.get("full_batch") else \
             math.ceil(train_size / settings["batch_size"]) if "batch_size" not in problems else "–"
         st.caption(f"{DATASET_TITLES[dataset_name]}: {train_size:,} training and {validation_size:,} validation "
-                   f"images · {batches} batches per epoch. Change the dataset on the Data page.")
+                   f"images · {batches_text(batches)}. Change the dataset on the Data page.")
     if active:
         st.caption("A run is training: these settings are for the next run. To change this run's learning "
                    "rate, use **Change the learning rate now** below.")

@@ -290,7 +290,7 @@ def test_full_batch_disables_the_batch_size_and_says_how_big_a_step_is():
     assert at.number_input(key="train_batch_size").disabled
     captions = " | ".join(c.value for c in at.caption)
     assert "Batch size = the training split (6,400 images): one step per epoch." in captions
-    assert "· 1 batches per epoch" in captions
+    assert "· 1 batch per epoch" in captions
     assert not errors(at) and not button(at, "Start").disabled  # the batch size is ignored with a full batch
 
 
@@ -325,3 +325,55 @@ def test_a_folder_with_val_says_its_validation_set_instead_of_the_slider(fresh_d
     validation = [c.value for c in at.caption if c.value.startswith("Validation: the folder's val/")]
     assert len(validation) == 1 and re.fullmatch(r"Validation: the folder's val/ \(\d+ images\)\.", validation[0])
     assert [box for box in at.selectbox if box.key == "train_model"][0].value == "auto"
+
+
+# ---------------------------------------------------------------- a tiny image folder: full batch in one click
+
+@pytest.fixture
+def tiny_folder(fresh_data_dir):
+    """An imported two-class folder: train/ 20 + 20 (32 to train on, a fifth is the test set), val/ 5 + 5."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from lrcore import datasets
+    from lrcore.image_folder import import_folder
+
+    rng = np.random.default_rng(0)
+    root = fresh_data_dir / "tiny"
+    for split, count in (("train", 20), ("val", 5)):
+        for label, name in enumerate(("top", "bottom")):
+            for i in range(count):
+                array = rng.integers(0, 90, (36, 36, 3)).astype(np.uint8)
+                array[slice(0, 18) if label == 0 else slice(18, 36)] += 150
+                buffer = io.BytesIO()
+                Image.fromarray(array).save(buffer, "PNG")
+                (root / split / name).mkdir(parents=True, exist_ok=True)
+                (root / split / name / f"{i}.png").write_bytes(buffer.getvalue())
+    saved = dict(datasets.REGISTRY)
+    yield import_folder(root, 32, data_dir=fresh_data_dir).name
+    datasets.REGISTRY.clear()
+    datasets.REGISTRY.update(saved)
+
+
+def test_a_batch_size_over_a_tiny_folder_offers_full_batch_in_one_click(tiny_folder):
+    at = open_page(PAGE, session={"dataset": tiny_folder})
+    assert any("at most the training set size (32 images" in e and "Full batch" in e for e in errors(at)), errors(at)
+    assert button(at, "Start").disabled
+    button(at, "Use Full batch: all 32 images in every step").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert at.toggle(key="train_full_batch").value is True
+    assert not errors(at) and not button(at, "Start").disabled
+    assert not [b for b in at.button if b.label.startswith("Use Full batch")]
+    captions = " | ".join(c.value for c in at.caption)
+    assert "32 training and 10 validation images · 1 batch per epoch" in captions
+
+    start(at, epochs=2)
+    finish(at)
+    record = worker_of(at).snapshot()
+    assert record.status == "done" and record.batches_per_epoch == 1 and record.config.full_batch
+    captions = " | ".join(c.value for c in at.caption)
+    assert "32 training and 10 validation images · 1 batch per epoch · device" in captions
+    assert at.get("progress")[0].proto.text.startswith("Done: 2 of 2 epochs")
