@@ -21,7 +21,7 @@ from lrcore import datasets
 from lrcore.checkpoint import CheckpointError
 from lrcore.record import RunRecord
 from lrcore.store import StoreError
-from ui import charts, common, maps
+from ui import charts, common, maps, uploads
 from ui.format import epoch_text, kept_weights, percent
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
@@ -44,16 +44,6 @@ class ComparedRun:
     class_names: tuple[str, ...]
     shape: tuple[int, int, int]  # its dataset's image shape
     key: tuple  # changes when the stored run changes (a run still training elsewhere)
-
-
-def image_shape(dataset: str, checkpoint=None) -> tuple[int, int, int]:
-    """(channels, height, width) of a model's images: the checkpoint's own record (a folder dataset need
-    not be on this server), else its registered dataset's, else the digits'."""
-    recorded = getattr(checkpoint, "image_shape", None)
-    if recorded:
-        return tuple(recorded)
-    info = datasets.REGISTRY.get(dataset)
-    return info.shape if info is not None else datasets.DIGIT_SHAPE
 
 
 def snapshot_label(record, index: int) -> str:
@@ -105,8 +95,8 @@ def draw_weights(weight, bias, class_names, shared_scale: bool, source: object, 
     maps_col.plotly_chart(grid, key="weights_maps")
     bias_col.plotly_chart(biases, key="weights_biases")
     limit = float(weight.abs().max())
-    scale = f"one scale for all classes, ±{limit:.3g}" if shared_scale else \
-        "each class scaled to its own largest weight"
+    scale = f"the strongest at ±{limit:.3g}" if weight.shape[0] == 1 else \
+        f"one scale for all classes, ±{limit:.3g}" if shared_scale else "each class scaled to its own largest weight"
     st.caption(reading_caption(weight, class_names, shape, scale))
 
 
@@ -145,6 +135,14 @@ def draw_comparison(weight, bias, class_names, source: object, shape: tuple[int,
     elif compared.weight.shape[0] != weight.shape[0]:
         st.caption("One run is a binary model (one weight image), the other softmax (one per class): the bars "
                    "are matched by position.")
+
+
+def checkpoint_loader(key: str) -> None:
+    """A checkpoint uploader (ui.uploads); a new file that is a checkpoint becomes the model on every page."""
+    upload = uploads.checkpoint_uploader("Checkpoint file (.pt), saved from the Runs page or by lrcore", key)
+    if upload is not None and upload.new and upload.checkpoint is not None:
+        common.use_checkpoint(upload.checkpoint, f"checkpoint “{upload.file.name}”")
+        st.rerun()
 
 
 def run_option_label(run: RunRecord) -> str:
@@ -195,7 +193,7 @@ def load_compared(run_id: str) -> ComparedRun | None:
     epoch = int(checkpoint.metrics.get("epochs_completed", summary.epochs_done) or summary.epochs_done)
     compared = ComparedRun(run_id, summary.name, summary.status, epoch, model.weight.detach().clone(),
                            model.bias.detach().clone(), tuple(checkpoint.class_names),
-                           image_shape(checkpoint.config.dataset, checkpoint), key)
+                           maps.image_shape(checkpoint.config.dataset, checkpoint), key)
     st.session_state.weights_compare_loaded = compared
     return compared
 
@@ -244,21 +242,25 @@ def run_weights(run_id: str, was_active: bool, shared_scale: bool, compared: Com
     if compared is None:
         st.markdown(f"**{label.capitalize()}** of run “{md_escape(record.name)}” ({status})")
     draw_weights(weight, bias, record.class_names, shared_scale, source=(run_id, index, epoch),
-                 shape=image_shape(record.config.dataset), compared=compared, title=heading)
+                 shape=maps.image_shape(record.config.dataset, pixels=weight.shape[1]), compared=compared,
+                 title=heading)
 
 
 st.title("Weights")
 worker = None if common.using_checkpoint() else common.current_run()
 model = common.current_model()
 if model is None and worker is None:
-    st.info("There is no model to show yet: train one on the Train page (or load a checkpoint on the Runs page).",
+    st.info("There is no model to show yet: train one on the Train page, or load a checkpoint here.",
             icon=":material/info:")
     st.page_link("pages/train.py", label="Go to Train", icon=":material/show_chart:")
+    checkpoint_loader("weights_checkpoint_empty")
     st.stop()
 
-page_shape = image_shape(common.current_model_config().dataset, st.session_state.get("checkpoint"))
+page_weight = model.model.linear.weight if model is not None else None
+page_shape = maps.image_shape(common.current_model_config().dataset, st.session_state.get("checkpoint"),
+                         page_weight.shape[1] if page_weight is not None else None)
 channels, height, width = page_shape
-binary_model = model is not None and model.model.linear.weight.shape[0] == 1
+binary_model = page_weight is not None and page_weight.shape[0] == 1
 if binary_model:
     st.caption(f"A binary model has one {height}×{width} weight image: the model adds up pixel × weight over all "
                "pixels, plus its bias, and the sigmoid of that sum is the probability of the second class.")
@@ -274,11 +276,15 @@ compared = None
 with compare_col:
     compared = compare_picker(worker.run_id if worker is not None else None)
 # Two runs compare only on one scale: the per-class switch waits until the comparison is off.
-shared_scale = not scale_col.toggle("Scale each class separately", key="weights_separate_scales",
-                                    persist_state="session", disabled=compared is not None,
-                                    help="Off: one symmetric colour scale for all ten, so they compare. On: each "
-                                         "image uses its own range, which shows faint classes better. Comparing "
-                                         "two runs always uses one scale.") or compared is not None
+# A binary model has one map, so "each class separately" would change nothing: no switch.
+shared_scale = True
+if not binary_model:
+    separate = scale_col.toggle("Scale each class separately", key="weights_separate_scales", persist_state="session",
+                                disabled=compared is not None,
+                                help="Off: one symmetric colour scale for all classes, so they compare. On: each "
+                                     "image uses its own range, which shows faint classes better. Comparing two "
+                                     "runs always uses one scale.")
+    shared_scale = not separate or compared is not None
 
 if worker is None:
     label = md_escape(model.label, limit=200)
@@ -291,3 +297,5 @@ else:
     active = worker.snapshot().active
     st.fragment(run_weights, run_every=POLL_SECONDS if active else None)(worker.run_id, active, shared_scale,
                                                                         compared)
+with st.expander("Use a different model: load a checkpoint", icon=":material/upload:"):
+    checkpoint_loader("weights_checkpoint_swap")

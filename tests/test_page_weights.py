@@ -411,3 +411,41 @@ def test_a_binary_model_has_one_map_of_evidence_for_the_second_class(small_datas
     assert bars["x"] == pytest.approx([0.25]) and bars["y"] == ["for bees"]
     assert any("binary model has one 8×8 weight image" in caption.value for caption in at.caption)
     assert any("“bees” (and against “ants”)" in caption.value for caption in at.caption)
+    # One map: "scale each class separately" would change nothing, so it is not offered
+    assert not [toggle for toggle in at.toggle if toggle.key == "weights_separate_scales"]
+    assert not any("for all classes" in caption.value for caption in at.caption)
+
+
+def test_an_uploaded_checkpoint_of_a_folder_this_server_never_imported_shows_its_colour_map(tmp_path):
+    from lrcore import datasets
+    from tests.test_page_predict import folder_model_checkpoint
+
+    saved = dict(datasets.REGISTRY)
+    try:
+        data, name = folder_model_checkpoint(tmp_path)
+        assert name not in datasets.REGISTRY
+        at = weights_page()  # no model: the page offers to load a checkpoint
+        at.file_uploader(key="weights_checkpoint_empty").set_value(("halves.pt", data, "application/octet-stream"))
+        at.run()
+        assert not at.exception, at.exception
+        assert not at.error
+        spec = next(spec for spec in all_figures(at) if spec["data"][0]["type"] == "image")
+        assert len(spec["data"]) == 1 and spec["data"][0]["name"].startswith("evidence for top")
+        assert array(spec["data"][0]["z"]).shape == (32, 32, 3)  # the checkpoint's 3x32x32, as one colour picture
+        assert any("binary model has one 32×32 weight image" in caption.value for caption in at.caption)
+        assert "**checkpoint “halves\\.pt”**" in [m.value for m in at.markdown]
+        at.toggle(key="weights_channels").set_value(True).run()  # R, G and B side by side
+        assert not at.exception, at.exception
+        traces, _layout = heatmaps(at)
+        assert [array(trace["z"]).shape for trace in traces] == [(32, 96)]
+    finally:
+        datasets.REGISTRY.clear()
+        datasets.REGISTRY.update(saved)
+
+
+def test_a_stored_run_of_a_folder_this_server_no_longer_has_keeps_its_picture_shape():
+    from ui.maps import image_shape
+
+    assert image_shape("gone-32-colour-1234", pixels=3 * 32 * 32) == (3, 32, 32)  # was the digits' 28x28
+    assert image_shape("gone-48-grey-1234", pixels=48 * 48) == (1, 48, 48)
+    assert image_shape("mnist-sample", pixels=784) == (1, 28, 28)

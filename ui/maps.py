@@ -16,7 +16,7 @@ import torch
 from plotly.colors import diverging
 from plotly.subplots import make_subplots
 
-from lrcore.datasets import DIGIT_SHAPE
+from lrcore.datasets import DIGIT_SHAPE, REGISTRY
 from ui.charts import FONT, SentFigure, class_title
 
 # Matplotlib's RdBu as in tutorial 003: red for negative weights, white near 0, blue for positive.
@@ -27,6 +27,23 @@ COLOUR, CHANNELS = "colour", "channels"  # a colour dataset's weights: one RGB i
 COLUMNS = 5
 MAP_HEIGHT = 200  # pixels per row of heatmaps
 COMPACT_MAP_HEIGHT = 130  # in a half-width column (two runs side by side) the maps are ~60-95 px wide
+
+
+def image_shape(dataset: str, checkpoint=None, pixels: int | None = None) -> tuple[int, int, int]:
+    """(channels, height, width) of a model's images: the checkpoint's own record (a folder dataset need
+    not be on this server), else its registered dataset's, else a square grey or colour picture of
+    `pixels` inputs (a stored run of an image folder this server no longer has), else the digits'."""
+    recorded = getattr(checkpoint, "image_shape", None)
+    if recorded:
+        return tuple(recorded)
+    info = REGISTRY.get(dataset)
+    if info is not None:
+        return info.shape
+    for channels in (1, 3):
+        side = math.isqrt((pixels or 0) // channels)
+        if side and channels * side * side == pixels:
+            return (channels, side, side)
+    return DIGIT_SHAPE
 
 
 @functools.lru_cache(maxsize=16)
