@@ -18,17 +18,16 @@ from lrcore.data import DatasetUnavailable
 from lrcore.evaluate import contributions, predict
 from lrcore.predict_drawing import DrawingPrediction, predict_canvas, predict_drawing
 from lrcore.preprocess import MAX_BYTES, ImageError, load_image_bytes
-from ui import charts, common, frame, maps, uploads
-from ui.format import percent
+from ui import common, frame, maps, uploads
+from ui.verdict import NAME_MAX, shown, verdict as show_verdict
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
-from ui.text import md_escape, plot_text, shorten
+from ui.text import md_escape, shorten
 
 CANVAS_SIDE = 280  # px; 10x MNIST, big enough for a finger on a phone
 PREVIEW_SIDE = 196  # the 28x28 input blown up 7x, nearest neighbour so every pixel shows
 SOURCES = [":material/draw: Draw", ":material/upload: Upload a picture", ":material/casino: Random test image"]
 RUNNER_UP = -1  # the "compare with" choice that follows the drawing (None would show as "no selection")
-NAME_MAX = 40  # characters of a class name shown in headings and charts
 UNDO_DEPTH = 50  # strokes whose pictures are kept for Undo
 # The canvas's own toolbar (undo, redo, edit, reset) is invisible until hovered and sits on the
 # top right of the drawing area, so a stroke starting there draws nothing; streamlit-drawable-canvas
@@ -60,11 +59,6 @@ def canvas_toolbar_hider():
     """The component that hides the canvases' toolbars, registered once per server process."""
     return st.components.v2.component("lrcore-draw.hide-canvas-toolbar", js=HIDE_CANVAS_TOOLBAR_JS,
                                       isolate_styles=False)
-
-
-def shown(name: str) -> str:
-    """A class name for any Streamlit markdown: literal, one line, short."""
-    return md_escape(name, NAME_MAX)
 
 
 # --- the canvas: its strokes, Undo and Clear ----------------------------------------------------
@@ -190,22 +184,10 @@ def classes_to_show(probabilities: torch.Tensor, names: tuple[str, ...]) -> tupl
 def verdict(image28: torch.Tensor, probabilities: torch.Tensor, names: tuple[str, ...],
             true_label: int | None = None) -> None:
     """What the model predicts, first (on a phone it comes right under the canvas), and what it sees."""
-    predicted, runner_up, compared = classes_to_show(probabilities, names)
-    with st.container(horizontal=True, gap="medium"):
-        with st.container(key="draw_prediction", width="stretch", gap="small"):
-            st.metric(f"**Prediction** · {percent(float(probabilities[predicted]), 0)} sure",
-                      f":red[{shown(names[predicted])}]")
-            if true_label is not None:
-                mark = ":green[:material/check: correct]" if true_label == predicted else ":red[:material/close: wrong]"
-                st.markdown(f"**True label:** {shown(names[true_label])} ({mark})")
-            st.caption(f"Runner-up: {shown(names[runner_up])} ({percent(float(probabilities[runner_up]), 0)})")
-        with st.container(width=PREVIEW_SIDE, gap="small"):
-            st.markdown("**What the model sees**", help="The 28×28 input, blown up: cropped, scaled to 20 px "
-                        "and centred, as MNIST's digits were prepared.")
-            st.image(preview(image28), width=PREVIEW_SIDE)
-    labels = [plot_text(name, NAME_MAX) for name in names]
-    st.plotly_chart(charts.probability_figure(probabilities, labels, predicted, compared), key="draw_probabilities",
-                    config={"displayModeBar": False})
+    _predicted, _runner_up, compared = classes_to_show(probabilities, names)
+    show_verdict(probabilities, names, preview(image28), "The 28×28 input, blown up: cropped, scaled to 20 px and "
+                 "centred, as MNIST's digits were prepared.", key="draw", width=PREVIEW_SIDE, compared=compared,
+                 true_label=true_label)
 
 
 def why(image28: torch.Tensor, probabilities: torch.Tensor, model: common.ModelInUse) -> None:
@@ -279,12 +261,18 @@ if model is None:
 info = datasets.REGISTRY.get(model.dataset)
 checkpoint_shape = getattr(st.session_state.get("checkpoint"), "image_shape", None)  # a folder model's own record
 shape = tuple(checkpoint_shape or (info.shape if info is not None else ()))
-st.caption(f"Model: {md_escape(model.label)} · trained on {md_escape(info.title if info else model.dataset)}")
+if info is not None:
+    trained_on = md_escape(info.title)
+else:  # a checkpoint of an image folder imported elsewhere: its own record says what it takes
+    takes = f", {shape[1]}×{shape[2]} {'colour' if shape[0] == 3 else 'grey'} pictures" if len(shape) == 3 else ""
+    trained_on = (f"“{md_escape(model.dataset, 80)}”, a dataset not on this server ({len(model.class_names)} "
+                  f"classes{takes})")
+st.caption(f"Model: {md_escape(model.label)} · trained on {trained_on}")
 selected = common.selected_dataset_name()
 if selected != model.dataset:
     chosen = datasets.REGISTRY.get(selected)
     st.info(f"The dataset chosen on the Data page is {md_escape(chosen.short_title if chosen else selected)}, but "
-            f"the model in use was trained on {md_escape(info.short_title if info else model.dataset)}: this page "
+            f"the model in use was trained on {md_escape(info.short_title) if info else 'a dataset not on this server'}: this page "
             "uses the model, so its inputs are made like that dataset's images. Train a model on the chosen "
             "dataset (or load one) to predict with it.", icon=":material/info:")
 if info is None or not info.digits:

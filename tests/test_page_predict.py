@@ -61,6 +61,52 @@ def png(colour: tuple[int, int, int], size=(40, 30)) -> bytes:
     return buffer.getvalue()
 
 
+def halves_picture(label: int, rng) -> bytes:
+    """Class 0 ("bottom" sorts first): bright bottom half; class 1 ("top"): bright top half; noise everywhere."""
+    import numpy as np
+
+    array = rng.integers(0, 90, (36, 40, 3)).astype(np.uint8)
+    array[slice(18, 36) if label == 0 else slice(0, 18)] += 150
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def folder_model_checkpoint(root) -> tuple[bytes, str]:
+    """A checkpoint (bytes) of a binary model trained a few full-batch epochs on an imported two-class colour
+    folder, and that dataset's name, then taken out of the registry: as on a server that never imported it."""
+    import numpy as np
+
+    from lrcore import events as ev
+    from lrcore.checkpoint import checkpoint_bytes
+    from lrcore.data import load_dataset
+    from lrcore.image_folder import import_folder
+    from lrcore.training import train
+
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(("bottom", "top")):
+        (root / "halves" / name).mkdir(parents=True, exist_ok=True)
+        for i in range(12):
+            (root / "halves" / name / f"{i}.png").write_bytes(halves_picture(label, rng))
+    name = import_folder(root / "halves", 32, data_dir=root / "data").name
+    config = TrainConfig(dataset=name, full_batch=True, epochs=20, learning_rate=0.5)
+    finished = [e for e in train(config, load_dataset(name, data_dir=root / "data")) if isinstance(e, ev.Finished)][0]
+    assert finished.model.linear.weight.shape == (1, 3 * 32 * 32)  # binary: one weight row
+    data = checkpoint_bytes(finished.model, config, finished.class_names, finished.normalizer,
+                            {"test_accuracy": finished.test_accuracy})
+    del datasets.REGISTRY[name]
+    return data, name
+
+
+@pytest.fixture
+def unregistered_folder_model(tmp_path):
+    """folder_model_checkpoint's (bytes, name); the registry is left as it was."""
+    saved = dict(datasets.REGISTRY)
+    yield folder_model_checkpoint(tmp_path)
+    datasets.REGISTRY.clear()
+    datasets.REGISTRY.update(saved)
+
+
 def test_a_colour_model_gets_the_predict_page_with_a_photo_upload(tiny_rgb):
     at = predict_page(checkpoint_of("tiny-rgb", COLOURS, brightest_channel_model(), torch.zeros(3)), "tiny-rgb")
     assert at.title[0].value == "Predict"
@@ -118,3 +164,23 @@ def test_a_digits_model_with_another_dataset_chosen_says_which_it_uses(tiny_rgb)
                       "tiny-rgb")
     assert at.title[0].value == "Draw"
     assert "the model in use was trained on MNIST" in texts(at.info)
+
+
+def test_an_uploaded_checkpoint_of_a_folder_this_server_never_imported_predicts_a_photo(unregistered_folder_model):
+    data, name = unregistered_folder_model
+    assert name not in datasets.REGISTRY
+    at = open_page(PAGE)  # no model yet: the page offers to train one or load a checkpoint
+    at.file_uploader(key="draw_checkpoint_empty").set_value(("halves.pt", data, "application/octet-stream")).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Predict" and not at.error
+    # Its dataset is not here: no random test images to offer, the photo is made 3x32x32 from the checkpoint
+    assert at.radio(key="predict_source").options == [":material/upload: Upload a photo",
+                                                      ":material/photo_camera: Take a photo"]
+    assert "not on this server" in texts(at.caption)
+    for label, expected in ((1, "top"), (0, "bottom")):
+        picture = halves_picture(label, __import__("numpy").random.default_rng(label + 5))
+        at.file_uploader(key="predict_upload").set_value((f"{expected}.png", picture, "image/png")).run()
+        assert not at.exception, at.exception
+        assert at.metric[0].value == f":red[{expected}]", texts(at.metric)
+    assert [c.key for c in at.get("plotly_chart") if c.key.startswith("predict_map_")] == ["predict_map_0"]
+    assert any("Evidence for “top”" in m.value for m in at.markdown)

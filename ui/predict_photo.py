@@ -13,24 +13,20 @@ import streamlit as st
 import torch
 from PIL import Image
 
+from lrcore import datasets
 from lrcore.data import DatasetUnavailable
 from lrcore.evaluate import contributions, predict
 from lrcore.preprocess import MAX_BYTES, ImageError
-from ui import charts, common, maps
-from ui.format import percent
+from ui import common, maps
 from ui.images import picture
-from ui.text import md_escape, plot_text
+from ui.text import md_escape
+from ui.verdict import shown, verdict
 
 SOURCES = [":material/upload: Upload a photo", ":material/photo_camera: Take a photo",
            ":material/casino: Random test image"]
 INPUT_WIDTH = 300  # px of the input column (the uploaded photo is shown this wide)
 PREVIEW_SIDE = 192  # the model's input blown up, nearest neighbour so every pixel shows
 MAP_COLUMNS = 5
-NAME_MAX = 40
-
-
-def shown(name: str) -> str:
-    return md_escape(name, NAME_MAX)
 
 
 def preview(image: torch.Tensor) -> Image.Image:
@@ -70,7 +66,12 @@ def random_test_image(model: common.ModelInUse) -> tuple[torch.Tensor | None, in
 
 def photo_input(model: common.ModelInUse, shape: tuple[int, int, int]) -> tuple[torch.Tensor | None, int | None]:
     """The chosen input as the model's picture (and its label for a test image)."""
-    source = st.radio("Input", SOURCES, horizontal=True, key="predict_source", label_visibility="collapsed")
+    # Test images come from the model's dataset: a checkpoint of an image folder this server never
+    # imported has none, so it is offered photos only.
+    sources = SOURCES if model.dataset in datasets.REGISTRY else SOURCES[:2]
+    if st.session_state.get("predict_source") not in sources:
+        st.session_state.predict_source = sources[0]
+    source = st.radio("Input", sources, horizontal=True, key="predict_source", label_visibility="collapsed")
     if source == SOURCES[2]:
         return random_test_image(model)
     if source == SOURCES[0]:
@@ -84,30 +85,6 @@ def photo_input(model: common.ModelInUse, shape: tuple[int, int, int]) -> tuple[
     if image is not None and source == SOURCES[0]:
         st.image(file.getvalue(), width=INPUT_WIDTH, caption=md_escape(file.name))
     return image, None
-
-
-def verdict(image: torch.Tensor, probabilities: torch.Tensor, names: tuple[str, ...], true_label: int | None,
-            shape: tuple[int, int, int]) -> None:
-    """The prediction and the picture as the model sees it, side by side, then a bar per class."""
-    ranking = probabilities.argsort(descending=True).tolist()
-    predicted, runner_up = ranking[0], ranking[1]
-    with st.container(horizontal=True, gap="medium"):
-        with st.container(key="predict_prediction", width="stretch", gap="small"):
-            st.metric(f"**Prediction** · {percent(float(probabilities[predicted]), 0)} sure",
-                      f":red[{shown(names[predicted])}]")
-            if true_label is not None:
-                mark = ":green[:material/check: correct]" if true_label == predicted else ":red[:material/close: wrong]"
-                st.markdown(f"**True label:** {shown(names[true_label])} ({mark})")
-            st.caption(f"Runner-up: {shown(names[runner_up])} ({percent(float(probabilities[runner_up]), 0)})")
-        with st.container(width=PREVIEW_SIDE, gap="small"):
-            channels, height, width = shape
-            st.markdown("**What the model sees**", help=f"The {height}×{width} {'colour' if channels == 3 else 'grey'} "
-                        "input, blown up: the photo's shorter side resized, then the middle cropped, as the "
-                        "training images were.")
-            st.image(preview(image), width=PREVIEW_SIDE)
-    labels = [plot_text(name, NAME_MAX) for name in names]
-    st.plotly_chart(charts.probability_figure(probabilities, labels, predicted, runner_up), key="predict_probabilities",
-                    config={"displayModeBar": False})
 
 
 def why(image: torch.Tensor, model: common.ModelInUse) -> None:
@@ -155,6 +132,10 @@ def page(model: common.ModelInUse, shape: tuple[int, int, int]) -> None:
                    icon=":material/photo_camera:")
         return
     probabilities = predict(model.model, model.normalizer, image.unsqueeze(0))[0]
+    channels, height, width = shape
     with right:
-        verdict(image, probabilities, model.class_names, true_label, shape)
+        verdict(probabilities, model.class_names, preview(image),
+                f"The {height}×{width} {'colour' if channels == 3 else 'grey'} input, blown up: the photo's shorter "
+                "side resized, then the middle cropped, as the training images were.", key="predict",
+                width=PREVIEW_SIDE, true_label=true_label)
     why(image, model)
