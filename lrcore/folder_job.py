@@ -18,7 +18,7 @@ from .preprocess import ImageError
 class FolderState:
     """What an import has done so far; copies are handed to pages."""
 
-    source: str
+    source: str  # what is imported, as its owner knows it: an upload's file name, else the path
     status: str = "decoding"  # decoding | done | failed
     decoded: int = 0
     total: int = 0
@@ -43,9 +43,10 @@ class FolderJob(Job[FolderState]):
     kind = "folder-import"
 
     def __init__(self, job_id: str, source: str | Path, side: int = image_folder.DEFAULT_SIDE, colour: bool = True,
-                 title: str | None = None, data_dir: Path | None = None):
+                 title: str | None = None, data_dir: Path | None = None, display_name: str | None = None):
         self.source, self.side, self.colour, self.title, self.data_dir = Path(source), side, colour, title, data_dir
-        super().__init__(job_id, FolderState(str(source)))
+        self.display_name = display_name  # an upload's own file name: `source` is its copy named by digest
+        super().__init__(job_id, FolderState(image_folder.clean_file_name(display_name or "") or str(source)))
 
     def _progress(self, done: int, total: int) -> None:
         def change(state: FolderState) -> None:
@@ -55,7 +56,8 @@ class FolderJob(Job[FolderState]):
     def work(self) -> None:
         try:
             result = image_folder.import_folder(self.source, self.side, self.colour, self.title,
-                                                data_dir=self.data_dir, progress=self._progress)
+                                                data_dir=self.data_dir, progress=self._progress,
+                                                display_name=self.display_name)
         except (image_folder.FolderError, ImageError) as error:
             self._finish("failed", str(error))
             return

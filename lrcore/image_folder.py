@@ -29,6 +29,7 @@ from .photo import DEFAULT_SIDE, IMAGE_SIDES, decode_photo  # noqa: F401 (IMAGE_
 from .preprocess import ImageError
 from .zip_safety import (MAX_UNCOMPRESSED_BYTES, MAX_ZIP_BYTES, FolderError, Source,  # noqa: F401
                          open_source, size_text)
+from .zip_safety import stem as zip_stem
 
 MAX_IMAGES = 20_000  # decoding takes ~1-3 ms a small picture; 20,000 at 64x64 colour is 245 MB of tensors
 MIN_IMAGES_PER_CLASS = 2  # one to train on, one to test on
@@ -43,6 +44,11 @@ CACHE_FOLDER = "image-folders"
 CACHE_VERSION = 1  # bump when decoding changes: older caches are decoded again
 TENSORS_FILE, META_FILE = "images.pt", "meta.json"
 LAYOUTS = ("train/val/test folders", "train/val folders", "class folders")
+# Why a file was skipped, for the ones a page counts (FolderImport.misplaced)
+NOT_AN_IMAGE = "not a PNG or JPEG image"
+NOT_IN_A_CLASS = "not in a class folder (each class needs its own sub-folder)"
+NOT_IN_A_SPLIT = "not in a train/, val/ or test/ folder"
+OUTSIDE = "outside "  # "outside pics/, the folder that holds the class folders"
 EXAMPLE_FOLDER: Path = Path(__file__).parent / "bundled" / "threes-and-sevens"
 EXAMPLE_TITLE = "threes vs sevens"
 
@@ -59,6 +65,13 @@ class FolderImport:
     skipped: tuple[tuple[str, str], ...]  # (file name inside the folder, why) for every file not used
     from_cache: bool
     source_note: str = ""  # where the images and the splits come from, in one line
+    source: str = ""  # the folder's or zip's file name as its owner knows it ("my-bees.zip")
+
+    @property
+    def misplaced(self) -> tuple[str, ...]:
+        """The pictures skipped for where they lie (beside the class folders, outside train/ val/ test/)."""
+        return tuple(path for path, why in self.skipped
+                     if why in (NOT_IN_A_CLASS, NOT_IN_A_SPLIT) or why.startswith(OUTSIDE))
 
 
 @dataclass
@@ -70,13 +83,19 @@ class _Plan:
 
 
 def import_folder(source: str | Path, side: int = DEFAULT_SIDE, colour: bool = True, title: str | None = None,
-                  data_dir: Path | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> FolderImport:
+                  data_dir: Path | None = None, progress: Callable[[int, int], None] | None = None,
+                  display_name: str | None = None) -> FolderImport:
     """A folder or a .zip in ImageFolder layout -> decoded once, cached under
-    <data_dir>/image-folders/<name>/, registered in lrcore.datasets; returns what was imported."""
+    <data_dir>/image-folders/<name>/, registered in lrcore.datasets; returns what was imported.
+
+    `display_name`: the file's name as its owner knows it, when `source` is a copy under another name
+    (an upload kept by its digest): the dataset's name and its source line are made from it."""
     if side not in IMAGE_SIDES:
         raise FolderError(f"image size {side} px is not offered; choose one of {', '.join(map(str, IMAGE_SIDES))}")
     found = open_source(source)
+    shown = clean_file_name(display_name or "")
+    if shown:
+        found.name, found.label = zip_stem(shown), shown
     try:
         plan = _plan(found)
         name = dataset_name(found.name, side, colour, found.content_digest())
@@ -117,6 +136,14 @@ def example_dataset(data_dir: Path | None = None) -> str:
                          f"{DEFAULT_SIDE}x{DEFAULT_SIDE} colour)", data_dir=data_dir).name
 
 
+def clean_file_name(name: str, limit: int = 100) -> str:
+    """A file name from a browser, as one line: its last path part, control characters and runs of
+    spaces made single spaces, at most `limit` characters ("" for none)."""
+    last = PurePosixPath(name.replace("\\", "/")).name if name.strip() else ""
+    line = " ".join("".join(" " if ord(char) < 32 or ord(char) == 127 else char for char in last).split())
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
 def dataset_name(stem: str, side: int, colour: bool, digest: str) -> str:
     """"bees-and-ants-32-colour-1a2b3c4d": the same pictures at the same settings always get the same name."""
     slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")[:40].strip("-") or "images"
@@ -124,10 +151,6 @@ def dataset_name(stem: str, side: int, colour: bool, digest: str) -> str:
 
 
 # ---------------------------------------------------------------- layout
-
-NOT_AN_IMAGE = "not a PNG or JPEG image"
-NOT_IN_A_CLASS = "not in a class folder (each class needs its own sub-folder)"
-
 
 def _plan(found: Source) -> _Plan:
     """Which file is which class in which split; FolderError for a layout that cannot be used.
@@ -150,13 +173,13 @@ def _plan(found: Source) -> _Plan:
             skipped.append((path, NOT_AN_IMAGE))
             continue
         if not path.startswith(prefix):
-            skipped.append((path, f"outside {prefix}, the folder that holds the class folders"))
+            skipped.append((path, f"{OUTSIDE}{prefix}, the folder that holds the class folders"))
             continue
         parts = PurePosixPath(path[len(prefix):]).parts
         if split_layout:
             split = SPLIT_FOLDERS.get(parts[0].lower())
             if split is None:
-                skipped.append((path, "not in a train/, val/ or test/ folder"))
+                skipped.append((path, NOT_IN_A_SPLIT))
                 continue
             parts = parts[1:]
         else:
@@ -251,10 +274,10 @@ def _decode(found: Source, plan: _Plan, side: int, colour: bool,
                for split, (images, labels) in decoded.items()}
     _check_usable(stacked, plan, skipped, total)
     tensors, counts, note = _splits(stacked, plan)
-    note = f"your images from {found.name}: {plan.layout}; {note}"
+    note = f"your images from {found.label or found.name}: {plan.layout}; {note}"
     meta = {"version": CACHE_VERSION, "class_names": list(plan.classes), "shape": [3 if colour else 1, side, side],
             "counts": counts, "layout": plan.layout, "skipped": [list(entry) for entry in skipped],
-            "source": found.name, "side": side, "colour": colour, "source_note": note}
+            "source": found.label or found.name, "side": side, "colour": colour, "source_note": note}
     return tensors, meta
 
 
@@ -374,7 +397,8 @@ def load_cache(folder: Path) -> tuple[torch.Tensor, ...]:
 def _result(meta: dict, from_cache: bool) -> FolderImport:
     return FolderImport(meta["name"], meta["title"], tuple(meta["class_names"]),
                         {split: dict(counts) for split, counts in meta["counts"].items()}, meta["layout"],
-                        tuple(tuple(entry) for entry in meta["skipped"]), from_cache, meta.get("source_note", ""))
+                        tuple(tuple(entry) for entry in meta["skipped"]), from_cache, meta.get("source_note", ""),
+                        str(meta.get("source", "")))
 
 
 def _default_title(stem: str, classes: tuple[str, ...]) -> str:

@@ -46,6 +46,7 @@ class Source:
     """The usable files (relative POSIX paths -> size in bytes) of a folder or a zip, and how to read them."""
 
     name: str  # the folder's or zip's name without .zip: the dataset's name starts from it
+    label: str = ""  # the folder's or zip's file name as its owner knows it ("bees.zip"), shown as the source
     files: dict[str, int] = field(default_factory=dict)
     root: Path | None = None  # a folder on disk...
     archive: zipfile.ZipFile | None = None  # ...or an open zip
@@ -82,7 +83,7 @@ def open_source(source: str | Path) -> Source:
 
 
 def _open_folder(root: Path) -> Source:
-    found = Source(_stem(root.resolve().name), root=root)
+    found = Source(stem(root.resolve().name), root.resolve().name, root=root)
     for directory, folders, names in os.walk(root):
         folders.sort()
         for name in sorted(names):
@@ -105,7 +106,7 @@ def _open_zip(path: Path) -> Source:
         raise FolderError(f"{path.name} is not a zip file ({error}); upload a .zip of a folder "
                           "with one sub-folder of pictures per class") from None
     try:
-        found = Source(_stem(path.name), archive=archive)
+        found = Source(stem(path.name), path.name, archive=archive)
         _check_members(archive.infolist())
         for info in archive.infolist():
             name = info.filename.replace("\\", "/")
@@ -144,5 +145,6 @@ def _check_members(members: list[zipfile.ZipInfo]) -> None:
                           "of pictures are allowed (a zip bomb, or far more pictures than needed)")
 
 
-def _stem(name: str) -> str:
+def stem(name: str) -> str:
+    """A zip's name without .zip (a folder's as it is)."""
     return name[:-4] if name.lower().endswith(".zip") else name

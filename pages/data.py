@@ -9,6 +9,7 @@ import torch
 from lrcore import data, datasets
 from lrcore.download import DownloadJob
 from ui import charts, common, folder_upload
+from ui.text import md_escape
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 
@@ -110,14 +111,14 @@ st.query_params["dataset"] = current
 
 worker = common.current_worker()
 if worker is not None and worker.snapshot().active and worker.snapshot().config.dataset != current:
-    st.caption(f"Your current run keeps training on {title(worker.snapshot().config.dataset)}; "
+    st.caption(f"Your current run keeps training on {md_escape(title(worker.snapshot().config.dataset))}; "
                "new runs use the dataset chosen here.")
 
 missing = not data.available_datasets().get(choice)
 if missing:
     package = datasets.get(choice).debian_package
-    st.warning(f"**{title(choice)} is not on this machine**, so this page still shows "
-               f"{title(current)}.\n\n{data.missing_files_message(choice)}"
+    st.warning(f"**{md_escape(title(choice))} is not on this machine**, so this page still shows "
+               f"{md_escape(title(current))}.\n\n{data.missing_files_message(choice)}"
                + (f"\n\nOn Debian/Ubuntu: `sudo apt-get install {package}`." if package else ""))
 
 with st.expander("Get the full datasets (download needs internet)", expanded=missing):
@@ -130,7 +131,7 @@ with st.expander("Get the full datasets (download needs internet)", expanded=mis
 folder_upload.section()
 
 dataset = common.dataset_or_stop(current)
-st.caption(f"Source: {dataset.source}")
+st.caption(f"Source: {md_escape(dataset.source, 400)}")  # an upload's file name is in it
 if dataset.fixed_validation:
     st.info(f"This dataset has its own validation set ({len(dataset.validation_index):,} pictures of its val/ "
             "folder): training validates on exactly those, whatever the validation share says.",

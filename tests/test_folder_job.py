@@ -28,6 +28,17 @@ def test_import_reports_progress_and_result(tmp_path):
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
 
 
+def test_an_upload_is_shown_and_named_by_its_own_file_name(tmp_path):
+    from tests.zip_helpers import class_files
+    kept = make_zip(tmp_path / ("ab" * 32 + ".zip"), class_files("pics/"))
+    job = FolderJob("f4", kept, data_dir=tmp_path, display_name="My Bees.zip")
+    assert job.snapshot().source == "My Bees.zip"
+    job.start().join(60)
+    state = job.snapshot()
+    assert state.status == "done", state.message
+    assert state.result.source == "My Bees.zip" and state.result.name.startswith("my-bees-32-colour-")
+
+
 def test_a_bad_zip_fails_with_its_message(tmp_path):
     bad = make_zip(tmp_path / "one.zip", {"notes.txt": "no pictures here"})
     job = FolderJob("f2", bad, data_dir=tmp_path)

@@ -161,6 +161,17 @@ def test_one_class_folder_with_a_stray_file_stays_one_class(tmp_path, data_dir):
         import_folder(make_zip(tmp_path / "cats.zip", files), 32, data_dir=data_dir)
 
 
+def test_an_upload_kept_by_its_digest_is_named_by_its_own_file_name(tmp_path, data_dir):
+    kept = make_zip(tmp_path / ("0123abcd" * 8 + ".zip"), class_files("pics/"))  # as ui.folder_upload keeps it
+    result = import_folder(kept, 32, data_dir=data_dir, display_name="C:\\fakepath\\Bees & Ants\t(2).zip")
+    assert result.name.startswith("bees-ants-2-32-colour-") and result.source == "Bees & Ants (2).zip"
+    assert result.source_note.startswith("your images from Bees & Ants (2).zip: class folders; ")
+    plain = import_folder(make_zip(tmp_path / "bees.zip", class_files("pics/")), 32, data_dir=data_dir)
+    assert plain.source == "bees.zip" and plain.source_note.startswith("your images from bees.zip: ")
+    assert image_folder.clean_file_name("a" * 150 + ".zip") == "a" * 99 + "…"
+    assert image_folder.clean_file_name("  ") == "" and image_folder.clean_file_name("x/\n") == ""
+
+
 def test_a_broken_picture_is_skipped_and_named(tmp_path, data_dir):
     files = {**class_files(""), "ants/broken.jpg": b"\xff\xd8\xff\xe0 not really", "bees/fake.png": b"hello"}
     result = import_folder(write(tmp_path / "pics", files), 32, data_dir=data_dir)

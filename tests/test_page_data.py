@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -248,6 +249,29 @@ def test_load_imports_a_kept_zip_selects_it_and_shows_counts(fresh_data_dir):
     assert "ants vs bees (your images, 32x32 colour)" in at.radio(key="data_choice").options
     assert "ants vs bees" in texts(at.success) and "class folders" in texts(at.success)
     assert not at.error
+
+
+def test_the_source_line_names_the_uploaded_file_also_after_a_restart(fresh_data_dir):
+    from lrcore import datasets, image_folder
+    from ui.text import md_escape
+    content, file_name = own_zip(fresh_data_dir / "in.zip"), "[my bees](javascript:x) _v2_.zip"
+    at = open_page(PAGE)
+    at.file_uploader(key="own_zip").set_value((file_name, content, "application/zip"))
+    at.button(key="own_load").click().run()
+    at = finish_import(at)
+    name, digest = at.session_state["dataset"], hashlib.sha256(content).hexdigest()
+    assert sorted(path.name for path in (fresh_data_dir / "uploads").iterdir()) == [f"{digest}.zip"]  # kept once
+    assert name.startswith("my-bees-javascript-x-v2-32-colour-")
+    source = "Source: " + md_escape(f"your images from {file_name}: class folders; test set: a fixed 20% of each "
+                                    "class (no test/ folder)", 400)
+    assert source in texts(at.caption)
+    assert f"from {md_escape(file_name)}: class folders" in texts(at.success)
+    assert digest[:12] not in texts(at.caption) + texts(at.success)
+    # A restart: the registry is rebuilt from the cache's metadata alone.
+    del datasets.REGISTRY[name]
+    common.get_dataset.clear()
+    assert name in image_folder.register_cached_folders(fresh_data_dir)
+    assert source in texts(open_page(PAGE, query={"dataset": name}).caption)
 
 
 def test_a_bad_zip_shows_its_message_and_keeps_the_choices(fresh_data_dir):

@@ -1,7 +1,9 @@
 """The Data page's "Your own images": upload a zip of class folders, import it in a thread, show what came in.
 
 The zip is kept as `<data dir>/uploads/<sha256>.zip`, so decoding it again at another side or in greyscale
-needs no second upload. The import is a `lrcore.folder_job.FolderJob` polled by a fragment, like downloads.
+needs no second upload; its own file name travels with the import (the dataset's name and source line use it,
+and the cache's metadata keeps it for after a restart). The import is a `lrcore.folder_job.FolderJob` polled
+by a fragment, like downloads.
 """
 from __future__ import annotations
 
@@ -36,13 +38,16 @@ def save_upload(content: bytes, data_dir: Path | None = None) -> Path:
     return path
 
 
-def start_import(path: Path, side: int, colour: bool, title: str) -> str:
-    """Start (or join) the import of `path` at this side and colour; returns the job id."""
-    job_id = f"folder-{path.stem[:16]}-{side}-{'rgb' if colour else 'grey'}"
+def start_import(path: Path, side: int, colour: bool, title: str, file_name: str = "") -> str:
+    """Start (or join) the import of `path` (an upload named `file_name` by its owner) at this side and
+    colour; returns the job id."""
+    # The name is part of the job: the same zip under another name becomes a dataset of that name.
+    named = hashlib.sha256(file_name.encode()).hexdigest()[:8]
+    job_id = f"folder-{path.stem[:16]}-{named}-{side}-{'rgb' if colour else 'grey'}"
     jobs = common.get_jobs()
     job = jobs.get(job_id)
     if job is None or not job.snapshot().active:
-        jobs.add(FolderJob(job_id, path, side, colour, title.strip() or None)).start()
+        jobs.add(FolderJob(job_id, path, side, colour, title.strip() or None, display_name=file_name or None)).start()
     return job_id
 
 
@@ -53,12 +58,14 @@ def load_clicked() -> None:
     try:
         if upload is not None:
             st.session_state.own_zip_path = str(save_upload(upload.getvalue()))
+            st.session_state.own_zip_name = upload.name
         path = st.session_state.get("own_zip_path")
         if not path or not Path(path).exists():
             st.session_state.own_error = "Choose a .zip of your pictures first."
             return
         st.session_state.own_job = start_import(Path(path), st.session_state.own_side,
-                                                st.session_state.own_colour == "colour", st.session_state.own_title)
+                                                st.session_state.own_colour == "colour", st.session_state.own_title,
+                                                st.session_state.get("own_zip_name", ""))
     except (image_folder.FolderError, OSError) as error:
         st.session_state.own_error = f"Cannot use this zip: {error}"
 
@@ -97,7 +104,8 @@ def progress(job_id: str, polling: bool) -> None:
         if state.status == "failed":
             st.error(md_escape(state.message, 800), icon=":material/error:")
         elif state.active:
-            text = f"Decoding pictures: {state.decoded:,} of {state.total:,}" if state.total else "Reading the zip…"
+            text = (f"Decoding pictures: {state.decoded:,} of {state.total:,}" if state.total
+                    else f"Reading {md_escape(st.session_state.get('own_zip_name') or 'the zip')}…")
             st.progress(state.fraction, text=text)
         elif state.result is not None:
             summary(state.result)
@@ -107,10 +115,17 @@ def progress(job_id: str, polling: bool) -> None:
 
 def summary(result: image_folder.FolderImport) -> None:
     """What an import brought in: layout, images per split and class, the files it skipped."""
-    st.success(f"**{md_escape(result.title)}**: {md_escape(result.layout)}"
+    source = f" from {md_escape(result.source)}" if result.source else ""
+    st.success(f"**{md_escape(result.title)}**{source}: {md_escape(result.layout)}"
                + (" (decoded before: read from the cache)" if result.from_cache else ""))
     table = pd.DataFrame(result.counts).reindex(list(result.class_names)).fillna(0).astype(int)
     st.dataframe(table)
+    if result.misplaced:  # skipped rather than refused: the rest of the zip is still worth training on
+        count = len(result.misplaced)
+        st.warning(f"{count} picture{'s' if count != 1 else ''} outside the class folders "
+                   f"{'were' if count != 1 else 'was'} left out (e.g. {md_escape(result.misplaced[0], 80)}); "
+                   "to use them, move them into their class's folder and load the zip again.",
+                   icon=":material/folder_off:")
     if result.skipped:
         with st.expander(f"{len(result.skipped)} file{'s' if len(result.skipped) != 1 else ''} skipped"):
             st.dataframe(pd.DataFrame(result.skipped, columns=["file", "why"]), hide_index=True)
