@@ -170,7 +170,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("normalization", str, "raw", "", choices=tuple(NORMALIZATION_LABELS), labels=NORMALIZATION_LABELS,
             words={"standardize": "standardised", "raw": "raw"}, label="Normalisation",
             cli_help="raw 0..1 pixels or per-pixel mean/std", param="normalization", flags=("--normalization",),
-            short="norm", long="normalisation"),
+            short="norm", long="normalisation", by_dataset=True),
     Setting("per_class_limit", int, None, "empty (use all images) or a whole number >= 1", low=1,
             ui_high=1_000_000, optional=True, step=50, label="Images per class",
             help="Train on a subset, e.g. 500 per class as in tutorial 003.",
