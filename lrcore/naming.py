@@ -16,7 +16,7 @@ from dataclasses import fields
 from typing import Any, Sequence
 
 from . import config as config_module
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .settings import BY_NAME, SETTINGS
 
 # Settings named in legends and run names, in the settings table's order (lrcore/settings.py).
@@ -71,7 +71,7 @@ def legend_labels(runs: Sequence[Any]) -> list[str]:
 def defaults_for(dataset: str) -> TrainConfig:
     """The default settings for `dataset`: `config.defaults_for` where it exists, else TrainConfig's."""
     lookup = getattr(config_module, "defaults_for", None)
-    plain = TrainConfig(dataset=dataset)
+    plain = _plain_config(dataset)
     if lookup is None:
         return plain
     try:
@@ -81,6 +81,18 @@ def defaults_for(dataset: str) -> TrainConfig:
         return plain.replace(**dict(defaults))  # a mapping of the settings that differ
     except Exception:  # a name is a label: never let it stop a run from starting
         return plain
+
+
+def _plain_config(dataset: str) -> TrainConfig:
+    """TrainConfig's own defaults on `dataset`, also where it is not registered in this process (a
+    checkpoint of another machine's image folder keeps its dataset's name as written)."""
+    try:
+        return TrainConfig(dataset=dataset)
+    except ConfigError:
+        try:
+            return TrainConfig.of_unregistered_dataset({"dataset": dataset})
+        except ConfigError:  # not even a name: the run name never shows the dataset anyway
+            return TrainConfig()
 
 
 def default_run_name(config: TrainConfig) -> str:

@@ -69,3 +69,18 @@ def test_deskew_is_off_unless_asked_for_so_old_settings_load_as_trained():
     del old["deskew"]  # a run or checkpoint saved before the setting existed
     assert TrainConfig.from_dict(old).deskew is False
     assert TrainConfig(deskew=True).replace(learning_rate=0.1).deskew is True
+
+
+def test_replace_keeps_a_dataset_that_is_not_registered_here():
+    """A checkpoint of another machine's image folder: its config changes like any other."""
+    config = TrainConfig.of_unregistered_dataset({"dataset": "bees-32-colour-1a2b3c4d", "learning_rate": 0.005})
+    changed = config.replace(epochs=3, normalization="standardize")
+    assert (changed.dataset, changed.epochs, changed.learning_rate) == ("bees-32-colour-1a2b3c4d", 3, 0.005)
+    assert config.replace().dataset == "bees-32-colour-1a2b3c4d"
+    assert config.replace(dataset="mnist-sample").dataset == "mnist-sample"
+    with pytest.raises(ConfigError, match="epochs"):
+        config.replace(epochs=0)  # every other field is still checked
+    with pytest.raises(ConfigError, match="dataset"):
+        config.replace(dataset="ants-32-colour-1a2b3c4d")  # naming another unknown one is still refused
+    with pytest.raises(ConfigError, match="dataset"):
+        TrainConfig().replace(dataset="bees-32-colour-1a2b3c4d")

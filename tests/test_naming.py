@@ -76,3 +76,23 @@ def test_legends_use_the_same_short_names_as_run_names():
     assert default_run_name(runs[1].config).endswith(legend_labels(runs)[1])
     twins = [SimpleNamespace(name="first", config=TrainConfig()), SimpleNamespace(name="second", config=TrainConfig())]
     assert legend_labels(twins) == ["first", "second"]
+
+
+def test_a_run_of_a_dataset_not_registered_here_is_named_as_where_it_was_trained():
+    """A folder model's checkpoint opened on a server that never imported the folder: the name
+    compares with the defaults its dataset's name implies (32x32 colour: lr 0.005, standardised)."""
+    from lrcore import datasets
+
+    name = "bees-32-colour-1a2b3c4d"
+    trained = dict(learning_rate=0.005, normalization="standardize", epochs=20, weight_decay=0.01)
+    datasets.register(datasets.DatasetInfo(name, "bees vs ants", ("ants", "bees"), (3, 32, 32), False, None))
+    try:
+        where_trained = default_run_name(TrainConfig(dataset=name, **trained))
+    finally:
+        del datasets.REGISTRY[name]
+    here = TrainConfig.of_unregistered_dataset({"dataset": name, **trained})
+    assert default_run_name(here) == where_trained == "SGD lr=0.005 wd=0.01"
+    assert naming.defaults_for(name).dataset == name
+    # any other name as written (no size in it): TrainConfig's own defaults are the baseline
+    other = TrainConfig.of_unregistered_dataset({"dataset": "Ana's photos", "learning_rate": 0.1, "epochs": 5})
+    assert default_run_name(other) == "SGD lr=0.1 epochs=5"
