@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from streamlit_drawable_canvas import st_canvas
 
-from lrcore.config import TrainConfig
+from lrcore.config import ConfigError, TrainConfig
 from lrcore import datasets
-from lrcore.data import DatasetUnavailable
+from lrcore.data import DatasetUnavailable, make_splits
 from lrcore.evaluate import contributions, predict
 from lrcore.predict_drawing import DrawingPrediction, predict_canvas, predict_drawing
 from lrcore.preprocess import MAX_BYTES, ImageError, load_image_bytes
@@ -137,6 +137,18 @@ def load_uploaded_checkpoint(key: str) -> None:
         st.rerun()
 
 
+def quick_config(dataset_name: str) -> TrainConfig:
+    """The Train page's defaults for the dataset; full batch where the training split is smaller than
+    the default batch (a small image folder), which would refuse to train."""
+    quick = TrainConfig.for_dataset(dataset_name)
+    try:
+        splits = make_splits(common.get_dataset(dataset_name), quick.validation_fraction, quick.seed,
+                             quick.per_class_limit)
+    except (ConfigError, DatasetUnavailable):  # the button's dataset_or_stop says what is wrong
+        return quick
+    return quick if quick.full_batch or quick.batch_size <= len(splits.train) else quick.replace(full_batch=True)
+
+
 @st.fragment(run_every=0.5)
 def quick_training_progress(run_id: str) -> None:
     """Progress of the quick model; reruns the whole page once it is trained."""
@@ -245,9 +257,10 @@ if model is None:
     train_side, load_side = st.columns(2, gap="large")
     with train_side:
         st.subheader("Train a quick model", anchor=False)
-        quick = TrainConfig.for_dataset(dataset_name)  # the Train page's defaults for this dataset
-        st.write(f"Default settings (learning rate {quick.learning_rate:g}, batch size {quick.batch_size}, "
-                 f"{quick.epochs} epochs{', deskewed' if quick.deskew else ''}) on {datasets.get(dataset_name).title}.")
+        quick = quick_config(dataset_name)
+        batch = "full batch" if quick.full_batch else f"batch size {quick.batch_size}"
+        st.write(f"Default settings (learning rate {quick.learning_rate:g}, {batch}, {quick.epochs} epochs"
+                 f"{', deskewed' if quick.deskew else ''}) on {datasets.get(dataset_name).title}.")
         if st.button("Train a quick model", type="primary", icon=":material/bolt:"):
             common.dataset_or_stop(dataset_name)
             worker = common.start_run(quick, name="quick model (Draw page)")

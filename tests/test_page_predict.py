@@ -184,3 +184,54 @@ def test_an_uploaded_checkpoint_of_a_folder_this_server_never_imported_predicts_
         assert at.metric[0].value == f":red[{expected}]", texts(at.metric)
     assert [c.key for c in at.get("plotly_chart") if c.key.startswith("predict_map_")] == ["predict_map_0"]
     assert any("Evidence for “top”" in m.value for m in at.markdown)
+
+
+def test_a_camera_photo_takes_the_upload_path(tiny_rgb, monkeypatch):
+    """st.camera_input cannot be driven in AppTest: stand in for it with a photo file, as the browser sends one."""
+    import streamlit as st
+
+    class CameraPhoto(io.BytesIO):
+        name, file_id = "camera.jpg", "camera-1"
+
+    taken = []
+    monkeypatch.setattr(st, "camera_input", lambda label, key=None, **_: taken.append(key) or CameraPhoto(
+        png((30, 220, 40), (64, 48))))
+    at = predict_page(checkpoint_of("tiny-rgb", COLOURS, brightest_channel_model(), torch.zeros(3)), "tiny-rgb")
+    at.radio(key="predict_source").set_value(":material/photo_camera: Take a photo").run()
+    assert not at.exception, at.exception
+    assert taken and taken[-1] == "predict_camera"
+    assert at.metric[0].value == ":red[green]"
+    assert {"predict_probabilities", "predict_map_1"} <= {chart.key for chart in at.get("plotly_chart")}
+
+
+def test_the_quick_model_of_a_tiny_folder_trains_on_full_batches(tmp_path):
+    """24 pictures: the default batch of 128 is more than the training split, so the quick model uses it all."""
+    import numpy as np
+
+    from lrcore.image_folder import import_folder
+    from ui import common
+
+    rng = np.random.default_rng(1)
+    for label, name in enumerate(("bottom", "top")):
+        (tmp_path / "halves" / name).mkdir(parents=True)
+        for i in range(12):
+            (tmp_path / "halves" / name / f"{i}.png").write_bytes(halves_picture(label, rng))
+    saved = dict(datasets.REGISTRY)
+    try:
+        name = import_folder(tmp_path / "halves", 32, data_dir=tmp_path / "data").name
+        at = open_page(PAGE, session={"dataset": name})
+        assert at.title[0].value == "Predict"
+        assert "full batch" in texts(at.markdown), texts(at.markdown)
+        next(b for b in at.button if b.label == "Train a quick model").click().run()
+        assert not at.exception, at.exception
+        worker = common.get_jobs().live_run(at.session_state["draw_quick_run"])
+        worker.join(60)
+        record = worker.snapshot()
+        assert record.status == "done", record.message
+        assert record.config.full_batch and record.batches_per_epoch == 1
+        at.run()
+        assert not at.exception, at.exception
+        assert at.radio(key="predict_source").value.endswith("Upload a photo")
+    finally:
+        datasets.REGISTRY.clear()
+        datasets.REGISTRY.update(saved)
