@@ -377,3 +377,6 @@ def test_a_batch_size_over_a_tiny_folder_offers_full_batch_in_one_click(tiny_fol
     captions = " | ".join(c.value for c in at.caption)
     assert "32 training and 10 validation images · 1 batch per epoch · device" in captions
     assert at.get("progress")[0].proto.text.startswith("Done: 2 of 2 epochs")
+    # One step per epoch: each step's loss is the whole split's, drawn solid; no lagging moving average
+    steps = figures(at)["Loss per step (full batch)"]
+    assert steps["data"][0]["opacity"] == 1.0 and steps["data"][1]["visible"] is False

@@ -161,21 +161,26 @@ def _batch_loss_range(x: np.ndarray, total_steps: int | None) -> list[int]:
 
 
 def batch_loss_figure(steps: Sequence[int], losses: Sequence[float], lr_changes: Sequence[dict] = (),
-                      total_steps: int | None = None, smoothed: Sequence[float | None] | None = None) -> SentFigure:
+                      total_steps: int | None = None, smoothed: Sequence[float | None] | None = None,
+                      full_batch: bool = False) -> SentFigure:
     """Every minibatch's loss (faint) with its exponential moving average (alpha 0.1) on top.
 
     `total_steps` (the run's planned length) fixes the x axis; None lets it grow with the data.
     `smoothed` is the average when the caller keeps it (a `RunningEma`'s values).
+    `full_batch` (one batch per epoch): each step's loss is the whole training split's, with no noise
+    to smooth, so it is drawn solid and the average (which only lagged behind it) is hidden.
     """
     x, raw, smoothed = _batch_loss_traces(steps, losses, smoothed)
-    data = [dict(type="scatter", x=x, y=raw, name="batch loss", mode="lines",
-                 line=dict(color=TRAIN_COLOR, width=1), opacity=0.35),
-            dict(type="scatter", x=x, y=smoothed,
+    data = [dict(type="scatter", x=x, y=raw, name="loss of the step" if full_batch else "batch loss",
+                 mode="lines+markers" if full_batch else "lines", opacity=1.0 if full_batch else 0.35,
+                 line=dict(color=TRAIN_COLOR, width=2 if full_batch else 1), showlegend=not full_batch),
+            dict(type="scatter", x=x, y=smoothed, visible=not full_batch,
                  name=f"moving average (α = {SMOOTHING:g})", mode="lines", line=dict(color=SMOOTH_COLOR, width=3))]
-    xaxis = dict(title=dict(text="step (minibatch)"), range=_batch_loss_range(x, total_steps))
+    step = "step (the whole training split: one per epoch)" if full_batch else "step (minibatch)"
+    xaxis = dict(title=dict(text=step), range=_batch_loss_range(x, total_steps))
     yaxis = dict(title=dict(text="cross-entropy loss"), rangemode="tozero", hoverformat=".4f")
-    layout = _layout("Loss per minibatch", 360, xaxis=xaxis, yaxis=yaxis,
-                     **_lr_change_marks(lr_changes, lambda change: change["step"]))
+    layout = _layout("Loss per step (full batch)" if full_batch else "Loss per minibatch", 360, xaxis=xaxis,
+                     yaxis=yaxis, **_lr_change_marks(lr_changes, lambda change: change["step"]))
     return SentFigure(dict(data=data, layout=layout))
 
 
@@ -356,7 +361,7 @@ class LiveCharts:
         if self._batch_figure is None or run_key != self._batch_key or len(losses) < len(self._smoother.values):
             self._smoother = RunningEma()
             self._batch_figure = batch_loss_figure(record.batch_steps, losses, record.lr_changes, total_steps,
-                                                   self._smoother.extend(losses))
+                                                   self._smoother.extend(losses), full_batch=bpe == 1)
         elif seen != self._batch_seen:
             smoothed = self._smoother.extend(losses[len(self._smoother.values):])
             refill_batch_loss_figure(self._batch_figure, record.batch_steps, losses,

@@ -62,13 +62,16 @@ def shots(page, name: str) -> None:
 
 def test_train_on_the_example_then_predict_an_uploaded_photo(example_server, page):
     url, name, folder = example_server
-    page.goto(f"{url}/train?dataset={name}&epochs=5&lr=0.005")  # raw colour pixels: lr 0.5 diverges
+    # Raw colour pixels: lr 0.5 diverges. Full batch, as tutorial 002: one step per epoch.
+    page.goto(f"{url}/train?dataset={name}&epochs=20&lr=0.005&full_batch=on")
     page.get_by_role("heading", name="Train").wait_for(timeout=90_000)
     wait_for_app(page)
+    assert page.get_by_text(re.compile(r"· 1 batch per epoch\. Change the dataset")).is_visible()
     assert "threes vs sevens" in page.get_by_test_id("stSidebar").inner_text()  # the example is the dataset
     page.get_by_role("button", name=re.compile("^Start")).click()
     page.get_by_text(re.compile("Done: test accuracy")).wait_for(timeout=120_000)
     wait_for_app(page)
+    assert page.get_by_text(re.compile(r"validation images · 1 batch per epoch · device")).is_visible()
     page.get_by_text("From scratch: the equations").click()
     page.locator('[data-testid="stMain"] .katex').first.wait_for()
     page.get_by_text("One step at the weights after epoch").wait_for()
@@ -76,6 +79,8 @@ def test_train_on_the_example_then_predict_an_uploaded_photo(example_server, pag
     shots(page, "train-from-scratch")
 
     nav(page, "Weights", page.get_by_text(re.compile("Mid-grey: the pixel is ignored")))
+    assert page.get_by_text("A binary model has one 32×32 weight image").is_visible()
+    assert not page.get_by_text("Scale each class separately").count()  # one map: nothing to scale apart
     shots(page, "weights-colour")
     page.get_by_text("R, G, B channels side by side").click()
     page.get_by_text(re.compile("R, G and B weights side by side, left to right")).wait_for()
