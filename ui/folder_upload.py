@@ -77,11 +77,13 @@ def section() -> None:
         st.file_uploader("A .zip of your picture folders", type=["zip"], key="own_zip",
                          help=f"At most {image_folder.MAX_ZIP_BYTES // 2**20} MB and "
                               f"{image_folder.MAX_IMAGES:,} pictures.")
-        row = st.columns([1, 1, 2], vertical_alignment="bottom")
+        # Room for "colour  greyscale" on one line beside the others at 1024 px (at [1, 1, 2] it wrapped)
+        row = st.columns([1, 1.4, 1.6], vertical_alignment="bottom")
         row[0].selectbox("Image side (px)", IMAGE_SIDES, index=IMAGE_SIDES.index(DEFAULT_SIDE), key="own_side",
                          help="Every picture is resized and centre-cropped to a square of this side.")
         row[1].radio("Pictures", ["colour", "greyscale"], key="own_colour", horizontal=True)
-        row[2].text_input("Title", key="own_title", max_chars=60, placeholder="default: the class names, e.g. bees vs ants")
+        row[2].text_input("Title", key="own_title", max_chars=60, placeholder="e.g. bees vs ants",  # cut at 1024 px
+                          help="What the dataset is called everywhere; left empty, its class names.")
         st.button("Load", key="own_load", on_click=load_clicked, type="primary", icon=":material/upload:")
         if st.session_state.get("own_error"):
             st.error(md_escape(st.session_state.own_error, 500))
@@ -119,13 +121,14 @@ def summary(result: image_folder.FolderImport) -> None:
     st.success(f"**{md_escape(result.title)}**{source}: {md_escape(result.layout)}"
                + (" (decoded before: read from the cache)" if result.from_cache else ""))
     table = pd.DataFrame(result.counts).reindex(list(result.class_names)).fillna(0).astype(int)
-    st.dataframe(table)
+    table.index.name = "class"
+    st.dataframe(table, width="content")  # two or three narrow number columns: stretched, they read as empty
     if result.misplaced:  # skipped rather than refused: the rest of the zip is still worth training on
-        count = len(result.misplaced)
-        st.warning(f"{count} picture{'s' if count != 1 else ''} outside the class folders "
-                   f"{'were' if count != 1 else 'was'} left out (e.g. {md_escape(result.misplaced[0], 80)}); "
-                   "to use them, move them into their class's folder and load the zip again.",
-                   icon=":material/folder_off:")
+        count, first = len(result.misplaced), md_escape(result.misplaced[0], 80)
+        which = (f"1 picture outside the class folders was left out ({first}); to use it, move it"
+                 if count == 1 else f"{count} pictures outside the class folders were left out (e.g. {first}); "
+                                    "to use them, move each")
+        st.warning(f"{which} into its class's folder and load the zip again.", icon=":material/folder_off:")
     if result.skipped:
         with st.expander(f"{len(result.skipped)} file{'s' if len(result.skipped) != 1 else ''} skipped"):
             st.dataframe(pd.DataFrame(result.skipped, columns=["file", "why"]), hide_index=True)
