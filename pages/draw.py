@@ -282,10 +282,10 @@ else:  # a checkpoint of an image folder imported elsewhere: its own record says
                   f"classes{takes})")
 st.caption(f"Model: {md_escape(model.label)} · trained on {trained_on}")
 selected = common.selected_dataset_name()
-if selected != model.dataset:
+if selected != model.dataset and info is not None:  # a dataset not on this server can't be chosen: nothing to say
     chosen = datasets.REGISTRY.get(selected)
     st.info(f"The dataset chosen on the Data page is {md_escape(chosen.short_title if chosen else selected)}, but "
-            f"the model in use was trained on {md_escape(info.short_title) if info else 'a dataset not on this server'}: this page "
+            f"the model in use was trained on {md_escape(info.short_title)}: this page "
             "uses the model, so its inputs are made like that dataset's images. Train a model on the chosen "
             "dataset (or load one) to predict with it.", icon=":material/info:")
 if info is None or not info.digits:

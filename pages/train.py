@@ -116,8 +116,7 @@ def settings_problems(settings: dict, dataset_name: str) -> tuple[dict[str, str]
         pass
     if "batch_size" not in problems and not settings.get("full_batch") and settings["batch_size"] > sizes[0]:
         problems["batch_size"] = (f"must be at most the training set size ({sizes[0]:,} images with these "
-                                  "settings): use a smaller batch size, or Full batch to train on all of them in "
-                                  "every step")
+                                  "settings): lower it, or use Full batch")
     return problems, sizes
 
 
@@ -299,10 +298,10 @@ with st.container(border=True):
             st.caption(f"Batch size = the training split ({sizes[0]:,} images): one step per epoch.")
         problem_note("batch_size", "full_batch")
         if sizes and not full_batch and "batch_size" in problems and settings["batch_size"] > sizes[0]:
-            st.button(f"Use Full batch: all {sizes[0]:,} images in every step", key="train_use_full_batch",
-                      icon=":material/select_all:", on_click=use_full_batch,
-                      help="Turns on Full batch (one step per epoch, as tutorial 002); the batch size is then "
-                           "not used. Or type a batch size up to the training set size.")
+            st.button("Use Full batch", key="train_use_full_batch", icon=":material/select_all:",
+                      on_click=use_full_batch, width="stretch",
+                      help=f"Every step on all {sizes[0]:,} training images: one step per epoch, as tutorial 002 "
+                           "(the batch size is then not used). Or type a batch size up to the training set size.")
         setting_widget(st.number_input, "epochs", "train_epochs", default_note("epochs"))
         problem_note("epochs")
     with data_col:

@@ -169,7 +169,7 @@ def compare_picker(current_id: str | None) -> ComparedRun | None:
     labels = {run.run_id: run_option_label(run) for run in runs}
     if st.session_state.get(COMPARE_KEY) not in labels:
         st.session_state[COMPARE_KEY] = None  # deleted, or now the current run: start without a comparison
-    run_id = st.selectbox("Compare with another run", [None, *labels], key=COMPARE_KEY,
+    run_id = st.selectbox("Compare with another run", [None, *labels], key=COMPARE_KEY, placeholder="— none —",
                           format_func=lambda value: "— none —" if value is None else labels[value],
                           help="Shows that run's final weights beside these, on one colour scale, with each "
                                "class's weight norm.")

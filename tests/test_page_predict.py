@@ -177,6 +177,7 @@ def test_an_uploaded_checkpoint_of_a_folder_this_server_never_imported_predicts_
     assert at.radio(key="predict_source").options == [":material/upload: Upload a photo",
                                                       ":material/photo_camera: Take a photo"]
     assert "not on this server" in texts(at.caption)
+    assert "The dataset chosen on the Data page" not in texts(at.info)  # it can't be chosen here: no advice to
     for label, expected in ((1, "top"), (0, "bottom")):
         picture = halves_picture(label, __import__("numpy").random.default_rng(label + 5))
         at.file_uploader(key="predict_upload").set_value((f"{expected}.png", picture, "image/png")).run()
