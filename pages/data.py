@@ -21,7 +21,8 @@ def title(name: str) -> str:
 
 
 def dataset_label(name: str) -> str:
-    return title(name) + ("" if data.available_datasets().get(name) else " — not on this machine")
+    # titles of your own datasets come from folder names and the Title field: shown literally
+    return md_escape(title(name), 200) + ("" if data.available_datasets().get(name) else " — not on this machine")
 
 
 def use_choice() -> None:

@@ -142,7 +142,8 @@ def test_the_data_page_shows_a_registered_colour_dataset(colours):
 
     at = open_page("pages/data.py", query={"dataset": "tiny-colours"})
     assert at.session_state["dataset"] == "tiny-colours"
-    assert colours.title in at.radio(key="data_choice").options  # a dataset named in the link is offered
+    from ui.text import md_escape
+    assert md_escape(colours.title) in at.radio(key="data_choice").options  # a dataset named in the link is offered
     assert "Tiny colours" in texts(at.sidebar.markdown)
     assert not at.toggle  # deskewing is for 28x28 one-channel images only
     assert [m.value for m in at.metric] == ["600", "150", "3"]

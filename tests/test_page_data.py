@@ -18,6 +18,7 @@ from lrcore import TrainConfig
 from lrcore.data import FILES, load_dataset, pixel_statistics
 from lrcore.download import DownloadJob
 from ui import common
+from ui.text import md_escape
 
 APP = "../dashboard.py"  # relative to this file
 PAGE = "pages/data.py"
@@ -246,7 +247,7 @@ def test_load_imports_a_kept_zip_selects_it_and_shows_counts(fresh_data_dir):
     name = at.session_state["dataset"]
     assert name in at.session_state["own_datasets"]
     assert at.radio(key="data_choice").value == name
-    assert "ants vs bees (your images, 32x32 colour)" in at.radio(key="data_choice").options
+    assert md_escape("ants vs bees (your images, 32x32 colour)") in at.radio(key="data_choice").options
     assert "ants vs bees" in texts(at.success) and "class folders" in texts(at.success)
     assert not at.error
 
@@ -298,5 +299,19 @@ def test_the_example_folder_is_offered_and_says_its_validation_set_is_fixed(fres
     example = common.folder_datasets()
     at = open_page(PAGE, query={"dataset": example})
     assert at.radio(key="data_choice").value == example
-    assert "threes vs sevens (example folder, 32x32 colour)" in at.radio(key="data_choice").options
+    assert md_escape("threes vs sevens (example folder, 32x32 colour)") in at.radio(key="data_choice").options
     assert "its own validation set" in texts(at.info)
+
+
+def test_a_title_with_markdown_is_shown_literally_in_the_dataset_choice_and_sidebar(fresh_data_dir):
+    from ui import folder_upload
+    path = folder_upload.save_upload(own_zip(fresh_data_dir / "in.zip"), fresh_data_dir)
+    title = "**loud** [click](javascript:x)"
+    at = open_page(PAGE, session={"own_zip_path": str(path)})
+    at.text_input(key="own_title").set_value(title)
+    at.button(key="own_load").click().run()
+    at = finish_import(at)
+    assert any(option.startswith(md_escape(title)) for option in at.radio(key="data_choice").options)
+    assert not any(option.startswith(title) for option in at.radio(key="data_choice").options)
+    sidebar = texts(at.sidebar.markdown)
+    assert md_escape(title) in sidebar and "**loud**" not in sidebar.replace(md_escape(title), "")

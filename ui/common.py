@@ -253,7 +253,7 @@ def sidebar() -> None:
         # Moving between pages clears the URL's parameters: put the run back, so a refresh finds it.
         st.query_params["run"] = worker.run_id
     with st.sidebar:
-        st.markdown(f"**Dataset:** {datasets.get(selected_dataset_name()).title}")
+        st.markdown(f"**Dataset:** {md_escape(datasets.get(selected_dataset_name()).title, 200)}")
         st.markdown(f"**Device:** {device_label()}")
         # While a run or this session's sweep is active the lines refresh each second; idle, they cost nothing.
         sweep = get_jobs().get(st.session_state.get("sweep_id"))
