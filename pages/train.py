@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from lrcore.config import DATASET_DEFAULTS, ConfigError, TrainConfig, config_problems, defaults_for
+from lrcore.config import ConfigError, TrainConfig, config_problems, defaults_for, special_defaults
 from lrcore.settings import BY_NAME, LEARNING_RATE_RANGE, SETTINGS, from_params, to_params
 from lrcore import datasets
 from lrcore.data import DATASET_TITLES, make_splits
@@ -241,10 +241,11 @@ def problem_note(*fields: str) -> None:
 
 def default_note(field: str) -> str:
     """' Default for Fashion-MNIST: 0.1.' where the dataset's default differs from the general one."""
-    special = DATASET_DEFAULTS.get(dataset_name, {})
+    special = special_defaults(dataset_name)
     if field not in special:
         return ""
-    return f" Default for {datasets.get(dataset_name).short_title}: {BY_NAME[field].text(special[field])}."
+    # an own dataset's title is the user's text (folder names, the Title field)
+    return f" Default for {md_escape(datasets.get(dataset_name).short_title)}: {BY_NAME[field].text(special[field])}."
 
 
 # The actions come first, so Start is on screen without scrolling on a 1024x768 projector.
@@ -322,7 +323,7 @@ with st.container(border=True):
         setting_widget(st.number_input, "weight_decay", "train_weight_decay")
         problem_note("weight_decay")
     with options_col:
-        setting_widget(st.radio, "normalization", "train_normalization")
+        setting_widget(st.radio, "normalization", "train_normalization", default_note("normalization"))
         setting_widget(st.toggle, "deskew", "train_deskew", default_note("deskew"))
         problem_note("normalization", "deskew")
         setting_widget(st.selectbox, "batch_order", "train_batch_order")

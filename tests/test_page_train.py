@@ -327,6 +327,19 @@ def test_a_folder_with_val_says_its_validation_set_instead_of_the_slider(fresh_d
     assert [box for box in at.selectbox if box.key == "train_model"][0].value == "auto"
 
 
+
+def test_a_folder_dataset_starts_from_its_picture_defaults_and_says_so(fresh_data_dir):
+    from lrcore import datasets
+    from lrcore.image_folder import example_dataset
+
+    name = example_dataset(fresh_data_dir)
+    at = open_page(PAGE, session={"dataset": name})
+    assert at.number_input(key="train_learning_rate").value == pytest.approx(0.005)  # 16 / (3 x 32 x 32) pixels
+    assert at.radio(key="train_normalization").value == "standardize"
+    title = md_escape(datasets.get(name).short_title)
+    assert f"Default for {title}: 0.005" in at.select_slider(key="train_lr_grid").help
+    assert f"Default for {title}: standardised" in at.radio(key="train_normalization").help
+
 # ---------------------------------------------------------------- a tiny image folder: full batch in one click
 
 @pytest.fixture
