@@ -9,10 +9,16 @@ jobs of the whole server process, so a job outlives the browser tab that started
 A training job trains K runs: a single run is K = 1, a sweep is its K runs plus a group id. Runs
 that can share minibatches (same batch size and data settings) train together in one pass of
 `lrcore.training.train_group`; such groups run one after another.
+
+Where the registry has a `lrcore.workers.WorkerPool` (the dashboard's, unless LRCORE_WORKERS=0),
+training and range tests run in its worker processes: the job's thread then waits for a free
+worker (its runs "queued") and reads the worker's events back; what pages and listeners see is
+the same either way.
 """
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +30,7 @@ from .naming import default_run_name, new_id
 from .record import RunRecord, crash, fold
 from .status import Status
 from .training import GROUP_SHARED, TrainingControl, train_group
+from .workers import PoolUnavailable, RemoteControl, TaskFailed, TrainTask, WorkerDied, WorkerPool
 
 log = logging.getLogger(__name__)
 State = TypeVar("State")
@@ -118,14 +125,31 @@ class TrainingJob(Job[list[RunRecord]]):
         self.name = name or records[0].name  # a sweep's name; a lone run's is its run's
         self.created = time.time()
         self.run_ids = [record.run_id for record in records]
-        self.control = TrainingControl()
+        # A plain control while it trains in this process; forwarded to its worker when it has one.
+        self.control: TrainingControl = RemoteControl(on_stop=self._wake_queue)
         self.groups = batch_groups(configs)
         self._dataset = dataset
         self._listeners = list(listeners)
         self._batch_event_seconds = batch_event_seconds
-        if len(self.groups) > 1:
-            for index in (i for group in self.groups[1:] for i in group):
-                records[index].status = Status.WAITING
+        self.pool: WorkerPool | None = None  # set by `use_pool` (the registry's) before it starts
+        self._set_waiting(records)
+
+    def _set_waiting(self, records: list[RunRecord]) -> None:
+        """A sweep's later passes wait for the first; the first starts."""
+        for number, group in enumerate(self.groups):
+            for index in group:
+                records[index].status = Status.WAITING if number else Status.STARTING
+                records[index].queued_ahead = 0
+
+    def use_pool(self, pool: "WorkerPool | None") -> None:
+        """Train in `pool`'s worker processes (None: in this job's thread); before `start()` only."""
+        if self._thread.is_alive():
+            raise RuntimeError("use_pool() after start()")
+        self.pool = pool
+
+    def _wake_queue(self) -> None:
+        if self.pool is not None:
+            self.pool.wake()
 
     # -- reading
 
@@ -178,13 +202,44 @@ class TrainingJob(Job[list[RunRecord]]):
     # -- the thread
 
     def work(self) -> None:
+        worker = None
+        if self.pool is not None:
+            try:
+                worker = self.pool.acquire(lambda: self.control.stop_requested, self._queued)
+            except PoolUnavailable as error:
+                self._end_runs(range(len(self.run_ids)), Status.FAILED, str(error))
+                return
+            if worker is None:  # stopped while it waited in the queue
+                self._end_runs(range(len(self.run_ids)), Status.STOPPED, "stopped while queued, before it started")
+                return
+            self.update(self._set_waiting)
+        try:
+            self._train_groups(worker)
+        finally:
+            if worker is not None:
+                self.pool.release(worker)
+
+    def _queued(self, ahead: int) -> None:
+        """Waiting for a free worker: `ahead` runs must end first (0: a worker process is starting)."""
+        def change(records: list[RunRecord]) -> None:
+            for record in records:
+                if record.active:
+                    record.status, record.queued_ahead = Status.QUEUED, ahead
+        self.update(change)
+
+    def _train_groups(self, worker) -> None:
         for number, group in enumerate(self.groups):
             if self.control.stop_requested:
                 self._end_runs(group, Status.STOPPED, "stopped before its turn came")
                 continue
             configs = [self._state[index].config for index in group]
             try:
-                for event in train_group(configs, self._dataset, self.control, self._batch_event_seconds):
+                if worker is None:
+                    events = train_group(configs, self._dataset, self.control, self._batch_event_seconds)
+                else:
+                    task = TrainTask(configs, self._batch_event_seconds, os.environ.get("LRCORE_DATA_DIR"))
+                    events = worker.run_task("train", task, self.control)
+                for event in events:
                     index = group[event.index]
                     with self._lock:
                         record = self._state[index]
@@ -192,6 +247,14 @@ class TrainingJob(Job[list[RunRecord]]):
                     self._notify(record, event)
             except (ConfigError, DatasetUnavailable) as error:
                 self._end_runs(group, Status.FAILED, str(error))
+            except TaskFailed as error:
+                prefix = "" if error.status == Status.FAILED else "training stopped by an internal error: "
+                self._end_runs(group, error.status, prefix + error.message)
+            except WorkerDied as error:
+                # every run not finished, later passes' too: their worker is gone (the pool starts another)
+                self._end_runs(range(len(self.run_ids)), Status.CRASHED,
+                               f"training stopped: {error}; the completed epochs are kept")
+                return
             except Exception as error:
                 log.exception("training job %s crashed in group %d", self.job_id, number)
                 self._end_runs(group, Status.CRASHED,
@@ -221,12 +284,16 @@ class TrainingJob(Job[list[RunRecord]]):
 class JobRegistry:
     """The jobs of this server process, by job id and by run id. One per process, shared by all sessions."""
 
-    def __init__(self) -> None:
+    def __init__(self, pool: WorkerPool | None = None) -> None:
         self._jobs: dict[str, Job] = {}
         self._by_run: dict[str, TrainingJob] = {}
         self._lock = threading.Lock()
+        self.pool = pool  # where its training and range-test jobs run (None: in their own threads)
 
     def add(self, job: Job) -> Job:
+        """Register `job` (not started yet: a training or range-test job then runs in this registry's pool)."""
+        if self.pool is not None and hasattr(job, "use_pool") and not job.alive:
+            job.use_pool(self.pool)
         with self._lock:
             self._jobs[job.job_id] = job
             for run_id in getattr(job, "run_ids", ()):

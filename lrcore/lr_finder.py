@@ -21,6 +21,7 @@ only 0.84 in 5 epochs; "minimum / 10" (`minimum_lr` is reported too) gave 0.874 
 from __future__ import annotations
 
 import math
+import os
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -36,6 +37,7 @@ from .model import LogisticRegression, initial_parameters, uses_sigmoid
 from .smoothing import BiasCorrectedEma
 from .status import Status
 from .training import resolve_device, single_cpu_thread
+from .workers import PoolUnavailable, RangeTask, RemoteControl, TaskFailed, WorkerDied, WorkerPool
 
 START_LR = 1e-6
 END_LR = 10.0
@@ -205,7 +207,8 @@ class RangeTestRecord:
 
 
 class RangeTestJob(Job[RangeTestRecord]):
-    """Runs `lr_range_test` in a daemon thread (a `lrcore.jobs.Job`); pages poll `snapshot()`."""
+    """Runs `lr_range_test` in a daemon thread (a `lrcore.jobs.Job`), or in a worker process of the
+    registry's pool (`use_pool`), the thread reading its progress back; pages poll `snapshot()`."""
 
     kind = "range-test"
 
@@ -214,6 +217,16 @@ class RangeTestJob(Job[RangeTestRecord]):
         self.test_id = test_id or "range-" + uuid.uuid4().hex[:8]
         super().__init__(self.test_id, RangeTestRecord(self.test_id, config, start_lr, end_lr, num_batches))
         self._dataset = dataset
+        self.pool: WorkerPool | None = None
+        self._control = RemoteControl(on_stop=lambda: self.pool.wake() if self.pool is not None else None)
+
+    def use_pool(self, pool: WorkerPool | None) -> None:
+        """Run in `pool`'s worker processes (None: in this job's thread); before `start()` only."""
+        self.pool = pool
+
+    def stop(self) -> None:
+        super().stop()
+        self._control.stop()
 
     def _progress(self, batch: int, lr: float, loss: float, smoothed: float) -> None:
         def add(record: RangeTestRecord) -> None:
@@ -225,14 +238,44 @@ class RangeTestJob(Job[RangeTestRecord]):
     def work(self) -> None:
         r = self._state
         try:
-            result = lr_range_test(r.config, self._dataset, start_lr=r.start_lr, end_lr=r.end_lr,
-                                   num_batches=r.num_batches, progress=self._progress,
-                                   should_stop=lambda: self.stop_requested)
-        except (ConfigError, DatasetUnavailable) as error:
+            if self.pool is None:
+                result = lr_range_test(r.config, self._dataset, start_lr=r.start_lr, end_lr=r.end_lr,
+                                       num_batches=r.num_batches, progress=self._progress,
+                                       should_stop=lambda: self.stop_requested)
+            else:
+                result = self._in_worker(r)
+                if result is None:
+                    self._end(Status.STOPPED, "stopped while queued, before it started")
+                    return
+        except (ConfigError, DatasetUnavailable, PoolUnavailable) as error:
             self._end(Status.FAILED, str(error))
+            return
+        except TaskFailed as error:
+            self._end(Status.FAILED, error.message if error.status == Status.FAILED else
+                      f"the range test stopped by an internal error: {error.message}")
+            return
+        except WorkerDied as error:
+            self._end(Status.FAILED, f"the range test stopped: {error}")
             return
         self.update(lambda record: setattr(record, "result", result))
         self._end(Status.STOPPED if self.stop_requested else Status.DONE, result.message)
+
+    def _in_worker(self, r: RangeTestRecord) -> RangeTestResult | None:
+        """The test in a worker process, its progress folded in here (None: stopped while queued)."""
+        worker = self.pool.acquire(lambda: self.stop_requested, lambda ahead: None)
+        if worker is None:
+            return None
+        try:
+            task = RangeTask(r.config, r.start_lr, r.end_lr, r.num_batches, os.environ.get("LRCORE_DATA_DIR"))
+            result = None
+            for message in worker.run_task("range", task, self._control):
+                if message[0] == "progress":
+                    self._progress(*message[1:])
+                else:
+                    result = message[1]
+            return result
+        finally:
+            self.pool.release(worker)
 
     def failed(self, message: str) -> None:
         self._end(Status.FAILED, f"the range test {message}")

@@ -23,7 +23,7 @@ from .data import Normalizer
 from .model import LogisticRegression
 from .status import Status
 
-ACTIVE_STATUSES = (Status.STARTING, Status.WAITING, Status.TRAINING, Status.PAUSED)
+ACTIVE_STATUSES = (Status.QUEUED, Status.STARTING, Status.WAITING, Status.TRAINING, Status.PAUSED)
 MAX_SNAPSHOTS = 50  # weight snapshots per run (31 KB each for 10 classes)
 MAX_BATCH_VALUES = 10_000  # batch losses per run
 EPOCH_FIELDS = ("epoch", "step", "train_loss", "train_accuracy", "validation_loss", "validation_accuracy",
@@ -63,6 +63,7 @@ class RunRecord:
     elapsed: float = 0.0  # seconds since training started, as last reported
     save_error: str = ""  # why the store could not save this run ("" while it can); it trains on
     stored_snapshots: int = 0  # weight snapshots in the store (a listing reads them without their tensors)
+    queued_ahead: int = 0  # while queued: runs that must end before a worker is free for it (not stored)
 
     @property
     def active(self) -> bool:

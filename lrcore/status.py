@@ -10,6 +10,7 @@ from enum import Enum
 
 
 class Status(str, Enum):
+    QUEUED = "queued"  # every worker process is busy: waiting for one (`RunRecord.queued_ahead` says how long)
     STARTING = "starting"  # a run's worker before the data is loaded
     WAITING = "waiting"  # a sweep member whose group has not started yet
     TRAINING = "training"

@@ -55,7 +55,7 @@ class SweepView:
     @property
     def status(self) -> str:
         statuses = {run.status for run in self.runs}
-        for status in ("paused", "training", "waiting", "starting", "crashed", "stopped", "failed"):
+        for status in ("paused", "training", "waiting", "starting", "queued", "crashed", "stopped", "failed"):
             if status in statuses:
                 return status
         return "done"
@@ -112,7 +112,12 @@ def live_sweep(sweep_id: str | None, was_active: bool, was_paused: bool) -> None
         waiting = sum(run.status == "waiting" for run in runs)
         queue = f" · {waiting} waiting for their batch size's pass" if waiting else ""
         state = "Paused" if view.paused else "Training"
-        st.progress(fraction_done(runs), text=f"{state} {count} runs · {where}{queue}")
+        queued = next((run for run in runs if run.status == "queued"), None)
+        if queued is not None:  # every worker process is busy (lrcore.workers)
+            st.progress(0.0, text=f"{common.queued_text(queued.queued_ahead)}: the sweep's {count} runs start when "
+                                  "a worker process is free…")
+        else:
+            st.progress(fraction_done(runs), text=f"{state} {count} runs · {where}{queue}")
     else:
         elapsed = sum({run.elapsed for run in runs if run.elapsed})  # one pass per batch size
         st.progress(1.0 if view.status == "done" else fraction_done(runs),

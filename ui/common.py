@@ -22,6 +22,7 @@ from lrcore.model import LogisticRegression
 from lrcore.record import RunRecord
 from lrcore.jobs import JobRegistry, LiveRun, TrainingJob
 from lrcore.settings import SETTINGS, to_params
+from lrcore.workers import WorkerPool, pool_size
 from lrcore.store import Store, StoreError, default_store_url
 from ui import images
 from ui.text import md_escape
@@ -107,8 +108,19 @@ def get_dataset(name: str) -> Dataset:
 
 @st.cache_resource
 def get_jobs() -> JobRegistry:
-    """Every job of this server process (training runs and sweeps, range tests, downloads)."""
-    return JobRegistry()
+    """Every job of this server process (training runs and sweeps, range tests, downloads); training and
+    range tests run in the worker pool (`get_pool`) when there is one."""
+    return JobRegistry(get_pool())
+
+
+@st.cache_resource
+def get_pool() -> WorkerPool | None:
+    """The worker processes that train for this server, started (and warmed) with its first page view.
+
+    $LRCORE_WORKERS of them (default: one per core); LRCORE_WORKERS=0 trains in threads of this
+    process instead (the AppTests do, for speed)."""
+    size = pool_size()
+    return WorkerPool(size) if size > 0 else None
 
 
 def dataset_or_stop(name: str) -> Dataset:
@@ -235,6 +247,8 @@ def run_state_text(worker: LiveRun | None) -> str:
     record = worker.snapshot()
     total = record.config.epochs
     current = min(record.epochs_done + 1, total)
+    if record.status == "queued":
+        return queued_text(record.queued_ahead).lower()
     if record.status == "training":
         return f"training epoch {current} of {total}"
     if record.status == "paused":
@@ -246,8 +260,16 @@ def run_state_text(worker: LiveRun | None) -> str:
     return str(record.status)  # starting, diverged, crashed: the word itself
 
 
+def queued_text(ahead: int) -> str:
+    """"Queued: 2 runs ahead" (runs that must end before a worker is free for it)."""
+    if ahead <= 0:
+        return "Queued: a worker process is starting"
+    return f"Queued: {ahead} run{'s' if ahead != 1 else ''} ahead"
+
+
 def sidebar() -> None:
     """Dataset, device and the state of the current run, on every page."""
+    get_jobs()  # the first page view starts the worker pool, so it is warm by the first Start
     worker = current_worker()
     if worker is not None and st.query_params.get("run") != worker.run_id:
         # Moving between pages clears the URL's parameters: put the run back, so a refresh finds it.
@@ -267,7 +289,9 @@ def _run_state_line() -> None:
     if isinstance(sweep, TrainingJob):
         records = sweep.records()
         training = sum(record.active for record in records)
-        state = f"{training} of {len(records)} runs training" if training else f"{len(records)} runs, finished"
+        queued = next((record for record in records if record.status == "queued"), None)
+        state = (queued_text(queued.queued_ahead).lower() if queued else
+                 f"{training} of {len(records)} runs training" if training else f"{len(records)} runs, finished")
         st.markdown(f"**Sweep:** {state}")
 
 
@@ -276,7 +300,7 @@ def start_job(configs: list, names: list[str] | None = None, group_id: str = "",
     """Train `configs` in one job, recorded by the store, registered for every session of this server."""
     job = TrainingJob(configs, get_dataset(configs[0].dataset), names=names, group_id=group_id, source=source,
                       listeners=[get_store().listener(source)])
-    get_jobs().add(job)
+    get_jobs().add(job)  # in the worker pool when there is one
     return job.start()
 
 

@@ -14,6 +14,11 @@ from ui.text import md_escape
 def show_progress(record) -> None:
     """The bar: epochs and batches done, time left, or how the run ended."""
     total = record.config.epochs
+    if record.status == "queued":  # every worker process is busy: it starts when one is free
+        from ui.common import queued_text
+
+        st.progress(0.0, text=f"{queued_text(record.queued_ahead)}: it starts when a worker process is free…")
+        return
     if record.status == "starting" or (record.active and not record.progress):
         st.progress(0.0, text="Evaluating the untrained model (epoch 0)…")
         return
@@ -74,6 +79,8 @@ def show_outcome(record) -> None:
                  f"{kept or 'just before the blow-up'}; every number below is for them.", icon=":material/error:")
     elif record.status == "crashed":
         st.error(record.message, icon=":material/error:")
+    elif record.status == "stopped" and not record.epochs:
+        st.warning("Stopped before it started training (it was still queued).", icon=":material/stop_circle:")
     elif record.status == "stopped":
         st.warning(f"Stopped; the weights it reached are kept (from {kept or f'epoch {record.epochs_done}'}).",
                    icon=":material/stop_circle:")

@@ -39,6 +39,13 @@ def start_streamlit(data_dir: Path, log_path: Path, extra_env: dict | None = Non
     """Start the dashboard and wait until /_stcore/health answers ok."""
     port = _free_port()
     env = {**os.environ, "LRCORE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    if "LRCORE_WORKERS" not in (extra_env or {}):  # the real server trains in worker processes (the AppTests don't)
+        from tests.conftest import SERVER_WORKERS
+
+        if SERVER_WORKERS is None:
+            env.pop("LRCORE_WORKERS", None)
+        else:
+            env["LRCORE_WORKERS"] = SERVER_WORKERS
     log = open(log_path, "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",

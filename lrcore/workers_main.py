@@ -1,0 +1,144 @@
+"""The worker process's side of `lrcore.workers`: warm up, then train what the server sends.
+
+Started with multiprocessing's "spawn" (a fresh interpreter: no copy of the server's threads or
+locks), on one torch thread. Two one-way pipes: commands come down (tasks and control commands,
+read by a thread here so pause/stop reach a training loop that is busy), messages go up, pickled by
+hand (`pickle.dumps`, so tensors travel as bytes, not as shared-memory handles that would tie the
+worker's lifetime to the server's reading them). Datasets are loaded on first use and kept.
+
+Up: ("ready", pid, seconds), ("event", task_id, event), ("end", task_id, status, message)
+with status "" (finished), "failed" (bad settings or data: message says why) or "crashed".
+Down: ("task", task_id, kind, task), ("control", task_id, command, *args), None (exit).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import queue
+import threading
+import time
+from typing import Any
+
+log = logging.getLogger(__name__)
+WARM_DATASET = "mnist-sample"  # the default dataset: loaded (and deskewed) before "ready"
+
+
+class _Worker:
+    def __init__(self, up: Any):
+        self.up = up
+        self.tasks: queue.Queue = queue.Queue()
+        self.controls: dict[int, Any] = {}  # task id -> its TrainingControl (read by the command thread)
+        self.datasets: dict[tuple[str, str | None], Any] = {}
+
+    def send(self, message: tuple) -> None:
+        self.up.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def read_commands(self, down: Any) -> None:
+        """The command thread: tasks to the main thread's queue, control commands straight to their run."""
+        from .training import TrainingControl
+
+        while True:
+            try:
+                message = down.recv()
+            except (EOFError, OSError):  # the server is gone
+                message = None
+            if message is None:
+                for control in list(self.controls.values()):
+                    control.stop()
+                self.tasks.put(None)
+                return
+            if message[0] == "task":
+                self.controls[message[1]] = TrainingControl()
+                self.tasks.put(message[1:])
+            elif message[0] == "control":
+                control = self.controls.get(message[1])
+                if control is not None:
+                    try:
+                        getattr(control, message[2])(*message[3:])
+                    except Exception:  # checked by the server already; never let it end this thread
+                        log.exception("control command %r failed", message[2:])
+
+    def dataset(self, name: str, data_dir: str | None):
+        """The dataset `name` as the server sees it (its data folder; folder datasets imported since)."""
+        from . import datasets, image_folder
+        from .data import load_dataset
+
+        key = (name, data_dir)
+        if key not in self.datasets:
+            if data_dir is not None:
+                os.environ["LRCORE_DATA_DIR"] = data_dir
+            if name not in datasets.NAMES:  # imported on the server after this worker started
+                image_folder.register_cached_folders()
+            self.datasets[key] = load_dataset(name)
+        return self.datasets[key]
+
+    def run(self, task_id: int, kind: str, task: Any) -> None:
+        from .config import ConfigError
+        from .data import DatasetUnavailable
+
+        control = self.controls[task_id]
+        try:
+            dataset = self.dataset(task.dataset, task.data_dir)
+            if kind == "train":
+                self._train(task_id, task, dataset, control)
+            else:
+                self._range_test(task_id, task, dataset, control)
+        except (ConfigError, DatasetUnavailable) as error:
+            self.send(("end", task_id, "failed", str(error)))
+        except Exception as error:
+            log.exception("task %s failed in worker %d", task_id, os.getpid())
+            self.send(("end", task_id, "crashed", f"{type(error).__name__}: {error}"))
+        else:
+            self.send(("end", task_id, "", ""))
+        finally:
+            self.controls.pop(task_id, None)
+
+    def _train(self, task_id: int, task: Any, dataset: Any, control: Any) -> None:
+        from .training import train_group
+
+        for event in train_group(task.configs, dataset, control, task.batch_event_seconds):
+            self.send(("event", task_id, event))
+
+    def _range_test(self, task_id: int, task: Any, dataset: Any, control: Any) -> None:
+        from .lr_finder import lr_range_test
+
+        def progress(batch: int, lr: float, loss: float, smoothed: float) -> None:
+            self.send(("event", task_id, ("progress", batch, lr, loss, smoothed)))
+
+        result = lr_range_test(task.config, dataset, start_lr=task.start_lr, end_lr=task.end_lr,
+                               num_batches=task.num_batches, progress=progress,
+                               should_stop=lambda: control.stop_requested)
+        self.send(("event", task_id, ("result", result)))
+
+    def warm_up(self, warm: bool) -> None:
+        """Imports, torch's first ops and the default dataset, so the first Start is fast."""
+        import torch
+
+        from .config import TrainConfig
+        from .training import train_group
+
+        torch.set_num_threads(1)
+        if not warm:
+            return
+        try:
+            dataset = self.dataset(WARM_DATASET, os.environ.get("LRCORE_DATA_DIR"))
+            for _ in train_group([TrainConfig(dataset=WARM_DATASET, epochs=1)], dataset,
+                                 max_batches_per_epoch=2):
+                pass
+        except Exception:  # a missing dataset or odd settings: the first real task will say so
+            log.warning("warm-up failed", exc_info=True)
+
+
+def main(down: Any, up: Any, warm: bool = True) -> None:
+    """The worker process: warm up, say ready, then run tasks one at a time until told to exit."""
+    started = time.perf_counter()
+    worker = _Worker(up)
+    worker.warm_up(warm)
+    worker.send(("ready", os.getpid(), time.perf_counter() - started))
+    threading.Thread(target=worker.read_commands, args=(down,), name="commands", daemon=True).start()
+    while True:
+        task = worker.tasks.get()
+        if task is None:
+            return
+        worker.run(*task)
