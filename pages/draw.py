@@ -234,6 +234,86 @@ def why(image28: torch.Tensor, probabilities: torch.Tensor, model: common.ModelI
                f"“{shown(names[predicted])}” over “{shown(names[compared])}”.")
 
 
+@st.fragment
+def workspace(model: common.ModelInUse) -> None:
+    """The input (canvas, upload or test image), the verdict beside it and the maps below.
+
+    A fragment: a stroke, Undo, Clear, a new upload or the compare pick reruns only this part,
+    not the title, model captions and checkpoint loader above (the whole page's rerun was most
+    of a stroke's 0.7-0.8 s; see bench/bench_latency.py).
+    """
+    model_deskews = common.current_model_config().deskew  # trained on deskewed images: so are drawings
+    source = st.radio("Input", SOURCES, horizontal=True, key="draw_source", label_visibility="collapsed")
+    image28, probabilities, true_label = None, None, None
+    # Input and prediction side by side; a horizontal container wraps, so on a phone the prediction
+    # comes right under the canvas instead of below everything else.
+    with st.container(horizontal=True, gap="medium", key="draw_workspace"):
+        left = st.container(width=CANVAS_SIDE + 20)
+        right = st.container(width="stretch", key="draw_result")
+
+    with left:
+        if source == SOURCES[0]:
+            result = drawing_input(model)
+            if result is not None and not result.empty:
+                image28, probabilities = result.image, result.probabilities
+        elif source == SOURCES[1]:
+            upload = st.file_uploader(f"A picture of one digit: PNG or JPEG, up to {MAX_BYTES // 2**20} MB",
+                                      type=["png", "jpg", "jpeg"], key="draw_upload",
+                                      max_upload_size=MAX_BYTES // 2**20)
+            result = None
+            if upload is not None:
+                try:
+                    picture = load_image_bytes(upload.getvalue())
+                except ImageError as error:
+                    st.error(f"Can't use “{md_escape(upload.name)}”: {error}. Upload a PNG or JPEG picture of a "
+                             f"single digit, up to {MAX_BYTES // 2**20} MB.")
+                else:
+                    st.image(picture, width=CANVAS_SIDE)
+                    st.caption(md_escape(upload.name))
+                    result = predict_drawing(model.model, model.normalizer, picture, deskew=model_deskews)
+                    if result.preprocessed.inverted:
+                        st.caption("Dark ink on light paper: inverted to white on black, like MNIST.")
+            if result is not None and not result.empty:
+                image28, probabilities = result.image, result.probabilities
+        else:
+            st.button("Another random test image", icon=":material/casino:", on_click=pick_random_test_image)
+            try:
+                dataset = common.get_dataset(model.dataset)
+            except DatasetUnavailable as error:
+                st.error(f"The model's dataset is not available, so there are no test images to show: {error}")
+            else:
+                if st.session_state.draw_random_seed is None:
+                    pick_random_test_image()
+                index = st.session_state.draw_random_seed % len(dataset.test_labels)
+                image28 = dataset.images("test", deskew=model_deskews)[index]  # as the model saw its test set
+                true_label = int(dataset.test_labels[index])
+                probabilities = predict(model.model, model.normalizer, image28.unsqueeze(0))[0]
+                st.caption(f"Test image #{index:,} of the {len(dataset.test_labels):,} test images: the model "
+                           "never trained on it.")
+
+    with right:
+        if probabilities is None:
+            if source == SOURCES[0]:
+                st.info("✏️ Draw a digit in the black box: white ink, one digit, as large as you like. "
+                        "The prediction updates after every stroke.")
+            elif source == SOURCES[1]:
+                if upload is None:
+                    st.info("Upload a photo or scan of a single handwritten digit. Dark ink on light paper is "
+                            "detected and inverted.")
+                elif result is not None and result.empty:
+                    st.warning(result.preprocessed.message)
+        else:
+            verdict(image28, probabilities, model.class_names, true_label)
+            if model_deskews:
+                st.caption("The model was trained on deskewed images, so it sees this one deskewed too: "
+                           "sheared so its strokes stand upright.")
+
+    if probabilities is not None:
+        why(image28, probabilities, model)
+    if source == SOURCES[0]:
+        canvas_toolbar_hider()(key="draw_hide_canvas_toolbar")  # last: its empty element adds no gap mid-page
+
+
 # ---------------------------------------------------------------------------------------------
 st.title(frame.draw_title())
 for key, value in {"draw_canvas_version": 0, "draw_random_seed": None, "draw_initial_objects": [],
@@ -308,73 +388,5 @@ if info.shape != datasets.DIGIT_SHAPE:
 with st.expander("Use a different model: load a checkpoint"):
     load_uploaded_checkpoint("draw_checkpoint_swap")
 
-model_deskews = common.current_model_config().deskew  # trained on deskewed images: so are drawings
-source = st.radio("Input", SOURCES, horizontal=True, key="draw_source", label_visibility="collapsed")
-image28, probabilities, true_label = None, None, None
-# Input and prediction side by side; a horizontal container wraps, so on a phone the prediction
-# comes right under the canvas instead of below everything else.
-with st.container(horizontal=True, gap="medium", key="draw_workspace"):
-    left = st.container(width=CANVAS_SIDE + 20)
-    right = st.container(width="stretch", key="draw_result")
 
-with left:
-    if source == SOURCES[0]:
-        result = drawing_input(model)
-        if result is not None and not result.empty:
-            image28, probabilities = result.image, result.probabilities
-    elif source == SOURCES[1]:
-        upload = st.file_uploader(f"A picture of one digit: PNG or JPEG, up to {MAX_BYTES // 2**20} MB",
-                                  type=["png", "jpg", "jpeg"], key="draw_upload",
-                                  max_upload_size=MAX_BYTES // 2**20)
-        result = None
-        if upload is not None:
-            try:
-                picture = load_image_bytes(upload.getvalue())
-            except ImageError as error:
-                st.error(f"Can't use “{md_escape(upload.name)}”: {error}. Upload a PNG or JPEG picture of a "
-                         f"single digit, up to {MAX_BYTES // 2**20} MB.")
-            else:
-                st.image(picture, width=CANVAS_SIDE)
-                st.caption(md_escape(upload.name))
-                result = predict_drawing(model.model, model.normalizer, picture, deskew=model_deskews)
-                if result.preprocessed.inverted:
-                    st.caption("Dark ink on light paper: inverted to white on black, like MNIST.")
-        if result is not None and not result.empty:
-            image28, probabilities = result.image, result.probabilities
-    else:
-        st.button("Another random test image", icon=":material/casino:", on_click=pick_random_test_image)
-        try:
-            dataset = common.get_dataset(model.dataset)
-        except DatasetUnavailable as error:
-            st.error(f"The model's dataset is not available, so there are no test images to show: {error}")
-        else:
-            if st.session_state.draw_random_seed is None:
-                pick_random_test_image()
-            index = st.session_state.draw_random_seed % len(dataset.test_labels)
-            image28 = dataset.images("test", deskew=model_deskews)[index]  # as the model saw its test set
-            true_label = int(dataset.test_labels[index])
-            probabilities = predict(model.model, model.normalizer, image28.unsqueeze(0))[0]
-            st.caption(f"Test image #{index:,} of the {len(dataset.test_labels):,} test images: the model "
-                       "never trained on it.")
-
-with right:
-    if probabilities is None:
-        if source == SOURCES[0]:
-            st.info("✏️ Draw a digit in the black box: white ink, one digit, as large as you like. "
-                    "The prediction updates after every stroke.")
-        elif source == SOURCES[1]:
-            if upload is None:
-                st.info("Upload a photo or scan of a single handwritten digit. Dark ink on light paper is "
-                        "detected and inverted.")
-            elif result is not None and result.empty:
-                st.warning(result.preprocessed.message)
-    else:
-        verdict(image28, probabilities, model.class_names, true_label)
-        if model_deskews:
-            st.caption("The model was trained on deskewed images, so it sees this one deskewed too: "
-                       "sheared so its strokes stand upright.")
-
-if probabilities is not None:
-    why(image28, probabilities, model)
-if source == SOURCES[0]:
-    canvas_toolbar_hider()(key="draw_hide_canvas_toolbar")  # last: its empty element adds no gap mid-page
+workspace(model)
