@@ -27,7 +27,7 @@ from typing import Callable, Generic, Iterable, Sequence, TypeVar
 from .config import LEARNING_RATE_RANGE, ConfigError, TrainConfig
 from .data import Dataset, DatasetUnavailable
 from .naming import default_run_name, new_id
-from .record import RunRecord, crash, fold
+from .record import QueueState, RunRecord, crash, fold
 from .status import Status
 from .training import GROUP_SHARED, TrainingControl, train_group
 from .workers import PoolUnavailable, RemoteControl, TaskFailed, TrainTask, WorkerDied, WorkerPool
@@ -139,7 +139,6 @@ class TrainingJob(Job[list[RunRecord]]):
         for number, group in enumerate(self.groups):
             for index in group:
                 records[index].status = Status.WAITING if number else Status.STARTING
-                records[index].queued_ahead = 0
 
     def use_pool(self, pool: "WorkerPool | None") -> None:
         """Train in `pool`'s worker processes (None: in this job's thread); before `start()` only."""
@@ -212,7 +211,8 @@ class TrainingJob(Job[list[RunRecord]]):
             if worker is None:  # stopped while it waited in the queue
                 self._end_runs(range(len(self.run_ids)), Status.STOPPED, "stopped while queued, before it started")
                 return
-            self.update(self._set_waiting)
+            if self.snapshot()[0].status == Status.QUEUED:  # out of the queue: a sweep's first pass starts
+                self._change_all(lambda index, number: QueueState(index, Status.WAITING if number else Status.STARTING))
         try:
             self._train_groups(worker)
         finally:
@@ -221,11 +221,16 @@ class TrainingJob(Job[list[RunRecord]]):
 
     def _queued(self, ahead: int) -> None:
         """Waiting for a free worker: `ahead` runs must end first (0: a worker process is starting)."""
-        def change(records: list[RunRecord]) -> None:
-            for record in records:
-                if record.active:
-                    record.status, record.queued_ahead = Status.QUEUED, ahead
-        self.update(change)
+        self._change_all(lambda index, number: QueueState(index, Status.QUEUED, ahead))
+
+    def _change_all(self, event_of: Callable[[int, int], QueueState]) -> None:
+        """Fold a queue event (made from each run's index and pass number) into every run, and tell the listeners."""
+        for number, group in enumerate(self.groups):
+            for position, index in enumerate(group):
+                with self._lock:
+                    record = self._state[index]
+                    fold(record, event_of(position, number))
+                self._notify(record, event_of(position, number))
 
     def _train_groups(self, worker) -> None:
         for number, group in enumerate(self.groups):

@@ -109,10 +109,22 @@ class RunRecord:
                        progress=dict(self.progress), final=dict(self.final))
 
 
+@dataclass(frozen=True)
+class QueueState:
+    """An event of the job, not of training (`lrcore.events` holds those): the run waits for a free worker
+    process (status queued, `ahead` runs must end first), or has left the queue (starting or waiting)."""
+
+    index: int
+    status: str
+    ahead: int = 0
+
+
 def fold(record: RunRecord, event: object) -> None:
     """Fold one training event (about this run) into its record."""
     record.updated = time.time()
-    if isinstance(event, ev.RunStarted):
+    if isinstance(event, QueueState):
+        record.status, record.queued_ahead = event.status, event.ahead
+    elif isinstance(event, ev.RunStarted):
         record.status = Status.TRAINING
         record.class_names = tuple(event.class_names)
         record.train_size, record.validation_size = event.train_size, event.validation_size

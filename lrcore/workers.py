@@ -283,9 +283,14 @@ class WorkerPool:
                         return worker
                     starting = sum(not worker.ready for worker in self._workers) + self.size - len(self._workers)
                     ahead = max(0, self._queue.index(ticket) + 1 - starting)
-                    if ahead != told:
+                    if ahead != told:  # told outside the lock (listeners write to the store), then checked again
                         told = ahead
-                        waiting(ahead)
+                        self._changed.release()
+                        try:
+                            waiting(ahead)
+                        finally:
+                            self._changed.acquire()
+                        continue
                     self._changed.wait()
             finally:
                 self._queue.remove(ticket)
