@@ -46,6 +46,10 @@ class StackedSoftmaxRegression:
         self._learning_rates = list(map(float, learning_rates))
         self._weight_decays = list(map(float, weight_decays))
         self.alive = [True] * self.count
+        # The same on the device, so a model can be frozen there (`guard`) without the host
+        # reading its loss first: on a GPU that read is a sync per step.
+        self.alive_mask = torch.ones(self.count, dtype=torch.bool, device=self.device)
+        self.guarded = False  # True once `guard` is used: every update is then masked on the device
         self._rebuild_rates()
         self.steps = 0
         if optimizer == "momentum":
@@ -64,7 +68,6 @@ class StackedSoftmaxRegression:
         self._decay_rows = decays.unsqueeze(1)
         self._decay_bias = decays
         self._any_decay = any(self._weight_decays)
-        self._alive_rows = torch.tensor(self.alive, device=self.device).repeat_interleave(self.rows)
 
     @property
     def learning_rates(self) -> list[float]:
@@ -77,7 +80,21 @@ class StackedSoftmaxRegression:
     def freeze(self, index: int) -> None:
         """Stop updating model `index` (it diverged); its current weights are kept."""
         self.alive[index] = False
+        self.alive_mask[index] = False
         self._rebuild_rates()
+
+    def guard(self, ok: torch.Tensor) -> None:
+        """Freeze, on the device, every model whose `ok` (K bools) is False; a frozen one stays frozen.
+
+        The next `update` leaves its weights as they are, so a loss the host has not read yet
+        cannot let NaN into the kept weights. The host learns of it later and calls `freeze`.
+        """
+        self.alive_mask.logical_and_(ok)
+        self.guarded = True
+
+    @property
+    def _masking(self) -> bool:
+        return self.guarded or not all(self.alive)
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """K x C x B logits for B flattened, normalised inputs.
@@ -99,17 +116,30 @@ class StackedSoftmaxRegression:
         mean loss is sum / B; the gradient of the mean loss is delta @ inputs / B. Six ops:
         on CPU each tiny op costs microseconds, which add up over hundreds of steps.
         """
+        loss_sum, _, delta = self.forward_counted(inputs, targets, None)
+        return loss_sum, delta
+
+    def forward_counted(self, inputs: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor | None
+                        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """`forward`, plus each model's correct predictions on the batch (K; None without `labels`).
+
+        The count comes from the scores already computed (three more ops), so an epoch's
+        training accuracy needs no second pass over the training set.
+        """
         batch = len(inputs)
         log_probs = F.log_softmax(self.logits(inputs), dim=1)
         loss_sum = log_probs.view(self.count, -1).mv(targets.reshape(-1)).neg_()
+        # max().indices as in `_loss_and_correct`; before exp_ below changes log_probs in place
+        correct = None if labels is None else (log_probs.max(1).indices == labels).sum(1)
         delta = log_probs.exp_().sub_(targets).view(self.count * self.rows, batch)
-        return loss_sum, delta
+        return loss_sum, correct, delta
 
     def update(self, inputs: torch.Tensor, delta: torch.Tensor) -> None:
         """One optimizer step from `forward`'s delta, the same arithmetic as torch.optim."""
         batch = len(inputs)
-        if not all(self.alive):  # a diverged model's NaN delta must not touch its kept weights
-            delta = torch.where(self._alive_rows.unsqueeze(1), delta, 0.0)
+        if self._masking:  # a diverged model's NaN delta must not touch its kept weights
+            delta = torch.where(self.alive_mask.view(self.count, 1, 1), delta.view(self.count, self.rows, batch),
+                                0.0).view(self.count * self.rows, batch)
         if self.optimizer != "sgd":
             self.apply(delta.mm(inputs).mul_(self.input_scale / batch), delta.sum(1).div_(batch))
             return
@@ -117,8 +147,11 @@ class StackedSoftmaxRegression:
         # materialised. (SGD's L2 term folded into a scale: equal up to float rounding.)
         self.steps += 1
         if self._any_decay:
-            self.weight.mul_(1 - self._lr_rows * self._decay_rows)
-            self.bias.mul_(1 - self._lr_bias * self._decay_bias)
+            shrink = 1 - self._lr_rows * self._decay_rows
+            if self.guarded:  # a model frozen on the device keeps its weights: no decay either
+                shrink = torch.where(self._alive_device_rows().unsqueeze(1), shrink, 1.0)
+            self.weight.mul_(shrink)
+            self.bias.mul_(shrink.view(-1))
         if self.count == 1:
             scaled, alpha = delta, -self._learning_rates[0] * self.alive[0] / batch
         else:
@@ -129,11 +162,16 @@ class StackedSoftmaxRegression:
     def apply(self, grad_weight: torch.Tensor, grad_bias: torch.Tensor) -> None:
         """One optimizer step from explicit gradients, the same arithmetic as torch.optim.SGD / AdamW."""
         self.steps += 1
-        if not all(self.alive):
-            grad_weight = torch.where(self._alive_rows.unsqueeze(1), grad_weight, 0.0)
-            grad_bias = torch.where(self._alive_rows, grad_bias, 0.0)
-        params = ((self.weight, grad_weight, self._lr_rows, self._decay_rows),
-                  (self.bias, grad_bias, self._lr_bias, self._decay_bias))
+        lr_rows, lr_bias = self._lr_rows, self._lr_bias
+        if self._masking:
+            alive_rows = self._alive_device_rows()
+            grad_weight = torch.where(alive_rows.unsqueeze(1), grad_weight, 0.0)
+            grad_bias = torch.where(alive_rows, grad_bias, 0.0)
+            # momentum and Adam's moments would still move a frozen model: its learning rate is 0
+            lr_bias = torch.where(alive_rows, lr_bias, 0.0)
+            lr_rows = lr_bias.unsqueeze(1)
+        params = ((self.weight, grad_weight, lr_rows, self._decay_rows),
+                  (self.bias, grad_bias, lr_bias, self._decay_bias))
         if self.optimizer == "adamw":
             beta1, beta2 = ADAM_BETAS
             correction1 = 1 - beta1 ** self.steps
@@ -154,6 +192,9 @@ class StackedSoftmaxRegression:
                 buffer.mul_(self.momentum).add_(grad)
                 grad = buffer
             param.addcmul_(grad, lr, value=-1.0)
+
+    def _alive_device_rows(self) -> torch.Tensor:
+        return self.alive_mask.repeat_interleave(self.rows)
 
     def step(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Gradient step on one minibatch; returns the mean loss per model before the step."""
@@ -208,11 +249,14 @@ class StackedBinaryRegression(StackedSoftmaxRegression):
         """y = 1 for the second class: the one-hot matrix's second row, 1 x N."""
         return onehot_columns(labels, 2)[1:].contiguous()
 
-    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed binary cross-entropy per model (K) and delta = sigmoid(z) - y, K x B."""
+    def forward_counted(self, inputs: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor | None
+                        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Summed binary cross-entropy per model (K), correct predictions (K; None without `labels`)
+        and delta = sigmoid(z) - y, K x B."""
         scores = self.logits(inputs).view(self.count, -1)  # K x B
         loss_sum = (F.softplus(scores) - scores * targets).sum(1)
-        return loss_sum, torch.sigmoid(scores).sub_(targets)
+        correct = None if labels is None else ((scores > 0) == (labels == 1)).sum(1)
+        return loss_sum, correct, torch.sigmoid(scores).sub_(targets)
 
     def _loss_and_correct(self, inputs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed binary cross-entropy (float64) and correct predictions (class 1 when z > 0) on one chunk."""

@@ -31,13 +31,21 @@ class RunStarted:
 
 @dataclass(frozen=True)
 class EpochEnd:
-    """Metrics after `epoch` epochs; epoch 0 is the evaluation before any step."""
+    """Metrics after `epoch` epochs; epoch 0 is the evaluation before any step.
+
+    `train_loss` / `train_accuracy`: the running average over the epoch (Keras, fastai): the
+    mean over the epoch's batches, each measured just before its own step, weighted by batch
+    size; no second pass over the training set. The weights changed during the epoch, so it
+    lags the end-of-epoch weights' own numbers (`Finished.train_loss` is those, exactly). Epoch 0's are
+    an exact evaluation of the untrained model. `validation_*`: the end-of-epoch weights on
+    the whole validation split.
+    """
 
     index: int
     epoch: int
     epochs: int
     step: int
-    train_loss: float
+    train_loss: float  # running average over the epoch (see above)
     train_accuracy: float
     validation_loss: float
     validation_accuracy: float
@@ -109,8 +117,9 @@ class Finished:
     validation_loss: float
     validation_accuracy: float
     elapsed: float
-    # The kept weights' numbers: after a stop or divergence inside an epoch they are newer than
-    # the last EpochEnd, so every figure shown for the final model comes from here.
+    # The kept weights' numbers, evaluated on the whole training split (unlike EpochEnd's running
+    # average); validation is the last EpochEnd's unless the run ended inside an epoch (a stop or
+    # divergence: the kept weights are newer). Every figure shown for the final model comes from here.
     train_loss: float = math.nan
     train_accuracy: float = math.nan
     kept_step: int = 0  # optimizer steps behind the kept weights

@@ -30,6 +30,9 @@ from .status import Status
 # bounded, so at a huge learning rate the loss explodes long before it overflows to NaN.
 DIVERGENCE_FACTOR = 20.0
 LOSS_SMOOTHING = 0.1  # weight of the newest batch in the moving average (tutorial 003)
+# Devices where reading a loss back waits for the step (a sync): there the losses are read once
+# per BatchProgress, not every step, and divergence is caught on the device meanwhile.
+DEFERRED_READ_DEVICES = ("cuda", "mps", "xpu")
 # The engine keeps one learning rate and one weight decay per stacked model; every other setting
 # (a new one in the settings table too) must be equal for configurations to share minibatches.
 PER_MODEL = ("learning_rate", "weight_decay")
@@ -119,6 +122,16 @@ def single_cpu_thread(device: str):
         torch.set_num_threads(before)
 
 
+def device_normalizer(normalizer, device: str):
+    """`normalizer` as one op per batch, its statistics on `device` once (not copied there per batch).
+
+    (x / 255 - mean) / std = x * scale + shift, scale = 1 / (255 std), shift = -mean / std.
+    """
+    scale = (1.0 / (255.0 * normalizer.std)).to(device)
+    shift = (-normalizer.mean / normalizer.std).to(device)
+    return lambda batch: torch.addcmul(shift, batch.reshape(len(batch), -1), scale)
+
+
 def divergence_message(loss: float, epoch: int, learning_rate: float) -> str:
     what = "became NaN" if math.isnan(loss) else "became infinite" if math.isinf(loss) else f"blew up to {loss:.3g}"
     return f"loss {what} at epoch {epoch} with lr {learning_rate:g}: try a smaller learning rate"
@@ -188,7 +201,7 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
     normalizer = fit_normalizer(config.normalization, images, train_index)
     # Raw pixels only need /255, which the engine folds into its matrix products.
     raw = normalizer.kind == "raw"
-    prepare = (lambda batch: batch.float()) if raw else normalizer
+    prepare = (lambda batch: batch.float()) if raw else device_normalizer(normalizer, device)
     count = len(configs)
     weight, bias = initial_parameters(weight_rows, config.seed, count, num_pixels=dataset.info.num_pixels)
     engine = make_engine(weight, bias, dataset.num_classes, binary, config.optimizer,
@@ -207,28 +220,37 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
     started = time.perf_counter()
     training_seconds = 0.0
 
-    def epoch_events(epoch: int, seconds: float) -> list[ev.EpochEnd]:
-        """One EpochEnd per model (the caller drops a diverged model's: its curve stops where it diverged)."""
-        train_loss, train_acc = engine.evaluate(images, train_index, labels, prepare)
-        val_loss, val_acc = engine.evaluate(images, validation_index, labels, prepare)
-        weights = engine.weight.detach().cpu().view(count, weight_rows, -1).clone()
-        biases = engine.bias.detach().cpu().view(count, weight_rows).clone()
-        elapsed, rates = time.perf_counter() - started, engine.learning_rates
-        return [ev.EpochEnd(i, epoch, config.epochs, engine.steps, train_loss[i], train_acc[i], val_loss[i],
-                            val_acc[i], rates[i], seconds, elapsed, weights[i], biases[i]) for i in range(count)]
+    def evaluate_all(index: torch.Tensor) -> tuple[list[float], list[float]]:
+        return engine.evaluate(images, index, labels, prepare)
 
-    diverged = [False] * count
-    first = epoch_events(0, 0.0)
-    yield from first
-    last_train = [(event.train_loss, event.train_accuracy) for event in first]
+    def snapshot() -> tuple[torch.Tensor, torch.Tensor]:
+        return (engine.weight.detach().cpu().view(count, weight_rows, -1).clone(),
+                engine.bias.detach().cpu().view(count, weight_rows).clone())
+
+    # Epoch 0: the K models are the same untrained model, so one is evaluated (not K).
+    untrained = make_engine(weight[:weight_rows], bias[:weight_rows], dataset.num_classes, binary, config.optimizer,
+                            [configs[0].learning_rate], [configs[0].weight_decay], config.momentum, device,
+                            engine.input_scale)
+    (train0_loss,), (train0_acc,) = untrained.evaluate(images, train_index, labels, prepare)
+    (val0_loss,), (val0_acc,) = untrained.evaluate(images, validation_index, labels, prepare)
+    weights, biases = snapshot()
+    rates = engine.learning_rates
+    yield from (ev.EpochEnd(i, 0, config.epochs, 0, train0_loss, train0_acc, val0_loss, val0_acc, rates[i], 0.0,
+                            time.perf_counter() - started, weights[i], biases[i]) for i in range(count))
+    last_validation = ([val0_loss] * count, [val0_acc] * count)
     # an untrained model's loss: log(2) for binary (sigmoid(0) = 1/2), log(C) for softmax
-    initial_loss = [event.train_loss if math.isfinite(event.train_loss) else math.log(2 if binary else dataset.num_classes)
-                    for event in first]
-    smoothed = list(initial_loss)
+    initial_loss = train0_loss if math.isfinite(train0_loss) else math.log(2 if binary else dataset.num_classes)
+    # Divergence is watched on the device (see `sync`): the smoothed batch loss of each model.
+    smoothed = torch.full((count,), initial_loss, device=device)
+    loss_limit = DIVERGENCE_FACTOR * initial_loss
+    diverged = [False] * count
     kept_steps: list[int | None] = [None] * count  # the step whose weights a diverged model keeps
     status = Status.DONE
     epochs_completed = 0
     orders = minibatch_orders(config.batch_order, train_index, labels, torch.Generator().manual_seed(config.seed))
+    # On a CPU reading a loss costs nothing; on a GPU it waits for the step to finish, so the
+    # losses stay there until the next event (every batch_event_seconds).
+    read_every_batch = torch.device(device).type not in DEFERRED_READ_DEVICES
 
     def progress_events(epoch: int, batch: int, pending: list[tuple[float, ...]], elapsed: float,
                         seconds_left: float) -> list[ev.BatchProgress]:
@@ -248,13 +270,47 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
 
     for epoch in range(1, config.epochs + 1):
         order = next(orders)
+        epoch_labels = labels.index_select(0, order)  # once per epoch: each batch's labels are a slice
         epoch_start = time.perf_counter()
-        pending: list[tuple[float, ...]] = []
+        pending: list[tuple[float, ...]] = []  # losses read but not yet sent in a BatchProgress
+        unread: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]] = []  # (loss sum, correct, ok, B)
+        epoch_loss, epoch_correct, epoch_seen = [0.0] * count, [0] * count, 0
         last_event = epoch_start
+
+        def sync() -> list[ev.Diverged]:
+            """Read the unread steps' losses and correct counts; a model frozen on the device is frozen here too."""
+            nonlocal epoch_seen
+            if not unread:
+                return []
+            first_step = engine.steps - len(unread) + 1
+            if len(unread) == 1:
+                sums, corrects, oks = ([values.tolist()] for values in unread[0][:3])
+            else:
+                sums, corrects, oks = (torch.stack(values).tolist() for values in list(zip(*unread))[:3])
+            news = []
+            for offset, ((*_, size), loss_sums, correct, ok) in enumerate(zip(unread, sums, corrects, oks)):
+                pending.append(tuple(value / size for value in loss_sums))
+                epoch_seen += size
+                for i in range(count):
+                    epoch_loss[i] += loss_sums[i]
+                    epoch_correct[i] += correct[i]
+                if all(ok):
+                    continue
+                for i in (i for i in range(count) if not ok[i] and not diverged[i]):
+                    # frozen on the device before this step's update: the kept weights are the last finite ones
+                    diverged[i] = True
+                    kept_steps[i] = first_step + offset - 1
+                    engine.freeze(i)
+                    lr, loss = engine.learning_rates[i], pending[-1][i]
+                    news.append(ev.Diverged(i, epoch, kept_steps[i], lr, loss, divergence_message(loss, epoch, lr)))
+            unread.clear()
+            return news
+
         for batch in range(batches_per_epoch):
             if control is not None:
                 if control.paused and not control.stop_requested:
                     training_seconds += time.perf_counter() - epoch_start
+                    yield from sync()  # a model that diverged meanwhile gets no Paused
                     yield from (ev.Paused(i, engine.steps) for i in range(count) if not diverged[i])
                     control.wait_until_running()
                     epoch_start = time.perf_counter()
@@ -269,25 +325,23 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
                     if new_lr != old and not diverged[i]:
                         engine.set_learning_rate(i, new_lr)
                         yield ev.LearningRateChanged(i, engine.steps, epoch, old, new_lr)
-            rows = order[batch * batch_size:(batch + 1) * batch_size]
+            first, last = batch * batch_size, min((batch + 1) * batch_size, len(order))
+            rows = order[first:last]
             inputs = prepare(images.index_select(0, rows))
-            loss_sum, delta = engine.forward(inputs, targets.index_select(1, rows))
-            losses = [value / len(rows) for value in loss_sum.tolist()]
-            pending.append(tuple(losses))
-            for index, loss in enumerate(losses):
-                if diverged[index]:
-                    continue
-                smoothed[index] += LOSS_SMOOTHING * (loss - smoothed[index]) if math.isfinite(loss) else math.inf
-                if not math.isfinite(loss) or smoothed[index] > DIVERGENCE_FACTOR * initial_loss[index]:
-                    # Frozen before this step's update, so the kept weights are the last finite ones.
-                    diverged[index] = True
-                    kept_steps[index] = engine.steps
-                    engine.freeze(index)
-                    lr = engine.learning_rates[index]
-                    yield ev.Diverged(index, epoch, engine.steps, lr, loss, divergence_message(loss, epoch, lr))
+            loss_sum, correct, delta = engine.forward_counted(inputs, targets.index_select(1, rows),
+                                                              epoch_labels[first:last])
+            # Divergence on the device: NaN, infinite, or a smoothed loss far above an untrained model's.
+            # (lerp carries NaN and inf into `smoothed`; `<=` is False for both.)
+            smoothed.lerp_(loss_sum / len(rows), LOSS_SMOOTHING)
+            ok = smoothed <= loss_limit
+            engine.guard(ok)
             engine.update(inputs, delta)
+            unread.append((loss_sum, correct, ok, len(rows)))
             now = time.perf_counter()
-            if now - last_event >= batch_event_seconds or batch == batches_per_epoch - 1:
+            emit = now - last_event >= batch_event_seconds or batch == batches_per_epoch - 1
+            if emit or read_every_batch:
+                yield from sync()
+            if emit:
                 done = (epoch - 1) * batches_per_epoch + batch + 1
                 spent = training_seconds + now - epoch_start
                 yield from progress_events(epoch, batch + 1, pending, now - started,
@@ -298,28 +352,33 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
                 break
         else:
             epochs_completed = epoch
+        yield from sync()
         seconds = time.perf_counter() - epoch_start
         training_seconds += seconds
         if status == Status.STOPPED or all(diverged):
             if pending:
                 yield from progress_events(epoch, batch + 1, pending, time.perf_counter() - started, 0.0)
             break
-        for event in epoch_events(epoch, seconds):
-            # a frozen model's numbers are its kept weights' numbers, shown once it finishes
-            last_train[event.index] = (event.train_loss, event.train_accuracy)
-            if not diverged[event.index]:
-                yield event
+        # Train numbers: the running average over the epoch's batches (Keras, fastai), no second pass.
+        seen = max(epoch_seen, 1)
+        val_loss, val_acc = evaluate_all(validation_index)
+        last_validation = (val_loss, val_acc)
+        weights, biases = snapshot()
+        elapsed, rates = time.perf_counter() - started, engine.learning_rates
+        for i in range(count):
+            if not diverged[i]:  # a diverged model's curve stops where it diverged
+                yield ev.EpochEnd(i, epoch, config.epochs, engine.steps, epoch_loss[i] / seen, epoch_correct[i] / seen,
+                                  val_loss[i], val_acc[i], rates[i], seconds, elapsed, weights[i], biases[i])
 
     models = tuple(LogisticRegression.from_tensors(*engine.parameters_of(i)) for i in range(count))
     test_index = torch.arange(len(dataset.test_labels), device=device)
     test_loss, test_acc = engine.evaluate(dataset.flat_images("test", device, config.deskew), test_index,
                                           dataset.test_labels.to(device), prepare)
-    val_loss, val_acc = engine.evaluate(images, validation_index, labels, prepare)
-    if status == Status.STOPPED or all(diverged):
-        # Ended inside an epoch: the kept weights are newer than the last epoch's numbers.
-        train_loss, train_acc = engine.evaluate(images, train_index, labels, prepare)
-    else:  # every model's weights are those of its last epoch event (a frozen model's too)
-        train_loss, train_acc = [loss for loss, _ in last_train], [acc for _, acc in last_train]
+    # The final model's numbers are its kept weights' own: one exact pass over the training set
+    # (the epochs' train numbers are running averages), and validation again only where the
+    # weights changed after the last epoch's evaluation (a stop or divergence inside an epoch).
+    train_loss, train_acc = evaluate_all(train_index)
+    val_loss, val_acc = evaluate_all(validation_index) if status == Status.STOPPED or any(diverged) else last_validation
     elapsed = time.perf_counter() - started
     for i in range(count):
         yield ev.Finished(i, Status.DIVERGED if diverged[i] else status, epochs_completed, models[i], normalizer,

@@ -191,3 +191,108 @@ def test_sorted_by_class_batches_show_forgetting_in_the_loss(sample):
     final = {name: of(events, ev.Finished)[0] for name, events in (("shuffled", shuffled), ("by_class", by_class))}
     # the last batches are all 9s: the sorted model says "9" to almost everything and does far worse
     assert final["by_class"].validation_accuracy < final["shuffled"].validation_accuracy - 0.2
+
+
+def by_hand_epochs(config, dataset, epochs):
+    """(loss, accuracy) of each epoch as the mean over its batches before each step: nn.Linear + optim.SGD."""
+    from lrcore.data import make_splits
+    from lrcore.model import initial_parameters
+
+    splits = make_splits(dataset, config.validation_fraction, config.seed, config.per_class_limit)
+    images = dataset.train_images.view(len(dataset.train_labels), -1)
+    weight, bias = initial_parameters(10, config.seed)
+    model = torch.nn.Linear(784, 10)
+    with torch.no_grad():
+        model.weight.copy_(weight)
+        model.bias.copy_(bias)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate)
+    orders = train_module.minibatch_orders(config.batch_order, splits.train, dataset.train_labels,
+                                           torch.Generator().manual_seed(config.seed))
+    results = []
+    for _ in range(epochs):
+        order, loss_sum, correct = next(orders), 0.0, 0
+        for start in range(0, len(order), config.batch_size):
+            rows = order[start:start + config.batch_size]
+            logits = model(images[rows].float() / 255)
+            loss = torch.nn.functional.cross_entropy(logits, dataset.train_labels[rows])
+            loss_sum += loss.item() * len(rows)
+            correct += int((logits.argmax(1) == dataset.train_labels[rows]).sum())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        results.append((loss_sum / len(order), correct / len(order)))
+    return results
+
+
+def test_epoch_train_numbers_are_the_running_average_over_its_batches(sample):
+    # No second pass over the training set after each epoch: the mean loss and accuracy of the
+    # epoch's own batches, each measured before its step (Keras, fastai). 1,000 images at batch
+    # 128: the last batch is short (104), so the mean is weighted by batch size.
+    config = TrainConfig(epochs=2, per_class_limit=100, batch_size=128)
+    epochs = of(run(config, sample), ev.EpochEnd)[1:]
+    expected = by_hand_epochs(config, sample, 2)
+    for event, (loss, accuracy) in zip(epochs, expected):
+        assert event.train_loss == pytest.approx(loss, rel=1e-5)
+        assert event.train_accuracy == pytest.approx(accuracy, abs=1.5e-3)  # one borderline image at most
+
+
+@pytest.fixture
+def deferred_reads(monkeypatch):
+    """Train on the CPU as on a GPU: losses read at events only, divergence caught on the device."""
+    monkeypatch.setattr(train_module, "DEFERRED_READ_DEVICES", ("cpu",))
+
+
+def comparable(events):
+    """Every event's fields, tensors as lists and times left out."""
+    rows = []
+    for event in events:
+        if isinstance(event, ev.Finished):
+            values = (event.index, event.status, event.kept_step, event.train_loss, event.validation_accuracy,
+                      event.test_loss, event.model.linear.weight.tolist())
+        elif isinstance(event, ev.EpochEnd):
+            values = (event.index, event.epoch, event.step, event.train_loss, event.validation_loss,
+                      event.weight.tolist())
+        elif isinstance(event, ev.Diverged):
+            values = (event.index, event.epoch, event.step, event.loss, event.message)
+        else:
+            continue
+        rows.append((type(event).__name__, values))
+    return rows
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_reading_losses_only_at_events_changes_nothing(sample, monkeypatch, optimizer):
+    # A GPU reads the losses back once per event (every batch_event_seconds): a member that
+    # diverges in between is frozen on the device, so it keeps the same last finite weights.
+    configs = [TrainConfig(learning_rate=lr, epochs=2, optimizer=optimizer, weight_decay=0.01, per_class_limit=200)
+               for lr in ((0.1, 100.0) if optimizer == "sgd" else (0.001, 100.0))]
+    every_batch = list(train_group(configs, sample, batch_event_seconds=1e9))
+    monkeypatch.setattr(train_module, "DEFERRED_READ_DEVICES", ("cpu",))
+    deferred = list(train_group(configs, sample, batch_event_seconds=1e9))
+    assert of(deferred, ev.Diverged) and of(deferred, ev.Finished)[1].kept_step > 0
+    assert comparable(deferred) == comparable(every_batch)
+    losses = [[loss for e in of(events, ev.BatchProgress) if e.index == 1 for loss in e.losses]
+              for events in (every_batch, deferred)]
+    assert losses[0] == losses[1]
+
+
+def test_nan_loss_is_caught_on_the_device_before_it_reaches_the_weights(sample, monkeypatch, deferred_reads):
+    original = train_module.initial_parameters
+
+    def overflowing(num_classes, seed, count=1, **kwargs):
+        weight, bias = original(num_classes, seed, count, **kwargs)
+        return weight.fill_(3e38), bias
+    monkeypatch.setattr(train_module, "initial_parameters", overflowing)
+    events = run(TrainConfig(epochs=2), sample, batch_event_seconds=1e9)
+    finished = of(events, ev.Finished)[0]
+    assert "loss became NaN at epoch 1" in of(events, ev.Diverged)[0].message
+    assert finished.kept_step == 0 and (finished.model.linear.weight == 3e38).all()
+
+
+def test_deferred_reads_read_the_device_once_per_event_not_per_step(sample, monkeypatch, deferred_reads):
+    reads = []
+    original = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: reads.append(1) or original(self))
+    events = run(TrainConfig(epochs=2, batch_size=32), sample, batch_event_seconds=1e9)
+    steps = of(events, ev.Finished)[0].kept_step
+    assert steps == 400 and len(reads) < 40  # 3 per epoch's read and 2 per evaluation, not 3 per step
