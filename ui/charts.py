@@ -12,8 +12,9 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 import torch
+from _plotly_utils.utils import to_typed_array_spec  # plotly's own array -> "bdata" step of to_dict()
 
-from lrcore.smoothing import BiasCorrectedEma
+from lrcore.smoothing import BiasCorrectedEma, thin_indices
 
 TRAIN_COLOR = "#1f77b4"
 VALIDATION_COLOR = "#ff7f0e"
@@ -21,7 +22,9 @@ SMOOTH_COLOR = "#d62728"
 LR_CHANGE_COLOR = "#7f7f7f"
 FONT = dict(size=15)
 SMOOTHING = 0.1  # tutorial 003: pd.Series(losses).ewm(alpha=.1).mean()
-MAX_BATCH_POINTS = 2000  # more raw points than this are thinned for drawing (the average uses all)
+# More raw points than this are thinned for drawing (each bucket's lowest and highest, so spikes stay),
+# the average computed on all of them: a watching tab then gets ~10 kB a poll, not 130 kB for 10,000.
+MAX_BATCH_POINTS = 600
 WHOLE_RUN_EPOCHS = 20  # runs up to this long get an x axis spanning the whole run from the start
 
 
@@ -43,6 +46,34 @@ class SentFigure(go.Figure):
     def changed(self) -> None:
         """Call after changing the figure in place, so the next `to_dict()` sees the change."""
         self._sent = None
+
+
+class PatchedFigure(SentFigure):
+    """A `SentFigure` changed afterwards by `patch`, on its sent dict only.
+
+    Plotly's own update validates and copies every array, and its to_dict() deep-copies the
+    whole figure, template included: most of a live loss chart's cost, paid twice a second for
+    every watching tab. `patch` puts the new arrays and layout entries into a shallow copy of
+    the sent dict instead. The plotly object (`.data`, `.layout`) keeps what it was built with:
+    read a patched figure through to_dict() (st.plotly_chart does).
+    """
+
+    def patch(self, traces: Sequence[dict], layout: dict) -> None:
+        """Set each trace's given keys (numpy arrays become plotly's typed arrays) and merge `layout`
+        into the layout, one level deep for dicts (xaxis); an empty list removes its key (no shapes)."""
+        sent = self.to_dict()
+        data = [{**old, **{key: to_typed_array_spec(value) if isinstance(value, np.ndarray) else value
+                           for key, value in new.items()}}
+                for old, new in zip(sent["data"], traces)] + sent["data"][len(traces):]
+        merged = dict(sent["layout"])
+        for key, value in layout.items():
+            if isinstance(value, dict):
+                merged[key] = {**merged.get(key, {}), **value}
+            elif isinstance(value, list) and not value:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        self._sent = {**sent, "data": data, "layout": merged}
 
 
 class RunningEma:
@@ -95,14 +126,17 @@ def _lr_change_marks(lr_changes: Sequence[dict], position) -> dict:
     return dict(shapes=shapes, annotations=annotations)
 
 
-SPLITS = (("train", TRAIN_COLOR), ("validation", VALIDATION_COLOR))
+# The epoch's train numbers come from its batches as the weights change (Keras', fastai's
+# convention), not from a second pass: the legend says so.
+TRAIN_LABEL = "train (running average over the epoch)"
+SPLITS = (("train", TRAIN_LABEL, TRAIN_COLOR), ("validation", "validation", VALIDATION_COLOR))
 
 
 def _epoch_parts(epochs: Sequence[dict], kind: str, lr_changes: Sequence[dict], batches_per_epoch: int,
                  total_epochs: int | None) -> tuple[list, list[list], dict, dict]:
     """x, the train and validation y values, the x axis's range and ticks, and the lr-change marks."""
     x = [row["epoch"] for row in epochs]
-    ys = [_finite([row[f"{split}_{kind}"] for row in epochs]) for split, _color in SPLITS]
+    ys = [_finite([row[f"{split}_{kind}"] for row in epochs]) for split, _name, _color in SPLITS]
     # A change during epoch e at step s lies between the points of epochs e-1 and e.
     marks = _lr_change_marks(lr_changes if batches_per_epoch else (),
                              lambda change: change["step"] / batches_per_epoch)
@@ -115,8 +149,8 @@ def epoch_figure(epochs: Sequence[dict], kind: str, lr_changes: Sequence[dict] =
                  batches_per_epoch: int = 0, total_epochs: int | None = None) -> SentFigure:
     """Train and validation loss (kind="loss") or accuracy (kind="accuracy") per epoch, from epoch 0."""
     x, ys, xaxis, marks = _epoch_parts(epochs, kind, lr_changes, batches_per_epoch, total_epochs)
-    data = [dict(type="scatter", x=x, y=y, name=split, mode="lines+markers", line=dict(color=color, width=3),
-                 marker=dict(size=8)) for (split, color), y in zip(SPLITS, ys)]
+    data = [dict(type="scatter", x=x, y=y, name=name, mode="lines+markers", line=dict(color=color, width=3),
+                 marker=dict(size=8)) for (_split, name, color), y in zip(SPLITS, ys)]
     xaxis = dict(title=dict(text="epoch"), **xaxis)
     if kind == "accuracy":
         # From 0: a single point (a run that diverged in epoch 1) gave ticks "5.3% 5.3% 5.3%".
@@ -142,17 +176,19 @@ def refill_epoch_figure(figure: SentFigure, epochs: Sequence[dict], kind: str, l
 
 def _batch_loss_traces(steps: Sequence[int], losses: Sequence[float],
                        smoothed: Sequence[float | None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """x, raw loss and its moving average, thinned to at most MAX_BATCH_POINTS points for drawing.
+    """x, raw loss and its moving average, thinned to about MAX_BATCH_POINTS points for drawing.
 
-    `smoothed` is `ema(losses)` when the caller keeps it up to date; else it is computed here.
+    The raw trace keeps each bucket's lowest and highest loss (`thin_indices`), so spikes stay
+    visible; the average is computed on every loss and shown at the same steps. `smoothed` is
+    `ema(losses)` when the caller keeps it up to date; else it is computed here.
     """
     smoothed = ema(losses) if smoothed is None else smoothed
-    stride = max(1, math.ceil(len(steps) / MAX_BATCH_POINTS))
+    keep = thin_indices(losses, MAX_BATCH_POINTS)
     # float32/int32 arrays travel as compact base64 (plotly's "bdata"); NaN draws as a gap.
-    x = np.asarray(steps[::stride], dtype=np.int32)
-    raw = np.asarray(losses[::stride], dtype=np.float32)
+    x = np.asarray(steps, dtype=np.int32)[keep]
+    raw = np.asarray(losses, dtype=np.float32)[keep]
     raw[~np.isfinite(raw)] = np.nan
-    average = np.asarray([math.nan if value is None else value for value in smoothed[::stride]], dtype=np.float32)
+    average = np.asarray([math.nan if smoothed[i] is None else smoothed[i] for i in keep.tolist()], dtype=np.float32)
     return x, raw, average
 
 
@@ -162,7 +198,7 @@ def _batch_loss_range(x: np.ndarray, total_steps: int | None) -> list[int]:
 
 def batch_loss_figure(steps: Sequence[int], losses: Sequence[float], lr_changes: Sequence[dict] = (),
                       total_steps: int | None = None, smoothed: Sequence[float | None] | None = None,
-                      full_batch: bool = False) -> SentFigure:
+                      full_batch: bool = False) -> PatchedFigure:
     """Every minibatch's loss (faint) with its exponential moving average (alpha 0.1) on top.
 
     `total_steps` (the run's planned length) fixes the x axis; None lets it grow with the data.
@@ -181,10 +217,10 @@ def batch_loss_figure(steps: Sequence[int], losses: Sequence[float], lr_changes:
     yaxis = dict(title=dict(text="cross-entropy loss"), rangemode="tozero", hoverformat=".4f")
     layout = _layout("Loss per step (full batch)" if full_batch else "Loss per minibatch", 360, xaxis=xaxis,
                      yaxis=yaxis, **_lr_change_marks(lr_changes, lambda change: change["step"]))
-    return SentFigure(dict(data=data, layout=layout))
+    return PatchedFigure(dict(data=data, layout=layout))
 
 
-def refill_batch_loss_figure(figure: SentFigure, steps: Sequence[int], losses: Sequence[float],
+def refill_batch_loss_figure(figure: PatchedFigure, steps: Sequence[int], losses: Sequence[float],
                              lr_changes: Sequence[dict] = (), total_steps: int | None = None,
                              smoothed: Sequence[float | None] | None = None) -> None:
     """`batch_loss_figure`'s result brought up to date in place: new arrays, axis range and marks.
@@ -193,12 +229,9 @@ def refill_batch_loss_figure(figure: SentFigure, steps: Sequence[int], losses: S
     pass `smoothed` (a `RunningEma`'s values) to skip recomputing the average over every batch.
     """
     x, raw, smoothed = _batch_loss_traces(steps, losses, smoothed)
-    with figure.batch_update():
-        figure.data[0].update(x=x, y=raw)
-        figure.data[1].update(x=x, y=smoothed)
-        figure.layout.xaxis.range = _batch_loss_range(x, total_steps)
-        figure.layout.update(_lr_change_marks(lr_changes, lambda change: change["step"]))
-    figure.changed()
+    figure.patch([dict(x=x, y=raw), dict(x=x, y=smoothed)],
+                 dict(xaxis=dict(range=_batch_loss_range(x, total_steps)),
+                      **_lr_change_marks(lr_changes, lambda change: change["step"])))
 
 
 def class_title(name: str) -> str:
