@@ -132,3 +132,29 @@ def test_weight_maps_take_the_datasets_image_shape():
     digits = weight_maps.figure("digits", torch.zeros(3, 784), names)  # default: the 28x28 digits
     assert digits.data[0].z.shape == (28, 28)
     assert weight_maps.figure("colour", weight, names, shape=(3, 8, 8), mode=maps.CHANNELS).data[0].z.shape == (8, 24)  # rebuilt, new shape
+
+
+class SweepMember:
+    """The fields of a RunRecord that compare_charts.smoothed_losses reads."""
+
+    def __init__(self, run_id, losses):
+        self.run_id, self.batch_losses = run_id, list(losses)
+        self.batch_steps = list(range(1, len(losses) + 1))
+
+
+def test_sweep_moving_average_is_extended_as_losses_arrive_and_restarted_when_they_are_thinned():
+    from ui import compare_charts
+
+    losses = [2.3 / math.sqrt(step) + (step % 7) / 50 for step in range(1, 3001)]
+    member = SweepMember("sweep-run-a", losses[:1000])
+    compare_charts.smoothed_losses(member)
+    member.batch_losses, member.batch_steps = losses, list(range(1, 3001))  # two more polls' worth
+    steps, smoothed = compare_charts.smoothed_losses(member)
+    exact = charts.ema(losses)
+    assert smoothed == [exact[step - 1] for step in steps] and steps[-1] == 3000
+    # the record averaged its older losses in pairs (RunRecord's 10,000 cap): averaged afresh
+    member.batch_losses = [(a + b) / 2 for a, b in zip(losses[::2], losses[1::2])]
+    member.batch_steps = list(range(2, 3001, 2))
+    steps, smoothed = compare_charts.smoothed_losses(member)
+    exact = charts.ema(member.batch_losses)
+    assert smoothed == [exact[step // 2 - 1] for step in steps]
