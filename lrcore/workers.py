@@ -2,26 +2,31 @@
 
 The web server's own garbage collections, page reruns and GIL must not slow training, and a crash
 in training must not take the server down: so a `WorkerPool` keeps N processes (spawned and warmed
-when the server starts, one torch thread each, see `lrcore.workers_main`). A job (`TrainingJob`,
+when the server starts, see `lrcore.workers_main`). A job (`TrainingJob`,
 `RangeTestJob`) takes a free worker (`acquire`, FIFO: when all are busy it waits, its runs say how
 many runs must end first), sends it a task and reads the events back in its own thread, where they
 are folded into its records and handed to its listeners exactly as when it trains in a thread.
 Its `RemoteControl` forwards pause, resume, stop and learning-rate changes down the worker's pipe.
 
 A worker that dies (kill -9, segfault, out of memory) ends its job's runs as crashed, their
-completed epochs kept, and the pool starts another in its place. `LRCORE_WORKERS` sets the size
+completed epochs kept, and the pool starts another in its place. Workers are plain child processes
+(`python -m lrcore.workers_main`), one torch thread each. `LRCORE_WORKERS` sets the size
 (default: the machine's cores); 0 keeps training in threads of the calling process.
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import itertools
 import logging
-import multiprocessing
 import os
 import pickle
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .training import TrainingControl
@@ -158,27 +163,48 @@ class RemoteControl(TrainingControl):
 
 
 class Worker:
-    """The server's end of one worker process."""
+    """The server's end of one worker process.
+
+    A plain `python -m lrcore.workers_main` child with two pipes, not a multiprocessing.Process:
+    spawn would re-run the parent's __main__ in the child, and in a Streamlit server that is the
+    page script (Streamlit installs it as __main__)."""
 
     _task_ids = itertools.count(1)
 
-    def __init__(self, context: Any, warm: bool):
-        from . import workers_main
-
-        down_read, self._down = context.Pipe(duplex=False)
-        self._up, up_write = context.Pipe(duplex=False)
-        self.process = context.Process(target=workers_main.main, args=(down_read, up_write, warm),
-                                       name="lrcore-worker", daemon=True)
-        self.process.start()
-        down_read.close()  # only the child's copies stay open, so its death reads as end of file here
-        up_write.close()
+    def __init__(self, warm: bool):
+        down_read, down_write = os.pipe()
+        up_read, up_write = os.pipe()
+        root = str(Path(__file__).resolve().parents[1])  # where `lrcore` is, whatever the cwd
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "lrcore.workers_main", str(down_read), str(up_write), "1" if warm else "0"],
+                pass_fds=(down_read, up_write), stdin=subprocess.DEVNULL, env=env)
+        finally:
+            os.close(down_read)  # only the child's copies stay open, so its death reads as end of file here
+            os.close(up_write)
+        self._down = Connection(down_write, readable=False)
+        self._up = Connection(up_read, writable=False)
+        self.sentinel = os.pidfd_open(self.process.pid)  # readable once the process has ended
         self._send_lock = threading.Lock()
         self.ready = False
         self.warm_seconds = 0.0
 
     @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.process.poll()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.close(self.sentinel)
+
+    @property
     def alive(self) -> bool:
-        return self.process.is_alive()
+        return self.process.poll() is None
 
     def send(self, message: Any) -> None:
         with self._send_lock:  # the job's thread (tasks) and page threads (controls) both send
@@ -186,16 +212,17 @@ class Worker:
 
     def receive(self, timeout: float | None = None) -> tuple | None:
         """The next message, None after `timeout`; WorkerDied when the process is gone."""
-        ready = wait([self._up, self.process.sentinel], timeout)
-        if not ready:
-            return None
         try:
+            ready = wait([self._up, self.sentinel], timeout)
+            if not ready:
+                return None
             if self._up in ready or self._up.poll():
                 return pickle.loads(self._up.recv_bytes())
-        except (EOFError, OSError):
+        except (EOFError, OSError, ValueError):
             pass
-        self.process.join(5)
-        raise WorkerDied(f"its worker process ended unexpectedly (exit code {self.process.exitcode})")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+        raise WorkerDied(f"its worker process ended unexpectedly (exit code {self.exitcode})")
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         message = self.receive(timeout)
@@ -230,14 +257,15 @@ class Worker:
                     pass
 
     def close(self, timeout: float = 5.0) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self.send(None)
-        except (OSError, ValueError):
-            pass
-        self.process.join(timeout)
-        if self.process.is_alive():
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.join(timeout)
+            self.process.wait(timeout)
+        for connection in (self._down, self._up):
+            connection.close()
 
 
 class WorkerPool:
@@ -248,7 +276,6 @@ class WorkerPool:
             raise ValueError("a worker pool needs at least one worker")
         self.size = size
         self._warm = warm
-        self._context = multiprocessing.get_context("spawn")
         self._changed = threading.Condition()
         self._workers: list[Worker] = []  # started, ready or not
         self._idle: list[Worker] = []
@@ -260,6 +287,7 @@ class WorkerPool:
             self._start_worker()
         self._supervisor = threading.Thread(target=self._supervise, name="worker-pool", daemon=True)
         self._supervisor.start()
+        atexit.register(self.close)  # the workers also leave by themselves when the server's pipe closes
 
     # -- the jobs' side
 
@@ -325,6 +353,8 @@ class WorkerPool:
 
     def close(self) -> None:
         with self._changed:
+            if self._closed:
+                return
             self._closed = True
             workers, self._workers, self._idle = list(self._workers), [], []
             self._changed.notify_all()
@@ -335,7 +365,7 @@ class WorkerPool:
 
     def _start_worker(self) -> None:
         try:
-            worker = Worker(self._context, self._warm)
+            worker = Worker(self._warm)
         except OSError as error:  # e.g. out of processes or memory
             self._start_failed(f"a worker process could not be started: {error}")
             return
@@ -347,7 +377,7 @@ class WorkerPool:
         try:
             worker.wait_ready()
         except WorkerDied as error:
-            log.error("worker %s did not start: %s", worker.process.pid, error)
+            log.error("worker %s did not start: %s", worker.pid, error)
             worker.close(1)  # the supervisor sees it gone and counts the failure
             return
         with self._changed:
@@ -355,7 +385,7 @@ class WorkerPool:
             if worker in self._workers and not self._closed:
                 self._idle.append(worker)
             self._changed.notify_all()
-        log.info("worker %s ready in %.1f s", worker.process.pid, worker.warm_seconds)
+        log.info("worker %s ready in %.1f s", worker.pid, worker.warm_seconds)
 
     def _start_failed(self, message: str) -> None:
         with self._changed:
@@ -370,8 +400,9 @@ class WorkerPool:
             with self._changed:
                 if self._closed:
                     return
-                sentinels = {worker.process.sentinel: worker for worker in self._workers}
-            wait(list(sentinels), timeout=0.5)  # woken by a death; the timeout picks up new workers
+                sentinels = [worker.sentinel for worker in self._workers]
+            with contextlib.suppress(OSError, ValueError):
+                wait(sentinels, timeout=0.5)  # woken by a death; the timeout picks up new workers
             with self._changed:
                 if self._closed:
                     return
@@ -382,9 +413,9 @@ class WorkerPool:
                         self._idle.remove(worker)
                 self._changed.notify_all()
             for worker in dead:
-                log.error("worker %s ended (exit code %s); starting another", worker.process.pid,
-                          worker.process.exitcode)
+                log.error("worker %s ended (exit code %s); starting another", worker.pid,
+                          worker.exitcode)
                 if not worker.ready:
-                    self._start_failed(f"a worker process ended while starting (exit code {worker.process.exitcode})")
+                    self._start_failed(f"a worker process ended while starting (exit code {worker.exitcode})")
                 if not self.problem:
                     self._start_worker()

@@ -1,7 +1,7 @@
 """The worker process's side of `lrcore.workers`: warm up, then train what the server sends.
 
-Started with multiprocessing's "spawn" (a fresh interpreter: no copy of the server's threads or
-locks), on one torch thread. Two one-way pipes: commands come down (tasks and control commands,
+Started as `python -m lrcore.workers_main DOWN_FD UP_FD WARM` (a fresh interpreter: no copy of
+the server's threads or locks), on one torch thread. Two one-way pipes: commands come down (tasks and control commands,
 read by a thread here so pause/stop reach a training loop that is busy), messages go up, pickled by
 hand (`pickle.dumps`, so tensors travel as bytes, not as shared-memory handles that would tie the
 worker's lifetime to the server's reading them). Datasets are loaded on first use and kept.
@@ -142,3 +142,15 @@ def main(down: Any, up: Any, warm: bool = True) -> None:
         if task is None:
             return
         worker.run(*task)
+
+
+if __name__ == "__main__":
+    import signal
+    import sys
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on the server: it closes the pipe, and we leave then
+    from multiprocessing.connection import Connection
+
+    logging.basicConfig(level=logging.WARNING, format="lrcore worker %(process)d: %(levelname)s %(message)s")
+    main(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False),
+         sys.argv[3] == "1")
