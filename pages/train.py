@@ -9,6 +9,7 @@ never stop or restart training.
 from __future__ import annotations
 
 import math
+import time
 from urllib.parse import urlencode
 
 import streamlit as st
@@ -17,6 +18,7 @@ from lrcore.config import ConfigError, TrainConfig, config_problems, defaults_fo
 from lrcore.settings import BY_NAME, LEARNING_RATE_RANGE, SETTINGS, from_params, to_params
 from lrcore import datasets
 from lrcore.data import DATASET_TITLES, make_splits
+from lrcore.status import Status
 from ui import charts, common, from_scratch_panel, run_summary
 from ui.settings import setting_widget
 from ui.text import md_escape
@@ -28,6 +30,7 @@ DEFAULT_PER_CLASS = 500  # tutorial 003's subset size, offered when the limit is
 # 1-2-5 steps per decade; the exact-value box takes anything in LEARNING_RATE_RANGE.
 LR_GRID = [float(f"{mantissa}e{exponent}") for exponent in range(-5, 2) for mantissa in (1, 2, 5)] + [100.0]
 POLL_SECONDS = 0.5
+FIRST_POINT_WAIT = 1.0  # seconds Start may wait for the untrained model's epoch-0 point
 
 # The page's settings: every setting in the table with a widget (lrcore/settings.py).
 FIELDS = [setting.name for setting in SETTINGS if setting.label]
@@ -157,6 +160,21 @@ def uses_sigmoid(config: TrainConfig, num_classes: int) -> bool:
     return sigmoid(config, num_classes)
 
 
+def wait_for_first_point(worker) -> None:
+    """Wait (at most FIRST_POINT_WAIT) until a just-started run has its epoch-0 metrics.
+
+    The rerun after Start draws the live part once and then polls every POLL_SECONDS: without
+    the wait, the first point came a poll or two later (bench/bench_latency.py). A queued run
+    (every worker busy or still starting) does not wait: the page says it is queued.
+    """
+    deadline = time.monotonic() + FIRST_POINT_WAIT
+    while time.monotonic() < deadline:
+        record = worker.snapshot()
+        if record.epochs or not record.active or record.status == Status.QUEUED:
+            return
+        time.sleep(0.02)
+
+
 def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> None:
     """Progress, metrics and charts of the current run, redrawn from the worker's snapshot."""
     worker = common.run_handle(run_id)  # live, or read back from the store (finished, or before a restart)
@@ -255,7 +273,7 @@ start_help = "A run is in progress: stop it or let it finish first." if active e
 if start_col.button("Start", type="primary", icon=":material/play_arrow:", disabled=bool(problems) or active, key="train_start",
                     help=start_help, width="stretch"):
     try:
-        common.start_run(TrainConfig(**settings, dataset=dataset_name))
+        wait_for_first_point(common.start_run(TrainConfig(**settings, dataset=dataset_name)))
         st.rerun()
     except ConfigError as error:
         st.error(str(error))
