@@ -13,6 +13,6 @@ test:  ## run the whole test suite (core, pages, browser)
 	./setup.sh --test
 	.venv/bin/python -m pytest
 
-bench:  ## run the benchmarks (figures and ratios, not tests)
-	./setup.sh
-	for script in bench/bench_*.py; do echo "== $$script"; .venv/bin/python $$script; done  # figures, not pass/fail
+bench:  ## every benchmark in its quick mode (a few minutes, so breakage is seen); full runs: see each file
+	./setup.sh --test
+	set -e; for script in bench/bench_*.py; do echo "== $$script --quick"; .venv/bin/python $$script --quick; done  # figures, not pass/fail

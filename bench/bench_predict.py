@@ -2,6 +2,11 @@
 
     python bench/bench_predict.py                 # 400 drawings, 3 rounds
     python bench/bench_predict.py --drawings 1000 --rounds 5
+    python bench/bench_predict.py --quick         # 100 drawings, 1 round (make bench)
+
+A component measurement: what a stroke costs the server's Python, without Streamlit. The time a
+user waits from a stroke to the probabilities, in a browser on a real server, is measured by
+bench/bench_latency.py.
 
 Real MNIST test digits are pasted (1.5x to 10x, anywhere, sharp or soft edges) onto
 280x280 black RGBA canvases, like the ones streamlit-drawable-canvas returns. Each is
@@ -85,7 +90,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--drawings", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3, help="every drawing is timed this many times")
+    parser.add_argument("--quick", action="store_true", help="100 drawings, 1 round (seconds)")
     args = parser.parse_args()
+    if args.quick:
+        args.drawings, args.rounds = min(args.drawings, 100), 1
 
     for event in train(TrainConfig()):
         pass
