@@ -240,17 +240,16 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
     last_validation = ([val0_loss] * count, [val0_acc] * count)
     # an untrained model's loss: log(2) for binary (sigmoid(0) = 1/2), log(C) for softmax
     initial_loss = train0_loss if math.isfinite(train0_loss) else math.log(2 if binary else dataset.num_classes)
-    # Divergence is watched on the device (see `sync`): the smoothed batch loss of each model.
-    smoothed = torch.full((count,), initial_loss, device=device)
+    # The smoothed batch loss of each model: on the host where each step's loss is read anyway (CPU),
+    # on the device where reading it would wait for the step (GPU; see `sync`).
+    read_every_batch = torch.device(device).type not in DEFERRED_READ_DEVICES
+    smoothed = [initial_loss] * count if read_every_batch else torch.full((count,), initial_loss, device=device)
     loss_limit = DIVERGENCE_FACTOR * initial_loss
     diverged = [False] * count
     kept_steps: list[int | None] = [None] * count  # the step whose weights a diverged model keeps
     status = Status.DONE
     epochs_completed = 0
     orders = minibatch_orders(config.batch_order, train_index, labels, torch.Generator().manual_seed(config.seed))
-    # On a CPU reading a loss costs nothing; on a GPU it waits for the step to finish, so the
-    # losses stay there until the next event (every batch_event_seconds).
-    read_every_batch = torch.device(device).type not in DEFERRED_READ_DEVICES
 
     def progress_events(epoch: int, batch: int, pending: list[tuple[float, ...]], elapsed: float,
                         seconds_left: float) -> list[ev.BatchProgress]:
@@ -276,6 +275,28 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
         unread: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]] = []  # (loss sum, correct, ok, B)
         epoch_loss, epoch_correct, epoch_seen = [0.0] * count, [0] * count, 0
         last_event = epoch_start
+
+        def read_step(epoch: int, sums: list[float], correct: list[int], size: int) -> list[ev.Diverged]:
+            """One step's loss sums read on the host before its update: counted, and checked for divergence."""
+            nonlocal epoch_seen
+            losses = [value / size for value in sums]
+            pending.append(tuple(losses))
+            epoch_seen += size
+            news = []
+            for i, loss in enumerate(losses):
+                epoch_loss[i] += sums[i]
+                epoch_correct[i] += correct[i]
+                if diverged[i]:
+                    continue
+                smoothed[i] += LOSS_SMOOTHING * (loss - smoothed[i]) if math.isfinite(loss) else math.inf
+                if not math.isfinite(loss) or smoothed[i] > loss_limit:
+                    # Frozen before this step's update, so the kept weights are the last finite ones.
+                    diverged[i] = True
+                    kept_steps[i] = engine.steps
+                    engine.freeze(i)
+                    lr = engine.learning_rates[i]
+                    news.append(ev.Diverged(i, epoch, engine.steps, lr, loss, divergence_message(loss, epoch, lr)))
+            return news
 
         def sync() -> list[ev.Diverged]:
             """Read the unread steps' losses and correct counts; a model frozen on the device is frozen here too."""
@@ -330,16 +351,19 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
             inputs = prepare(images.index_select(0, rows))
             loss_sum, correct, delta = engine.forward_counted(inputs, targets.index_select(1, rows),
                                                               epoch_labels[first:last])
-            # Divergence on the device: NaN, infinite, or a smoothed loss far above an untrained model's.
-            # (lerp carries NaN and inf into `smoothed`; `<=` is False for both.)
-            smoothed.lerp_(loss_sum / len(rows), LOSS_SMOOTHING)
-            ok = smoothed <= loss_limit
-            engine.guard(ok)
+            if read_every_batch:  # as before the step's update: a model that blows up keeps its last finite weights
+                yield from read_step(epoch, loss_sum.tolist(), correct.tolist(), len(rows))
+            else:
+                # Divergence on the device: NaN, infinite, or a smoothed loss far above an untrained model's.
+                # (lerp carries NaN and inf into `smoothed`; `<=` is False for both.)
+                smoothed.lerp_(loss_sum / len(rows), LOSS_SMOOTHING)
+                ok = smoothed <= loss_limit
+                engine.guard(ok)
+                unread.append((loss_sum, correct, ok, len(rows)))
             engine.update(inputs, delta)
-            unread.append((loss_sum, correct, ok, len(rows)))
             now = time.perf_counter()
             emit = now - last_event >= batch_event_seconds or batch == batches_per_epoch - 1
-            if emit or read_every_batch:
+            if emit:
                 yield from sync()
             if emit:
                 done = (epoch - 1) * batches_per_epoch + batch + 1
