@@ -296,3 +296,19 @@ def test_deferred_reads_read_the_device_once_per_event_not_per_step(sample, monk
     events = run(TrainConfig(epochs=2, batch_size=32), sample, batch_event_seconds=1e9)
     steps = of(events, ev.Finished)[0].kept_step
     assert steps == 400 and len(reads) < 40  # 3 per epoch's read and 2 per evaluation, not 3 per step
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_losses_are_read_at_events_and_a_diverged_member_keeps_finite_weights(sample, monkeypatch):
+    configs = [TrainConfig(learning_rate=lr, epochs=2, per_class_limit=200, device="cuda") for lr in (0.1, 100.0)]
+    reads = []
+    original = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: reads.append(1) or original(self))
+    events = list(train_group(configs, sample, batch_event_seconds=1e9))
+    finished = of(events, ev.Finished)
+    assert [f.status for f in finished] == ["done", "diverged"] and finished[1].kept_step > 0
+    assert torch.isfinite(finished[1].model.linear.weight).all()
+    assert len(reads) < of(events, ev.RunStarted)[0].batches_per_epoch  # not one read per step
+    cpu = list(train_group([c.replace(device="cpu") for c in configs], sample, batch_event_seconds=1e9))
+    assert finished[1].kept_step == of(cpu, ev.Finished)[1].kept_step
+    assert finished[0].validation_accuracy == pytest.approx(of(cpu, ev.Finished)[0].validation_accuracy, abs=0.01)
