@@ -118,7 +118,8 @@ class TrainingJob(Job[list[RunRecord]]):
         if len(run_ids) != len(configs) or len(set(run_ids)) != len(run_ids):
             raise ValueError("one distinct run id per configuration is needed")
         names = list(names) if names else [default_run_name(config) for config in configs]
-        records = [RunRecord(run_id, name, config, source=source, group_id=group_id)
+        # its learning rate from the start: a queued or starting run's page shows it (and offers it to change)
+        records = [RunRecord(run_id, name, config, source=source, group_id=group_id, learning_rate=config.learning_rate)
                    for run_id, name, config in zip(run_ids, names, configs)]
         super().__init__(group_id or run_ids[0], records)
         self.group_id = group_id

@@ -123,7 +123,7 @@ class _Worker:
             return
         try:
             dataset = self.dataset(WARM_DATASET, os.environ.get("LRCORE_DATA_DIR"))
-            for _ in train_group([TrainConfig(dataset=WARM_DATASET, epochs=1)], dataset,
+            for _ in train_group([TrainConfig.for_dataset(WARM_DATASET, epochs=1)], dataset,  # its deskewed copy too
                                  max_batches_per_epoch=2):
                 pass
         except Exception:  # a missing dataset or odd settings: the first real task will say so

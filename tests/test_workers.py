@@ -130,6 +130,7 @@ def test_with_every_worker_busy_jobs_queue_in_order_and_a_queued_one_can_be_stop
     second = start(jobs, [TrainConfig(epochs=1)])
     record = wait_for_run(run_of(second), lambda r: r.status == Status.QUEUED, "the second job to queue")
     assert record.queued_ahead == 1
+    assert record.learning_rate == 0.5  # shown (and offered to change) before it starts, not 0
     third = start(jobs, [TrainConfig(epochs=1), TrainConfig(epochs=1, learning_rate=0.1)], group_id="sweep-queued")
     records = [wait_for_run(LiveRun(third, run_id), lambda r: r.status == Status.QUEUED and r.queued_ahead == 2,
                             "the third job to queue behind the second") for run_id in third.run_ids]

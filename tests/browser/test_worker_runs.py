@@ -1,0 +1,96 @@
+"""Training in the real server's worker processes (`lrcore.workers`, the default pool), in Chromium.
+
+A run started on Train trains in a worker process (its CPU time grows, the server's pages stay
+live), pauses, resumes and stops; a worker killed with SIGKILL mid-run leaves the run crashed with
+its completed epochs, the server up, and the next run trains on a new worker (after waiting in
+the queue for one to start).
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import screenshot, start_streamlit, stop, wait_for_app
+from tests.browser.test_train_weights import main_area, open_train, set_number
+
+EPOCHS_SHOWN = """() => {
+  const chart = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout && p.layout.title
+                 && String(p.layout.title.text).includes('Accuracy per epoch'));
+  const validation = chart && chart.data.find(trace => trace.name === 'validation');
+  return validation ? validation.x.length - 1 : null;
+}"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A server of its own (its worker processes are killed here), with the default pool."""
+    data_dir = tmp_path_factory.mktemp("worker-runs-data")
+    process, url = start_streamlit(data_dir, tmp_path_factory.mktemp("logs") / "streamlit.log")
+    yield process, url
+    stop(process)
+
+
+def workers_of(pid: int) -> list[int]:
+    """The server's worker processes (python -m lrcore.workers_main children)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(child) for child in (task / "children").read_text().split()]
+    return [child for child in children if b"lrcore.workers_main" in Path(f"/proc/{child}/cmdline").read_bytes()]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def epochs_shown(page, more_than: int = 0, timeout: float = 90_000) -> int:
+    return page.wait_for_function(f"() => {{ const n = ({EPOCHS_SHOWN})(); return n > {more_than} ? n : null; }}",
+                                  timeout=timeout).json_value()
+
+
+def test_a_run_trains_in_a_worker_pauses_resumes_stops_and_survives_a_killed_worker(page, server):
+    process, url = server
+    open_train(page, f"{url}/train")
+    workers = workers_of(process.pid)
+    assert len(workers) == len(os.sched_getaffinity(0)), workers  # default: one per core, started with the server
+    before = {pid: cpu_seconds(pid) for pid in workers}
+    set_number(page, "Epochs", "1000")
+    set_number(page, "Batch size", "16")
+    main_area(page).get_by_role("button", name=re.compile("Start$")).click()
+    first = epochs_shown(page, 1)
+    expect(page.get_by_text(re.compile(r"Epoch \d+ of 1000 · batch"))).to_be_visible()
+    assert max(cpu_seconds(pid) - before[pid] for pid in workers) > 0.2  # the training is a worker's CPU time
+
+    main_area(page).get_by_role("button", name=re.compile("Pause$")).click()
+    expect(page.get_by_text(re.compile(r"Epoch \d+ of 1000 · batch .*\(paused\)"))).to_be_visible(timeout=30_000)
+    wait_for_app(page)
+    paused_at = page.evaluate(EPOCHS_SHOWN)
+    screenshot(page, "worker-run-paused")
+    main_area(page).get_by_role("button", name=re.compile("Resume$")).click()
+    assert epochs_shown(page, max(paused_at, first)) > paused_at  # trains on after the resume
+    main_area(page).get_by_role("button", name=re.compile("Stop$")).click()
+    expect(page.get_by_text(re.compile(r"Stopped; the weights it reached are kept"))).to_be_visible(timeout=30_000)
+    wait_for_app(page)
+
+    # A second run, then its worker killed: crashed with its epochs; the server answers on.
+    main_area(page).get_by_role("button", name=re.compile("Start$")).click()
+    expect(page.get_by_text(re.compile(r"Stopped; the weights it reached"))).to_have_count(0, timeout=30_000)
+    expect(page.get_by_text(re.compile(r"Epoch [3-9] of 1000 · batch"))).to_be_visible(timeout=90_000)  # the new run
+    killed = workers_of(process.pid)
+    for pid in killed:  # the busy one among them (the pool starts new ones)
+        os.kill(pid, signal.SIGKILL)
+    expect(page.get_by_text(re.compile("worker process ended unexpectedly"))).to_be_visible(timeout=60_000)
+    wait_for_app(page)
+    screenshot(page, "worker-run-crashed")
+    assert epochs_shown(page, 1, timeout=10_000) >= 2  # the completed epochs are kept (waited for: the chart is redrawn)
+    assert process.poll() is None
+
+    set_number(page, "Epochs", "2")
+    main_area(page).get_by_role("button", name=re.compile("Start$")).click()
+    expect(page.get_by_text(re.compile(r"Done: test accuracy"))).to_be_visible(timeout=120_000)  # on a new worker
+    assert not set(killed) & set(workers_of(process.pid))
