@@ -341,6 +341,8 @@ def _train_group(configs: Sequence[TrainConfig], device: str, dataset: Dataset |
                     status = Status.STOPPED
                     break
                 new_rates = control.take_learning_rates(engine.learning_rates)
+                if new_rates:
+                    yield from sync()  # no rate change for a model that diverged meanwhile
                 for i, new_lr in enumerate(new_rates or ()):
                     old = engine.learning_rates[i]
                     if new_lr != old and not diverged[i]:
