@@ -12,41 +12,28 @@ A worker that dies (kill -9, segfault, out of memory) ends its job's runs as cra
 completed epochs kept, and the pool starts another in its place. Workers are plain child processes
 (`python -m lrcore.workers_main`), one torch thread each. `LRCORE_WORKERS` sets the size
 (default: the machine's cores); 0 keeps training in threads of the calling process.
+
+Here: the pool and its queue. `workers_process.py`: the server's end of one worker (tasks, events,
+death); `workers_control.py`: `RemoteControl`; `workers_main.py`: the worker process itself.
 """
 from __future__ import annotations
 
 import atexit
 import contextlib
-import itertools
 import logging
 import os
-import pickle
-import subprocess
-import sys
 import threading
-from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from multiprocessing.connection import wait
+from typing import Callable
 
-from .training import TrainingControl
+from .workers_control import RemoteControl
+from .workers_process import RangeTask, TaskFailed, TrainTask, Worker, WorkerDied
 
+__all__ = ["ENV_WORKERS", "PoolUnavailable", "RangeTask", "RemoteControl", "TaskFailed", "TrainTask", "Worker",
+           "WorkerDied", "WorkerPool", "pool_size"]
 log = logging.getLogger(__name__)
 ENV_WORKERS = "LRCORE_WORKERS"
-READY_TIMEOUT = 300.0  # seconds a new worker may take to import torch and warm up (a loaded machine)
 MAX_FAILED_STARTS = 3  # workers in a row that die before they are ready: the pool gives up, jobs say why
-
-
-class WorkerDied(RuntimeError):
-    """The worker process ended while it had a task."""
-
-
-class TaskFailed(Exception):
-    """The task ended with an error in the worker: status "failed" (bad settings or data) or "crashed"."""
-
-    def __init__(self, status: str, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 class PoolUnavailable(RuntimeError):
@@ -68,204 +55,6 @@ def pool_size(default: int | None = None) -> int:
         log.error("%s=%r is not a whole number of workers (0 or more); using %d", ENV_WORKERS, value, cores)
         return cores
     return size
-
-
-@dataclass(frozen=True)
-class TrainTask:
-    configs: list
-    batch_event_seconds: float
-    data_dir: str | None
-
-    @property
-    def dataset(self) -> str:
-        return self.configs[0].dataset
-
-
-@dataclass(frozen=True)
-class RangeTask:
-    config: Any
-    start_lr: float
-    end_lr: float
-    num_batches: int
-    data_dir: str | None
-
-    @property
-    def dataset(self) -> str:
-        return self.config.dataset
-
-
-class RemoteControl(TrainingControl):
-    """A `TrainingControl` whose commands also go to the worker training the job, when one is.
-
-    Its own state (paused, stop requested) is what the pages read, as before; while no worker is
-    connected (queued, between a sweep's passes, or training in a thread) it is a plain control, and
-    the first connection replays a pause and a pending learning-rate change."""
-
-    def __init__(self, on_stop: Callable[[], None] | None = None):
-        super().__init__()
-        self._send: Callable[[tuple], None] | None = None
-        self._send_lock = threading.Lock()
-        self.on_stop = on_stop  # wakes a job waiting in the queue
-
-    def connect(self, send: Callable[[tuple], None]) -> None:
-        with self._send_lock:
-            self._send = send
-            if self.stop_requested:
-                self._forward("stop")
-            elif self.paused:
-                self._forward("pause")
-            self._forward_pending()
-
-    def disconnect(self) -> None:
-        with self._send_lock:
-            self._send = None
-
-    def _forward(self, *command: Any) -> None:
-        if self._send is not None:
-            try:
-                self._send(command)
-            except (OSError, ValueError):  # the worker is gone: its job ends as crashed anyway
-                pass
-
-    def _forward_pending(self) -> None:
-        if self._send is not None:
-            with self._lock:
-                pending, self._pending_lr = self._pending_lr, None
-            if pending is not None:
-                self._forward("set_learning_rate" if pending[0] == "set" else "scale_learning_rates", pending[1])
-
-    def pause(self) -> None:
-        with self._send_lock:
-            super().pause()
-            self._forward("pause")
-
-    def resume(self) -> None:
-        with self._send_lock:
-            super().resume()
-            self._forward("resume")
-
-    def stop(self) -> None:
-        with self._send_lock:
-            super().stop()
-            self._forward("stop")
-        if self.on_stop is not None:
-            self.on_stop()
-
-    def set_learning_rate(self, learning_rate: float) -> None:
-        with self._send_lock:
-            super().set_learning_rate(learning_rate)  # validates; pending until a loop or a worker takes it
-            self._forward_pending()
-
-    def scale_learning_rates(self, factor: float) -> None:
-        with self._send_lock:
-            super().scale_learning_rates(factor)
-            self._forward_pending()
-
-
-class Worker:
-    """The server's end of one worker process.
-
-    A plain `python -m lrcore.workers_main` child with two pipes, not a multiprocessing.Process:
-    spawn would re-run the parent's __main__ in the child, and in a Streamlit server that is the
-    page script (Streamlit installs it as __main__)."""
-
-    _task_ids = itertools.count(1)
-
-    def __init__(self, warm: bool):
-        down_read, down_write = os.pipe()
-        up_read, up_write = os.pipe()
-        root = str(Path(__file__).resolve().parents[1])  # where `lrcore` is, whatever the cwd
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "lrcore.workers_main", str(down_read), str(up_write), "1" if warm else "0"],
-                pass_fds=(down_read, up_write), stdin=subprocess.DEVNULL, env=env)
-        finally:
-            os.close(down_read)  # only the child's copies stay open, so its death reads as end of file here
-            os.close(up_write)
-        self._down = Connection(down_write, readable=False)
-        self._up = Connection(up_read, writable=False)
-        self.sentinel = os.pidfd_open(self.process.pid)  # readable once the process has ended
-        self._send_lock = threading.Lock()
-        self.ready = False
-        self.warm_seconds = 0.0
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def exitcode(self) -> int | None:
-        return self.process.poll()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            os.close(self.sentinel)
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def send(self, message: Any) -> None:
-        with self._send_lock:  # the job's thread (tasks) and page threads (controls) both send
-            self._down.send(message)
-
-    def receive(self, timeout: float | None = None) -> tuple | None:
-        """The next message, None after `timeout`; WorkerDied when the process is gone."""
-        try:
-            ready = wait([self._up, self.sentinel], timeout)
-            if not ready:
-                return None
-            if self._up in ready or self._up.poll():
-                return pickle.loads(self._up.recv_bytes())
-        except (EOFError, OSError, ValueError):
-            pass
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(5)
-        raise WorkerDied(f"its worker process ended unexpectedly (exit code {self.exitcode})")
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        message = self.receive(timeout)
-        if message is None or message[0] != "ready":
-            raise WorkerDied(f"the worker process did not start within {timeout:g} s")
-        self.ready, self.warm_seconds = True, message[2]
-
-    def run_task(self, kind: str, task: Any, control: RemoteControl) -> Iterator[Any]:
-        """Send a task and yield its events until it ends; TaskFailed or WorkerDied if it does not finish."""
-        task_id = next(self._task_ids)
-        self.send(("task", task_id, kind, task))
-        control.connect(lambda command: self.send(("control", task_id, *command)))
-        ended = False
-        try:
-            while True:
-                message = self.receive()
-                if message[1] != task_id:  # the tail of an earlier task that was abandoned
-                    continue
-                if message[0] == "event":
-                    yield message[2]
-                elif message[0] == "end":
-                    ended = True
-                    if message[2]:
-                        raise TaskFailed(message[2], message[3])
-                    return
-        finally:
-            control.disconnect()
-            if not ended and self.alive:  # abandoned by its reader: stop it, so the worker frees up
-                try:
-                    self.send(("control", task_id, "stop"))
-                except (OSError, ValueError):
-                    pass
-
-    def close(self, timeout: float = 5.0) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.send(None)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout)
-        for connection in (self._down, self._up):
-            connection.close()
 
 
 class WorkerPool:
