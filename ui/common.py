@@ -255,6 +255,8 @@ def run_state_text(worker: LiveRun | None) -> str:
         return f"paused in epoch {current} of {total}"
     if record.status == "done":
         return f"done ({total} epochs)"
+    if record.status == "stopped" and not record.epochs:
+        return "stopped before it started"  # taken out of the queue
     if record.status == "stopped":
         return f"stopped after epoch {record.epochs_done} of {total}"
     return str(record.status)  # starting, diverged, crashed: the word itself

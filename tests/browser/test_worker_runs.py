@@ -94,3 +94,37 @@ def test_a_run_trains_in_a_worker_pauses_resumes_stops_and_survives_a_killed_wor
     main_area(page).get_by_role("button", name=re.compile("Start$")).click()
     expect(page.get_by_text(re.compile(r"Done: test accuracy"))).to_be_visible(timeout=120_000)  # on a new worker
     assert not set(killed) & set(workers_of(process.pid))
+
+
+def test_with_one_worker_a_second_run_is_queued_and_a_stop_takes_it_out(browser, tmp_path):
+    """Two users, one worker (LRCORE_WORKERS=1): the second run says it is queued until stopped."""
+    process, url = start_streamlit(tmp_path / "data", tmp_path / "streamlit.log", {"LRCORE_WORKERS": "1"})
+    contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(2)]
+    try:
+        first, second = (context.new_page() for context in contexts)
+        for page in (first, second):
+            page.set_default_timeout(30_000)
+        open_train(first, f"{url}/train")
+        set_number(first, "Epochs", "1000")
+        set_number(first, "Batch size", "16")
+        main_area(first).get_by_role("button", name=re.compile("Start$")).click()
+        expect(first.get_by_text(re.compile(r"Epoch \d+ of 1000 · batch"))).to_be_visible(timeout=90_000)
+
+        open_train(second, f"{url}/train")
+        main_area(second).get_by_role("button", name=re.compile("Start$")).click()
+        expect(second.get_by_text("Queued: 1 run ahead: it starts when a worker process is free…")).to_be_visible()
+        expect(second.get_by_text("Run: queued: 1 run ahead")).to_be_visible()
+        for width, height in ((1400, 1000), (1024, 768), (390, 844)):
+            second.set_viewport_size({"width": width, "height": height})
+            screenshot(second, f"worker-run-queued-{width}")
+        second.set_viewport_size({"width": 1400, "height": 1000})
+        main_area(second).get_by_role("button", name=re.compile("Stop$")).click()
+        expect(second.get_by_text("Stopped before it started training (it was still queued).")).to_be_visible()
+        expect(second.get_by_text("Run: stopped before it started")).to_be_visible()
+        wait_for_app(second)
+        screenshot(second, "worker-run-queued-stopped")
+        expect(first.get_by_text(re.compile(r"Epoch \d+ of 1000 · batch"))).to_be_visible()  # trains on
+    finally:
+        for context in contexts:
+            context.close()
+        stop(process)
