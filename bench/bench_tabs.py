@@ -157,6 +157,7 @@ class Tabs:
 def start_run(browser, url: str, params: str) -> str:
     """Press Start on the Train page with `params`; return the run's id (from the page's URL)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(180_000)
     page = context.new_page()
     page.goto(f"{url}/train?{params}")
     page.locator('[data-testid="stMain"]').get_by_role("button", name=re.compile("Start$")).click()
@@ -176,7 +177,7 @@ def window(pid: int, seconds: float, tabs: Tabs, training: int | None = None) ->
     used = {tid: end_threads[tid] - before for tid, before in start_threads.items() if tid in end_threads}
     if training is None and used:
         busiest = max(used, key=used.get)
-        training = busiest if used[busiest] > 0.2 * elapsed else None  # an idle server has no busy thread
+        training = busiest if used[busiest] > 0.05 * elapsed else None  # an idle server has no busy thread
     total = 100 * (end_cpu - start_cpu) / elapsed
     return total, total - 100 * used.get(training, 0.0) / elapsed, training
 

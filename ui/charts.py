@@ -23,7 +23,7 @@ LR_CHANGE_COLOR = "#7f7f7f"
 FONT = dict(size=15)
 SMOOTHING = 0.1  # tutorial 003: pd.Series(losses).ewm(alpha=.1).mean()
 # More raw points than this are thinned for drawing (each bucket's lowest and highest, so spikes stay),
-# the average computed on all of them: a watching tab then gets ~10 kB a poll, not 130 kB for 10,000.
+# the average computed on all of them: ~16 kB a poll at 10,000 batches (mostly plotly's template), was 51 kB.
 MAX_BATCH_POINTS = 600
 WHOLE_RUN_EPOCHS = 20  # runs up to this long get an x axis spanning the whole run from the start
 
@@ -159,7 +159,10 @@ def epoch_figure(epochs: Sequence[dict], kind: str, lr_changes: Sequence[dict] =
     else:
         yaxis = dict(title=dict(text="cross-entropy loss"), hoverformat=".4f")
         title = "Loss per epoch"
-    return SentFigure(dict(data=data, layout=_layout(title, 380, xaxis=xaxis, yaxis=yaxis, **marks)))
+    layout = _layout(title, 380, xaxis=xaxis, yaxis=yaxis, **marks)
+    # Under the chart: beside the title, the long train label wrapped onto the title at phone width.
+    layout["legend"] = dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0)
+    return SentFigure(dict(data=data, layout=layout))
 
 
 def refill_epoch_figure(figure: SentFigure, epochs: Sequence[dict], kind: str, lr_changes: Sequence[dict] = (),
