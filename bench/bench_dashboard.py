@@ -1,208 +1,185 @@
-"""Does the dashboard slow training down? The same run with and without the dashboard's machinery.
+"""Does the dashboard slow training down? A real server with the Train page watching, against the CLI.
 
-    python bench/bench_dashboard.py                  # fashion-mnist if installed, else mnist-sample
-    python bench/bench_dashboard.py --dataset mnist-sample --epochs 10 --repeats 3
+    python bench/bench_dashboard.py                  # fashion-mnist if installed, 5 epochs, 5 repeats
+    python bench/bench_dashboard.py --quick          # mnist-sample, 2 repeats (make bench)
+    python bench/bench_dashboard.py --gc             # also: postScriptGC off, gc.freeze() off (see below)
+    python bench/bench_dashboard.py --variant "no post-script GC" runner.postScriptGC=false
 
-(a) CLI path: a plain loop consuming `lrcore.training.train(...)` events; "cli+store" also records
-    the run in a run store as `python -m lrcore train` does by default.
-(b) Dashboard path: the Train page's job (`lrcore.jobs.TrainingJob`, which folds every
-    event into its locked record) with a polling thread that, every 0.5 s like the pages'
-    `st.fragment(run_every=0.5)`, takes the run's record (`job.record(run_id)`), builds the Train page's three
-    figures (`ui.charts.LiveCharts`) AND the Weights page's heatmaps and biases (refreshed,
-    as on the page, only when a new epoch's weights arrive), and turns each into JSON the way
-    `st.plotly_chart` does. The figure objects persist from run to run, as they do in a page's
-    session state. One browser tab shows one page, so building both pages' figures overstates
-    the cost.
-(c) As (b) plus the store's listener, which the pages attach to every run (it writes the
-    run's curves and weights to the SQLite store).
+dashboard: a real `streamlit run dashboard.py` server (this checkout's .streamlit/config.toml) and
+    headless Chromium. Each repeat opens the Train page in a fresh browser session with the run's
+    settings in the URL, presses Start and keeps the tab open while the page polls the run as it
+    does for a user, until the run is over.
+cli: `python -m lrcore train` with the same dataset, epochs and (dataset default) settings, in its
+    own process.
+Both record their runs in the same run store (a fresh data folder); the figures are the run's own
+recorded times, read back from the store: the median of its trained epochs' `seconds` (per epoch),
+and its `elapsed` (the whole run, first epoch-0 evaluation to the end). Python's and the server's
+start-up are in neither. The variants alternate within each repeat (no variant always first) and
+the medians are compared, as are the medians of the per-repeat ratios (robust to load drifting).
+Target: dashboard / cli at most 1.10x, per epoch and for the whole run.
 
-Same configuration and seed for all; the variants alternate within each repeat and the
-medians are compared, as are the medians of the per-repeat ratios (robust to the machine's
-load drifting). Prints seconds for each and the ratios. Target: the dashboard at most 10%
-slower than the CLI doing the same work (dashboard / cli, and dashboard+store / cli+store).
+Server variants (`--variant NAME OPTION=VALUE ...`, or `--gc` for the three below) start one more
+server each: an OPTION is a Streamlit config option (`runner.postScriptGC=false`, passed as its
+STREAMLIT_... environment variable) or an environment variable (`LRCORE_GC_FREEZE=0`: no
+`gc.freeze()` after imports, see ui/serving.py).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import plotly.io
-import plotly.tools
-# Streamlit's own plotly set-up (its template becomes the default), so figures are built as in the server
-import streamlit.elements.plotly_chart  # noqa: F401
+from streamlit.string_util import to_snake_case
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lrcore import TrainConfig, load_dataset, train  # noqa: E402
-from lrcore import events as ev  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 from lrcore.data import locate  # noqa: E402
-from lrcore.jobs import TrainingJob  # noqa: E402
-from lrcore.record import RunRecord, fold  # noqa: E402
-from lrcore.store import Store  # noqa: E402
-from ui import charts, maps  # noqa: E402
+from lrcore.store import Store, StoreError  # noqa: E402
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop, wait_for_app  # noqa: E402
 
-POLL_SECONDS = 0.5
+GC_VARIANTS = {"postScriptGC off": ["runner.postScriptGC=false"],
+               "no gc.freeze": ["LRCORE_GC_FREEZE=0"],
+               "no gc.freeze, postScriptGC off": ["LRCORE_GC_FREEZE=0", "runner.postScriptGC=false"]}
 
 
 @dataclass
 class Result:
-    seconds: float  # wall clock, start to finish
-    cpu_seconds: float  # CPU time of the training thread from RunStarted to Finished
+    epoch_seconds: float  # median of the trained epochs' recorded seconds
+    run_seconds: float  # the run's recorded elapsed time
+    wall_seconds: float  # Start pressed (or CLI started) to the run's end seen here: start-up included
     test_accuracy: float
 
 
-class TrainingThreadClock:
-    """Reads the training thread's CPU clock at RunStarted and Finished (called in that thread).
-
-    Work done by other threads (the poller) does not count; time spent waiting for the GIL or a
-    core does not either, so this separates extra work done in the training thread from noise.
-    """
-
-    def __init__(self) -> None:
-        self.started = self.finished = 0.0
-
-    def __call__(self, _job, _record, event) -> None:
-        if isinstance(event, ev.RunStarted):
-            self.started = time.thread_time()
-        elif isinstance(event, ev.Finished):
-            self.finished = time.thread_time()
-
-    @property
-    def seconds(self) -> float:
-        return self.finished - self.started
+def server_env(options: list[str]) -> dict[str, str]:
+    """`section.option=value` -> STREAMLIT_SECTION_OPTION=value; NAME=value as it is."""
+    env = {}
+    for option in options:
+        key, _, value = option.partition("=")
+        if "." in key:
+            key = f"STREAMLIT_{to_snake_case(key.replace('.', '_')).upper()}"
+        env[key] = value
+    return env
 
 
-def cli_run(config: TrainConfig, dataset, run_store: Store | None = None) -> Result:
-    """A plain loop over train()'s events, folding them into a record and saving it in `run_store`
-    if given (as the CLI does)."""
-    clock = TrainingThreadClock()
+def from_store(store: Store, run_id: str, wall: float) -> Result:
+    record = store.get(run_id)
+    assert record.status == "done", (record.status, record.message)
+    trained = [epoch["seconds"] for epoch in record.epochs if epoch["epoch"] > 0]
+    return Result(statistics.median(trained), record.elapsed, wall, record.final.get("test_accuracy", float("nan")))
+
+
+def cli_run(dataset: str, epochs: int, data_dir: Path, store: Store) -> Result:
+    env = {**os.environ, "LRCORE_DATA_DIR": str(data_dir)}
     started = time.perf_counter()
-    finished = None
-    record = RunRecord(f"bench-{time.time_ns()}", "bench", config, source="cli")
-    writer = run_store.writer(record) if run_store is not None else None
-    for event in train(config, dataset, batch_event_seconds=0.2):  # the CLI's batch event rate
-        clock(None, None, event)
-        fold(record, event)
-        if writer is not None:
-            writer.write(record, event)
-        if isinstance(event, ev.Finished):
-            finished = event
-    if writer is not None:
-        writer.close()  # everything committed, as the CLI waits for before it exits
-    return Result(time.perf_counter() - started, clock.seconds, finished.test_accuracy)
+    subprocess.run([sys.executable, "-m", "lrcore", "train", "--dataset", dataset, "--epochs", str(epochs),
+                    "--name", "bench cli", "--quiet"], cwd=ROOT, env=env, check=True, capture_output=True)
+    wall = time.perf_counter() - started
+    newest = next(run for run in store.list_runs() if run.source == "cli")
+    return from_store(store, newest.run_id, wall)
 
 
-def as_streamlit_sends(figure) -> str:
-    """What st.plotly_chart does with a figure before sending it to the browser."""
-    return plotly.io.to_json(plotly.tools.return_figure_from_figure_or_data(figure, validate_figure=True),
-                             validate=False)
-
-
-class PageState:
-    """What the Train and Weights pages keep in session state between reruns and runs."""
-
-    def __init__(self) -> None:
-        self.live, self.maps, self.memo = charts.LiveCharts(), maps.WeightMaps(), charts.FigureMemo()
-
-
-def poll(job: TrainingJob, stop: threading.Event, counts: dict, page: PageState) -> None:
-    """The pages' fragments: snapshot, build the figures, serialise them, twice a second."""
-    live, weight_maps, memo = page.live, page.maps, page.memo
-    while not stop.wait(POLL_SECONDS):
-        started = time.thread_time()  # CPU time of this thread: waits for the GIL or a core do not count
-        record = job.record(job.run_ids[0])
-        figures = list(live.figures(record).values())
-        if record.snapshots:
-            _epoch, weight, bias = record.snapshots[-1]
-            source = (record.run_id, len(record.snapshots))
-            figures += [weight_maps.figure(source, weight, record.class_names),
-                        memo.get("biases", source, lambda: maps.bias_figure(bias, record.class_names))]
-        counts["bytes"] += sum(len(as_streamlit_sends(figure)) for figure in figures)
-        counts["polls"] += 1
-        counts["seconds"] += time.thread_time() - started
-
-
-def dashboard_run(config: TrainConfig, dataset, run_store: Store | None, page: PageState) -> tuple[Result, dict]:
-    """The page's job with a polling thread; also returns the poll counts."""
-    clock = TrainingThreadClock()
-    listeners = [clock] + ([run_store.listener()] if run_store is not None else [])
-    counts = {"polls": 0, "bytes": 0, "seconds": 0.0}
-    stop = threading.Event()
-    started = time.perf_counter()
-    job = TrainingJob([config], dataset, listeners=listeners).start()
-    poller = threading.Thread(target=poll, args=(job, stop, counts, page), daemon=True)
-    poller.start()
-    job.join()
-    seconds = time.perf_counter() - started
-    stop.set()
-    poller.join()
-    record = job.record(job.run_ids[0])
-    assert record.status == "done", record.message
-    return Result(seconds, clock.seconds, record.final["test_accuracy"]), counts
+def dashboard_run(browser, url: str, dataset: str, epochs: int, store: Store) -> Result:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(300_000)
+    try:
+        page.goto(f"{url}/train?dataset={dataset}&epochs={epochs}")
+        page.get_by_text("Pick the settings above", exact=False).wait_for()
+        wait_for_app(page)
+        started = time.perf_counter()
+        page.locator('[data-testid="stMain"]').get_by_role("button", name="Start", exact=False).first.click()
+        page.wait_for_url("**run=*")
+        run_id = page.url.split("run=")[1].split("&")[0]
+        deadline = time.monotonic() + 600
+        while True:  # the tab stays open and polls by itself; wait on the store's record of the run
+            try:
+                if not store.get(run_id).active:
+                    break
+            except StoreError:  # the server's store thread has not written the run yet
+                pass
+            assert time.monotonic() < deadline, "the dashboard's run did not end within 10 minutes"
+            page.wait_for_timeout(100)
+        wall = time.perf_counter() - started
+        return from_store(store, run_id, wall)
+    finally:
+        context.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--dataset", default=None, help="default: fashion-mnist when installed, else mnist-sample")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=11, help="runs of each variant (medians are compared)")
-    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="mnist-sample, 2 repeats (a minute or two)")
+    parser.add_argument("--gc", action="store_true", help="also the garbage-collection variants of the server")
+    parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "OPTION=VALUE"),
+                        help="one more server: a name, then Streamlit options or environment variables")
     args = parser.parse_args()
-    name = args.dataset or ("fashion-mnist" if locate("fashion-mnist") else "mnist-sample")
-    dataset = load_dataset(name)
-    config = TrainConfig(dataset=name, epochs=args.epochs, learning_rate=args.lr, device="cpu")
-    print(f"{name}: {len(dataset.train_labels):,} train+validation images, {args.epochs} epochs, "
-          f"batch size {config.batch_size}, {args.repeats} repeats")
+    if args.quick:
+        args.dataset, args.repeats = args.dataset or "mnist-sample", min(args.repeats, 2)
+    dataset = args.dataset or ("fashion-mnist" if locate("fashion-mnist") else "mnist-sample")
+    servers = {"dashboard": []} | (GC_VARIANTS if args.gc else {}) | {v[0]: v[1:] for v in args.variant}
+    from playwright.sync_api import sync_playwright
 
-    cli_run(config.replace(epochs=1), dataset)  # warm-up: first-call costs belong to neither side
-    results: dict[str, list[Result]] = {"cli": [], "cli+store": [], "dashboard": [], "dashboard+store": []}
-    baseline = {"dashboard": "cli", "dashboard+store": "cli+store"}  # the same work without the pages
-    polls = {}
-    pages = {variant: PageState() for variant in baseline}
-    with tempfile.TemporaryDirectory(prefix="lrbench-runs-") as runs_dir:
-        store = Store(Path(runs_dir) / "lrcore.db")
-        for repeat in range(args.repeats):
-            order = list(results)
-            order = order[repeat % len(order):] + order[:repeat % len(order)]  # no variant always goes first
-            for variant in order:
-                recorded = store if variant.endswith("+store") else None
-                if variant.startswith("cli"):
-                    result = cli_run(config, dataset, recorded)
-                else:
-                    result, polls[variant] = dashboard_run(config, dataset, recorded, pages[variant])
-                results[variant].append(result)
-                print(f"  repeat {repeat + 1} {variant:16s} {result.seconds:7.2f} s   "
-                      f"training thread CPU {result.cpu_seconds:6.2f} s")
+    load_before = os.getloadavg()
+    print(f"{dataset}, {args.epochs} epochs, {args.repeats} repeats; servers: "
+          + "; ".join(f"{name} ({' '.join(options) or 'as configured'})" for name, options in servers.items()))
+    results: dict[str, list[Result]] = {"cli": [], **{name: [] for name in servers}}
+    with tempfile.TemporaryDirectory(prefix="lrbench-dashboard-") as folder, sync_playwright() as playwright:
+        data_dir = Path(folder)
+        started = {name: start_streamlit(data_dir, data_dir / f"streamlit-{i}.log", server_env(options))
+                   for i, (name, options) in enumerate(servers.items())}
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        store = Store(data_dir / "runs" / "lrcore.db")
+        try:
+            # warm-up, not measured: the CLI's first import, each server's first page, dataset and workers
+            cli_run(dataset, 1, data_dir, store)
+            for name, (_process, url) in started.items():
+                dashboard_run(browser, url, dataset, 1, store)
+            for repeat in range(args.repeats):
+                order = list(results)
+                order = order[repeat % len(order):] + order[:repeat % len(order)]
+                for variant in order:
+                    if variant == "cli":
+                        result = cli_run(dataset, args.epochs, data_dir, store)
+                    else:
+                        result = dashboard_run(browser, started[variant][1], dataset, args.epochs, store)
+                    results[variant].append(result)
+                    print(f"  repeat {repeat + 1} {variant:32s} epoch {result.epoch_seconds * 1e3:7.1f} ms   run "
+                          f"{result.run_seconds:6.2f} s   wall {result.wall_seconds:6.2f} s", flush=True)
+        finally:
+            browser.close()
+            for process, _url in started.values():
+                stop(process)
+    load_after = os.getloadavg()
 
     def median(variant: str, field: str) -> float:
         return statistics.median(getattr(result, field) for result in results[variant])
 
-    def paired(variant: str, field: str, base: str = "cli") -> float:
-        """Median of per-repeat ratios: each repeat runs all variants back to back, so drifts in load cancel."""
-        return statistics.median(getattr(mine, field) / getattr(other, field)
-                                 for mine, other in zip(results[variant], results[base]))
+    def paired(variant: str, field: str) -> float:
+        return statistics.median(getattr(mine, field) / getattr(cli, field)
+                                 for mine, cli in zip(results[variant], results["cli"]))
 
-    print("\nratios are to the plain CLI loop")
-    print(f"{'variant':18s}{'median s':>10s}{'ratio':>8s}{'paired':>8s}{'CPU s':>8s}{'ratio':>8s}{'test acc':>10s}")
+    print("\nratios are to the CLI (median ratio, median of per-repeat ratios); target <= 1.10")
+    print(f"{'variant':32s}{'epoch ms':>10s}{'ratio':>7s}{'paired':>7s}{'run s':>8s}{'ratio':>7s}{'paired':>7s}"
+          f"{'wall s':>8s}{'test acc':>9s}")
     for variant, runs in results.items():
-        wall, cpu = median(variant, "seconds"), median(variant, "cpu_seconds")
-        print(f"{variant:18s}{wall:10.2f}{wall / median('cli', 'seconds'):8.3f}{paired(variant, 'seconds'):8.3f}"
-              f"{cpu:8.2f}{cpu / median('cli', 'cpu_seconds'):8.3f}{runs[-1].test_accuracy:10.4f}")
-    for variant, count in polls.items():
-        per_poll = max(1, count["polls"])
-        print(f"{variant}: last run {count['polls']} polls, {count['seconds'] / per_poll * 1e3:.0f} ms CPU and "
-              f"{count['bytes'] / per_poll / 1e3:.0f} kB of figure JSON per poll")
-    print("\nthe dashboard against the CLI doing the same work (wall clock):")
-    for variant, base in baseline.items():
-        ratio, paired_ratio = median(variant, "seconds") / median(base, "seconds"), paired(variant, "seconds", base)
-        print(f"  {variant:16s} / {base:10s} median ratio {ratio:.3f}, median of per-repeat ratios {paired_ratio:.3f} "
-              f"(target <= 1.10): {'OK' if max(ratio, paired_ratio) <= 1.10 else 'TOO SLOW'}")
+        epoch, run = median(variant, "epoch_seconds"), median(variant, "run_seconds")
+        print(f"{variant:32s}{epoch * 1e3:10.1f}{epoch / median('cli', 'epoch_seconds'):7.2f}"
+              f"{paired(variant, 'epoch_seconds'):7.2f}{run:8.2f}{run / median('cli', 'run_seconds'):7.2f}"
+              f"{paired(variant, 'run_seconds'):7.2f}{median(variant, 'wall_seconds'):8.2f}{runs[-1].test_accuracy:9.4f}")
+    for variant in servers:
+        worst = max(median(variant, field) / median("cli", field) for field in ("epoch_seconds", "run_seconds"))
+        print(f"  {variant}: {'OK' if worst <= 1.10 else 'TOO SLOW'} (worst median ratio {worst:.2f})")
+    print("wall: Start pressed to the run's end as the benchmark saw it (the CLI's includes Python's start-up)")
+    print(f"machine: {os.cpu_count()} CPUs, load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after")
 
 
 if __name__ == "__main__":

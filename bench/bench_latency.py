@@ -2,6 +2,7 @@
 
     python bench/bench_latency.py              # 10 tries of each
     python bench/bench_latency.py --quick      # 3 tries of each (make bench)
+    python bench/bench_latency.py --option LRCORE_GC_FREEZE=0 --option runner.postScriptGC=false
 
 (a) Start -> epoch-0 point: on the Train page (mnist-sample, its defaults; each try a fresh
     browser session, so no earlier run is on the page), the time from the mouse press on Start to
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop, wait_for_app  # noqa: E402
 from tests.browser.script_runs import FRAGMENT, FULL, ScriptRuns  # noqa: E402
+from bench.bench_dashboard import server_env  # noqa: E402
 
 MARK_PRESS = """() => { window.__pressedAt = null;
   window.addEventListener('mousedown', () => { window.__pressedAt = performance.now(); },
@@ -140,13 +142,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tries", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="3 tries of each (a minute or so)")
+    parser.add_argument("--option", action="append", default=[], metavar="OPTION=VALUE",
+                        help="a Streamlit option (runner.postScriptGC=false) or environment variable for the server")
     args = parser.parse_args()
     tries = 3 if args.quick else args.tries
     from playwright.sync_api import sync_playwright
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="lrbench-latency-") as data_dir, sync_playwright() as playwright:
-        process, url = start_streamlit(Path(data_dir), Path(data_dir) / "streamlit.log")
+        process, url = start_streamlit(Path(data_dir), Path(data_dir) / "streamlit.log", server_env(args.option))
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             # Not a user's click: the first page load imports torch and loads the dataset, the first
@@ -159,7 +163,8 @@ def main() -> None:
             warm.locator('[data-testid="stMain"]').get_by_role("button", name="Start", exact=False).first.click()
             warm.wait_for_function(FIRST_POINT, polling=200, timeout=300_000)
             warm.close()
-            print(f"server {url}, headless {CHROMIUM}, {tries} tries each, mnist-sample")
+            print(f"server {url} ({' '.join(args.option) or 'as configured'}), headless {CHROMIUM}, {tries} tries "
+                  "each, mnist-sample")
             start_times = start_to_first_point(browser, url, tries)
             stroke_times, kinds = stroke_to_probabilities(browser, url, tries)
         finally:
