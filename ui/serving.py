@@ -1,0 +1,17 @@
+"""Process-wide set-up of the served dashboard, done once per server process (this module's first import).
+
+`gc.freeze()` after the imports: Streamlit runs a full `gc.collect(2)` after every script and
+fragment rerun (`runner.postScriptGC`), which walked every object of torch, plotly and Streamlit
+each time (median 225 ms, issue #13). Frozen objects are left out of every later collection;
+the pages' own garbage is still collected. `LRCORE_GC_FREEZE=0` turns it off (for
+bench/bench_dashboard.py's comparison).
+"""
+from __future__ import annotations
+
+import gc
+import os
+
+FROZEN = os.environ.get("LRCORE_GC_FREEZE", "1").strip() != "0"
+if FROZEN:
+    gc.collect()  # what is garbage now must not be frozen for good
+    gc.freeze()
