@@ -7,10 +7,13 @@ server process's own CPU time (utime + stime of /proc/<pid>/stat, child processe
 is read over a fixed window, minus the same window with no tab open (training runs in a
 thread of the server, so the 0-tab window holds training and the idle server), divided by
 the tab count: % of one core per watching tab. Also counted: the websocket bytes the tabs
-received in the window (what the server sends per tab and poll).
+received in the window and the script runs the server finished for them (`script_finished`
+messages: the Train page's fragment twice a second and the sidebar's run line once), so the
+CPU is also given per run ("poll") and a server too busy to poll at full rate shows as such.
 
     .venv/bin/python bench/bench_tabs.py            # 0, 1, 5, 10 tabs, 20 s windows
     .venv/bin/python bench/bench_tabs.py --quick    # 0, 1, 5 tabs, 5 s windows (make bench)
+    .venv/bin/python bench/bench_tabs.py --workers 0 --option runner.postScriptGC=false   # other settings
 """
 from __future__ import annotations
 
@@ -240,7 +243,7 @@ def main() -> None:
     print(f"bench_tabs: server CPU per watching tab, {name} run ({params}), {seconds:g} s windows; "
           f"server: {server_settings or 'as configured'}")
     print("how: a real `streamlit run` server, one headless Chromium, one page per tab on the run's Train page "
-          "(polling every 0.5 s); the server process's utime+stime from /proc/<pid>/stat (no children) over "
+          "(its fragment polls every 0.5 s, the sidebar's every 1 s); the server process's utime+stime from /proc/<pid>/stat (no children) over "
           "each window; per tab = (window - mean of the 0-tab windows before and after) / tabs, in % of one "
           "core. Where training runs in a thread of the server (LRCORE_WORKERS=0), that thread (the busiest "
           "of the first 0-tab window) is also left out, in the 'w/o training' columns: on a loaded machine "
