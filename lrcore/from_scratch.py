@@ -40,23 +40,30 @@ class StepNumbers:
     w_norm: float  # ||w|| before the step (the step moves w by learning_rate x dw_norm)
 
 
+def _with_shapes(equation: str, shapes: str) -> str:
+    """The equation with its shapes on a line of their own (one long line is cut off on a phone)."""
+    return rf"\begin{{gathered}} {equation} \\ ({shapes}) \end{{gathered}}"
+
+
 def equations(binary: bool) -> list[tuple[str, str]]:
     """(what, LaTeX) for the score, sigmoid or softmax, the loss, dw, db and the update."""
     if binary:
         return [
-            ("score", r"z = w^\top X + b \qquad (X: D \times m,\ w: D \times 1,\ z: 1 \times m)"),
+            ("score", _with_shapes(r"z = w^\top X + b", r"X: D \times m,\ w: D \times 1,\ z: 1 \times m")),
             ("sigmoid", r"\hat{y} = \sigma(z) = \frac{1}{1 + e^{-z}}"),
             ("loss (binary cross-entropy)",
-             r"L = -\frac{1}{m} \sum_{i=1}^{m} \left[ y_i \log \hat{y}_i + (1 - y_i) \log (1 - \hat{y}_i) \right]"),
+             # on two lines: one is wider than a phone
+             r"\begin{aligned} L = -\frac{1}{m} \sum_{i=1}^{m} \Big[ & y_i \log \hat{y}_i \\"
+             r" & + (1 - y_i) \log (1 - \hat{y}_i) \Big] \end{aligned}"),
             ("weight gradient", r"dw = \frac{\partial L}{\partial w} = \frac{1}{m} X (\hat{y} - y)^\top"),
             ("bias gradient", r"db = \frac{\partial L}{\partial b} = \frac{1}{m} \sum_{i=1}^{m} (\hat{y}_i - y_i)"),
             ("update", r"w \leftarrow w - \alpha\, dw, \qquad b \leftarrow b - \alpha\, db"),
         ]
     return [
-        ("score", r"Z = W X + b \qquad (X: D \times m,\ W: C \times D,\ Z: C \times m)"),
+        ("score", _with_shapes(r"Z = W X + b", r"X: D \times m,\ W: C \times D,\ Z: C \times m")),
         ("softmax", r"\hat{Y}_{ci} = \frac{e^{Z_{ci}}}{\sum_{k=1}^{C} e^{Z_{ki}}}"),
-        ("loss (cross-entropy)", r"L = -\frac{1}{m} \sum_{i=1}^{m} \sum_{c=1}^{C} Y_{ci} \log \hat{Y}_{ci}"
-                                 r"\qquad (Y: \text{one-hot labels}, C \times m)"),
+        ("loss (cross-entropy)", _with_shapes(r"L = -\frac{1}{m} \sum_{i=1}^{m} \sum_{c=1}^{C} Y_{ci} \log \hat{Y}_{ci}",
+                                              r"Y: \text{one-hot labels}, C \times m")),
         ("weight gradient", r"dW = \frac{\partial L}{\partial W} = \frac{1}{m} (\hat{Y} - Y) X^\top"),
         ("bias gradient", r"db = \frac{\partial L}{\partial b} = \frac{1}{m} \sum_{i=1}^{m} (\hat{Y} - Y)_{:, i}"),
         ("update", r"W \leftarrow W - \alpha\, dW, \qquad b \leftarrow b - \alpha\, db"),

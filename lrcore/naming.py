@@ -63,6 +63,8 @@ def legend_labels(runs: Sequence[Any]) -> list[str]:
     `runs` are anything with `.config` and `.name` (stored runs, run records).
     """
     differing = differing_settings([run.config for run in runs])
+    if all(getattr(run.config, "full_batch", False) for run in runs):
+        differing = [field for field in differing if field != "batch_size"]  # unused by every run
     labels = [", ".join(setting_label(f, getattr(run.config, f, None)) for f in differing) for run in runs]
     return [label if label and labels.count(label) == 1 else (f"{label} · {run.name}" if label else run.name)
             for label, run in zip(labels, runs)]
@@ -108,6 +110,8 @@ def default_run_name(config: TrainConfig) -> str:
             continue
         if field == "momentum" and config.optimizer != "momentum":
             continue
+        if field == "batch_size" and getattr(config, "full_batch", False):
+            continue  # full batch: the batch size setting is not used
         value = getattr(config, field)
         if value != getattr(defaults, field, None):
             parts.append(setting_label(field, value))

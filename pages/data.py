@@ -100,6 +100,8 @@ def pixel_table(name: str) -> pd.DataFrame:
 
 st.title("Data")
 
+if folder_upload.adopt_finished_import():
+    st.rerun()  # the sidebar, drawn before this page, names the dataset chosen until now
 current = common.selected_dataset_name()
 if "data_choice" not in st.session_state:
     st.session_state.data_choice = current

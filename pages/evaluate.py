@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pandas as pd
 import streamlit as st
 import torch
 
+from lrcore import datasets
 from lrcore.config import ConfigError
 from lrcore.data import DATASET_TITLES, make_splits
 from lrcore.config import TrainConfig
@@ -14,6 +16,7 @@ from lrcore.evaluate import Evaluation, evaluate_model, split_data
 from ui import charts, common, uploads
 from ui.images import picture_tiles
 from ui.format import loss, percent
+from ui.maps import image_shape
 from ui.text import md_escape, plot_text
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
@@ -43,6 +46,25 @@ def evaluation(model_key: str, dataset_name: str, split: str, split_key: tuple,
     """
     images, labels = split_data(common.get_dataset(dataset_name), _config, split)  # as the model saw them
     return evaluate_model(_model.model, _model.normalizer, images, labels)
+
+
+FOLDER_NAME = re.compile(r"-\d+-(colour|grey)-[0-9a-f]{8}$")  # image_folder.dataset_name's "bees-32-colour-1a2b3c4d"
+
+
+def missing_dataset(model: common.ModelInUse) -> str:
+    """Why a model whose dataset is not on this server cannot be evaluated, and what to do, in plain words
+    (load_dataset's "unknown dataset 'bees-32-colour-1a2b3c4d'; choose one of …" read like a crash)."""
+    names, classes = model.class_names, len(model.class_names)
+    what = " vs ".join(names) if classes <= 3 else ", ".join(names[:3]) + ", …"
+    shape = image_shape(model.dataset, st.session_state.get("checkpoint"), model.model.linear.weight.shape[1])
+    pictures = f"{shape[1]}×{shape[2]} {'colour' if shape[0] == 3 else 'greyscale'}"
+    facts = f"“{md_escape(what, 120)}”, {classes} classes, {pictures}"
+    if FOLDER_NAME.search(model.dataset):
+        return (f"This model was trained on your own pictures ({facts}), which are not on this server: import the "
+                f"same folder or zip (under the same name, at {pictures}) on the Data page to evaluate it. "
+                "Weights and Predict work without it.")
+    return (f"This model was trained on “{md_escape(model.dataset, 80)}” ({facts}), a dataset this server does not "
+            "have, so it cannot be evaluated here. Weights and Predict work without it.")
 
 
 def pick_cell(true_class: int, predicted_class: int) -> None:
@@ -84,8 +106,19 @@ if model is None:
     st.page_link("pages/train.py", label="Go to Train", icon="📈")
     st.stop()
 
+common.folder_datasets()  # an image folder imported before a restart is registered again
+if model.dataset not in datasets.REGISTRY:  # e.g. a checkpoint of another machine's image folder
+    st.caption(f"Model: {md_escape(model.label, 200)}")
+    st.warning(missing_dataset(model), icon=":material/folder_off:")
+    for page, label, icon in (("pages/data.py", "Import pictures on the Data page", ":material/dataset:"),
+                              ("pages/weights.py", "See its weights", ":material/grid_view:"),
+                              ("pages/draw.py", "Predict with it", ":material/photo_camera:")):
+        st.page_link(page, label=label, icon=icon)
+    st.stop()
+
 worker = common.current_worker()
-st.caption(f"Model: {md_escape(model.label, 200)} · evaluated on {DATASET_TITLES.get(model.dataset, model.dataset)}")
+st.caption(f"Model: {md_escape(model.label, 200)} · evaluated on "
+           f"{md_escape(DATASET_TITLES.get(model.dataset, model.dataset))}")  # a folder's title is user text
 if not common.using_checkpoint() and worker is not None and worker.snapshot().active:
     st.button("Update to the latest weights", icon=":material/refresh:",
               help="The run is still training; this page shows the weights of its last finished epoch.")

@@ -65,7 +65,7 @@ def runs_table(runs: list[RunRecord], sweeps: dict[str, str]) -> pd.DataFrame:
             "Test acc.": percent_or_none(run.test_accuracy),
             "Best val. acc.": percent_or_none(run.best_validation_accuracy),
             "Learning rate": f"{config.learning_rate:g}",
-            "Batch size": config.batch_size,
+            "Batch size": fmt.batch_size(config, run.train_size),  # a full-batch run's setting is not what it used
             "Optimizer": setting_text("optimizer", config.optimizer),
             "Weight decay": f"{config.weight_decay:g}",
             "Epochs": f"{run.epochs_done} / {config.epochs}" if run.status != "imported" else str(config.epochs),
@@ -83,7 +83,7 @@ TABLE_COLUMNS = {
     "Name": st.column_config.TextColumn(width="medium"),
     "Status": st.column_config.TextColumn(width="medium"),
     "Sweep": st.column_config.TextColumn(width="small", help="The sweep this run was trained in (Sweep page)"),
-    "Batch size": st.column_config.NumberColumn(format="%d"),
+    "Batch size": st.column_config.TextColumn(help="Images per step; full: the whole training split, every step"),
     "Validation": st.column_config.NumberColumn("Val. fraction", format="%.2f",
                                                 help="Share of the training images held out for validation"),
     "Best val. acc.": st.column_config.NumberColumn(format="%.2f%%", help="Best validation accuracy of any epoch"),
@@ -132,8 +132,9 @@ def compare(runs: list[RunRecord]) -> None:
     splits = {"Validation": ["validation"], "Training": ["train"]}.get(choice, ["validation", "train"])
     configs = [run.config for run in with_curves]
     differing = differing_settings(configs)
+    unused = ("device", "momentum") + (("batch_size",) if all(c.full_batch for c in configs) else ())
     same = [f"{LONG_NAMES[f]} {setting_text(f, getattr(configs[0], f))}" for f in SHORT_NAMES
-            if f not in differing and f not in ("device", "momentum")]
+            if f not in differing and f not in unused]
     if len(with_curves) > 1:
         note_col.caption(("The legend shows what differs. " if differing else "These runs have the same settings. ")
                          + "Same for all: " + ", ".join(same) + "." +
@@ -189,7 +190,7 @@ def run_actions(run: RunRecord) -> None:
     facts.append(f"{int(final.get('epochs_completed', run.epochs_done))} of {run.config.epochs} epochs")
     if run.elapsed:
         facts.append(fmt.duration(run.elapsed))
-    facts.append(DATASET_TITLES.get(run.config.dataset, run.config.dataset))
+    facts.append(md_escape(DATASET_TITLES.get(run.config.dataset, run.config.dataset)))  # a folder's title is user text
     facts.append(SOURCES.get(run.source, run.source))
     text = " · ".join(facts)
     st.caption(text[0].upper() + text[1:])

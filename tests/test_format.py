@@ -2,7 +2,10 @@
 import math
 from types import SimpleNamespace
 
-from ui.format import duration, epoch_text, kept_weights, loss, percent
+import pytest
+
+from lrcore import TrainConfig
+from ui.format import LOSS_CHARS, batch_size, batch_text, duration, epoch_text, kept_weights, loss, percent
 
 
 def test_percent_and_loss_say_dash_for_what_is_not_a_number():
@@ -10,6 +13,23 @@ def test_percent_and_loss_say_dash_for_what_is_not_a_number():
     assert loss(0.22481) == "0.2248" and loss(239.94) == "239.9"
     for missing in (None, math.nan, math.inf, "0.5", True):
         assert percent(missing) == loss(missing) == "–"
+
+
+def test_tiny_and_huge_losses_stay_short_enough_for_a_metric():
+    """A tiny dataset's loss was '9.158e-05', cut to '9.158…' by st.metric at 1024 px (8+ characters)."""
+    assert loss(9.158e-05) == "9.16e-5" and loss(0.0009158) == "9.16e-4" and loss(0.001234) == "1.23e-3"
+    assert loss(0.01234) == "0.01234" and loss(1e-4) == "0.0001" and loss(0.0) == "0" and loss(1.0) == "1"
+    assert loss(1234.4) == "1234" and loss(12345.6) == "1.23e4" and loss(2e-7) == "2e-7"
+    for value in (9.158e-05, 3.3e-9, 0.00123456, 0.0567891, 0.98765, 9.99949, 99.9951, 5432.1, 987654.0, 1e30):
+        text = loss(value)
+        assert len(text) <= LOSS_CHARS and float(text) == pytest.approx(value, rel=5e-3), (value, text)
+
+
+def test_a_full_batch_runs_batch_size_is_its_training_split_not_the_setting():
+    assert batch_size(TrainConfig(batch_size=128)) == "128" and batch_text(TrainConfig(batch_size=64)) == "batch size 64"
+    full = TrainConfig(batch_size=128, full_batch=True)
+    assert batch_size(full, 6400) == "full (6,400)" and batch_text(full, 6400) == "full batch (6,400 images)"
+    assert batch_size(full) == "full" and batch_text(full) == "full batch"  # an uploaded checkpoint: size unknown
 
 
 def test_durations_from_a_fraction_of_a_second_to_hours():

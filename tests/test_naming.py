@@ -96,3 +96,11 @@ def test_a_run_of_a_dataset_not_registered_here_is_named_as_where_it_was_trained
     # any other name as written (no size in it): TrainConfig's own defaults are the baseline
     other = TrainConfig.of_unregistered_dataset({"dataset": "Ana's photos", "learning_rate": 0.1, "epochs": 5})
     assert default_run_name(other) == "SGD lr=0.1 epochs=5"
+
+
+def test_a_full_batch_run_is_not_named_or_labelled_by_its_unused_batch_size():
+    config = TrainConfig(batch_size=64, full_batch=True)
+    assert "bs=" not in default_run_name(config) and "full batch" in default_run_name(config)
+    runs = [SimpleNamespace(config=TrainConfig(batch_size=size, full_batch=True, learning_rate=lr), name=f"r{lr}")
+            for size, lr in ((64, 0.1), (128, 0.5))]
+    assert legend_labels(runs) == ["lr=0.1", "lr=0.5"]

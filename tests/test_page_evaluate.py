@@ -8,6 +8,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from tests.apptest_helpers import open_page, texts, start_run
+from tests.test_page_predict import unregistered_folder_model  # noqa: F401  (a fixture: a folder model's checkpoint)
 
 import lrcore.evaluate
 from lrcore import TrainConfig, load_dataset, train
@@ -295,3 +296,30 @@ def test_colour_images_are_shown_in_colour_at_a_readable_size(monkeypatch, tmp_p
     assert shown and all(tile.shape[2] == 3 for grid in shown for tile in grid)
     assert any((tile[..., 0] != tile[..., 1]).any() for grid in shown for tile in grid)  # colour, not grey
     assert {tile.shape[:2] for grid in shown for tile in grid} <= {(80, 80), (88, 88), (112, 112)}
+
+
+def test_a_checkpoint_of_a_folder_this_server_never_imported_says_what_to_do(unregistered_folder_model):  # noqa: F811
+    """Issue 12: it said "unknown dataset 'halves-32-colour-…'; choose one of …", which read like a crash."""
+    data, name = unregistered_folder_model
+    at = evaluate_page()
+    at.file_uploader(key="eval_upload").set_value(("halves.pt", data, "application/octet-stream")).run()
+    assert not at.exception, at.exception
+    assert not at.error and not at.metric
+    [warning] = at.warning
+    assert warning.value == ("This model was trained on your own pictures (“bottom vs top”, 2 classes, 32×32 colour), "
+                             "which are not on this server: import the same folder or zip (under the same name, at "
+                             "32×32 colour) on the Data page to evaluate it. Weights and Predict work without it.")
+    assert name not in " ".join(texts(kind) for kind in (at.warning, at.caption))  # not its internal name
+    assert [link.proto.page for link in at.get("page_link")] == ["data", "weights", "draw"]
+
+
+def test_an_unknown_dataset_of_any_other_name_is_named_literally(checkpoint):
+    values = {**CONFIG.to_dict(), "dataset": "[x](http://e) digits"}
+    unknown = Checkpoint(checkpoint.model, TrainConfig.of_unregistered_dataset(values), checkpoint.class_names,
+                         checkpoint.normalizer, {}, 0.0)
+    at = evaluate_page(unknown)
+    assert not at.exception, at.exception
+    [warning] = at.warning
+    assert warning.value.startswith(f"This model was trained on “{md_escape('[x](http://e) digits')}” (“0, 1, 2, …”, "
+                                    "10 classes, 28×28 greyscale), a dataset this server does not have")
+    assert not at.metric

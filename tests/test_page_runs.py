@@ -83,7 +83,7 @@ def test_table_lists_every_run_with_its_settings_and_results(with_runs):
     table = at.dataframe[0].value
     assert list(table["Name"]) == ["small batches", "slow", "baseline"]  # newest first
     assert list(table["Learning rate"]) == ["0.1", "0.1", "0.5"]
-    assert list(table["Batch size"]) == [30, 60, 60]
+    assert list(table["Batch size"]) == ["30", "60", "60"]
     assert set(table["Status"]) == {"done"} and set(table["Epochs"]) == {"2 / 2"}
     baseline = Store().get(with_runs["baseline"])
     assert table["Test acc."].iloc[2] == pytest.approx(baseline.test_accuracy * 100)
@@ -157,6 +157,40 @@ def test_crashed_run_shows_its_reason_and_keeps_its_epochs(runs_dir):
     assert "the server was restarted" in at.error[0].value
     assert chart_traces(at)["Loss per epoch"] == ["cut off"]
     assert not at.button(key=f"runs_open_Draw_{run_id}").disabled  # its newest epoch can be opened
+
+
+def test_full_batch_runs_show_their_training_split_not_the_batch_size_setting(runs_dir):
+    """Issue 12: a full-batch run trained on all 300 training images per step; the table said 'batch 60'."""
+    dataset, store = load_dataset("mnist-sample"), Store()
+    full = SMALL.replace(full_batch=True)  # batch_size stays 60: the setting, not what it used
+    for name, config in [("full a", full), ("full b", full.replace(learning_rate=0.1)), ("minibatches", SMALL)]:
+        record_run(store, config, name, dataset)
+    train_size = store.get(store.list_runs()[0].run_id).train_size
+    assert train_size > 60
+    at = runs_page()
+    table = at.dataframe[0].value
+    assert list(table["Name"]) == ["minibatches", "full b", "full a"]
+    assert list(table["Batch size"]) == ["60", f"full ({train_size:,})", f"full ({train_size:,})"]
+    select(at, ["full a", "full b"])
+    note = next(c.value for c in at.caption if "Same for all" in c.value)
+    assert "full batch on" in note and "batch size" not in note  # not 'batch size 60' beside it
+
+
+def test_an_uploaded_full_batch_checkpoint_says_full_batch_not_its_batch_size_setting(runs_dir):
+    import torch
+
+    from lrcore.checkpoint import checkpoint_bytes
+    from lrcore.data import Normalizer
+    from lrcore.model import LogisticRegression
+
+    model = LogisticRegression.from_tensors(torch.zeros(10, 784), torch.zeros(10))
+    data = checkpoint_bytes(model, TrainConfig(full_batch=True, batch_size=128), tuple("0123456789"),
+                            Normalizer("raw"), {})
+    at = runs_page()
+    at.file_uploader(key="runs_upload_0").set_value(("full.pt", data, "application/octet-stream")).run()
+    assert not at.exception, at.exception
+    caption = next(c.value for c in at.caption if c.value.startswith("A valid checkpoint"))
+    assert "full batch" in caption and "128" not in caption, caption
 
 
 # ---------------------------------------------------------------- saving problems, clean-up, user text

@@ -52,9 +52,15 @@ def colorbar_trace(low: float, high: float) -> dict:
                                                           tickvals=ticks, ticktext=[f"{10 ** t:g}" for t in ticks])))
 
 
+def batch(config) -> int | str:
+    """The batch a run really took: its batch size, or "full" (every step on the whole training split,
+    whatever the batch_size setting says: a full-batch sweep's batch sizes are all the same batch)."""
+    return "full" if config.full_batch else config.batch_size
+
+
 def styles(members) -> dict[tuple, str]:
     """A dash per (batch size, weight decay) combination."""
-    combos = list(dict.fromkeys((m.config.batch_size, m.config.weight_decay) for m in members))
+    combos = list(dict.fromkeys((batch(m.config), m.config.weight_decay) for m in members))
     return {combo: DASHES[i % len(DASHES)] for i, combo in enumerate(combos)}
 
 
@@ -64,8 +70,8 @@ def style_legend(members, dashes: dict[tuple, str]) -> list[dict]:
     show_batch = len({b for b, _ in dashes}) > 1
     show_decay = len({d for _, d in dashes}) > 1
     traces = []
-    for (batch, decay), dash in dashes.items():
-        name = " · ".join(([f"batch {batch}"] if show_batch else []) + ([f"wd {decay:g}"] if show_decay else []))
+    for (size, decay), dash in dashes.items():
+        name = " · ".join(([f"batch {size}"] if show_batch else []) + ([f"wd {decay:g}"] if show_decay else []))
         traces.append(dict(type="scatter", x=[None], y=[None], mode="lines", name=name,
                            line=dict(color="#555", dash=dash, width=2)))
     return traces
@@ -80,7 +86,7 @@ def layout(title: str, height: int, xaxis: dict, yaxis: dict) -> dict:
 
 def labels(members: Sequence[RunRecord]) -> list[str]:
     """"lr 0.1 · batch 64": only the settings that differ within the sweep."""
-    show_batch = len({m.config.batch_size for m in members}) > 1
+    show_batch = len({batch(m.config) for m in members}) > 1
     show_decay = len({m.config.weight_decay for m in members}) > 1
     return [config_label(m.config, show_batch, show_decay) for m in members]
 
@@ -95,7 +101,7 @@ def epoch_figure(members: Sequence[RunRecord], metric: str) -> go.Figure:
         y = [row[metric] if math.isfinite(row[metric]) else None for row in member.epochs]
         diverged = member.status == "diverged"
         symbols = ["x" if diverged and i == len(x) - 1 else "circle" for i in range(len(x))]
-        dash = dashes[(member.config.batch_size, member.config.weight_decay)]
+        dash = dashes[(batch(member.config), member.config.weight_decay)]
         data.append(dict(type="scatter", x=x, y=y, mode="lines+markers", name=label, showlegend=False,
                          line=dict(color=color, width=2.5, dash=dash),
                          marker=dict(size=[13 if s == "x" else 6 for s in symbols], symbol=symbols, color=color),
@@ -165,10 +171,10 @@ def batch_figure(members: Sequence[RunRecord]) -> go.Figure:
     colors, low, high = lr_colors([m.config.learning_rate for m in members])
     dashes = styles(members)
     # Several batch sizes take different numbers of steps per epoch: put them on one epoch axis.
-    by_epoch = len({m.config.batch_size for m in members}) > 1
+    by_epoch = len({batch(m.config) for m in members}) > 1
     data = []
     for member, color, label in zip(members, colors, labels(members)):
-        dash = dashes[(member.config.batch_size, member.config.weight_decay)]
+        dash = dashes[(batch(member.config), member.config.weight_decay)]
         steps_per_epoch = max(member.batches_per_epoch, 1) if by_epoch else 1
         steps, smoothed = smoothed_losses(member)
         where = "epoch %{x:.2f}" if by_epoch else "step %{x}"

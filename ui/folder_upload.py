@@ -8,6 +8,7 @@ by a fragment, like downloads.
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -90,18 +91,51 @@ def section() -> None:
         job_id = st.session_state.get("own_job")
         job = common.get_jobs().get(job_id)
         if job is not None:
-            progress(job_id, polling=job.snapshot().active)
+            # Poll on for a moment after the import is chosen: see `show`.
+            settling = time.monotonic() < st.session_state.get("own_settle_until", 0)
+            progress(job_id, polling=job.snapshot().active or settling or not adopted(job_id))
+
+
+SETTLE_SECONDS = 2.0
+
+
+def adopted(job_id: str) -> bool:
+    """Whether this session has chosen the dataset of import `job_id` (or it has none to choose)."""
+    job = common.get_jobs().get(job_id)
+    return job is None or job.snapshot().result is None or st.session_state.get("own_adopted") == job_id
+
+
+def adopt_finished_import() -> bool:
+    """Choose the dataset of this session's finished import, once per Load (the user may pick another
+    after). Called by the Data page before it reads the chosen dataset: done in a whole-page run, not in
+    the progress fragment, whose query string can be older than the page's (the link kept the old
+    dataset). True when it chose one: the sidebar above is then out of date."""
+    job_id = st.session_state.get("own_job")
+    job = common.get_jobs().get(job_id) if job_id else None
+    if job is None or st.session_state.get("own_adopted") == job_id:
+        return False
+    result = job.snapshot().result
+    if result is None:
+        return False
+    st.session_state.own_adopted = job_id
+    common.add_own_dataset(result.name)
+    st.session_state.own_settle_until = time.monotonic() + SETTLE_SECONDS
+    return True
 
 
 def progress(job_id: str, polling: bool) -> None:
     @st.fragment(run_every=0.5 if polling else None)
     def show() -> None:
+        # A fragment request carries the browser's query string of when it was sent; one queued behind
+        # the whole-page run that chose the import makes Streamlit send the old "dataset=" back to the
+        # browser (seen in the websocket). So the fragment polls on for SETTLE_SECONDS after the choice
+        # and puts the link right each time; then one whole-page run ends the polling.
+        if st.query_params.get("dataset") != common.selected_dataset_name():
+            st.query_params["dataset"] = common.selected_dataset_name()
         state = common.get_jobs().get(job_id).snapshot()
-        if state.result is not None and st.session_state.get("own_adopted") != job_id:
-            st.session_state.own_adopted = job_id  # once per Load: the user may pick another dataset after
-            common.add_own_dataset(state.result.name)
-            st.rerun()  # redraw the page with the new dataset chosen
-        if polling and not state.active:
+        if state.result is not None and not adopted(job_id):
+            st.rerun()  # the whole page chooses the new dataset (`adopt_finished_import`)
+        if polling and not state.active and time.monotonic() >= st.session_state.get("own_settle_until", 0):
             st.rerun()  # finished: redraw the whole page
         if state.status == "failed":
             st.error(md_escape(state.message, 800), icon=":material/error:")

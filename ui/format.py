@@ -15,9 +15,35 @@ def percent(value: object, decimals: int = 1) -> str:
     return f"{value:.{decimals}%}" if _real(value) else DASH
 
 
+LOSS_CHARS = 7  # what a metric shows whole in a fifth of the page at 1024 px ("0.001234" was cut to "0.00…")
+
+
 def loss(value: object) -> str:
-    """Four significant digits: 0.2248, and a blown-up 239.9 still fits a metric's column."""
-    return f"{value:.4g}" if _real(value) else DASH
+    """Four significant digits (0.2248, 0.01234, a blown-up 239.9), in at most 7 characters: a tiny
+    dataset's 9.158e-05 reads 9.16e-5 and 0.001234 reads 1.23e-3, so a metric's column never cuts them."""
+    if not _real(value):
+        return DASH
+    text = f"{value:.4g}"
+    if "e" not in text and len(text) <= LOSS_CHARS:
+        return text
+    mantissa, exponent = f"{value:.2e}".split("e")  # '9.16', '-05'
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def batch_size(config, train_size: int = 0) -> str:
+    """A run's images per step, for a table cell: '128'; a full-batch run's 'full (6,400)', its whole
+    training split ('full' where that size is not known: an uploaded checkpoint). Its batch_size
+    setting is not what it trained with, so it is never shown for such a run."""
+    if not config.full_batch:
+        return f"{config.batch_size:,}"
+    return f"full ({train_size:,})" if train_size else "full"
+
+
+def batch_text(config, train_size: int = 0) -> str:
+    """The same in a sentence: 'batch size 128', 'full batch (6,400 images)' or 'full batch'."""
+    if not config.full_batch:
+        return f"batch size {config.batch_size:,}"
+    return f"full batch ({train_size:,} images)" if train_size else "full batch"
 
 
 def duration(seconds: object) -> str:

@@ -9,7 +9,8 @@ from lrcore.settings import OPTIMIZER_LABELS
 from lrcore.sweep import grid_problems
 from ui import common
 from ui import compare_charts as charts
-from ui.sweep_settings import parse_float, range_test_config
+from ui import format as fmt
+from ui.sweep_settings import parse_float, range_test_config, train_size
 from ui.text import md_escape
 
 POLL_SECONDS = 0.5
@@ -52,7 +53,7 @@ def range_test_section(dataset_name: str, dataset, problems: dict[str, str], swe
                "learning rate grows exponentially from tiny to huge, and plot the loss. The suggestion is where the "
                "smoothed loss falls fastest; the loss blowing up on the right shows where learning rates become too "
                "high. The weights are left untouched: it is a quick look, not a training run. It uses the settings "
-               "above (optimizer, normalisation, seed, the first batch size and weight decay).")
+               "above (optimizer, normalisation, seed, the first batch size or full batch, and weight decay).")
     test_id = st.session_state.get("range_test_id")
     test_worker = common.get_jobs().get(test_id)
     test_record = test_worker.snapshot() if test_worker is not None else None
@@ -94,8 +95,12 @@ def range_test_section(dataset_name: str, dataset, problems: dict[str, str], swe
             st.session_state.range_suggestion = suggestion
             lowest = f"; the smoothed loss is lowest at lr {result.minimum_lr:.2g}, and rates beyond that are too high" \
                 if result.minimum_lr else ""
-            st.success(f"Suggested learning rate for {OPTIMIZER_LABELS[config.optimizer]} at batch size "
-                       f"{config.batch_size}: **{suggestion:g}** (where the smoothed loss falls fastest{lowest}).",
+            # full batch: every step took the whole training split, not the batch_size setting
+            size = train_size(config.dataset, config.validation_fraction, config.seed, config.per_class_limit) \
+                if config.full_batch else 0
+            st.success(f"Suggested learning rate for {OPTIMIZER_LABELS[config.optimizer]} at "
+                       f"{fmt.batch_text(config, size)}: **{suggestion:g}** (where the smoothed loss falls "
+                       f"fastest{lowest}).",
                        icon=":material/target:")
             use_col, around_col, _ = st.columns([1.3, 1.3, 2])
             if use_col.button("Use this learning rate in Train", icon=":material/model_training:", type="primary",

@@ -129,8 +129,9 @@ def upload_section() -> None:
             st.rerun()
         upload, checkpoint = read.file, read.checkpoint
         config, metrics = checkpoint.config, checkpoint.metrics
-        facts = [f"{len(checkpoint.class_names)} classes", DATASET_TITLES.get(config.dataset, config.dataset),
-                 f"{setting_text('optimizer', config.optimizer)} lr={config.learning_rate:g} bs={config.batch_size}"]
+        facts = [f"{len(checkpoint.class_names)} classes", md_escape(DATASET_TITLES.get(config.dataset, config.dataset)),
+                 f"{setting_text('optimizer', config.optimizer)} lr={config.learning_rate:g}",
+                 fmt.batch_text(config)]  # 'full batch' for a full-batch model: its batch_size was not used
         if "test_accuracy" in metrics:
             facts.append(f"test accuracy {fmt.percent(metrics['test_accuracy'], 2)}")
         st.caption("A valid checkpoint: " + " · ".join(facts) + ".")

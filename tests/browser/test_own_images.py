@@ -58,7 +58,9 @@ def test_upload_a_zip_train_on_it_and_predict_a_picture(dashboard_url, page):
         screenshot(page, f"issue12-data-own-{size}")
     page.set_viewport_size({"width": 1400, "height": 1000})
 
-    name = re.search(r"dataset=([^&]+)", page.url).group(1)  # the new dataset is chosen, in the URL too
+    # the new dataset is chosen, in the URL too (a share link or a reload keeps it)
+    page.wait_for_function("() => /dataset=sky-/.test(window.location.search)", timeout=20_000)
+    name = re.search(r"dataset=([^&]+)", page.url).group(1)
     # 26 pictures: smaller batches than the default 128 (the same browser session keeps the upload's choice)
     page.goto(f"{dashboard_url}/train?dataset={name}&batch_size=8&epochs=5")
     page.get_by_role("heading", name="Train").wait_for(timeout=90_000)
