@@ -13,6 +13,7 @@ from ui.text import md_escape
 from tests.apptest_helpers import open_page, wait_for_run
 
 from ui import common
+from ui.charts import TRAIN_LABEL
 
 APP = "../dashboard.py"  # relative to this file
 PAGE = "pages/train.py"
@@ -142,7 +143,7 @@ def test_short_run_through_the_page_fills_charts_and_final_metrics():
     assert trace(accuracy, "validation")["x"] == [0, 1, 2, 3]
     assert trace(accuracy, "validation")["y"] == pytest.approx([row["validation_accuracy"] for row in record.epochs])
     assert trace(accuracy, "validation")["y"][-1] > 0.85
-    assert trace(charts["Loss per epoch"], "train")["y"] == pytest.approx([row["train_loss"] for row in record.epochs])
+    assert trace(charts["Loss per epoch"], TRAIN_LABEL)["y"] == pytest.approx([row["train_loss"] for row in record.epochs])
     batch = charts["Loss per minibatch"]
     assert len(batch["data"]) == 2  # raw losses and their moving average
 

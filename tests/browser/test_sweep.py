@@ -90,10 +90,11 @@ def test_pause_resume_scale_and_stop_a_sweep(page, dashboard_url):
     slider.focus()
     slider.press("Home")  # 3: 0.01, 0.1, 1
     wait_for_app(page)
-    set_text(page, "Epochs", "500")
+    set_text(page, "Epochs", "1000")
+    set_text(page, "Batch sizes", "16")  # slow enough to pause, change and stop before it ends (workers are fast)
     main = page.locator('[data-testid="stMain"]')
     main.get_by_role("button", name="Start sweep").click()
-    expect(page.get_by_text(re.compile(r"Training 3 runs · epoch \d+ of 500"))).to_be_visible(timeout=60_000)
+    expect(page.get_by_text(re.compile(r"Training 3 runs · epoch \d+ of 1000"))).to_be_visible(timeout=60_000)
 
     main.get_by_role("button", name=re.compile("Pause$")).click()
     expect(page.get_by_text(re.compile(r"Paused 3 runs"))).to_be_visible(timeout=30_000)
