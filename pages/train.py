@@ -191,6 +191,8 @@ def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> 
     run_summary.show_outcome(record)
     run_summary.show_progress(record)
     run_summary.show_metrics(record)
+    if record.status in ("queued", "starting") and not record.epochs:
+        return  # nothing to plot yet: empty axes (0-400% accuracy) only puzzle a class
     if "train_charts" not in st.session_state:
         st.session_state.train_charts = charts.LiveCharts()
     figures = st.session_state.train_charts.figures(record)
