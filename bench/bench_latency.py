@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop, wait_for_app  # noqa: E402
 from tests.browser.script_runs import FRAGMENT, FULL, ScriptRuns  # noqa: E402
+from tests.browser.test_draw import stroke  # noqa: E402  (the browser test's mouse stroke)
 from bench.bench_dashboard import server_env  # noqa: E402
 
 MARK_PRESS = """() => { window.__pressedAt = null;
@@ -95,16 +96,6 @@ def start_to_first_point(browser, url: str, tries: int) -> list[float]:
         context.close()
     return times
 
-
-def stroke(page, points, steps: int = 10) -> None:
-    box = page.locator(CANVAS).bounding_box()
-    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
-    page.mouse.move(*xy[0])
-    page.mouse.down()
-    for (x0, y0), (x1, y1) in zip(xy, xy[1:]):
-        for i in range(1, steps + 1):
-            page.mouse.move(x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps)
-    page.mouse.up()
 
 
 def stroke_to_probabilities(browser, url: str, tries: int) -> tuple[list[float], dict]:

@@ -21,15 +21,15 @@ import argparse
 import math
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.browser.conftest import start_streamlit  # noqa: E402  (one way to start the dashboard)
 CHROMIUM = os.environ.get("LRCORE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -45,37 +45,11 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(data_dir: Path, log_path: Path, workers: str | None,
                  options: list[str]) -> tuple[subprocess.Popen, str]:
     """The dashboard as `make dashboard` serves it, on a free port; returns once /_stcore/health says ok."""
-    port = free_port()
-    env = {**os.environ, "LRCORE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
-    if workers is not None:
-        env["LRCORE_WORKERS"] = workers
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-         *(f"--{option}" for option in options)],
-        cwd=ROOT, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"streamlit exited early; see {log_path}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().decode().strip() == "ok":
-                    return process, url
-        except OSError:
-            time.sleep(0.5)
-    process.kill()
-    sys.exit(f"streamlit did not answer /_stcore/health within 90 s; see {log_path}")
+    return start_streamlit(data_dir, log_path, {"LRCORE_WORKERS": workers} if workers is not None else None,
+                           tuple(options))
 
 
 def _stat_seconds(path: Path) -> float:
@@ -101,7 +75,6 @@ def thread_seconds(pid: int) -> dict[int, float]:
 
 def dataset_choice() -> tuple[str, str]:
     """A run that trains for longer than the benchmark: Fashion-MNIST if installed, else the bundled sample."""
-    sys.path.insert(0, str(ROOT))
     from lrcore.data import available_datasets
 
     if available_datasets().get("fashion-mnist"):

@@ -35,8 +35,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_streamlit(data_dir: Path, log_path: Path, extra_env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """Start the dashboard and wait until /_stcore/health answers ok."""
+def start_streamlit(data_dir: Path, log_path: Path, extra_env: dict | None = None,
+                    options: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+    """Start the dashboard (`options`: more Streamlit flags, "runner.postScriptGC=false") and wait until
+    /_stcore/health answers ok."""
     port = _free_port()
     env = {**os.environ, "LRCORE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     if "LRCORE_WORKERS" not in (extra_env or {}):  # the real server trains in worker processes (the AppTests don't)
@@ -50,7 +52,8 @@ def start_streamlit(data_dir: Path, log_path: Path, extra_env: dict | None = Non
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
          "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],  # edits elsewhere in the checkout must not rerun the app
+         "--server.fileWatcherType", "none",  # edits elsewhere in the checkout must not rerun the app
+         *(f"--{option}" for option in options)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
