@@ -111,14 +111,10 @@ def adopt_finished_import() -> bool:
     the progress fragment, whose query string can be older than the page's (the link kept the old
     dataset). True when it chose one: the sidebar above is then out of date."""
     job_id = st.session_state.get("own_job")
-    job = common.get_jobs().get(job_id) if job_id else None
-    if job is None or st.session_state.get("own_adopted") == job_id:
-        return False
-    result = job.snapshot().result
-    if result is None:
+    if not job_id or adopted(job_id):
         return False
     st.session_state.own_adopted = job_id
-    common.add_own_dataset(result.name)
+    common.add_own_dataset(common.get_jobs().get(job_id).snapshot().result.name)
     st.session_state.own_settle_until = time.monotonic() + SETTLE_SECONDS
     return True
 
