@@ -110,7 +110,8 @@ class TrainingJob(Job[list[RunRecord]]):
 
     def __init__(self, configs: Sequence[TrainConfig], dataset: Dataset, names: Sequence[str] | None = None,
                  group_id: str = "", source: str = "dashboard", listeners: Iterable[Listener] = (),
-                 batch_event_seconds: float = 0.1, run_ids: Sequence[str] | None = None, name: str = ""):
+                 batch_event_seconds: float = 0.1, run_ids: Sequence[str] | None = None, name: str = "",
+                 owner: str = "", lesson: str = ""):
         if not configs:
             raise ConfigError({"configs": "at least one configuration is needed"})
         if not run_ids:  # a sweep's runs: <group id>-01, -02, ... (listed together, in order)
@@ -119,7 +120,9 @@ class TrainingJob(Job[list[RunRecord]]):
             raise ValueError("one distinct run id per configuration is needed")
         names = list(names) if names else [default_run_name(config) for config in configs]
         # its learning rate from the start: a queued or starting run's page shows it (and offers it to change)
-        records = [RunRecord(run_id, name, config, source=source, group_id=group_id, learning_rate=config.learning_rate)
+        # owner, lesson: the browser that started it and its lesson, on a class server (lrcore.classroom)
+        records = [RunRecord(run_id, name, config, source=source, group_id=group_id, learning_rate=config.learning_rate,
+                             owner=owner, lesson=lesson)
                    for run_id, name, config in zip(run_ids, names, configs)]
         super().__init__(group_id or run_ids[0], records)
         self.group_id = group_id

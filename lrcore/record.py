@@ -64,6 +64,8 @@ class RunRecord:
     save_error: str = ""  # why the store could not save this run ("" while it can); it trains on
     stored_snapshots: int = 0  # weight snapshots in the store (a listing reads them without their tensors)
     queued_ahead: int = 0  # while queued: runs that must end before a worker is free for it (not stored)
+    owner: str = ""  # the public id of the browser that started it (lrcore.classroom.owner_id); "" = nobody's
+    lesson: str = ""  # the id of the lesson it was started in ("" = none)
 
     @property
     def active(self) -> bool:

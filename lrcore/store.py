@@ -214,10 +214,13 @@ class Store:
 
     # -- reading
 
-    def list_runs(self, group_id: str | None = None) -> list[RunRecord]:
-        """Runs newest first (group_id: only that sweep's; "" only lone runs), epochs filled, no batch
-        losses or weights. Rows that cannot be read are skipped and listed in `skipped`."""
-        where = [] if group_id is None else [schema.Run.group_id == group_id]
+    def list_runs(self, group_id: str | None = None, owner: str | None = None,
+                  lesson: str | None = None) -> list[RunRecord]:
+        """Runs newest first (group_id: only that sweep's; "" only lone runs; owner, lesson: only that
+        browser's, that lesson's), epochs filled, no batch losses or weights. Rows that cannot be read
+        are skipped and listed in `skipped`."""
+        where = [column == value for column, value in ((schema.Run.group_id, group_id), (schema.Run.owner, owner),
+                                                        (schema.Run.lesson, lesson)) if value is not None]
         try:
             runs = self._records(where, order=(schema.Run.created.desc(), schema.Run.id.desc()))
         except StoreError as error:  # the database is down or unreadable: the page says so, lists nothing
@@ -283,8 +286,9 @@ class Store:
                 deleted.append(run_id)
         return deleted, problems
 
-    def import_checkpoint(self, data: bytes, name: str | None = None, source: str = "upload") -> RunRecord:
-        """Store a checkpoint as a run (status imported); raises CheckpointError if it is not one."""
+    def import_checkpoint(self, data: bytes, name: str | None = None, source: str = "upload",
+                          owner: str = "", lesson: str = "") -> RunRecord:
+        """Store a checkpoint as a run (status imported, owned by `owner`); raises CheckpointError if it is not one."""
         checkpoint = load_checkpoint(data)
         self.check_room()
         run_id = new_id()
@@ -298,11 +302,58 @@ class Store:
         bias = checkpoint.model.linear.bias.detach().cpu().clone()
         with self.engine.begin() as connection:
             connection.execute(sa.insert(schema.Run).values(
-                id=run_id, name=record.name, source=record.source, config=record.config.to_dict(), created=now,
+                id=run_id, name=record.name, source=record.source, owner=owner, lesson=lesson,
+                config=record.config.to_dict(), created=now,
                 heartbeat=now, host=HOST, pid=os.getpid(), normalizer=schema.normalizer_bytes(checkpoint.normalizer),
                 **schema.run_values(record)))
             connection.execute(sa.insert(schema.Snapshot), schema.snapshot_rows(run_id, [(epochs, 0, weight, bias)]))
         return self.load(run_id)
+
+    # -- people (a class server's browsers, by public owner id)
+
+    def count_runs(self, owner: str) -> int:
+        """How many runs `owner` has in the store (numbers its next run's name)."""
+        with self._transaction(write=False) as connection:
+            return int(connection.execute(sa.select(sa.func.count()).select_from(schema.Run)
+                                          .where(schema.Run.owner == owner)).scalar() or 0)
+
+    def set_display_name(self, owner: str, name: str) -> str:
+        """Remember the name `owner` typed (cleaned; StoreError says what is wrong with it)."""
+        from .classroom import clean_display_name
+
+        try:
+            clean = clean_display_name(name)
+        except ValueError as error:
+            raise StoreError(str(error)) from None
+        self._set_person(owner, name=clean)
+        return clean
+
+    def display_names(self) -> dict[str, str]:
+        """Owner id -> the name that browser typed (owners without one are left out)."""
+        with self._transaction(write=False) as connection:
+            rows = connection.execute(sa.select(schema.Person.owner, schema.Person.name)
+                                      .where(schema.Person.name != "")).all()
+        return {row.owner: capped(row.name, 40) for row in rows}
+
+    def set_teacher(self, owner: str, fingerprint: str) -> None:
+        """Remember that `owner` typed the teacher key with this fingerprint ("" forgets it)."""
+        self._set_person(owner, teacher=fingerprint)
+
+    def teacher_fingerprint(self, owner: str) -> str:
+        """The fingerprint of the teacher key `owner` typed ("" if none)."""
+        with self._transaction(write=False) as connection:
+            found = connection.execute(sa.select(schema.Person.teacher).where(schema.Person.owner == owner)).scalar()
+        return found or ""
+
+    def _set_person(self, owner: str, **values: str) -> None:
+        if not owner or len(owner) > schema.OWNER_LENGTH:
+            raise StoreError(f"invalid owner id {str(owner)[:80]!r}")
+        with self._transaction() as connection:
+            found = connection.execute(sa.update(schema.Person).where(schema.Person.owner == owner)
+                                       .values(updated=time.time(), **values))
+            if not found.rowcount:
+                connection.execute(sa.insert(schema.Person).values(owner=owner, updated=time.time(),
+                                                                   **{"name": "", "teacher": "", **values}))
 
     # -- groups (sweeps)
 

@@ -18,7 +18,8 @@ from sqlalchemy import DDL, Float, ForeignKey, Integer, LargeBinary, String, Tex
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs have an owner and a lesson; lrcore_people
+OWNER_LENGTH = 64
 ID_LENGTH = 100
 METRIC_FIELDS = ("train_loss", "train_accuracy", "validation_loss", "validation_accuracy", "learning_rate",
                  "seconds", "elapsed")
@@ -96,6 +97,24 @@ class Run(Base):
     batch_block: Mapped[Any] = mapped_column(JSONText, default=lambda: [0.0, 0, 0])
     snapshot_stride: Mapped[int] = mapped_column(Integer, default=1)
     save_error: Mapped[str] = mapped_column(Text, default="")
+    # schema 2 (a class server): the browser that started the run ("" = nobody's) and its lesson's id
+    owner: Mapped[str] = mapped_column(String(OWNER_LENGTH), default="", server_default="", index=True)
+    lesson: Mapped[str] = mapped_column(String(OWNER_LENGTH), default="", server_default="", index=True)
+
+
+class Person(Base):
+    """A browser of a class server (its public owner id): the name it typed, whether it is the teacher."""
+
+    __tablename__ = "lrcore_people"
+    owner: Mapped[str] = mapped_column(String(OWNER_LENGTH), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, default="")
+    # the fingerprint of the teacher key it typed ("" = not the teacher); a changed key revokes it
+    teacher: Mapped[str] = mapped_column(String(OWNER_LENGTH), default="")
+    updated: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+# Columns added to an existing table since schema 1: (table, column), created by `upgrade` where missing.
+ADDED_COLUMNS = (("lrcore_runs", "owner"), ("lrcore_runs", "lesson"))
 
 
 class Epoch(Base):
@@ -136,7 +155,7 @@ for _column in ("weight", "bias"):
         f"ALTER TABLE lrcore_snapshots ALTER COLUMN {_column} SET STORAGE EXTERNAL").execute_if(dialect="postgresql"))
 
 TABLES = [Meta.__table__, Import.__table__, Group.__table__, Run.__table__, Epoch.__table__,
-          BatchLoss.__table__, Snapshot.__table__]
+          BatchLoss.__table__, Snapshot.__table__, Person.__table__]
 
 
 # ---------------------------------------------------------------- values
@@ -250,4 +269,5 @@ def record_from_row(values: dict, limit_name: int, limit_message: int) -> Any:
         progress=dict(values["progress"] or {}), learning_rate=float(values["learning_rate"] or 0.0),
         final=dict(values["final"] or {}), normalizer=bytes_normalizer(values.get("normalizer")),
         created=float(values["created"]), updated=float(values["updated"]), elapsed=float(values["elapsed"] or 0.0),
-        save_error=capped(values["save_error"], limit_message))
+        save_error=capped(values["save_error"], limit_message), owner=str(values.get("owner") or ""),
+        lesson=str(values.get("lesson") or ""))

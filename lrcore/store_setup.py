@@ -225,13 +225,36 @@ def _create_schema(engine: sa.Engine, shown: str) -> None:
                             f"this version knows schema {schema.SCHEMA_VERSION} and older): upgrade lrcore, "
                             "or set LRCORE_STORE_URL to another store")
                 schema.Base.metadata.create_all(connection)
-                if connection.execute(sa.select(schema.Meta.value).where(
-                        schema.Meta.key == "schema_version")).scalar() is None:
+                _upgrade(connection)
+                found = connection.execute(sa.select(schema.Meta.value).where(
+                    schema.Meta.key == "schema_version")).scalar()
+                if found is None:
                     connection.execute(sa.insert(schema.Meta).values(key="schema_version",
                                                                       value=str(schema.SCHEMA_VERSION)))
+                elif int(found) < schema.SCHEMA_VERSION:
+                    connection.execute(sa.update(schema.Meta).where(schema.Meta.key == "schema_version")
+                                       .values(value=str(schema.SCHEMA_VERSION)))
             return
-        except (sa_exc.IntegrityError, sa_exc.ProgrammingError):
-            if attempt == 2:
+        except (sa_exc.IntegrityError, sa_exc.ProgrammingError, sa_exc.OperationalError) as error:
+            # another process created the same table or added the same column a moment before
+            if attempt == 2 or (isinstance(error, sa_exc.OperationalError) and "duplicate" not in str(error).lower()):
                 raise
             time.sleep(0.2)
+
+
+def _upgrade(connection: sa.Connection) -> None:
+    """Add the columns (and their indexes) a store of an older schema lacks; create_all made new tables."""
+    inspector = sa.inspect(connection)
+    for table_name, column_name in schema.ADDED_COLUMNS:
+        if column_name in {column["name"] for column in inspector.get_columns(table_name)}:
+            continue
+        table = schema.Base.metadata.tables[table_name]
+        column = table.c[column_name]
+        kind = column.type.compile(dialect=connection.dialect)
+        default = column.server_default.arg if column.server_default is not None else ""
+        connection.exec_driver_sql(f"ALTER TABLE {table_name} ADD COLUMN {column_name} {kind} "
+                                   f"NOT NULL DEFAULT '{default}'")
+        for index in table.indexes:
+            if [c.name for c in index.columns] == [column_name]:
+                index.create(connection, checkfirst=True)
 

@@ -69,7 +69,7 @@ class RunWriter:
                 id=self.run_id, group_id=record.group_id, position=position,
                 name=capped(record.name, MAX_NAME_LENGTH) or self.run_id,
                 source=capped(source, 20), config=record.config.to_dict(), created=record.created,
-                host=HOST, pid=os.getpid(), heartbeat=time.time(), **schema.run_values(record)))
+                owner=record.owner, lesson=record.lesson, host=HOST, pid=os.getpid(), heartbeat=time.time(), **schema.run_values(record)))
         except BaseException:
             os.close(self._lock)
             raise

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -571,8 +572,84 @@ def test_a_store_of_a_newer_schema_is_refused_with_a_clear_message(store, store_
         connection.execute(sa.update(schema.Meta).where(schema.Meta.key == "schema_version").values(value="99"))
     forget_engine(store_url)
     with pytest.raises(StoreError, match=r"written by a newer version of lrcore \(schema 99; this version knows "
-                                         r"schema 1 and older\): upgrade lrcore"):
+                                         r"schema 2 and older\): upgrade lrcore"):
         Store(store_url)
+
+
+def test_a_store_written_by_schema_1_opens_and_gains_owner_and_lesson(tmp_path, monkeypatch):
+    """A real schema-1 database (dumped from the previous version): its run reads back nobody's and
+    new runs keep their owner and lesson."""
+    path = tmp_path / "old" / "lrcore.db"
+    path.parent.mkdir()
+    with sqlite3.connect(path) as connection:
+        connection.executescript((ROOT / "tests" / "store_schema1.sql").read_text())
+    store = Store(path)
+    try:
+        old = store.list_runs()
+        assert [(run.run_id, run.owner, run.lesson, run.epochs_done) for run in old] == \
+            [("20261130-101010-abc123", "", "", 2)]
+        with store.engine.connect() as connection:
+            assert connection.execute(sa.select(schema.Meta.value).where(
+                schema.Meta.key == "schema_version")).scalar() == "2"
+            indexes = {index["name"] for index in sa.inspect(connection).get_indexes("lrcore_runs")}
+        assert {"ix_lrcore_runs_owner", "ix_lrcore_runs_lesson"} <= indexes
+        write_all(store, new_record("run-1", owner="a" * 16, lesson="l1"), hand_made_events(SMALL, 1)).close()
+        assert [(run.run_id, run.owner, run.lesson) for run in store.list_runs(owner="a" * 16)] == \
+            [("run-1", "a" * 16, "l1")]
+        assert store.count_runs("a" * 16) == 1 and store.count_runs("") == 1
+    finally:
+        store.close()
+        forget_engine(str(path))
+    Store(path).close()  # opening the upgraded store again changes nothing
+    forget_engine(str(path))
+
+
+def test_an_upgrade_adds_the_columns_on_every_database(store, store_url):
+    """The owner and lesson columns dropped again (a schema-1 runs table): reopening adds them back."""
+    write_all(store, new_record("run-1"), hand_made_events(SMALL, 1)).close()
+    store.close()
+    with store.engine.begin() as connection:
+        for column in ("owner", "lesson"):
+            connection.exec_driver_sql(f"DROP INDEX ix_lrcore_runs_{column}")
+            connection.exec_driver_sql(f"ALTER TABLE lrcore_runs DROP COLUMN {column}")
+        connection.execute(sa.update(schema.Meta).where(schema.Meta.key == "schema_version").values(value="1"))
+    forget_engine(store_url)
+    upgraded = Store(store_url)
+    try:
+        assert [(run.run_id, run.owner) for run in upgraded.list_runs()] == [("run-1", "")]
+        write_all(upgraded, new_record("run-2", owner="b" * 16), hand_made_events(SMALL, 1)).close()
+        assert [run.run_id for run in upgraded.list_runs(owner="b" * 16)] == ["run-2"]
+    finally:
+        upgraded.close()
+
+
+def test_runs_keep_their_owner_and_lesson_and_list_by_them(store, dataset):
+    job = TrainingJob([SMALL], dataset, listeners=[store.listener()], batch_event_seconds=0,
+                      owner="0123456789abcdef", lesson="lesson-1").start()
+    job.join()
+    write_all(store, new_record("run-2", owner="fedcba9876543210"), hand_made_events(SMALL, 1)).close()
+    assert {run.run_id: (run.owner, run.lesson) for run in store.list_runs()} == {
+        job.run_ids[0]: ("0123456789abcdef", "lesson-1"), "run-2": ("fedcba9876543210", "")}
+    assert [run.run_id for run in store.list_runs(lesson="lesson-1")] == job.run_ids
+    assert [run.run_id for run in store.list_runs(owner="fedcba9876543210")] == ["run-2"]
+    assert store.load("run-2").owner == "fedcba9876543210"
+
+
+def test_display_names_and_teachers_are_remembered_per_owner(store):
+    assert store.display_names() == {} and store.teacher_fingerprint("a" * 16) == ""
+    assert store.set_display_name("a" * 16, "  Ana\n  María ") == "Ana María"
+    store.set_display_name("b" * 16, "Ben")
+    store.set_display_name("a" * 16, "Ana")  # typed again: replaced
+    store.set_teacher("b" * 16, "f" * 16)
+    assert store.display_names() == {"a" * 16: "Ana", "b" * 16: "Ben"}
+    assert store.teacher_fingerprint("b" * 16) == "f" * 16 and store.teacher_fingerprint("a" * 16) == ""
+    store.set_teacher("c" * 16, "e" * 16)  # a teacher who typed no name has none
+    assert "c" * 16 not in store.display_names()
+    for bad, message in (("  ", "cannot be empty"), ("x" * 41, "at most 40 characters")):
+        with pytest.raises(StoreError, match=message):
+            store.set_display_name("a" * 16, bad)
+    with pytest.raises(StoreError, match="invalid owner id"):
+        store.set_display_name("", "Nobody")
 
 
 def test_default_url_follows_the_environment(monkeypatch, tmp_path):
