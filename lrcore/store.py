@@ -44,6 +44,7 @@ from .naming import new_id
 from .record import ACTIVE_STATUSES, RunRecord
 from .status import Status
 from .store_read import read_checkpoint_bytes, read_records, read_usage
+from .store_lessons import LessonsMixin
 from .store_liveness import _LIVE_LOCK, _OPEN, _UNSAVED, STALE_SECONDS, _lock_dir, _pid_alive, _try_lock, settle
 from .store_setup import (
     _ENGINES, _ENGINES_LOCK, _IMPORTED, DB_NAME, DEFAULT_STORE_MAX_MB, FINAL_METRICS, HOST, MAX_MESSAGE_LENGTH,
@@ -89,7 +90,7 @@ class GroupRecord:
 
 # ---------------------------------------------------------------- the store
 
-class Store:
+class Store(LessonsMixin):  # save_lesson and lessons: lrcore/store_lessons.py
     """The run store at `url`: None -> $LRCORE_STORE_URL, else the SQLite file lrcore.db in
     $LRCORE_RUNS_DIR or <data dir>/runs; a path -> that SQLite file (*.db, *.sqlite) or lrcore.db in
     that folder; a URL (sqlite:///..., postgresql://...) as it is. Safe for threads and processes.
