@@ -118,6 +118,11 @@ def default_run_name(config: TrainConfig) -> str:
     return " ".join(parts)
 
 
+def numbered_name(name: str, number: int) -> str:
+    """"SGD lr=0.5 #3": a run name with its owner's run number, so one student's runs differ at a glance."""
+    return f"{name} #{number}"
+
+
 def new_id(prefix: str = "") -> str:
     """A run's (or, with a prefix, a sweep's) id: time-ordered and unique, 20261130-201455-3fa2c1."""
     return prefix + time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]

@@ -18,7 +18,7 @@ from lrcore.data import DatasetUnavailable, make_splits
 from lrcore.evaluate import contributions, predict
 from lrcore.predict_drawing import DrawingPrediction, predict_canvas, predict_drawing
 from lrcore.preprocess import MAX_BYTES, ImageError, load_image_bytes
-from ui import common, frame, maps, uploads
+from ui import common, frame, identity, maps, uploads
 from ui.verdict import NAME_MAX, shown, verdict as show_verdict
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
@@ -341,9 +341,14 @@ if model is None:
         batch = "full batch" if quick.full_batch else f"batch size {quick.batch_size}"
         st.write(f"Default settings (learning rate {quick.learning_rate:g}, {batch}, {quick.epochs} epochs"
                  f"{', deskewed' if quick.deskew else ''}) on {datasets.get(dataset_name).title}.")
-        if st.button("Train a quick model", type="primary", icon=":material/bolt:"):
+        if st.button("Train a quick model", type="primary", icon=":material/bolt:", disabled=not identity.may_start(),
+                     help=None if identity.may_start() else identity.ANONYMOUS_NOTE):
             common.dataset_or_stop(dataset_name)
-            worker = common.start_run(quick, name="quick model (Draw page)")
+            try:
+                worker = common.start_run(quick, name="quick model (Draw page)")
+            except PermissionError as error:  # an anonymous browser on a class server (a forged click)
+                st.error(str(error))
+                st.stop()
             st.session_state.draw_quick_run = worker.run_id
             st.rerun()
     with load_side:

@@ -20,7 +20,7 @@ from lrcore.naming import SHORT_NAMES, differing_settings, legend_labels, settin
 from lrcore.settings import SETTINGS
 from lrcore.record import RunRecord, epochs_csv
 from lrcore.store import Store, StoreError, describe_write_error
-from ui import common
+from ui import common, identity
 from ui import format as fmt
 from ui import run_panels as panels
 from ui import compare_charts as charts
@@ -54,13 +54,18 @@ def percent_or_none(value) -> float | None:
 
 # ---------------------------------------------------------------- table and selection
 
-def runs_table(runs: list[RunRecord], sweeps: dict[str, str]) -> pd.DataFrame:
+def runs_table(runs: list[RunRecord], sweeps: dict[str, str], owners: bool = False) -> pd.DataFrame:
+    """One row per run; `owners` (a class server): who started each, after its name."""
     rows = []
+    names = common.get_store().display_names() if owners else {}
     for run in runs:
         config = run.config
         rows.append({
             "Name": run.name,
+            **({"Owner": identity.owner_label(run.owner, names)} if owners else {}),
             "Status": status_text(run),
+            # third: visible without scrolling at 1024x768, beside the sidebar
+            "Started": datetime.fromtimestamp(run.created) if run.created else None,
             "Sweep": sweeps.get(run.group_id, "") if run.group_id else "",
             "Test acc.": percent_or_none(run.test_accuracy),
             "Best val. acc.": percent_or_none(run.best_validation_accuracy),
@@ -74,13 +79,13 @@ def runs_table(runs: list[RunRecord], sweeps: dict[str, str]) -> pd.DataFrame:
             "Per class": setting_text("per_class_limit", config.per_class_limit),
             "Dataset": config.dataset,
             "Duration": fmt.duration(run.elapsed),
-            "Started": datetime.fromtimestamp(run.created) if run.created else None,
         })
     return pd.DataFrame(rows)
 
 
 TABLE_COLUMNS = {
     "Name": st.column_config.TextColumn(width="medium"),
+    "Owner": st.column_config.TextColumn(width="small", help="Who started the run (“you” for your own)"),
     "Status": st.column_config.TextColumn(width="medium"),
     "Sweep": st.column_config.TextColumn(width="small", help="The sweep this run was trained in (Sweep page)"),
     "Batch size": st.column_config.TextColumn(help="Images per step; full: the whole training split, every step"),
@@ -88,7 +93,7 @@ TABLE_COLUMNS = {
                                                 help="Share of the training images held out for validation"),
     "Best val. acc.": st.column_config.NumberColumn(format="%.2f%%", help="Best validation accuracy of any epoch"),
     "Test acc.": st.column_config.NumberColumn(format="%.2f%%", help="Accuracy on the test set, once finished"),
-    "Started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+    "Started": st.column_config.DatetimeColumn(format="MMM D, HH:mm", width="small"),
 }
 
 
@@ -150,6 +155,9 @@ def compare(runs: list[RunRecord]) -> None:
 
 def rename_run(run: RunRecord) -> None:
     """Form callback: store the typed name (and tell a live worker, for the sidebar)."""
+    if not identity.may_control(run.run_id):  # checked here, not only by the disabled form: a forged click
+        st.session_state.runs_problem = f"“{run.name}” was not renamed. {identity.not_yours_note(run.owner)}"
+        return
     try:
         clean = common.get_store().rename(run.run_id, st.session_state[f"runs_name_{run.run_id}"])
     except StoreError as error:
@@ -163,6 +171,9 @@ def rename_run(run: RunRecord) -> None:
 def delete_run(run: RunRecord) -> None:
     """Confirmation callback."""
     st.session_state.pop("runs_confirm_delete", None)
+    if not identity.may_control(run.run_id):
+        st.session_state.runs_problem = f"“{run.name}” was not deleted. {identity.not_yours_note(run.owner)}"
+        return
     try:
         common.get_store().delete(run.run_id)
     except StoreError as error:
@@ -194,10 +205,13 @@ def run_actions(run: RunRecord) -> None:
     facts.append(SOURCES.get(run.source, run.source))
     text = " · ".join(facts)
     st.caption(text[0].upper() + text[1:])
+    mine = identity.can_control(run.owner)
+    if not mine:
+        st.info(identity.not_yours_note(run.owner), icon=":material/visibility:")
     with st.form(f"runs_rename_{run.run_id}", border=False):
         name_col, button_col = st.columns([4, 1], vertical_alignment="bottom")
-        name_col.text_input("Name", value=run.name, max_chars=100, key=f"runs_name_{run.run_id}")
-        button_col.form_submit_button("Rename", width="stretch", on_click=rename_run, args=(run,))
+        name_col.text_input("Name", value=run.name, max_chars=100, key=f"runs_name_{run.run_id}", disabled=not mine)
+        button_col.form_submit_button("Rename", width="stretch", on_click=rename_run, args=(run,), disabled=not mine)
 
     # two rows of four: seven buttons in one row are cut to "Ch…" beside the sidebar at 1024 px
     cols = st.columns(4) + st.columns(4)
@@ -215,7 +229,7 @@ def run_actions(run: RunRecord) -> None:
                        help="Open the Train page with this run's settings."):
         common.open_in_train(run.config)
     confirming = st.session_state.get("runs_confirm_delete") == run.run_id
-    cols[3].button("Delete", icon=":material/delete:", width="stretch", disabled=run.active or confirming,
+    cols[3].button("Delete", icon=":material/delete:", width="stretch", disabled=run.active or confirming or not mine,
                     key=f"runs_delete_{run.run_id}", on_click=st.session_state.__setitem__,
                     args=("runs_confirm_delete", run.run_id),
                     help="Stop the run first." if run.active else "Remove this run and its files.")
@@ -231,7 +245,8 @@ def run_actions(run: RunRecord) -> None:
 
 # ---------------------------------------------------------------- the live part
 
-def runs_section(was_active: bool) -> None:
+def runs_section(was_active: bool, whole_class: bool = True) -> None:
+    """The table and the selected runs; `whole_class` False (a class server): only this browser's runs."""
     store = common.get_store()
     if "runs_notice" in st.session_state:
         st.success(md_escape(st.session_state.pop("runs_notice"), 300), icon=":material/delete:")
@@ -245,7 +260,15 @@ def runs_section(was_active: bool) -> None:
         return
     if was_active != any(run.active for run in runs):
         st.rerun(scope="app")  # a run started or ended: turn polling on or off
+    me = identity.viewer()
+    everyone = bool(runs)
+    if me.class_mode and not whole_class:
+        runs = [run for run in runs if run.owner and run.owner == me.owner]
     panels.unsaved_runs()
+    if not runs and everyone:
+        st.info("You have no runs yet: start one on the **Train** page. Turn on **Whole class** above to see "
+                "everyone's.", icon=":material/info:")
+        return
     if not runs:
         st.info("No runs yet. Train a model on the **Train** page (or with `python -m lrcore train`): every run is "
                 "kept here with its settings, curves and checkpoint, across refreshes and restarts.", icon=":material/info:")
@@ -254,7 +277,7 @@ def runs_section(was_active: bool) -> None:
         return
     order = [run.run_id for run in runs]
     keep_selection(order)
-    table = st.dataframe(runs_table(runs, sweeps), key=TABLE_KEY, on_select="rerun", selection_mode="multi-row",
+    table = st.dataframe(runs_table(runs, sweeps, owners=me.class_mode), key=TABLE_KEY, on_select="rerun", selection_mode="multi-row",
                          hide_index=True, column_config=TABLE_COLUMNS, width="stretch", placeholder="–",
                          height=min(38 + 35 * len(runs), 460))
     chosen = [order[i] for i in table.selection.rows if i < len(order)]
@@ -282,13 +305,13 @@ def runs_section(was_active: bool) -> None:
         run = next(item for item in selected if item.run_id == picked)
     run_actions(run)
     if len(selected) > 1:
-        deletable = [item for item in selected if not item.active]
+        deletable = [item for item in selected if not item.active and identity.can_control(item.owner)]
         confirming = st.session_state.get("runs_confirm_selected")
         st.button(f"Delete the {len(deletable)} selected runs…" if len(deletable) > 1 else "Delete selected runs…",
                   icon=":material/delete_sweep:", disabled=len(deletable) < 2 or bool(confirming),
                   key="runs_delete_selected", on_click=st.session_state.__setitem__,
                   args=("runs_confirm_selected", [item.run_id for item in deletable]),
-                  help="Runs still training are left out: stop them first.")
+                  help="Runs still training (and, on a class server, other people's) are left out.")
         if confirming:
             panels.confirm_delete_many("runs_confirm_selected", [item for item in deletable if item.run_id in confirming],
                                 "the selected runs")
@@ -323,11 +346,12 @@ try:
 except (StoreError, OSError):
     all_runs = []  # the section below says why
 any_active = any(run.active for run in all_runs)
+whole_class = identity.class_filter()
 write_problem = store.write_problem()
 if write_problem:
     st.warning(f"New runs are not being saved: {md_escape(write_problem, 400)}. They still train, and can be "
                "used until the server restarts.", icon=":material/sd_card_alert:")
-st.fragment(runs_section, run_every=POLL_SECONDS if any_active else None)(any_active)
+st.fragment(runs_section, run_every=POLL_SECONDS if any_active else None)(any_active, whole_class)
 panels.upload_section()
 panels.storage_section(store, all_runs)
 st.caption(store_text(store))

@@ -21,7 +21,7 @@ from lrcore.record import RunRecord
 from lrcore.settings import OPTIMIZER_LABELS
 from lrcore.store import StoreError
 from lrcore.sweep import best, fraction_done, ranked
-from ui import common
+from ui import common, identity
 from ui import compare_charts as charts
 from ui import format as fmt
 from ui.range_test import range_test_section
@@ -59,6 +59,22 @@ class SweepView:
             if status in statuses:
                 return status
         return "done"
+
+
+def sweep_mine(view: SweepView | None) -> bool:
+    """May this session control (or delete) the sweep? Its runs' owner decides (all of them, one owner)."""
+    return view is None or all(identity.can_control(run.owner) for run in view.runs)
+
+
+def sweep_id_mine(sweep_id: str) -> bool:
+    """`sweep_mine` for a stored sweep, read from the store (the page's shown sweep stays loaded)."""
+    if not identity.viewer().class_mode:
+        return True
+    try:
+        runs = common.get_store().list_runs(group_id=sweep_id)
+    except (StoreError, OSError):
+        return False
+    return all(identity.can_control(run.owner) for run in runs)
 
 
 def sweep_view(sweep_id: str | None) -> SweepView | None:
@@ -225,7 +241,8 @@ def earlier_sweeps(active: bool) -> None:
                              "Show this sweep's curves and results above.")
         running = by_id[picked].active
         confirming = st.session_state.get("sweep_confirm_delete") == picked
-        delete_col.button("Delete", icon=":material/delete:", width="stretch", disabled=running or confirming,
+        delete_col.button("Delete", icon=":material/delete:", width="stretch",
+                          disabled=running or confirming or not sweep_id_mine(picked),
                           key="sweep_delete", on_click=st.session_state.__setitem__,
                           args=("sweep_confirm_delete", picked),
                           help="Still training: stop it first." if running else "Remove this sweep and its runs.")
@@ -241,6 +258,9 @@ def earlier_sweeps(active: bool) -> None:
 
 def delete_sweep(sweep_id: str) -> None:
     st.session_state.pop("sweep_confirm_delete", None)
+    if not sweep_id_mine(sweep_id):  # checked here too: a forged click on the disabled button
+        st.session_state.sweep_notice_delete = "Nothing deleted: only its owner (and the teacher) may delete a sweep."
+        return
     try:
         common.get_store().delete_group(sweep_id)
     except (StoreError, OSError) as error:
@@ -257,7 +277,8 @@ def start_sweep(configs) -> None:
     name = f"{len(configs)} runs, lr {rates[0]:g} to {rates[-1]:g}" if len(rates) > 1 else f"{len(configs)} runs"
     sweep_id = new_id("sweep-")
     job = TrainingJob(configs, common.get_dataset(configs[0].dataset), group_id=sweep_id, source="sweep",
-                      listeners=[common.get_store().listener("sweep")], name=name)
+                      listeners=[common.get_store().listener("sweep")], name=name,
+                      owner=identity.start_owner(), lesson=identity.current_lesson_id())
     try:
         common.get_store().create_group(sweep_id, name, {"configs": len(configs)}, job.run_ids)
     except (StoreError, OSError) as error:  # it still trains and shows here; its runs say why they are unsaved
@@ -270,6 +291,9 @@ def start_sweep(configs) -> None:
 
 def change_learning_rates(job: TrainingJob) -> None:
     """Scale every running learning rate (the sweep keeps its spread), or set them all to one value."""
+    if not identity.may_control(job.run_ids[0]):
+        st.session_state.sweep_lr_notice = ("error", "Nothing changed: only its owner (and the teacher) may.")
+        return
     value, scaled = st.session_state.sweep_lr_value, st.session_state.sweep_lr_mode != "Set all to"
     try:
         job.scale_learning_rates(value) if scaled else job.control.set_learning_rate(value)
@@ -285,22 +309,35 @@ def change_learning_rates(job: TrainingJob) -> None:
 def sweep_controls(view: SweepView | None, configs, problems: dict[str, str]) -> None:
     """Start, Pause/Resume, Stop; while it trains, scale every learning rate at once."""
     active = view is not None and view.active
+    mine = sweep_mine(view)
     start_col, pause_col, stop_col, toggle_col = st.columns([1.35, 1, 1, 2.2], vertical_alignment="center")
     start_help = ("A sweep is running: stop it or let it finish first." if active else
                   "Fix the settings marked in red first." if problems else "Train every configuration now.")
     if start_col.button("Start sweep", type="primary", icon=":material/play_arrow:", help=start_help,
-                        disabled=bool(problems) or active, width="stretch"):
-        start_sweep(configs)
-        st.rerun()
-    job = view.job if view is not None and active else None
+                        disabled=bool(problems) or (active and mine) or not identity.may_start(), width="stretch"):
+        try:
+            start_sweep(configs)
+        except PermissionError as error:  # an anonymous browser on a class server (a forged click)
+            st.error(str(error))
+        else:
+            st.rerun()
+    job = view.job if view is not None and active and mine else None  # someone else's sweep: no controls
     paused = view is not None and view.paused
     if pause_col.button("Resume" if paused else "Pause", icon=":material/play_arrow:" if paused else ":material/pause:",
                         disabled=job is None, width="stretch", key="sweep_pause"):
-        job.control.resume() if paused else job.control.pause()
-        st.rerun()
+        if job is None:  # a forged click on the disabled button
+            st.error("Nothing changed: only its owner (and the teacher) may pause a sweep.")
+        else:
+            job.control.resume() if paused else job.control.pause()
+            st.rerun()
     if stop_col.button("Stop", icon=":material/stop:", disabled=job is None, width="stretch", key="sweep_stop"):
-        job.stop()
-        st.rerun()
+        if job is None:
+            st.error("Nothing changed: only its owner (and the teacher) may stop a sweep.")
+        else:
+            job.stop()
+            st.rerun()
+    if view is not None and not mine:
+        st.info(identity.not_yours_note(view.runs[0].owner if view.runs else ""), icon=":material/visibility:")
     toggle_col.toggle("Show the per-minibatch loss", key="sweep_show_batches", persist_state="session")
     if job is not None:
         mode_col, value_col, apply_col, note_col = st.columns([1.5, 1, 0.6, 2], vertical_alignment="bottom")

@@ -19,7 +19,7 @@ from lrcore.settings import BY_NAME, LEARNING_RATE_RANGE, SETTINGS, from_params,
 from lrcore import datasets
 from lrcore.data import DATASET_TITLES, make_splits
 from lrcore.status import Status
-from ui import charts, common, from_scratch_panel, run_summary
+from ui import charts, common, from_scratch_panel, identity, run_summary
 from ui.settings import setting_widget
 from ui.text import md_escape
 
@@ -86,8 +86,8 @@ def exact_lr_typed() -> None:
 def reset() -> None:
     """Stop and forget the current run, and put every setting back to its default."""
     worker = common.current_worker()
-    if worker is not None and worker.snapshot().active:
-        worker.control.stop()
+    if worker is not None and worker.snapshot().active and identity.may_control(worker.run_id):
+        worker.control.stop()  # someone else's run is only forgotten here, never stopped
     common.forget_run()
     put_settings_in_widgets(default_settings())
     st.session_state.train_param_warnings = []
@@ -250,6 +250,8 @@ active = worker is not None and worker.control is not None and worker.snapshot()
 settings = settings_from_widgets()
 problems, sizes = settings_problems(settings, dataset_name)
 paused = active and worker.control.paused
+# On a class server only the run's owner (and the teacher) may pause, stop or change it; anyone else watches.
+mine = worker is None or identity.can_control(worker.snapshot().owner)
 
 
 def problem_note(*fields: str) -> None:
@@ -270,28 +272,36 @@ def default_note(field: str) -> str:
 
 # The actions come first, so Start is on screen without scrolling on a 1024x768 projector.
 start_col, pause_col, stop_col, reset_col, share_col = st.columns(5)
-start_help = "A run is in progress: stop it or let it finish first." if active else \
+start_help = "A run is in progress: stop it or let it finish first." if active and mine else \
+    identity.ANONYMOUS_NOTE if not identity.may_start() else \
     "Fix the settings marked in red first." if problems else "Train a new model with these settings."
-if start_col.button("Start", type="primary", icon=":material/play_arrow:", disabled=bool(problems) or active, key="train_start",
-                    help=start_help, width="stretch"):
+if start_col.button("Start", type="primary", icon=":material/play_arrow:", key="train_start", help=start_help,
+                    disabled=bool(problems) or (active and mine) or not identity.may_start(), width="stretch"):
     try:
         wait_for_first_point(common.start_run(TrainConfig(**settings, dataset=dataset_name)))
         st.rerun()
     except ConfigError as error:
         st.error(str(error))
+    except PermissionError as error:  # an anonymous browser on a class server (a forged click)
+        st.error(str(error))
 if pause_col.button("Resume" if paused else "Pause", icon=":material/play_arrow:" if paused else ":material/pause:",
-                    disabled=not active, width="stretch"):
-    if paused:
-        worker.control.resume()
-    else:
-        worker.control.pause()
-    st.rerun()
-if stop_col.button("Stop", icon=":material/stop:", disabled=not active, width="stretch",
+                    disabled=not active or not mine, width="stretch"):
+    if not identity.may_control(worker.run_id if worker else None):  # checked again: a forged click
+        identity.refuse(worker.run_id if worker else None)
+    elif active:
+        worker.control.resume() if paused else worker.control.pause()
+        st.rerun()
+if stop_col.button("Stop", icon=":material/stop:", disabled=not active or not mine, width="stretch",
                    help="Stop training now and keep the weights reached so far."):
-    worker.control.stop()
-    st.rerun()
+    if not identity.may_control(worker.run_id if worker else None):
+        identity.refuse(worker.run_id if worker else None)
+    elif active:
+        worker.control.stop()
+        st.rerun()
 reset_col.button("Reset", icon=":material/restart_alt:", on_click=reset, width="stretch",
                  help="Stop and forget the current run and put every setting back to the dataset's defaults.")
+if not mine:
+    st.info(identity.not_yours_note(worker.snapshot().owner), icon=":material/visibility:")
 with share_col.popover("Share", icon=":material/link:", width="stretch", help="A link with these settings."):
     link = share_link(settings, dataset_name)
     if link:
@@ -378,8 +388,11 @@ if active:
     with st.container(border=True):
         lr_input, apply_col, note_col = st.columns([1.2, 0.6, 3], vertical_alignment="bottom")
         lr_input.number_input("Change the learning rate now", key="train_live_lr", format="%g", step=0.01,
-                              help="Takes effect at the next batch; the charts mark the change.")
-        if apply_col.button("Apply", width="stretch"):
+                              help="Takes effect at the next batch; the charts mark the change.", disabled=not mine)
+        if apply_col.button("Apply", width="stretch", disabled=not mine):
+            if not identity.may_control(worker.run_id):
+                identity.refuse(worker.run_id)
+                st.stop()
             try:
                 worker.control.set_learning_rate(st.session_state.train_live_lr)
                 note_col.success(f"Learning rate → {st.session_state.train_live_lr:g} from the next batch.")

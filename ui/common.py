@@ -21,6 +21,7 @@ from lrcore.data import Dataset, DatasetUnavailable, Normalizer, available_datas
 from lrcore.model import LogisticRegression
 from lrcore.record import RunRecord
 from lrcore.jobs import JobRegistry, LiveRun, TrainingJob
+from lrcore.naming import default_run_name, numbered_name
 from lrcore.settings import SETTINGS, to_params
 from lrcore.workers import WorkerPool, pool_size
 from lrcore.store import Store, StoreError, default_store_url
@@ -298,17 +299,26 @@ def _run_state_line() -> None:
 
 
 def start_job(configs: list, names: list[str] | None = None, group_id: str = "",
-              source: str = "dashboard") -> TrainingJob:
-    """Train `configs` in one job, recorded by the store, registered for every session of this server."""
+              source: str = "dashboard", owner: str = "", lesson: str = "") -> TrainingJob:
+    """Train `configs` in one job, recorded by the store, registered for every session of this server;
+    its runs belong to `owner` (a browser's public id on a class server) and were started in `lesson`."""
     job = TrainingJob(configs, get_dataset(configs[0].dataset), names=names, group_id=group_id, source=source,
-                      listeners=[get_store().listener(source)])
+                      listeners=[get_store().listener(source)], owner=owner, lesson=lesson)
     get_jobs().add(job)  # in the worker pool when there is one
     return job.start()
 
 
 def start_run(config, name: str | None = None) -> LiveRun:
-    """Start training `config` and make it this user's current run."""
-    job = start_job([config], names=[name] if name else None)
+    """Start training `config` as this browser's run (in its lesson) and make it this user's current run.
+
+    On a class server an anonymous browser may start nothing (PermissionError: pages check
+    `identity.may_start()` first and say why), and an auto-name gets the owner's run number ("#3")."""
+    from ui import identity
+
+    owner, lesson = identity.start_owner(), identity.current_lesson_id()
+    if name is None and owner:
+        name = numbered_name(default_run_name(config), get_store().count_runs(owner) + 1)
+    job = start_job([config], names=[name] if name else None, owner=owner, lesson=lesson)
     remember_run(job.run_ids[0])
     use_checkpoint(None)
     return LiveRun(job, job.run_ids[0])

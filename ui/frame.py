@@ -11,7 +11,7 @@ import streamlit as st
 import torch
 
 from lrcore import datasets
-from ui import common
+from ui import common, identity
 
 
 def draw_title() -> str:
@@ -62,5 +62,6 @@ def run() -> None:
     st.html(CSS)
     navigation = st.navigation(pages())  # also ends Streamlit's legacy pages/ mode for the process
     common.sidebar()
+    identity.sidebar()  # a class server only: this browser's name, the teacher key
     with common.framed():
         navigation.run()

@@ -15,7 +15,7 @@ from lrcore.data import DATASET_TITLES
 from lrcore.naming import setting_text
 from lrcore.record import RunRecord
 from lrcore.store import Store, StoreError, describe_write_error, store_limit_mb
-from ui import common, uploads
+from ui import common, identity, uploads
 from ui import format as fmt
 from ui.text import md_escape
 
@@ -33,7 +33,12 @@ def size_text(size: float) -> str:
 def delete_runs(key: str) -> None:
     """Confirmation callback of a many-run delete (selected runs, or the old ones)."""
     run_ids = st.session_state.pop(key, None) or []
-    deleted, problems = common.get_store().delete_many(run_ids)
+    # checked here, not only when the list was made: a forged click, or a list from before a change
+    refused = [run_id for run_id in run_ids if not identity.may_control(run_id)]
+    deleted, problems = common.get_store().delete_many([run_id for run_id in run_ids if run_id not in refused])
+    if refused:
+        problems.insert(0, f"{len(refused)} run{'s were' if len(refused) != 1 else ' was'} not deleted: "
+                           "only its owner (and the teacher) may delete a run.")
     if deleted:
         st.session_state.runs_notice = f"Deleted {len(deleted)} run{'s' if len(deleted) != 1 else ''}."
     if problems:
@@ -96,7 +101,7 @@ def storage_section(store: Store, runs: list[RunRecord]) -> None:
         days = days_col.number_input("Finished more than … days ago", min_value=0, max_value=3650, value=30,
                                      step=1, key="runs_prune_days",
                                      help="Runs still training are never deleted. 0 = every finished run.")
-        old = store.older_than(days)
+        old = [run for run in store.older_than(days) if identity.can_control(run.owner)]  # a student: own runs
         confirming = st.session_state.get("runs_confirm_prune")
         button_col.button(f"Delete {len(old)} finished run{'s' if len(old) != 1 else ''} older than {days} "
                           f"day{'s' if days != 1 else ''}…", icon=":material/delete_sweep:", key="runs_prune",
@@ -139,7 +144,8 @@ def upload_section() -> None:
         name = st.text_input("Name", value=default_name, max_chars=100, key=f"runs_upload_name_{counter}")
         if st.button("Add to runs", type="primary", key=f"runs_upload_add_{counter}"):
             try:
-                run_id = common.get_store().import_checkpoint(upload.getvalue(), name=name).run_id
+                run_id = common.get_store().import_checkpoint(upload.getvalue(), name=name,
+                                                              owner=identity.viewer().owner).run_id
             except OSError as error:  # a full disk, a read-only folder, the store over its limit
                 st.error(f"“{md_escape(upload.name)}” was not added: it could not be saved, "
                          f"{md_escape(describe_write_error(error), 400)}.")
