@@ -28,12 +28,6 @@ def class_server(tmp_path, monkeypatch):
     monkeypatch.setenv("LRCORE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("LRCORE_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("LRCORE_TEACHER_KEY", KEY)
-    # AppTest's st.context.cookies.get answers a MagicMock (truthy, not a str), which ui.identity reads
-    # before the session's token: read the session's token alone here
-    import streamlit as st
-    from ui import identity
-
-    monkeypatch.setattr(identity, "_token", lambda: st.session_state.get(TOKEN_KEY, ""))
     return tmp_path
 
 

@@ -243,7 +243,8 @@ def lesson_maker(settings: Mapping[str, Any]) -> None:
                 columns[index % 3].selectbox(f"{setting.label} ({setting.text(settings[name])})", list(CHOICES),
                                              format_func=CHOICES.get, key=f"lesson_choice_{name}")
             st.multiselect("Pages the students see", list(PAGES), default=list(PAGES), format_func=PAGES.get,
-                           key="lesson_pages", help="Train is always one of them: the link opens it.")
+                           key="lesson_pages", help="Train is always one of them: the link opens it. The Sweep page "
+                           "trains settings of its own (not the lesson's): leave it out to keep the fixed ones.")
             submitted = st.form_submit_button("Create link", type="primary", icon=":material/link:")
         if submitted:
             made = make_lesson(settings)
