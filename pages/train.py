@@ -20,7 +20,9 @@ from lrcore import datasets
 from lrcore.data import DATASET_TITLES, make_splits
 from lrcore.status import Status
 from ui import charts, common, from_scratch_panel, identity, run_summary
-from ui.settings import setting_widget
+from ui import lessons
+# setting_widget as the lesson allows: a fixed setting's control disabled, a hidden one's left out
+from ui.lessons import lesson_widget as setting_widget
 from ui.text import md_escape
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
@@ -225,13 +227,14 @@ def scratch_panel(record) -> None:
 st.title("Train")
 st.caption("One linear layer and a softmax (a sigmoid for two classes). Pick hyperparameters, press Start and watch it learn. "
            "A link to this page opens the same settings.")
+lessons.banner()  # the lesson's title and instructions, when this session opened a lesson link
 
 WIDGET_KEYS = ["train_lr_grid", "train_limit_on", "train_per_class_limit"] + \
     [f"train_{field}" for field in FIELDS if field != "per_class_limit"]
 if any(key not in st.session_state for key in WIDGET_KEYS):  # first visit in this session: settings from the URL
     url_settings, url_warnings = settings_from_params(st.query_params)
     put_settings_in_widgets(url_settings)
-    st.session_state.train_param_warnings = url_warnings
+    st.session_state.train_param_warnings = url_warnings + lessons.url_notes(st.query_params)
 for warning in st.session_state.get("train_param_warnings", []):
     st.warning(warning, icon=":material/link_off:")
 st.session_state.train_param_warnings = []  # shown once, at the load that brought them
@@ -247,7 +250,7 @@ st.session_state.train_settings_dataset = dataset_name
 worker = common.current_run()
 # Pause and Stop act on a run this server trains; one training elsewhere (the CLI) is shown as it was.
 active = worker is not None and worker.control is not None and worker.snapshot().active
-settings = settings_from_widgets()
+settings = lessons.keep_fixed(settings_from_widgets(), put_settings_in_widgets)  # a lesson's fixed values win
 problems, sizes = settings_problems(settings, dataset_name)
 paused = active and worker.control.paused
 # On a class server only the run's owner (and the teacher) may pause, stop or change it; anyone else watches.
@@ -278,8 +281,10 @@ start_help = "A run is in progress: stop it or let it finish first." if active a
 if start_col.button("Start", type="primary", icon=":material/play_arrow:", key="train_start", help=start_help,
                     disabled=bool(problems) or (active and mine) or not identity.may_start(), width="stretch"):
     try:
-        wait_for_first_point(common.start_run(TrainConfig(**settings, dataset=dataset_name)))
-        st.rerun()
+        config = TrainConfig(**settings, dataset=dataset_name)
+        if lessons.allows_start(config):  # the lesson's fixed values, checked again on the server
+            wait_for_first_point(common.start_run(config))
+            st.rerun()
     except ConfigError as error:
         st.error(str(error))
     except PermissionError as error:  # an anonymous browser on a class server (a forged click)
@@ -315,9 +320,11 @@ with st.container(border=True):
     # on one line (four broke "Normalisation" and "momentum" mid-word); a phone stacks them.
     model_col, data_col, options_col = st.columns(3, gap="medium")
     with model_col:
-        st.select_slider("Learning rate (log scale)", options=LR_GRID, key="train_lr_grid", on_change=grid_moved,
-                         format_func=lambda value: f"{value:g}", persist_state="session",
-                         help=BY_NAME["learning_rate"].help + default_note("learning_rate"))
+        if not lessons.is_hidden("learning_rate"):
+            st.select_slider("Learning rate (log scale)", options=LR_GRID, key="train_lr_grid", on_change=grid_moved,
+                             format_func=lambda value: f"{value:g}", persist_state="session",
+                             disabled=lessons.is_fixed("learning_rate"),
+                             help=BY_NAME["learning_rate"].help + default_note("learning_rate"))
         setting_widget(st.number_input, "learning_rate", "train_learning_rate", label="Exact learning rate",
                        on_change=exact_lr_typed,
                        help=f"Any value from {LEARNING_RATE_RANGE[0]:g} to {LEARNING_RATE_RANGE[1]:g}.")
@@ -358,7 +365,9 @@ with st.container(border=True):
         problem_note("normalization", "deskew")
         setting_widget(st.selectbox, "batch_order", "train_batch_order")
         problem_note("batch_order")
-        st.toggle("Use a subset", key="train_limit_on", persist_state="session", help=BY_NAME["per_class_limit"].help)
+        if not lessons.is_hidden("per_class_limit"):
+            st.toggle("Use a subset", key="train_limit_on", persist_state="session",
+                      disabled=lessons.is_fixed("per_class_limit"), help=BY_NAME["per_class_limit"].help)
         setting_widget(st.number_input, "per_class_limit", "train_per_class_limit", help=None,
                        disabled=not st.session_state.train_limit_on)
         problem_note("per_class_limit")
@@ -379,8 +388,9 @@ with st.container(border=True):
                    "rate, use **Change the learning rate now** below.")
 
 sync_url(settings, dataset_name)
+lessons.lesson_maker(settings)  # the teacher's "Make a lesson link"
 
-if active:
+if active and not lessons.is_fixed("learning_rate"):  # a lesson that fixes it fixes it for the run too
     record = worker.snapshot()
     if "train_live_lr" not in st.session_state or st.session_state.get("train_live_lr_run") != worker.run_id:
         st.session_state.train_live_lr = record.learning_rate

@@ -11,7 +11,7 @@ import streamlit as st
 import torch
 
 from lrcore import datasets
-from ui import common, identity
+from ui import common, identity, lessons
 
 
 def draw_title() -> str:
@@ -60,8 +60,10 @@ def run() -> None:
     # classroom cannot reach; Streamlit's own favicon ships with it.
     st.set_page_config(page_title="Logistic regression on MNIST", layout="wide")
     st.html(CSS)
-    navigation = st.navigation(pages())  # also ends Streamlit's legacy pages/ mode for the process
+    # A lesson link (?lesson=) hides the pages its lesson leaves out; the navigation ends legacy pages/ mode
+    navigation = st.navigation(lessons.restrict_pages(pages()))
     common.sidebar()
     identity.sidebar()  # a class server only: this browser's name, the teacher key
     with common.framed():
-        navigation.run()
+        if lessons.page_allowed(navigation):  # a page outside the lesson says so instead
+            navigation.run()
