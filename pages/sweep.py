@@ -21,7 +21,7 @@ from lrcore.record import RunRecord
 from lrcore.settings import OPTIMIZER_LABELS
 from lrcore.store import StoreError
 from lrcore.sweep import best, fraction_done, ranked
-from ui import common, identity
+from ui import common, identity, lessons
 from ui import compare_charts as charts
 from ui import format as fmt
 from ui.range_test import range_test_section
@@ -316,8 +316,9 @@ def sweep_controls(view: SweepView | None, configs, problems: dict[str, str]) ->
     if start_col.button("Start sweep", type="primary", icon=":material/play_arrow:", help=start_help,
                         disabled=bool(problems) or (active and mine) or not identity.may_start(), width="stretch"):
         try:
+            lessons.check_start(*configs)  # a lesson's fixed settings hold for a sweep's runs too
             start_sweep(configs)
-        except PermissionError as error:  # an anonymous browser on a class server (a forged click)
+        except PermissionError as error:  # an anonymous browser on a class server (a forged click), or the lesson
             st.error(str(error))
         else:
             st.rerun()

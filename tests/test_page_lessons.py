@@ -187,3 +187,19 @@ def test_students_and_personal_servers_get_no_lesson_maker(monkeypatch):
     assert not any(b.label == "Create link" for b in open_page().button)  # a student on a class server
     monkeypatch.delenv("LRCORE_TEACHER_KEY")
     assert not any(b.label == "Create link" for b in open_page().button)
+
+
+def test_a_sweep_in_the_lesson_cannot_vary_a_fixed_setting(class_server):
+    """The Sweep page (allowed by a lesson of every page) trains its own settings: a sweep over learning
+    rates is refused when the lesson fixes the rate."""
+    lesson = Lesson("Everything", fixed={"learning_rate": 0.1})
+    at = open_page("pages/sweep.py", {"lesson": encode(lesson, KEY)})
+    at.slider(key="sweep_count").set_value(2)
+    at.number_input(key="sweep_epochs").set_value(1)
+    at.run()
+    next(b for b in at.button if b.label == "Start sweep").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert "Not started: the lesson fixes the learning rate at 0.1" in texts(at.error)
+    assert "A sweep may vary only the settings the lesson leaves free" in texts(at.error)
+    assert not Store(class_server / "runs").list_runs()

@@ -5,7 +5,7 @@
     page_allowed(page)         # False (and says so, with a link back) for a page outside the lesson
     lesson_widget(...)         # setting_widget, disabled for a fixed setting and left out for a hidden one
     keep_fixed(...)            # the Train page's settings with the lesson's fixed values put back
-    allows_start(config)       # the fixed values checked again when Start is pressed
+    allows_start(config)       # the fixed values checked again when Start is pressed (check_start: a sweep's)
     lesson_maker(settings)     # the teacher's "Make a lesson link" expander on the Train page
 
 The lesson itself (what it fixes, its signature) is lrcore/lessons.py; this module only shows it.
@@ -178,22 +178,37 @@ def url_notes(params: Mapping[str, str]) -> list[str]:
     return notes
 
 
+def refusal(*configs) -> str | None:
+    """Why the lesson refuses to train `configs` (a fixed setting with another value), else None."""
+    lesson = current_lesson()
+    if lesson is None:
+        return None
+    for config in configs:
+        values = config.to_dict()
+        wrong = lesson.mismatches(values)
+        if wrong:
+            return "Not started: the lesson fixes " + "; ".join(
+                f"the {BY_NAME[name].long} at {BY_NAME[name].text(lesson.fixed[name])}, not "
+                f"{md_escape(BY_NAME[name].text(values.get(name)), 40)}" for name in wrong) + \
+                ". Press Reset to get the lesson's settings back."
+    return None
+
+
 def allows_start(config) -> bool:
     """Check `config` against the lesson's fixed values once more (the page's widgets are not trusted);
     on a mismatch say which and return False."""
-    lesson = current_lesson()
-    if lesson is None:
-        return True
-    values = config.to_dict()
-    wrong = lesson.mismatches(values)
-    if not wrong:
-        return True
-    setting = BY_NAME
-    st.error("Not started: the lesson fixes " + "; ".join(
-        f"the {setting[name].long} at {setting[name].text(lesson.fixed[name])}, not "
-        f"{md_escape(setting[name].text(values.get(name)), 40)}" for name in wrong)
-        + ". Press Reset to get the lesson's settings back.", icon=":material/lock:")
-    return False
+    message = refusal(config)
+    if message:
+        st.error(message, icon=":material/lock:")
+    return message is None
+
+
+def check_start(*configs) -> None:
+    """PermissionError (saying which setting) when the lesson's fixed values refuse `configs` (a sweep's)."""
+    message = refusal(*configs)
+    if message:
+        raise PermissionError(message.replace("Press Reset to get the lesson's settings back.",
+                                              "A sweep may vary only the settings the lesson leaves free."))
 
 
 def lesson_id() -> str:
