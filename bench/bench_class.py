@@ -108,9 +108,11 @@ RESULT = """() => ({outcome: window.__outcome, pressed: window.__pressedAt, firs
                   shown: window.__shownAt})"""
 SHOWN_GRACE = 30.0  # seconds the charts may take to be drawn after the bar says the run ended
 LESSON_SHOWN = """() => document.querySelector('[data-testid="stMain"]').textContent.includes('Lesson: ')"""
-ALERTS = """() => [...document.querySelectorAll('[data-testid="stAlert"]')].map(a => a.textContent).join(' | ').slice(0, 300)"""
+ALERTS = """() => [...document.querySelectorAll('[data-testid="stAlert"]')].map(a => a.textContent)
+    .join(' | ').slice(0, 300)"""
 PROBE_MARK = """() => { window.__probeAt = null;
-  window.addEventListener('mousedown', () => { window.__probeAt = performance.now(); }, {capture: true, once: true}); }"""
+  window.addEventListener('mousedown', () => { window.__probeAt = performance.now(); },
+                          {capture: true, once: true}); }"""
 PROBE_ANSWERED = """(title) => window.__probeAt !== null &&
     [...document.querySelectorAll('[data-testid="stMain"] h1')].some(h => h.textContent.trim() === title)
     ? performance.now() - window.__probeAt : null"""
@@ -343,7 +345,8 @@ class Level:
     pss_before: int
     pss_peak: int
     processes: int
-    cpu_percent: float
+    cpu_percent: float  # the server process (page scripts: one process, one GIL), % of one core
+    worker_cpu_percent: float  # its worker processes (training)
     seconds: float
     log_tracebacks: int
 
@@ -373,7 +376,7 @@ async def _class(browser, pid: int, url: str, count: int, args, path: str, log_p
     sampler.start()
     finished = asyncio.Event()
     probing = asyncio.get_running_loop().create_task(probe.run(finished))
-    cpu_before, started = cpu_seconds(process_tree(pid)), time.perf_counter()
+    cpu_before, tree_before, started = cpu_seconds([pid]), cpu_seconds(process_tree(pid)), time.perf_counter()
 
     async def arrive(number: int):  # students open the link within --join-spread s of each other
         await asyncio.sleep(random.uniform(0, args.join_spread))
@@ -390,7 +393,8 @@ async def _class(browser, pid: int, url: str, count: int, args, path: str, log_p
     go.set()
     await asyncio.gather(*tasks)
     seconds = time.perf_counter() - started
-    cpu = cpu_seconds(process_tree(pid)) - cpu_before  # workers live on, so their time is still counted
+    cpu = cpu_seconds([pid]) - cpu_before
+    workers = cpu_seconds(process_tree(pid)) - tree_before - cpu  # workers live on: their time is still there
     finished.set()
     await probing
     await sampler.stop()
@@ -402,7 +406,7 @@ async def _class(browser, pid: int, url: str, count: int, args, path: str, log_p
         f"in {seconds:.0f} s")
     return Level(students, probe.times, probe.failures, memory_before, sampler.peak, pss_before, sampler.peak_pss,
                  sampler.processes,
-                 100 * cpu / seconds, seconds, tracebacks)
+                 100 * cpu / seconds, 100 * workers / seconds, seconds, tracebacks)
 
 
 # ---------------------------------------------------------------- lesson link and report
@@ -439,7 +443,9 @@ def report(levels: dict[int, Level], args, mode: str, opened: str, load_before, 
           f"within {args.join_spread:g} s of each other, then all press Start within {args.start_spread:g} s "
           "(\"press Start now\"). Start, first point and done (the bar says Done and the chart shows every epoch) are "
           "timed in the page (checked every 0.1 s). "
-          "Memory: RSS of the server and its worker processes (shared pages counted in each). A probe visitor "
+          "Memory: RSS of the server and its worker processes (shared pages counted in each). CPU over the load, "
+          "% of one core: srv = the server process (every page's script runs there: one Python, one GIL), wrk = "
+          "its worker processes (training). A probe visitor "
           f"switches Home <-> Train with the sidebar every {args.probe_every:g} s during the load: mouse press -> "
           "the other page drawn. The browsers run on this machine and share the server's cores: pessimistic "
           "for the server (in a class they run on the students' laptops).")
@@ -452,9 +458,9 @@ def report(levels: dict[int, Level], args, mode: str, opened: str, load_before, 
             for problem in student.errors + [f"page error: {text}" for text in student.page_errors]:
                 print(f"  N={count} student {student.number}: {problem}")
     print(f"{'N':>4} {'done ok':>8} {'errors':>7} {'open s':>13} {'1st point s':>13} {'done s':>13} "
-          f"{'server MB':>11} {'CPU %':>6} {'clicks':>7} {'click s':>20} {'<= 2 s':>7}")
+          f"{'server MB':>11} {'CPU %':>9} {'clicks':>7} {'click s':>20} {'<= 2 s':>7}")
     print(f"{'':>4} {'':>8} {'':>7} {'p50':>6} {'p95':>6} {'p50':>6} {'p95':>6} {'p50':>6} {'p95':>6} "
-          f"{'idle':>5} {'peak':>5} {'':>6} {'':>7} {'p50':>6} {'p95':>6} {'max':>6} {'':>7}")
+          f"{'idle':>5} {'peak':>5} {'srv':>4} {'wrk':>4} {'':>7} {'p50':>6} {'p95':>6} {'max':>6} {'':>7}")
     for count, level in levels.items():
         students = level.students
         ok = sum(s.done is not None and not s.errors and not s.page_errors for s in students)
@@ -467,13 +473,16 @@ def report(levels: dict[int, Level], args, mode: str, opened: str, load_before, 
               f"{figures([s.load for s in students if s.load is not None])} "
               f"{figures([s.first for s in students if s.first is not None])} "
               f"{figures([s.done for s in students if s.done is not None])} "
-              f"{level.memory_before / 2**20:5.0f} {level.memory_peak / 2**20:5.0f} {level.cpu_percent:6.0f} "
+              f"{level.memory_before / 2**20:5.0f} {level.memory_peak / 2**20:5.0f} "
+              f"{level.cpu_percent:4.0f} {level.worker_cpu_percent:4.0f} "
               f"{len(probe):>7} {clicks} {within:>7}")
     for count, level in levels.items():
         print(f"N={count}: load lasted {level.seconds:.0f} s; server log tracebacks {level.log_tracebacks}; "
               f"probe clicks unanswered within {args.click_timeout:g} s: {level.probe_failures}; "
               f"server processes (peak) {level.processes}; server PSS idle {level.pss_before / 2**20:.0f} MB, "
-              f"peak {level.pss_peak / 2**20:.0f} MB")
+              f"peak {level.pss_peak / 2**20:.0f} MB; CPU per student: server process "
+              f"{level.cpu_percent * level.seconds / 100 / count:.2f} s, workers "
+              f"{level.worker_cpu_percent * level.seconds / 100 / count:.2f} s")
     if TARGET_STUDENTS in levels:
         level = levels[TARGET_STUDENTS]
         done = [s.done for s in level.students if s.done is not None]
