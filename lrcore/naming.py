@@ -97,16 +97,14 @@ def _plain_config(dataset: str) -> TrainConfig:
             return TrainConfig()
 
 
-def default_run_name(config: TrainConfig) -> str:
-    """"SGD lr=0.5", "SGD lr=0.5 wd=0.01", "AdamW lr=0.001 bs=64 deskew off": what differs from the defaults.
-
-    The optimizer and learning rate are always named; momentum only for SGD + momentum,
-    the one optimizer that uses it.
-    """
+def changed_settings(config: TrainConfig) -> list[tuple[str, str]]:
+    """(field, label) of each setting where `config` differs from its dataset's defaults, in
+    `setting_fields` order: [("learning_rate", "lr=0.1"), ("deskew", "deskew off")]. Momentum counts only
+    for SGD + momentum (the one optimizer that uses it), the batch size not for a full-batch run."""
     defaults = defaults_for(config.dataset)
-    parts = [setting_text("optimizer", config.optimizer), setting_label("learning_rate", config.learning_rate)]
+    changed = []
     for field in setting_fields():
-        if field in ("optimizer", "learning_rate", *NOT_IN_NAMES):
+        if field in NOT_IN_NAMES:
             continue
         if field == "momentum" and config.optimizer != "momentum":
             continue
@@ -114,7 +112,17 @@ def default_run_name(config: TrainConfig) -> str:
             continue  # full batch: the batch size setting is not used
         value = getattr(config, field)
         if value != getattr(defaults, field, None):
-            parts.append(setting_label(field, value))
+            changed.append((field, setting_label(field, value)))
+    return changed
+
+
+def default_run_name(config: TrainConfig) -> str:
+    """"SGD lr=0.5", "SGD lr=0.5 wd=0.01", "AdamW lr=0.001 bs=64 deskew off": what differs from the defaults.
+
+    The optimizer and learning rate are always named, the other settings when they differ.
+    """
+    parts = [setting_text("optimizer", config.optimizer), setting_label("learning_rate", config.learning_rate)]
+    parts += [label for field, label in changed_settings(config) if field not in ("optimizer", "learning_rate")]
     return " ".join(parts)
 
 

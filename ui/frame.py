@@ -36,6 +36,7 @@ def pages() -> list:
         st.Page("pages/evaluate.py", title="Evaluate", icon=":material/fact_check:"),
         st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
         st.Page("pages/sweep.py", title="Sweep", icon=":material/tune:"),
+        st.Page("pages/board.py", title="Class board", icon=":material/leaderboard:"),
     ]
 
 
