@@ -351,6 +351,10 @@ class Level:
     log_tracebacks: int
 
 
+class ClassFailed(RuntimeError):
+    """A class size that could not be measured at all (no server, or the teacher's test run failed)."""
+
+
 async def one_class(count: int, args, env: dict, path: str) -> Level:
     from playwright.async_api import async_playwright
 
@@ -362,6 +366,10 @@ async def one_class(count: int, args, env: dict, path: str) -> Level:
                 browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
                 try:
                     return await _class(browser, server.pid, url, count, args, path, log_path)
+                except Exception as error:  # noqa: BLE001 - e.g. the warm-up run failed: say why, with the log
+                    tail = log_path.read_text(errors="replace")[-1500:]
+                    raise ClassFailed(f"{type(error).__name__}: {str(error).splitlines()[0][:300]}; the server's "
+                                      f"log ends:\n{tail}") from error
                 finally:
                     await browser.close()
         finally:
@@ -539,10 +547,18 @@ def main() -> None:
     if (ROOT / ".streamlit" / "secrets.toml").exists():
         mode += "; note: .streamlit/secrets.toml exists and may hold a teacher key of its own"
     load_before = os.getloadavg()
-    levels = {}
+    levels, failed = {}, {}
     for count in counts:
-        levels[count] = asyncio.run(one_class(count, args, env, path))
+        try:
+            levels[count] = asyncio.run(one_class(count, args, env, path))
+        except (ClassFailed, RuntimeError) as error:  # start_streamlit's RuntimeError: the server did not start
+            log(f"N={count}: not measured: {error}")
+            failed[count] = str(error).splitlines()[0]
     report(levels, args, mode, opened, load_before, os.getloadavg())
+    for count, reason in failed.items():
+        print(f"N={count}: NOT MEASURED: {reason}")
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
