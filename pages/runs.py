@@ -63,9 +63,9 @@ def runs_table(runs: list[RunRecord], sweeps: dict[str, str], owners: bool = Fal
         rows.append({
             "Name": run.name,
             **({"Owner": identity.owner_label(run.owner, names)} if owners else {}),
-            "Status": status_text(run),
-            # third: visible without scrolling at 1024x768, beside the sidebar
+            # beside the name: visible without scrolling at 1024x768, next to the sidebar
             "Started": datetime.fromtimestamp(run.created) if run.created else None,
+            "Status": status_text(run),
             "Sweep": sweeps.get(run.group_id, "") if run.group_id else "",
             "Test acc.": percent_or_none(run.test_accuracy),
             "Best val. acc.": percent_or_none(run.best_validation_accuracy),

@@ -289,3 +289,104 @@ def test_user_text_is_shown_literally_and_no_server_path(with_runs, runs_dir):
     at.button(key=f"runs_delete_{run_id}").click().run()
     assert "Delete “\\[click\\]" in at.warning[0].value
     assert str(runs_dir) not in page_text(at) and str(runs_dir.resolve()) not in page_text(at)
+
+
+# ---------------------------------------------------------------- a class server (a teacher key is set)
+
+TEACHER_KEY = "runs-page-teacher-key"
+ANA, BEN, TEACHER = "ana-token-" + "a" * 20, "ben-token-" + "b" * 20, "teacher-token-" + "t" * 20
+
+
+@pytest.fixture
+def class_runs(with_runs, monkeypatch, tmp_path):
+    """The three runs: "baseline" and "slow" are Ana's, "small batches" Ben's; Ana typed her name."""
+    from lrcore.classroom import TEACHER_KEY_ENV, key_fingerprint, owner_id
+
+    monkeypatch.setenv(TEACHER_KEY_ENV, TEACHER_KEY)
+    monkeypatch.chdir(tmp_path)  # no .streamlit/secrets.toml of the checkout
+    store = Store()
+    for name, token in (("baseline", ANA), ("slow", ANA), ("small batches", BEN)):
+        edit_run(store, with_runs[name], owner=owner_id(token))
+    store.set_display_name(owner_id(ANA), "Ana")
+    store.set_teacher(owner_id(TEACHER), key_fingerprint(TEACHER_KEY))
+    return with_runs
+
+
+def class_runs_page(token: str) -> AppTest:
+    from ui.identity import TOKEN_KEY
+
+    at = AppTest.from_file("../dashboard.py", default_timeout=60)
+    at.session_state[TOKEN_KEY] = token
+    at.switch_page("pages/runs.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_student_sees_own_runs_by_default_and_the_whole_class_with_owners(class_runs):
+    ana = class_runs_page(ANA)
+    table = ana.dataframe[0].value
+    assert list(table["Name"]) == ["slow", "baseline"] and set(table["Owner"]) == {"you"}
+    assert list(table.columns[:4]) == ["Name", "Owner", "Started", "Status"]  # the start time on screen
+    ana.toggle(key="runs_whole_class_student").set_value(True).run()
+    table = ana.dataframe[0].value
+    assert list(zip(table["Name"], table["Owner"])) == [("small batches", "student " + ben_id()[:4]),
+                                                        ("slow", "you"), ("baseline", "you")]
+    ben = class_runs_page(BEN)
+    assert list(zip(ben.dataframe[0].value["Name"], ben.dataframe[0].value["Owner"])) == [("small batches", "you")]
+    teacher = class_runs_page(TEACHER)  # the teacher sees everyone's at once
+    assert list(teacher.dataframe[0].value["Owner"]) == ["student " + ben_id()[:4], "Ana", "Ana"]
+
+
+def ben_id() -> str:
+    from lrcore.classroom import owner_id
+
+    return owner_id(BEN)
+
+
+def test_another_students_run_is_read_only_even_for_forged_clicks(class_runs):
+    from tests.test_classroom import forge
+
+    ben = class_runs_page(BEN)
+    ben.toggle(key="runs_whole_class_student").set_value(True).run()
+    select(ben, ["slow"])
+    run_id = class_runs["slow"]
+    assert "This run belongs to Ana: you can watch it, not change it." in page_text(ben)
+    assert ben.text_input(key=f"runs_name_{run_id}").disabled
+    assert ben.button(key=f"runs_delete_{run_id}").disabled
+    forge(ben.text_input(key=f"runs_name_{run_id}")).set_value("mine now")
+    forge(ben.button(key=f"FormSubmitter:runs_rename_{run_id}-Rename")).click().run()
+    forge(ben.button(key=f"runs_delete_{run_id}")).click().run()
+    assert not ben.exception and not ben.warning  # no rename, and no delete confirmation
+    assert Store().get(run_id).name == "slow"
+
+    select(ben, ["small batches", "slow", "baseline"])  # his own and Ana's two: only his can go
+    assert ben.button(key="runs_delete_selected").disabled  # fewer than two of them are his
+    assert ben.button(key="runs_prune").disabled  # none older than 30 days; 0 days: only his own
+    ben.number_input(key="runs_prune_days").set_value(0).run()
+    assert ben.button(key="runs_prune").label == "Delete 1 finished run older than 0 days…"
+    ben.button(key="runs_prune").click().run()
+    ben.button(key="runs_confirm_prune_yes").click().run()
+    assert sorted(run.name for run in Store().list_runs()) == ["baseline", "slow"]
+
+
+def test_a_teacher_whose_key_changed_between_page_and_click_is_refused(class_runs, monkeypatch):
+    """The actions check again when they run: a callback of a button drawn enabled a moment earlier."""
+    from lrcore.classroom import TEACHER_KEY_ENV
+
+    teacher = class_runs_page(TEACHER)
+    select(teacher, ["slow"])
+    run_id = class_runs["slow"]
+    assert not teacher.button(key=f"runs_delete_{run_id}").disabled
+    teacher.button(key=f"runs_delete_{run_id}").click().run()
+    monkeypatch.setenv(TEACHER_KEY_ENV, "the key of the next term")  # no longer the teacher
+    teacher.button(key="runs_delete_yes").click().run()
+    assert "was not deleted" in page_text(teacher) and "This run belongs to Ana" in page_text(teacher)
+    assert Store().get(run_id).name == "slow"
+    monkeypatch.setenv(TEACHER_KEY_ENV, TEACHER_KEY)  # the teacher again: the form is drawn enabled
+    teacher.run()
+    select(teacher, ["slow"])
+    teacher.text_input(key=f"runs_name_{run_id}").set_value("renamed")
+    monkeypatch.setenv(TEACHER_KEY_ENV, "the key of the next term")
+    teacher.button(key=f"FormSubmitter:runs_rename_{run_id}-Rename").click().run()
+    assert "was not renamed" in page_text(teacher) and Store().get(run_id).name == "slow"

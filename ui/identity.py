@@ -258,5 +258,6 @@ def class_filter() -> bool:
     me = viewer()
     if not me.class_mode:
         return True
-    return st.toggle("Whole class", value=me.teacher, key="runs_whole_class",
+    # one key per role: a student who types the teacher key gets the teacher's default (on)
+    return st.toggle("Whole class", value=me.teacher, key=f"runs_whole_class_{'teacher' if me.teacher else 'student'}",
                      help="Off: only your own runs. On: every run on this server, with who started it.")
