@@ -93,7 +93,7 @@ TABLE_COLUMNS = {
                                                 help="Share of the training images held out for validation"),
     "Best val. acc.": st.column_config.NumberColumn(format="%.2f%%", help="Best validation accuracy of any epoch"),
     "Test acc.": st.column_config.NumberColumn(format="%.2f%%", help="Accuracy on the test set, once finished"),
-    "Started": st.column_config.DatetimeColumn(format="MMM D, HH:mm", width="small"),
+    "Started": st.column_config.DatetimeColumn(format="MMM D, HH:mm"),
 }
 
 
