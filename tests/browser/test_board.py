@@ -1,6 +1,7 @@
 """Class board in headless Chromium on a class server (a teacher key is set): two students' browsers
 each start a short run on mnist-sample; the teacher's board, opened before, shows both appear, train
-and finish, ranked, with the students' names, without anyone touching it."""
+and finish, ranked, with the students' names, without anyone touching it; it reads well at 1024x768
+and 390x844 (test_layout's checks)."""
 from __future__ import annotations
 
 import re
@@ -12,6 +13,7 @@ from playwright.sync_api import expect
 from lrcore.classroom import key_fingerprint, owner_id
 from lrcore.store import Store
 from tests.browser.conftest import screenshot, start_streamlit, stop, wait_for_app
+from tests.browser.test_layout import CHECKED, LAYOUT_PROBLEMS
 from tests.browser.test_train_weights import main_area
 
 KEY = "board-test-teacher-key"
@@ -19,6 +21,8 @@ COOKIE = "lrcore_id"  # ui.identity.COOKIE
 SHORT = "epochs=4&batch_size=60&per_class=30"  # a few seconds of training each
 ROWS = """() => [...document.querySelectorAll('[data-testid="stTable"] tbody tr')]
   .map(row => [...row.querySelectorAll('td')].map(cell => cell.innerText.trim()))"""
+# test_layout's checks on the board itself (the collapsed sidebar of a phone is laid out narrow, off screen)
+IN_MAIN = ", ".join(f"[data-testid='stMain'] {selector.strip()}" for selector in CHECKED.split(","))
 HEADER = """() => [...document.querySelectorAll('[data-testid="stTable"] thead th')].map(cell => cell.innerText.trim())"""
 
 
@@ -111,6 +115,16 @@ def test_the_board_shows_two_students_runs_live(browser, class_server):
           return chart ? chart.data.map(trace => [trace.name, trace.line.width]) : null;
         }""")
         assert sorted(legend) == sorted([[f"1. {best.name}", 6], [f"2. {ranking[1].name}", 2.5]])
+        # Readable on the projector and on a phone: no label, heading or number cut or broken mid-word.
+        problems = [f"1024x768: {problem}" for problem in board.evaluate(LAYOUT_PROBLEMS, IN_MAIN)]
+        phone = contexts[0].new_page()  # the teacher's phone: a fresh page opens with the sidebar closed
+        phone.set_viewport_size({"width": 390, "height": 844})
+        phone.goto(f"{url}/board")
+        phone.get_by_text(f"Weights of the best run, “{best.name}”").wait_for()
+        wait_for_app(phone)
+        problems += [f"390x844: {problem}" for problem in phone.evaluate(LAYOUT_PROBLEMS, IN_MAIN)]
+        screenshot(phone, "class-board-390")
+        assert not problems, "\n".join(problems)
     finally:
         for context in contexts:
             context.close()
