@@ -185,3 +185,34 @@ def test_a_name_typed_once_is_kept_for_the_browser(class_server):
     at.text_input(key="identity_name").set_value("   ").run()
     assert "Name not saved: a name cannot be empty" in [e.value for e in at.sidebar.error]
     assert Store().display_names() == {owner_id(ANA): "Ana"}
+
+
+def test_another_students_sweep_cannot_be_paused_stopped_changed_or_deleted(class_server):
+    ana = open_page("pages/sweep.py", None, {identity.TOKEN_KEY: ANA})
+    ana.slider(key="sweep_count").set_value(2)
+    ana.number_input(key="sweep_epochs").set_value(200)
+    ana.text_input(key="sweep_batch_sizes").set_value("1")  # 6,400 steps an epoch: it trains while Ben looks
+    ana.run()
+    button(ana, "Start sweep").click().run()
+    sweep_id = ana.session_state["sweep_id"]
+    job = common.get_jobs().get(sweep_id)
+    assert {record.owner for record in job.records()} == {owner_id(ANA)}
+    try:
+        ben = open_page("pages/sweep.py", {"sweep": sweep_id}, {identity.TOKEN_KEY: BEN})
+        for key in ("sweep_pause", "sweep_stop"):
+            assert ben.button(key=key).disabled
+            forge(ben.button(key=key)).click().run()
+        assert not [w for w in ben.button if w.key == "sweep_lr_apply"]  # no learning-rate change offered
+        assert "This run belongs to" in page_text(ben)
+        assert job.active and not job.control.paused
+        assert ben.button(key="sweep_delete").disabled  # still training, and not his
+    finally:
+        job.stop()
+        job.join(60)
+    ben.run()
+    assert ben.button(key="sweep_delete").disabled  # finished, still not his
+    forge(ben.button(key="sweep_delete")).click().run()
+    assert not [w for w in ben.button if w.key == "sweep_delete_yes"]
+    assert len(Store().list_runs(group_id=sweep_id)) == len(job.run_ids)  # nothing deleted
+    ana.run()
+    assert not ana.button(key="sweep_delete").disabled

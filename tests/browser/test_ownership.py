@@ -159,5 +159,7 @@ def test_another_students_run_is_read_only_and_the_teacher_can_stop_it(class_ser
     shots(teacher, "ownership-runs-teacher")
     identified(teacher, url, f"/train?run={run_id}")
     expect(teacher.get_by_text(note)).to_have_count(0)
-    main_button(teacher, "Stop").click()
+    expect(main_button(teacher, "Stop")).to_be_enabled()
+    wait_for_app(teacher)
+    main_button(teacher, "Stop").click(timeout=90_000)  # a loaded machine answers slowly
     wait_for_status(store_path, run_id, "stopped")
