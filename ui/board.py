@@ -122,8 +122,7 @@ def owner_text(run: RunRecord, viewer: Audience, names: dict[str, str]) -> str:
 
 
 def ranking_table(runs: Sequence[RunRecord], viewer: Audience, names: dict[str, str]) -> pd.DataFrame:
-    """One row per run of `ranked(runs)`: rank, name, owner, differing settings, state, accuracies
-    (the best run's curve is the thick one; its row is bold)."""
+    """One row per run of `ranked(runs)`: rank, name, owner, state, accuracies, the settings that differ."""
     several_datasets = len({run.config.dataset for run in runs}) > 1
     rows = []
     for rank, run in enumerate(runs, start=1):
@@ -131,14 +130,14 @@ def ranking_table(runs: Sequence[RunRecord], viewer: Audience, names: dict[str, 
             "Rank": str(rank) if score(run) is not None else fmt.DASH,
             "Name": run.name,
             "Student": owner_text(run, viewer, names),
-            "Settings": settings_text(run, several_datasets),
             "State": state_text(run),
             "Best val. acc.": fmt.percent(score(run)),
             "Test acc.": fmt.percent(run.test_accuracy),
+            "Settings": settings_text(run, several_datasets),  # last: a phone leaves it out (CSS)
         })
-    table = pd.DataFrame(rows, columns=["Rank", "Name", "Student", "Settings", "State", "Best val. acc.", "Test acc."])
+    table = pd.DataFrame(rows)
     if not any(run.owner for run in runs):  # a personal server, or runs from before owners: nobody to name
-        table = table.drop(columns="Student")
+        table = table.drop(columns="Student", errors="ignore")
     return table
 
 
@@ -204,13 +203,15 @@ def weights_figure(run: RunRecord, weight: torch.Tensor, class_names: tuple[str,
 # ---------------------------------------------------------------- the page's parts
 
 # Projector type: the ranking is an HTML table (st.dataframe draws on a canvas at a fixed small size).
+# A phone has no room for the Settings column (the last; run names say the same, shorter).
 CSS = """<style>
 [data-testid='stTable'] table {font-size: 1.2rem;}
 [data-testid='stTable'] td, [data-testid='stTable'] th {padding: 0.3rem 0.5rem;}
 [data-testid='stMetricValue'] {font-size: 2.6rem;}
 @media (max-width: 1100px) {[data-testid='stTable'] table {font-size: 1.05rem;}}
-@media (max-width: 640px) {[data-testid='stTable'] {overflow-x: auto;} [data-testid='stTable'] table {font-size: 0.8rem;}
-  [data-testid='stTable'] td, [data-testid='stTable'] th {padding: 0.2rem 0.25rem;}}
+@media (max-width: 640px) {[data-testid='stTable'] table {font-size: 0.85rem;}
+  [data-testid='stTable'] td, [data-testid='stTable'] th {padding: 0.2rem 0.3rem;}
+  [data-testid='stTable'] td:last-child, [data-testid='stTable'] th:last-child {display: none;}}
 </style>"""
 
 
