@@ -219,13 +219,10 @@ def start_owner() -> str:
 
 
 def current_lesson_id() -> str:
-    """The id of the lesson this session opened ("" when none, or before lessons exist)."""
-    try:
-        from ui.lessons import current_lesson
-    except ImportError:  # the lessons module of the same issue, built alongside this one
-        return ""
-    lesson = current_lesson()
-    return lesson.lesson_id if lesson is not None else ""
+    """The id of the lesson this session opened ("" when none)."""
+    from ui import lessons  # imported here: ui.lessons asks this module who is the teacher
+
+    return lessons.lesson_id()
 
 
 def run_owner(run_id: str | None) -> str:
