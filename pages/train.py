@@ -3,7 +3,7 @@
 The settings live in widgets kept for the whole session and in the URL's query parameters,
 so a copied link opens the same settings. Training runs in a worker thread
 (`common.start_run`); the live part of the page is a fragment that polls
-`worker.snapshot()` twice a second while the run is active, so clicks and page switches
+`worker.snapshot()` once a second (ui/polling.py) while the run is active, so clicks and page switches
 never stop or restart training.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from lrcore.settings import BY_NAME, LEARNING_RATE_RANGE, SETTINGS, from_params,
 from lrcore import datasets
 from lrcore.data import DATASET_TITLES, make_splits
 from lrcore.status import Status
-from ui import charts, common, from_scratch_panel, run_summary
+from ui import charts, common, from_scratch_panel, polling, run_summary
 from ui.settings import setting_widget
 from ui.text import md_escape
 
@@ -29,7 +29,7 @@ DEFAULTS = TrainConfig()
 DEFAULT_PER_CLASS = 500  # tutorial 003's subset size, offered when the limit is switched on
 # 1-2-5 steps per decade; the exact-value box takes anything in LEARNING_RATE_RANGE.
 LR_GRID = [float(f"{mantissa}e{exponent}") for exponent in range(-5, 2) for mantissa in (1, 2, 5)] + [100.0]
-POLL_SECONDS = 0.5
+POLL_SECONDS = polling.LIVE_SECONDS
 FIRST_POINT_WAIT = 1.0  # seconds Start may wait for the untrained model's epoch-0 point
 
 # The page's settings: every setting in the table with a widget (lrcore/settings.py).

@@ -32,7 +32,7 @@ class SentFigure(go.Figure):
     """A figure whose `to_dict()` is computed once and reused until `changed()` is called.
 
     `st.plotly_chart` calls `to_dict()` (a deep copy plus a walk of every array) on each
-    rerun, and a live page reruns twice a second while most of its figures stay the same.
+    rerun, and a live page reruns every second while most of its figures stay the same.
     The returned dict is shared: read it, never modify it.
     """
 
@@ -52,7 +52,7 @@ class PatchedFigure(SentFigure):
     """A `SentFigure` changed afterwards by `patch`, on its sent dict only.
 
     Plotly's own update validates and copies every array, and its to_dict() deep-copies the
-    whole figure, template included: most of a live loss chart's cost, paid twice a second for
+    whole figure, template included: most of a live loss chart's cost, paid every second for
     every watching tab. `patch` puts the new arrays and layout entries into a shallow copy of
     the sent dict instead. The plotly object (`.data`, `.layout`) keeps what it was built with:
     read a patched figure through to_dict() (st.plotly_chart does).
@@ -228,7 +228,7 @@ def refill_batch_loss_figure(figure: PatchedFigure, steps: Sequence[int], losses
                              smoothed: Sequence[float | None] | None = None) -> None:
     """`batch_loss_figure`'s result brought up to date in place: new arrays, axis range and marks.
 
-    Cheaper than building the figure again, which a page following a run does twice a second;
+    Cheaper than building the figure again, which a page following a run does every second;
     pass `smoothed` (a `RunningEma`'s values) to skip recomputing the average over every batch.
     """
     x, raw, smoothed = _batch_loss_traces(steps, losses, smoothed)
@@ -328,7 +328,7 @@ def confusion_figure(confusion: torch.Tensor, shares: torch.Tensor, names: Seque
 class FigureMemo:
     """The last figure built for each slot, rebuilt only when the slot's key changes.
 
-    Pages poll twice a second, but most figures change once per epoch: a memo in session
+    Pages poll every second, but most figures change once per epoch: a memo in session
     state keeps the polling cheap, so it does not slow training down.
     """
 
