@@ -237,6 +237,28 @@ def refill_batch_loss_figure(figure: PatchedFigure, steps: Sequence[int], losses
                       **_lr_change_marks(lr_changes, lambda change: change["step"])))
 
 
+# The untrained model's loss is about ln(classes): 2.3 for ten. Axes for charts with no point yet.
+WAITING_LOSS_RANGE = [0, 2.5]
+
+
+def waiting_figures(total_epochs: int | None, total_steps: int | None, note: str) -> dict[str, go.Figure]:
+    """The Train page's three charts before their first point: the axes the run will fill, `note` inside.
+
+    Shown before Start (and while a run waits for a worker), so the browser has fetched and started
+    plotly, ~3.5 MB of script loaded the first time a page shows a chart, before the first point
+    arrives: Start -> epoch-0 point then only updates charts already drawn (bench/bench_latency.py).
+    Fixed y axes: plotly's own range for an empty chart read as -100% to 400% accuracy.
+    """
+    figures = {"loss": epoch_figure([], "loss", total_epochs=total_epochs),
+               "accuracy": epoch_figure([], "accuracy", total_epochs=total_epochs),
+               "batch_loss": batch_loss_figure([], [], total_steps=total_steps)}
+    for name, figure in figures.items():
+        figure.update_yaxes(range=[0, 1] if name == "accuracy" else WAITING_LOSS_RANGE)
+        figure.add_annotation(text=note, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
+                              font=dict(size=15, color="#666"))
+    return figures
+
+
 def class_title(name: str) -> str:
     return f"digit {name}" if name.isdigit() else name
 
