@@ -18,11 +18,11 @@ from lrcore.data import DatasetUnavailable, make_splits
 from lrcore.evaluate import contributions, predict
 from lrcore.predict_drawing import DrawingPrediction, predict_canvas, predict_drawing
 from lrcore.preprocess import MAX_BYTES, ImageError, load_image_bytes
-from ui import common, frame, maps, uploads
+from ui import charts, common, frame, maps, uploads
 from ui.verdict import NAME_MAX, shown, verdict as show_verdict
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
-from ui.text import md_escape, shorten
+from ui.text import md_escape, plot_text, shorten
 
 CANVAS_SIDE = 280  # px; 10x MNIST, big enough for a finger on a phone
 PREVIEW_SIDE = 196  # the 28x28 input blown up 7x, nearest neighbour so every pixel shows
@@ -312,6 +312,11 @@ def workspace(model: common.ModelInUse) -> None:
             if source == SOURCES[0]:
                 st.info("✏️ Draw a digit in the black box: white ink, one digit, as large as you like. "
                         "The prediction updates after every stroke.")
+                # The bars, empty: the browser loads plotly (~3.5 MB of script) now, not at the first
+                # stroke, which then took 1.5-2.6 s instead of ~0.2 s (bench/bench_latency.py).
+                st.plotly_chart(charts.waiting_probability_figure(
+                    [plot_text(name, NAME_MAX) for name in model.class_names]),
+                    key="draw_probabilities", config={"displayModeBar": False, "staticPlot": True})
             elif source == SOURCES[1]:
                 if upload is None:
                     st.info("Upload a photo or scan of a single handwritten digit. Dark ink on light paper is "

@@ -315,6 +315,14 @@ def probability_figure(probabilities: torch.Tensor, names: Sequence[str], predic
     return figure
 
 
+def waiting_probability_figure(names: Sequence[str]) -> go.Figure:
+    """The Draw page's bars before anything is drawn: every class at 0, a note in the middle."""
+    figure = probability_figure(torch.zeros(len(names)), names, -1, -1)
+    figure.add_annotation(text="no drawing yet", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.55,
+                          font=dict(size=15, color="#666"))
+    return figure
+
+
 def confusion_figure(confusion: torch.Tensor, shares: torch.Tensor, names: Sequence[str], normalised: bool,
                      chosen: tuple[int, int]) -> go.Figure:
     """The confusion matrix (counts, or shares of each true class), the `chosen` (true, predicted) cell outlined.
