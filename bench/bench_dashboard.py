@@ -4,6 +4,7 @@
     python bench/bench_dashboard.py --quick          # mnist-sample, 2 repeats (make bench)
     python bench/bench_dashboard.py --gc             # also: postScriptGC off, gc.freeze() off (see below)
     python bench/bench_dashboard.py --variant "no post-script GC" runner.postScriptGC=false
+    python bench/bench_dashboard.py --pin-browser 1   # also: the browser held to CPU 1, off the worker's way
 
 dashboard: a real `streamlit run dashboard.py` server (this checkout's .streamlit/config.toml) and
     headless Chromium. Each repeat opens the Train page in a fresh browser session with the run's
@@ -67,6 +68,14 @@ def server_env(options: list[str]) -> dict[str, str]:
     return env
 
 
+def pinned_chromium(folder: Path, cpu: int) -> Path:
+    """A launcher that starts Chromium held to one CPU (its child processes inherit the affinity)."""
+    launcher = folder / "chromium-on-one-cpu"
+    launcher.write_text(f'#!/bin/sh\nexec taskset -c {cpu} {CHROMIUM} "$@"\n')
+    launcher.chmod(0o755)
+    return launcher
+
+
 def from_store(store: Store, run_id: str, wall: float) -> Result:
     record = store.get(run_id)
     assert record.status == "done", (record.status, record.message)
@@ -121,22 +130,33 @@ def main() -> None:
     parser.add_argument("--gc", action="store_true", help="also the garbage-collection variants of the server")
     parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "OPTION=VALUE"),
                         help="one more server: a name, then Streamlit options or environment variables")
+    parser.add_argument("--pin-browser", type=int, metavar="CPU",
+                        help="also watch the default server's runs from a second Chromium held to this CPU "
+                             "(taskset), as if the browser ran on the student's own computer")
     args = parser.parse_args()
     if args.quick:
         args.dataset, args.repeats = args.dataset or "mnist-sample", min(args.repeats, 2)
     dataset = args.dataset or ("fashion-mnist" if locate("fashion-mnist") else "mnist-sample")
     servers = {"dashboard": []} | (GC_VARIANTS if args.gc else {}) | {v[0]: v[1:] for v in args.variant}
+    pinned = f"dashboard, browser on CPU {args.pin_browser}"
+    if args.pin_browser is not None and not 0 <= args.pin_browser < os.cpu_count():
+        sys.exit(f"--pin-browser {args.pin_browser}: this machine's CPUs are 0 to {os.cpu_count() - 1}")
     from playwright.sync_api import sync_playwright
 
     load_before = os.getloadavg()
     print(f"{dataset}, {args.epochs} epochs, {args.repeats} repeats; servers: "
           + "; ".join(f"{name} ({' '.join(options) or 'as configured'})" for name, options in servers.items()))
     results: dict[str, list[Result]] = {"cli": [], **{name: [] for name in servers}}
+    if args.pin_browser is not None:
+        results[pinned] = []
     with tempfile.TemporaryDirectory(prefix="lrbench-dashboard-") as folder, sync_playwright() as playwright:
         data_dir = Path(folder)
         started = {name: start_streamlit(data_dir, data_dir / f"streamlit-{i}.log", server_env(options))
                    for i, (name, options) in enumerate(servers.items())}
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pinned_browser = (None if args.pin_browser is None else
+                          playwright.chromium.launch(executable_path=str(pinned_chromium(data_dir, args.pin_browser)),
+                                                     args=CHROMIUM_ARGS))
         store = Store(data_dir / "runs" / "lrcore.db")
         try:
             # warm-up, not measured: the CLI's first import, each server's first page, dataset and workers
@@ -149,6 +169,8 @@ def main() -> None:
                 for variant in order:
                     if variant == "cli":
                         result = cli_run(dataset, args.epochs, data_dir, store)
+                    elif variant == pinned:
+                        result = dashboard_run(pinned_browser, started["dashboard"][1], dataset, args.epochs, store)
                     else:
                         result = dashboard_run(browser, started[variant][1], dataset, args.epochs, store)
                     results[variant].append(result)
@@ -156,6 +178,8 @@ def main() -> None:
                           f"{result.run_seconds:6.2f} s   wall {result.wall_seconds:6.2f} s", flush=True)
         finally:
             browser.close()
+            if pinned_browser is not None:
+                pinned_browser.close()
             for process, _url in started.values():
                 stop(process)
     load_after = os.getloadavg()

@@ -47,9 +47,9 @@ FIRST_POINT = """() => {
   const trace = chart && chart.data.find(t => t.x && t.x.length >= 1);
   return trace && window.__pressedAt !== null ? performance.now() - window.__pressedAt : null;
 }"""
-PROBABILITIES = """() => {
+PROBABILITIES = """() => {  // null while the bars are all 0 (nothing drawn: the page's empty chart)
   const chart = [...document.querySelectorAll('[data-testid="stMain"] .js-plotly-plot')].find(
-      p => p.data && p.data.some(t => t.type === 'bar'));
+      p => p.data && p.data.some(t => t.type === 'bar' && Array.from(t.y || []).some(y => y > 0)));
   return chart ? JSON.stringify(chart.data.filter(t => t.type === 'bar').map(t => [t.x, t.y])) : null;
 }"""
 CHANGED = f"""(before) => {{

@@ -18,11 +18,11 @@ from lrcore.data import DatasetUnavailable, make_splits
 from lrcore.evaluate import contributions, predict
 from lrcore.predict_drawing import DrawingPrediction, predict_canvas, predict_drawing
 from lrcore.preprocess import MAX_BYTES, ImageError, load_image_bytes
-from ui import common, frame, identity, maps, uploads
+from ui import charts, common, frame, identity, maps, uploads
 from ui.verdict import NAME_MAX, shown, verdict as show_verdict
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
-from ui.text import md_escape, shorten
+from ui.text import md_escape, plot_text, shorten
 
 CANVAS_SIDE = 280  # px; 10x MNIST, big enough for a finger on a phone
 PREVIEW_SIDE = 196  # the 28x28 input blown up 7x, nearest neighbour so every pixel shows
@@ -33,7 +33,23 @@ UNDO_DEPTH = 50  # strokes whose pictures are kept for Undo
 # top right of the drawing area, so a stroke starting there draws nothing; streamlit-drawable-canvas
 # 0.13 has no option to hide it. The page has its own Undo and Clear, so hide the toolbar inside
 # each canvas's shadow root (polled: a canvas is re-created by Undo and Clear).
+# It also sends each stroke at once: the canvas waits 200 ms after a stroke before it sends the
+# drawing (a debounce in its script, no option), most of what "stroke -> probabilities" took
+# (bench/bench_latency.py). Only a 200 ms timer set by the canvas's own script is shortened.
 HIDE_CANVAS_TOOLBAR_JS = """
+const CANVAS_SCRIPT = /streamlit[-_]drawable[-_]canvas/;
+if (!window.lrcoreStrokeAtOnce) {
+  window.lrcoreStrokeAtOnce = true;
+  const setTimeoutBefore = window.setTimeout;
+  window.lrcoreStrokesSentAtOnce = 0;  // read by tests/browser/test_draw.py: the canvas still waits so
+  window.setTimeout = function (callback, delay, ...rest) {
+    if (delay === 200 && CANVAS_SCRIPT.test(new Error().stack || "")) {
+      delay = 0;
+      window.lrcoreStrokesSentAtOnce += 1;
+    }
+    return setTimeoutBefore.call(this, callback, delay, ...rest);
+  };
+}
 export default function ({ parentElement }) {
   const patch = () => {
     for (const host of document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')) {
@@ -296,6 +312,11 @@ def workspace(model: common.ModelInUse) -> None:
             if source == SOURCES[0]:
                 st.info("✏️ Draw a digit in the black box: white ink, one digit, as large as you like. "
                         "The prediction updates after every stroke.")
+                # The bars, empty: the browser loads plotly (~3.5 MB of script) now, not at the first
+                # stroke, which then took 1.5-2.6 s instead of ~0.2 s (bench/bench_latency.py).
+                st.plotly_chart(charts.waiting_probability_figure(
+                    [plot_text(name, NAME_MAX) for name in model.class_names]),
+                    key="draw_probabilities", config={"displayModeBar": False, "staticPlot": True})
             elif source == SOURCES[1]:
                 if upload is None:
                     st.info("Upload a photo or scan of a single handwritten digit. Dark ink on light paper is "

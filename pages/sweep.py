@@ -21,7 +21,7 @@ from lrcore.record import RunRecord
 from lrcore.settings import OPTIMIZER_LABELS
 from lrcore.store import StoreError
 from lrcore.sweep import best, fraction_done, ranked
-from ui import common, identity, lessons
+from ui import common, identity, lessons, polling
 from ui import compare_charts as charts
 from ui import format as fmt
 from ui.range_test import range_test_section
@@ -30,7 +30,7 @@ from ui.text import md_escape
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 
-POLL_SECONDS = 0.5
+POLL_SECONDS = polling.LIVE_SECONDS
 STORE_POLL_SECONDS = 2.0  # a sweep training in another server process, read from the store
 
 

@@ -3,7 +3,7 @@
 The settings live in widgets kept for the whole session and in the URL's query parameters,
 so a copied link opens the same settings. Training runs in a worker thread
 (`common.start_run`); the live part of the page is a fragment that polls
-`worker.snapshot()` twice a second while the run is active, so clicks and page switches
+`worker.snapshot()` once a second (ui/polling.py) while the run is active, so clicks and page switches
 never stop or restart training.
 """
 from __future__ import annotations
@@ -17,9 +17,9 @@ import streamlit as st
 from lrcore.config import ConfigError, TrainConfig, config_problems, defaults_for, special_defaults
 from lrcore.settings import BY_NAME, LEARNING_RATE_RANGE, SETTINGS, from_params, to_params
 from lrcore import datasets
-from lrcore.data import DATASET_TITLES, make_splits
+from lrcore.data import DATASET_TITLES, DatasetUnavailable, make_splits
 from lrcore.status import Status
-from ui import charts, common, from_scratch_panel, identity, run_summary
+from ui import charts, common, from_scratch_panel, identity, polling, run_summary
 from ui import lessons
 # setting_widget as the lesson allows: a fixed setting's control disabled, a hidden one's left out
 from ui.lessons import lesson_widget as setting_widget
@@ -31,7 +31,7 @@ DEFAULTS = TrainConfig()
 DEFAULT_PER_CLASS = 500  # tutorial 003's subset size, offered when the limit is switched on
 # 1-2-5 steps per decade; the exact-value box takes anything in LEARNING_RATE_RANGE.
 LR_GRID = [float(f"{mantissa}e{exponent}") for exponent in range(-5, 2) for mantissa in (1, 2, 5)] + [100.0]
-POLL_SECONDS = 0.5
+POLL_SECONDS = polling.LIVE_SECONDS
 FIRST_POINT_WAIT = 1.0  # seconds Start may wait for the untrained model's epoch-0 point
 
 # The page's settings: every setting in the table with a widget (lrcore/settings.py).
@@ -177,12 +177,38 @@ def wait_for_first_point(worker) -> None:
         time.sleep(0.02)
 
 
+def start_clicked() -> None:
+    """Start's callback: it runs before the page script, so the one page run after the click already
+    draws the started run (with its epoch-0 point, see wait_for_first_point), instead of a run that
+    starts it and a second one (st.rerun) that shows it."""
+    name = common.selected_dataset_name()
+    settings = settings_from_widgets()
+    try:
+        problems, _sizes = settings_problems(settings, name)
+        if problems:  # the button is disabled then; a click sent anyway (an old page) starts nothing
+            st.session_state.train_start_error = "Fix the settings marked in red first."
+            return
+        config = TrainConfig(**settings, dataset=name)
+        refusal = lessons.refusal(config)  # the lesson's fixed values, checked again on the server
+        if refusal:
+            st.session_state.train_start_error = refusal
+            return
+        wait_for_first_point(common.start_run(config))
+    except (ConfigError, DatasetUnavailable) as error:  # the page itself says why the dataset is missing
+        st.session_state.train_start_error = str(error)
+    except PermissionError as error:  # an anonymous browser on a class server (a forged click)
+        st.session_state.train_start_error = str(error)
+
+
 def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> None:
     """Progress, metrics and charts of the current run, redrawn from the worker's snapshot."""
     worker = common.run_handle(run_id)  # live, or read back from the store (finished, or before a restart)
     if worker is None:
         st.info("Pick the settings above and press **Start**: loss and accuracy will appear here as the "
                 "model trains.", icon=":material/arrow_upward:")
+        epochs, batches = planned_length()
+        show_charts(charts.waiting_figures(epochs, epochs * batches if epochs and batches else None,
+                                           "no run yet: press Start"))
         scratch_panel(None)
         return
     record = worker.snapshot()
@@ -194,18 +220,35 @@ def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> 
     run_summary.show_progress(record)
     run_summary.show_metrics(record)
     if record.status in ("queued", "starting") and not record.epochs:
-        return  # nothing to plot yet: empty axes (0-400% accuracy) only puzzle a class
+        steps = record.config.epochs * record.batches_per_epoch if record.batches_per_epoch else None
+        show_charts(charts.waiting_figures(record.config.epochs, steps, "waiting for a worker process"))
+        return
     if "train_charts" not in st.session_state:
         st.session_state.train_charts = charts.LiveCharts()
-    figures = st.session_state.train_charts.figures(record)
-    left, right = st.columns(2)
-    left.plotly_chart(figures["loss"], key="train_chart_loss")
-    right.plotly_chart(figures["accuracy"], key="train_chart_accuracy")
-    st.plotly_chart(figures["batch_loss"], key="train_chart_batch_loss")
+    show_charts(st.session_state.train_charts.figures(record))
     st.caption(f"{record.train_size:,} training and {record.validation_size:,} validation images · "
                f"{batches_text(record.batches_per_epoch)} · device {record.device or '…'}. Epoch 0 is the "
                "untrained model. Dotted lines mark learning-rate changes.")
     scratch_panel(record)
+
+
+def show_charts(figures: dict) -> None:
+    """Loss and accuracy per epoch side by side, the loss per minibatch under them (the same keys
+    before and during a run, so the browser updates the charts it has instead of drawing new ones)."""
+    left, right = st.columns(2)
+    left.plotly_chart(figures["loss"], key="train_chart_loss")
+    right.plotly_chart(figures["accuracy"], key="train_chart_accuracy")
+    st.plotly_chart(figures["batch_loss"], key="train_chart_batch_loss")
+
+
+def planned_length() -> tuple[int | None, int | None]:
+    """(epochs, batches per epoch) the settings on the page would train for; None where not known."""
+    settings = settings_from_widgets()
+    problems, sizes = settings_problems(settings, common.selected_dataset_name())
+    epochs = None if "epochs" in problems else settings["epochs"]
+    if sizes is None or "batch_size" in problems:
+        return epochs, None
+    return epochs, 1 if settings.get("full_batch") else math.ceil(sizes[0] / settings["batch_size"])
 
 
 def scratch_panel(record) -> None:
@@ -278,17 +321,11 @@ start_col, pause_col, stop_col, reset_col, share_col = st.columns(5)
 start_help = "A run is in progress: stop it or let it finish first." if active and mine else \
     identity.ANONYMOUS_NOTE if not identity.may_start() else \
     "Fix the settings marked in red first." if problems else "Train a new model with these settings."
-if start_col.button("Start", type="primary", icon=":material/play_arrow:", key="train_start", help=start_help,
-                    disabled=bool(problems) or (active and mine) or not identity.may_start(), width="stretch"):
-    try:
-        config = TrainConfig(**settings, dataset=dataset_name)
-        if lessons.allows_start(config):  # the lesson's fixed values, checked again on the server
-            wait_for_first_point(common.start_run(config))
-            st.rerun()
-    except ConfigError as error:
-        st.error(str(error))
-    except PermissionError as error:  # an anonymous browser on a class server (a forged click)
-        st.error(str(error))
+start_col.button("Start", type="primary", icon=":material/play_arrow:", key="train_start", help=start_help,
+                 disabled=bool(problems) or (active and mine) or not identity.may_start(), width="stretch",
+                 on_click=start_clicked)
+if start_error := st.session_state.pop("train_start_error", None):
+    st.error(start_error)
 if pause_col.button("Resume" if paused else "Pause", icon=":material/play_arrow:" if paused else ":material/pause:",
                     disabled=not active or not mine, width="stretch"):
     if not identity.may_control(worker.run_id if worker else None):  # checked again: a forged click

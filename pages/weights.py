@@ -2,7 +2,7 @@
 
 Each class's weights are an image: a blue pixel is evidence for the class when it is inked,
 a red pixel evidence against. The figures come from `ui.maps` and `ui.charts`; while the current run
-trains, a fragment redraws them from `worker.snapshot()` twice a second.
+trains, a fragment redraws them from `worker.snapshot()` once a second (ui/polling.py).
 
 "Compare with another run" puts a stored run's final weights beside them, both on one
 symmetric colour scale, with each class's weight norm: a weight-decay run's smaller,
@@ -21,13 +21,13 @@ from lrcore import datasets
 from lrcore.checkpoint import CheckpointError
 from lrcore.record import RunRecord
 from lrcore.store import StoreError
-from ui import charts, common, maps, uploads
+from ui import charts, common, maps, polling, uploads
 from ui.format import epoch_text, kept_weights, percent
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 from ui.text import md_escape, shorten
 
-POLL_SECONDS = 0.5
+POLL_SECONDS = polling.LIVE_SECONDS
 COMPARE_KEY = "weights_compare"
 
 

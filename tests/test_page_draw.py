@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import sys
 import types
@@ -237,6 +238,11 @@ def test_with_a_model_an_empty_canvas_asks_for_a_digit(trained_checkpoint, canva
     assert at.slider(key="draw_brush").value == 20
     assert canvas.calls[-1]["key"] == "draw_canvas_0" and canvas.calls[-1]["stroke_width"] == 20
     assert not at.metric  # no guess for an empty canvas
+    # the bars, all at 0 (so plotly is loaded before the first stroke), with a note
+    [chart] = at.get("plotly_chart")
+    spec = json.loads(chart.proto.spec)
+    assert chart.key == "draw_probabilities" and spec["layout"]["annotations"][0]["text"] == "no drawing yet"
+    assert len(spec["data"][0]["x"]) == 10 and spec["data"][0]["y"] == [0] * 10
     assert [(b.label, b.disabled) for b in at.button] == [("Undo", True), ("Clear", True)]
     at.slider(key="draw_brush").set_value(30).run()
     assert canvas.calls[-1]["stroke_width"] == 30 and canvas.calls[-1]["key"] == "draw_canvas_0"

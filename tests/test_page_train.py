@@ -87,6 +87,32 @@ def test_renders_without_a_run_with_defaults():
     assert at.query_params["lr"] == "0.5" and at.query_params["dataset"] == "mnist-sample"
 
 
+def test_before_start_the_charts_show_the_axes_the_run_will_fill():
+    """Empty charts with the planned length and fixed ranges, under the same keys as a run's, so the
+    browser has plotly loaded and the charts drawn when the first point comes (bench_latency)."""
+    at = train_page()
+    at.number_input(key="train_epochs").set_value(4)
+    at.number_input(key="train_batch_size").set_value(100)
+    at.run()
+    charts = figures(at)
+    assert set(charts) == {"Loss per epoch", "Accuracy per epoch", "Loss per minibatch"}
+    assert {chart.key for chart in at.get("plotly_chart")} == {"train_chart_loss", "train_chart_accuracy",
+                                                                 "train_chart_batch_loss"}
+    for figure in charts.values():
+        assert all(not trace.get("x") for trace in figure["data"])  # no point yet
+        assert [note["text"] for note in figure["layout"]["annotations"]] == ["no run yet: press Start"]
+    assert charts["Accuracy per epoch"]["layout"]["yaxis"]["range"] == [0, 1]
+    assert charts["Accuracy per epoch"]["layout"]["xaxis"]["range"] == [-0.2, 4.2]
+    # mnist-sample's default split: 6,400 training images, 64 batches of 100 an epoch, 4 epochs
+    assert charts["Loss per minibatch"]["layout"]["xaxis"]["range"] == [0, 4 * 64]
+
+    start(at, epochs=2)
+    finish(at)
+    charts = figures(at)
+    assert len(trace(charts["Accuracy per epoch"], "validation")["x"]) == 3  # epochs 0, 1, 2
+    assert not charts["Accuracy per epoch"]["layout"].get("annotations")
+
+
 def test_batch_size_larger_than_the_training_split_keeps_start_disabled():
     at = train_page()
     at.number_input(key="train_batch_size").set_value(7000).run()  # mnist-sample trains on 6,400 images

@@ -1,5 +1,5 @@
-"""The served dashboard freezes its imported objects once (ui/serving.py), so Streamlit's
-gc.collect(2) after every rerun (runner.postScriptGC) skips torch's, plotly's and Streamlit's objects."""
+"""The served dashboard freezes its imported objects once (ui/serving.py), so full collections
+(Python's own, and Streamlit's runner.postScriptGC where on) skip torch's, plotly's and Streamlit's objects."""
 from __future__ import annotations
 
 import ast

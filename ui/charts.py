@@ -32,7 +32,7 @@ class SentFigure(go.Figure):
     """A figure whose `to_dict()` is computed once and reused until `changed()` is called.
 
     `st.plotly_chart` calls `to_dict()` (a deep copy plus a walk of every array) on each
-    rerun, and a live page reruns twice a second while most of its figures stay the same.
+    rerun, and a live page reruns every second while most of its figures stay the same.
     The returned dict is shared: read it, never modify it.
     """
 
@@ -52,7 +52,7 @@ class PatchedFigure(SentFigure):
     """A `SentFigure` changed afterwards by `patch`, on its sent dict only.
 
     Plotly's own update validates and copies every array, and its to_dict() deep-copies the
-    whole figure, template included: most of a live loss chart's cost, paid twice a second for
+    whole figure, template included: most of a live loss chart's cost, paid every second for
     every watching tab. `patch` puts the new arrays and layout entries into a shallow copy of
     the sent dict instead. The plotly object (`.data`, `.layout`) keeps what it was built with:
     read a patched figure through to_dict() (st.plotly_chart does).
@@ -228,13 +228,35 @@ def refill_batch_loss_figure(figure: PatchedFigure, steps: Sequence[int], losses
                              smoothed: Sequence[float | None] | None = None) -> None:
     """`batch_loss_figure`'s result brought up to date in place: new arrays, axis range and marks.
 
-    Cheaper than building the figure again, which a page following a run does twice a second;
+    Cheaper than building the figure again, which a page following a run does every second;
     pass `smoothed` (a `RunningEma`'s values) to skip recomputing the average over every batch.
     """
     x, raw, smoothed = _batch_loss_traces(steps, losses, smoothed)
     figure.patch([dict(x=x, y=raw), dict(x=x, y=smoothed)],
                  dict(xaxis=dict(range=_batch_loss_range(x, total_steps)),
                       **_lr_change_marks(lr_changes, lambda change: change["step"])))
+
+
+# The untrained model's loss is about ln(classes): 2.3 for ten. Axes for charts with no point yet.
+WAITING_LOSS_RANGE = [0, 2.5]
+
+
+def waiting_figures(total_epochs: int | None, total_steps: int | None, note: str) -> dict[str, go.Figure]:
+    """The Train page's three charts before their first point: the axes the run will fill, `note` inside.
+
+    Shown before Start (and while a run waits for a worker), so the browser has fetched and started
+    plotly, ~3.5 MB of script loaded the first time a page shows a chart, before the first point
+    arrives: Start -> epoch-0 point then only updates charts already drawn (bench/bench_latency.py).
+    Fixed y axes: plotly's own range for an empty chart read as -100% to 400% accuracy.
+    """
+    figures = {"loss": epoch_figure([], "loss", total_epochs=total_epochs),
+               "accuracy": epoch_figure([], "accuracy", total_epochs=total_epochs),
+               "batch_loss": batch_loss_figure([], [], total_steps=total_steps)}
+    for name, figure in figures.items():
+        figure.update_yaxes(range=[0, 1] if name == "accuracy" else WAITING_LOSS_RANGE)
+        figure.add_annotation(text=note, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5,
+                              font=dict(size=15, color="#666"))
+    return figures
 
 
 def class_title(name: str) -> str:
@@ -293,6 +315,14 @@ def probability_figure(probabilities: torch.Tensor, names: Sequence[str], predic
     return figure
 
 
+def waiting_probability_figure(names: Sequence[str]) -> go.Figure:
+    """The Draw page's bars before anything is drawn: every class at 0, a note in the middle."""
+    figure = probability_figure(torch.zeros(len(names)), names, -1, -1)
+    figure.add_annotation(text="no drawing yet", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.55,
+                          font=dict(size=15, color="#666"))
+    return figure
+
+
 def confusion_figure(confusion: torch.Tensor, shares: torch.Tensor, names: Sequence[str], normalised: bool,
                      chosen: tuple[int, int]) -> go.Figure:
     """The confusion matrix (counts, or shares of each true class), the `chosen` (true, predicted) cell outlined.
@@ -328,7 +358,7 @@ def confusion_figure(confusion: torch.Tensor, shares: torch.Tensor, names: Seque
 class FigureMemo:
     """The last figure built for each slot, rebuilt only when the slot's key changes.
 
-    Pages poll twice a second, but most figures change once per epoch: a memo in session
+    Pages poll every second, but most figures change once per epoch: a memo in session
     state keeps the polling cheap, so it does not slow training down.
     """
 

@@ -25,7 +25,7 @@ from lrcore.naming import default_run_name, numbered_name
 from lrcore.settings import SETTINGS, to_params
 from lrcore.workers import WorkerPool, pool_size
 from lrcore.store import Store, StoreError, default_store_url
-from ui import images
+from ui import images, polling
 from ui.text import md_escape
 
 # Set while dashboard.py runs the chosen page (per script thread: each session's script runs
@@ -280,10 +280,10 @@ def sidebar() -> None:
     with st.sidebar:
         st.markdown(f"**Dataset:** {md_escape(datasets.get(selected_dataset_name()).title, 200)}")
         st.markdown(f"**Device:** {device_label()}")
-        # While a run or this session's sweep is active the lines refresh each second; idle, they cost nothing.
+        # While a run or this session's sweep is active the lines refresh (ui/polling.py); idle, they cost nothing.
         sweep = get_jobs().get(st.session_state.get("sweep_id"))
         live = (worker is not None and worker.snapshot().active) or (sweep is not None and sweep.active)
-        st.fragment(run_every=1.0 if live else None)(_run_state_line)()
+        st.fragment(run_every=polling.SIDEBAR_SECONDS if live else None)(_run_state_line)()
 
 
 def _run_state_line() -> None:

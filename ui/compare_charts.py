@@ -129,7 +129,7 @@ def loss_ceiling(members: Sequence[RunRecord]) -> float:
 class _Averages:
     """Each run's moving average of its minibatch losses, extended as they arrive.
 
-    A live sweep's page rebuilds its charts twice a second; averaging K runs' 10,000 losses
+    A live sweep's page rebuilds its charts every second; averaging K runs' 10,000 losses
     from the start each time cost ~150 ms of server CPU at K = 64. Shared by the sessions
     (the same run has the same losses), the least recently used dropped past `size` runs.
     """

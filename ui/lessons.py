@@ -5,7 +5,7 @@
     page_allowed(page)         # False (and says so, with a link back) for a page outside the lesson
     lesson_widget(...)         # setting_widget, disabled for a fixed setting and left out for a hidden one
     keep_fixed(...)            # the Train page's settings with the lesson's fixed values put back
-    allows_start(config)       # the fixed values checked again when Start is pressed (check_start: a sweep's)
+    refusal(config)            # the fixed values checked again when Start is pressed (check_start: a sweep's)
     lesson_maker(settings)     # the teacher's "Make a lesson link" expander on the Train page
 
 The lesson itself (what it fixes, its signature) is lrcore/lessons.py; this module only shows it.
@@ -192,15 +192,6 @@ def refusal(*configs) -> str | None:
                 f"{md_escape(BY_NAME[name].text(values.get(name)), 40)}" for name in wrong) + \
                 ". Press Reset to get the lesson's settings back."
     return None
-
-
-def allows_start(config) -> bool:
-    """Check `config` against the lesson's fixed values once more (the page's widgets are not trusted);
-    on a mismatch say which and return False."""
-    message = refusal(config)
-    if message:
-        st.error(message, icon=":material/lock:")
-    return message is None
 
 
 def check_start(*configs) -> None:

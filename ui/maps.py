@@ -153,7 +153,7 @@ class WeightMaps:
     """The weights figure of one page session, refilled in place when only the numbers change.
 
     Building the grid's 20 axes takes plotly ~30 ms; swapping ten z arrays takes ~1 ms, which
-    keeps a page that follows a fast run twice a second from taking CPU from training.
+    keeps a page that follows a fast run every second from taking CPU from training.
     """
 
     def __init__(self) -> None:

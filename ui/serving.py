@@ -1,15 +1,20 @@
 """Process-wide set-up of the served dashboard, done once per server process (this module's first import).
 
-`gc.freeze()` after the imports: Streamlit runs a full `gc.collect(2)` after every script and
-fragment rerun (`runner.postScriptGC`), which walked every object of torch, plotly and Streamlit
-each time (median 225 ms, issue #13). Frozen objects are left out of every later collection;
-the pages' own garbage is still collected. `LRCORE_GC_FREEZE=0` turns it off (for
-bench/bench_dashboard.py's comparison).
+`gc.freeze()` after the imports: a full collection walks every tracked object, and torch, plotly
+and Streamlit bring ~420,000 of them (a collection took 225 ms, issue #13). Frozen objects are left
+out of every later collection, Python's own occasional full ones and, where turned on, Streamlit's
+after every rerun (`runner.postScriptGC`, off in .streamlit/config.toml); the pages' own garbage is
+still collected. `LRCORE_GC_FREEZE=0` turns it off (for bench/bench_dashboard.py's comparison).
 """
 from __future__ import annotations
 
 import gc
 import os
+
+# plotly uses pandas only if something imported it already (it looks in sys.modules): two sessions on
+# a fresh server importing it at once let one of them see it half-initialised ("partially initialized
+# module 'pandas' has no attribute 'Series'"). Imported here, once, before any page runs.
+import pandas  # noqa: F401
 
 FROZEN = os.environ.get("LRCORE_GC_FREEZE", "1").strip() != "0"
 if FROZEN:

@@ -159,6 +159,9 @@ def test_train_a_quick_model_draw_undo_and_clear(page, dashboard_url):
 
     stroke(page, ONE)
     assert predicted_label(page) == "1"
+    # The canvas's 200 ms wait before it sends a stroke was found and skipped (pages/draw.py): if a new
+    # streamlit-drawable-canvas sends strokes another way, this says the page no longer shortens it.
+    assert page.evaluate("window.lrcoreStrokesSentAtOnce") >= 1
     expect(page.get_by_text("What the model sees")).to_be_visible()
     preview = page.locator('[data-testid="stImage"] img').first
     expect(preview).to_be_visible()

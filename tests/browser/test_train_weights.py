@@ -63,10 +63,13 @@ def test_train_switch_pages_while_training_stop_and_weights(page, dashboard_url)
     screenshot(page, "train-before")
 
     set_number(page, "Exact learning rate", "0.3")
+    # the log-scale slider snapped to the nearest grid value. Waited for before typing on: a browser
+    # still drawing the page sends the slider's old value with the next change, which moves the
+    # learning rate back to it (as a person typing that fast would see too)
+    expect(page.get_by_role("slider").first).to_have_attribute("aria-valuetext", "0.2")
     set_number(page, "Epochs", "1000")  # with batch size 16: minutes, so Stop has something to stop
     set_number(page, "Batch size", "16")
     expect(page.get_by_label("Exact learning rate", exact=True)).to_have_value("0.3")
-    # the log-scale slider snapped to the nearest grid value
     expect(page.get_by_role("slider").first).to_have_attribute("aria-valuetext", "0.2")
 
     main_area(page).get_by_role("button", name=re.compile("Start$")).click()
