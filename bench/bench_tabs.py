@@ -80,8 +80,8 @@ def dataset_choice() -> tuple[str, str]:
     from lrcore.data import available_datasets
 
     if available_datasets().get("fashion-mnist"):
-        return "fashion-mnist", "dataset=fashion-mnist&lr=0.05&batch_size=64&epochs=1000"
-    return "mnist-sample", "lr=0.05&batch_size=8&epochs=1000"
+        return "fashion-mnist", "dataset=fashion-mnist&lr=0.05&batch_size=8&epochs=1000"
+    return "mnist-sample", "lr=0.05&batch_size=1&epochs=1000"
 
 
 class Tabs:
