@@ -168,3 +168,30 @@ def quick_model(epochs: int = 1):
     for event in train(config):
         pass
     return config, event
+
+
+SIZES = {"wide": (1400, 1000), "projector": (1024, 768), "phone": (390, 844)}
+
+
+def screenshots_at_sizes(page, name: str, pause_ms: int = 500) -> None:
+    """`screenshot` at each of SIZES (name-wide, name-projector, name-phone), then back to 1400x1000."""
+    for size, (width, height) in SIZES.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(pause_ms)
+        screenshot(page, f"{name}-{size}")
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def open_train(page, url: str) -> None:
+    """Load the Train page and wait for its settings (the first load of a server imports torch: slow)."""
+    page.goto(url)
+    page.get_by_label("Exact learning rate", exact=True).wait_for(timeout=90_000)
+    wait_for_app(page)
+
+
+def set_number(page, label: str, value: str) -> None:
+    """Type `value` into the number box `label` and wait for the page's run."""
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Enter")
+    wait_for_app(page)

@@ -7,23 +7,12 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import screenshot, start_streamlit, stop, wait_for_app
+from tests.browser.conftest import (open_train, screenshot, screenshots_at_sizes, set_number, start_streamlit, stop,
+                                    wait_for_app)
 
 KEY = "browser-test-teacher-key"
-SIZES = {"wide": (1400, 1000), "projector": (1024, 768), "phone": (390, 844)}
 
 
-def open_train(page, url: str) -> None:
-    page.goto(url)
-    page.get_by_label("Exact learning rate", exact=True).wait_for(timeout=90_000)
-    wait_for_app(page)
-
-
-def set_number(page, label: str, value: str) -> None:
-    box = page.get_by_label(label, exact=True)
-    box.fill(value)
-    box.press("Enter")
-    wait_for_app(page)
 
 
 def choose(page, label: str, option: str) -> None:
@@ -38,13 +27,6 @@ def nav_titles(page) -> list[str]:
     # each link's text is its icon's ligature name, then its title
     return [text.strip().split("\n")[-1] for text in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
 
-
-def shots(page, name: str) -> None:
-    for size, (width, height) in SIZES.items():
-        page.set_viewport_size({"width": width, "height": height})
-        page.wait_for_timeout(500)
-        screenshot(page, f"{name}-{size}")
-    page.set_viewport_size({"width": 1400, "height": 1000})
 
 
 def make_lesson_link(teacher, url: str) -> str:
@@ -77,7 +59,7 @@ def make_lesson_link(teacher, url: str) -> str:
     wait_for_app(teacher)
     link = teacher.locator('[data-testid="stCode"]').inner_text().strip()
     assert link.startswith(f"{url}/train?lesson=")
-    shots(teacher, "lesson-teacher")
+    screenshots_at_sizes(teacher, "lesson-teacher")
     return link
 
 
@@ -102,7 +84,7 @@ def test_a_teachers_lesson_link_fixes_hides_and_limits_pages_and_a_tampered_one_
         expect(student.get_by_label("Seed", exact=True)).to_have_count(0)
         expect(student.get_by_text("fixed by the lesson").first).to_be_visible()
         assert nav_titles(student) == ["Train", "Weights"]
-        shots(student, "lesson-student")
+        screenshots_at_sizes(student, "lesson-student")
 
         student.locator('[data-testid="stSidebarNav"] a', has_text="Weights").click()
         student.wait_for_url(re.compile(r"/weights\?.*lesson="), timeout=30_000)  # the lesson stays in the URL
@@ -119,7 +101,7 @@ def test_a_teachers_lesson_link_fixes_hides_and_limits_pages_and_a_tampered_one_
                                  "again.")).to_be_visible()
         expect(fresh.get_by_label("Exact learning rate", exact=True)).to_be_enabled()  # the page still works
         assert "Runs" in nav_titles(fresh)
-        shots(fresh, "lesson-tampered")
+        screenshots_at_sizes(fresh, "lesson-tampered")
         fresh.context.close()
     finally:
         teacher.context.close()

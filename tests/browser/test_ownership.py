@@ -15,11 +15,10 @@ import pytest
 from playwright.sync_api import expect
 
 from lrcore.store import Store
-from tests.browser.conftest import screenshot, start_streamlit, stop, wait_for_app
+from tests.browser.conftest import screenshots_at_sizes, start_streamlit, stop, wait_for_app
 from tests.browser.test_runs import table_names, tick_row
 
 KEY = "ownership-browser-test-key"
-SIZES = {"wide": (1400, 1000), "projector": (1024, 768), "phone": (390, 844)}
 LONG_RUN = "batch_size=1&epochs=50"  # 6,400 steps an epoch: trains for the whole test
 expect.set_options(timeout=30_000)
 
@@ -85,13 +84,6 @@ def wait_for_status(store_path, run_id: str, wanted: str, timeout: float = 60) -
         time.sleep(0.5)
 
 
-def shots(page, name: str) -> None:
-    for size, (width, height) in SIZES.items():
-        page.set_viewport_size({"width": width, "height": height})
-        page.wait_for_timeout(500)
-        screenshot(page, f"{name}-{size}")
-    page.set_viewport_size({"width": 1400, "height": 1000})
-
 
 def test_another_students_run_is_read_only_and_the_teacher_can_stop_it(class_server, new_browser):
     url, store_path = class_server
@@ -118,7 +110,7 @@ def test_another_students_run_is_read_only_and_the_teacher_can_stop_it(class_ser
     for name in ("Pause", "Stop", "Apply"):
         expect(main_button(ben, name)).to_be_disabled()
     expect(main_button(ben, "Start")).to_be_enabled()
-    shots(ben, "ownership-train-read-only")
+    screenshots_at_sizes(ben, "ownership-train-read-only")
     for name in ("Stop", "Pause"):
         ben.evaluate(FORCE_CLICK, name)
         ben.wait_for_timeout(1500)
@@ -140,7 +132,7 @@ def test_another_students_run_is_read_only_and_the_teacher_can_stop_it(class_ser
     expect(ben.get_by_test_id("stMain").get_by_label("Name", exact=True)).to_be_disabled()
     expect(main_button(ben, "Rename")).to_be_disabled()
     expect(main_button(ben, "Delete")).to_be_disabled()
-    shots(ben, "ownership-runs-whole-class")
+    screenshots_at_sizes(ben, "ownership-runs-whole-class")
     ben.evaluate(FORCE_CLICK, "Delete")
     ben.wait_for_timeout(1500)
     wait_for_app(ben)
@@ -156,7 +148,7 @@ def test_another_students_run_is_read_only_and_the_teacher_can_stop_it(class_ser
     wait_for_app(teacher)
     # the whole class by default
     expect(teacher.locator('[data-testid="stDataFrame"] td[aria-colindex="1"]')).to_have_text(names)
-    shots(teacher, "ownership-runs-teacher")
+    screenshots_at_sizes(teacher, "ownership-runs-teacher")
     identified(teacher, url, f"/train?run={run_id}")
     expect(teacher.get_by_text(note)).to_have_count(0)
     expect(main_button(teacher, "Stop")).to_be_enabled()

@@ -10,9 +10,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.browser.conftest import screenshot, start_streamlit, stop, wait_for_app
+from tests.browser.conftest import screenshots_at_sizes, start_streamlit, stop, wait_for_app
 
-SIZES = {"wide": (1400, 1000), "projector": (1024, 768), "phone": (390, 844)}
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +51,6 @@ def a_photo(folder) -> tuple[str, bytes]:
     return path.stem + ".png", buffer.getvalue()
 
 
-def shots(page, name: str) -> None:
-    for size, (width, height) in SIZES.items():
-        page.set_viewport_size({"width": width, "height": height})
-        page.wait_for_timeout(600)
-        screenshot(page, f"issue12-{name}-{size}")
-    page.set_viewport_size({"width": 1400, "height": 1000})
-
 
 def test_train_on_the_example_then_predict_an_uploaded_photo(example_server, page):
     url, name, folder = example_server
@@ -76,16 +68,16 @@ def test_train_on_the_example_then_predict_an_uploaded_photo(example_server, pag
     page.locator('[data-testid="stMain"] .katex').first.wait_for()
     page.get_by_text("One step at the weights after epoch").wait_for()
     page.get_by_text("From scratch: the equations").scroll_into_view_if_needed()
-    shots(page, "train-from-scratch")
+    screenshots_at_sizes(page, "issue12-train-from-scratch", pause_ms=600)
 
     nav(page, "Weights", page.get_by_text(re.compile("Mid-grey: the pixel is ignored")))
     assert page.get_by_text("A binary model has one 32×32 weight image").is_visible()
     assert not page.get_by_text("Scale each class separately").count()  # one map: nothing to scale apart
-    shots(page, "weights-colour")
+    screenshots_at_sizes(page, "issue12-weights-colour", pause_ms=600)
     page.get_by_text("R, G, B channels side by side").click()
     page.get_by_text(re.compile("R, G and B weights side by side, left to right")).wait_for()
     wait_for_app(page)
-    shots(page, "weights-channels")
+    screenshots_at_sizes(page, "issue12-weights-channels", pause_ms=600)
 
     nav(page, "Predict", page.get_by_role("heading", name="Predict"))
     file_name, data = a_photo(folder)
@@ -97,4 +89,4 @@ def test_train_on_the_example_then_predict_an_uploaded_photo(example_server, pag
     assert re.search(r"\d+% sure", prediction.inner_text())
     assert page.locator('[data-testid="stMain"] .js-plotly-plot').count() >= 2  # the bars and the map(s)
     assert page.get_by_text("What the model sees").is_visible()
-    shots(page, "predict")
+    screenshots_at_sizes(page, "issue12-predict", pause_ms=600)

@@ -9,7 +9,7 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import screenshot, wait_for_app
+from tests.browser.conftest import open_train, screenshot, set_number, wait_for_app
 
 ACCURACY_REACHED = """(threshold) => {
   const plots = [...document.querySelectorAll('.js-plotly-plot')];
@@ -39,18 +39,6 @@ def main_area(page):
     return page.locator('[data-testid="stMain"]')
 
 
-def open_train(page, url: str) -> None:
-    """Load the Train page and wait for its settings (the first load of a server imports torch: slow)."""
-    page.goto(url)
-    page.get_by_label("Exact learning rate", exact=True).wait_for(timeout=90_000)
-    wait_for_app(page)
-
-
-def set_number(page, label: str, value: str) -> None:
-    box = page.get_by_label(label, exact=True)
-    box.fill(value)
-    box.press("Enter")
-    wait_for_app(page)
 
 
 def go_to(page, title: str) -> None:
