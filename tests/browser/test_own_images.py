@@ -9,8 +9,8 @@ import zipfile
 
 from PIL import Image, ImageDraw
 
-from tests.browser.conftest import screenshot, wait_for_app
-from tests.browser.test_predict_photo import SIZES, nav
+from tests.browser.conftest import screenshots_at_sizes, wait_for_app
+from tests.browser.test_predict_photo import nav
 
 
 def picture(kind: str, seed: int) -> Image.Image:
@@ -52,11 +52,7 @@ def test_upload_a_zip_train_on_it_and_predict_a_picture(dashboard_url, page):
     wait_for_app(page)
     assert "seas vs suns" in page.get_by_test_id("stSidebar").inner_text()
     assert page.get_by_text("1 file skipped").is_visible()
-    for size, (width, height) in SIZES.items():
-        page.set_viewport_size({"width": width, "height": height})
-        page.wait_for_timeout(600)
-        screenshot(page, f"issue12-data-own-{size}")
-    page.set_viewport_size({"width": 1400, "height": 1000})
+    screenshots_at_sizes(page, "issue12-data-own", pause_ms=600)
 
     # the new dataset is chosen, in the URL too (a share link or a reload keeps it)
     page.wait_for_function("() => /dataset=sky-/.test(window.location.search)", timeout=20_000)
