@@ -18,8 +18,17 @@ KEY = "browser-test-teacher-key"
 def choose(page, label: str, option: str) -> None:
     box = page.get_by_test_id("stSelectbox").filter(has_text=label)
     expect(box).to_have_count(1)
-    box.click()
-    page.get_by_role("option", name=option, exact=True).click()
+    for _attempt in range(3):  # a page run arriving while the list is open closes it: open it again
+        wait_for_app(page)
+        box.locator("input").click()
+        listed = page.get_by_role("option", name=option, exact=True)
+        try:
+            listed.wait_for(timeout=10_000)
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: the list was closed under us
+            page.keyboard.press("Escape")
+            continue
+        listed.click()
+        break
     expect(box.locator("input")).to_have_value(option)
 
 

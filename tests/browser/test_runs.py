@@ -99,7 +99,7 @@ def test_refresh_keeps_the_run_training_and_the_runs_page_lists_it(page, dashboa
     open_runs_page(page, dashboard_url)
     name = table_names(page)[0]
     assert name.startswith("SGD lr=0.1 bs=20"), name  # run names name what differs from the defaults
-    status = page.locator('[data-testid="stDataFrame"] td[aria-colindex="2"]').first
+    status = page.locator('[data-testid="stDataFrame"] td[aria-colindex="3"]').first  # Name, Started, Status
     expect(status).to_contain_text(re.compile(r"training \(epoch \d+ of 1000\)"))
     tick_row(page, name)
     expect(page.get_by_role("button", name="Delete")).to_be_disabled()  # stop it first
@@ -161,7 +161,7 @@ def test_compare_two_runs_then_download_and_upload_a_checkpoint(page, dashboard_
                            ".some(td => td.innerText === 'from a colleague')")
     wait_for_app(page)
     assert table_names(page)[0] == "from a colleague"
-    status = page.locator('[data-testid="stDataFrame"] td[aria-colindex="2"]').first
+    status = page.locator('[data-testid="stDataFrame"] td[aria-colindex="3"]').first  # Name, Started, Status
     expect(status).to_contain_text("uploaded")
 
 
@@ -202,7 +202,7 @@ def test_full_store_runs_train_unsaved_and_the_page_says_why(page, full_store_ur
     download.value.save_as(checkpoint)
     assert checkpoint.stat().st_size > 30_000
     assert table_names(page) == ["filled the disk", "last month's baseline"]
-    status = page.locator('[data-testid="stDataFrame"] td[aria-colindex="2"]').first
+    status = page.locator('[data-testid="stDataFrame"] td[aria-colindex="3"]').first  # Name, Started, Status
     expect(status).to_contain_text("done, not fully saved")
     tick_row(page, "filled the disk")
     expect(page.get_by_text(re.compile("This run could not be saved completely: the disk is full"))).to_be_visible()
