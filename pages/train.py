@@ -194,9 +194,8 @@ def start_clicked() -> None:
             st.session_state.train_start_error = refusal
             return
         wait_for_first_point(common.start_run(config))
-    except (ConfigError, DatasetUnavailable) as error:  # the page itself says why the dataset is missing
-        st.session_state.train_start_error = str(error)
-    except PermissionError as error:  # an anonymous browser on a class server (a forged click)
+    # a missing dataset (the page itself says why), an anonymous browser on a class server (a forged click)
+    except (ConfigError, DatasetUnavailable, PermissionError) as error:
         st.session_state.train_start_error = str(error)
 
 
@@ -291,6 +290,7 @@ if filled_for not in (None, dataset_name) and settings_from_widgets() == default
     put_settings_in_widgets(default_settings(dataset_name))
 st.session_state.train_settings_dataset = dataset_name
 worker = common.current_run()
+run_id = worker.run_id if worker is not None else None
 # Pause and Stop act on a run this server trains; one training elsewhere (the CLI) is shown as it was.
 active = worker is not None and worker.control is not None and worker.snapshot().active
 settings = lessons.keep_fixed(settings_from_widgets(), put_settings_in_widgets)  # a lesson's fixed values win
@@ -328,15 +328,15 @@ if start_error := st.session_state.pop("train_start_error", None):
     st.error(start_error)
 if pause_col.button("Resume" if paused else "Pause", icon=":material/play_arrow:" if paused else ":material/pause:",
                     disabled=not active or not mine, width="stretch"):
-    if not identity.may_control(worker.run_id if worker else None):  # checked again: a forged click
-        identity.refuse(worker.run_id if worker else None)
+    if not identity.may_control(run_id):  # checked again: a forged click
+        identity.refuse(run_id)
     elif active:
         worker.control.resume() if paused else worker.control.pause()
         st.rerun()
 if stop_col.button("Stop", icon=":material/stop:", disabled=not active or not mine, width="stretch",
                    help="Stop training now and keep the weights reached so far."):
-    if not identity.may_control(worker.run_id if worker else None):
-        identity.refuse(worker.run_id if worker else None)
+    if not identity.may_control(run_id):
+        identity.refuse(run_id)
     elif active:
         worker.control.stop()
         st.rerun()
@@ -446,5 +446,4 @@ if active and not lessons.is_fixed("learning_rate"):  # a lesson that fixes it f
             except ConfigError as error:
                 note_col.error(f"Learning rate {error.problems['learning_rate']}")
 
-run_id = worker.run_id if worker is not None else None
 st.fragment(live_run, run_every=POLL_SECONDS if active else None)(run_id, active, bool(paused))
