@@ -74,9 +74,12 @@ def show_outcome(record) -> None:
                    "server restarts; download its checkpoint from the Runs page to keep it.",
                    icon=":material/save:")
     kept = kept_weights(record)
-    if record.status == "diverged":
+    if record.status == "diverged" and kept is None:  # the Finished event (with the kept weights) is on its way
+        st.error(f"Training diverged: {record.message}. The weights kept are the last finite ones; the numbers "
+                 "for them follow as soon as the run has finished.", icon=":material/error:")
+    elif record.status == "diverged":
         st.error(f"Training diverged: {record.message}. The weights kept are the last finite ones, from "
-                 f"{kept or 'just before the blow-up'}; every number below is for them.", icon=":material/error:")
+                 f"{kept}; every number below is for them.", icon=":material/error:")
     elif record.status == "crashed":
         st.error(record.message, icon=":material/error:")
     elif record.status == "stopped" and not record.epochs:

@@ -73,7 +73,8 @@ def test_the_too_high_preset_shows_one_set_of_numbers_for_the_kept_weights(page,
     wait_for_app(page)
     expect(page.get_by_label("Exact learning rate", exact=True)).to_have_value("50")
     page.locator(MAIN).get_by_role("button", name=re.compile("Start$")).click()
-    page.get_by_text(re.compile("Training diverged")).wait_for(timeout=60_000)
+    # the Diverged event comes a moment before Finished (which names the weights kept): wait for the latter
+    page.get_by_text(re.compile("Training diverged.*from epoch")).wait_for(timeout=60_000)
     wait_for_app(page)
     message = page.get_by_text(re.compile("Training diverged")).inner_text()
     kept = re.search(r"from epoch (\d+), batch (\d+) of (\d+)", message)

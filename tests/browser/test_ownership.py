@@ -19,7 +19,7 @@ from tests.browser.conftest import screenshots_at_sizes, start_streamlit, stop, 
 from tests.browser.test_runs import table_names, tick_row
 
 KEY = "ownership-browser-test-key"
-LONG_RUN = "batch_size=1&epochs=50"  # 6,400 steps an epoch: trains for the whole test
+LONG_RUN = "batch_size=1&epochs=1000"  # 6,400 steps an epoch, about 1 s: trains on for the whole test (the teacher stops it)
 expect.set_options(timeout=30_000)
 
 # Enable a disabled button in the DOM and click it: what a student with the browser's developer tools tries.
