@@ -136,6 +136,19 @@ def test_a_page_outside_the_lesson_says_so_with_a_link_back():
     assert "not part of the lesson" not in texts(weights.warning)
 
 
+def test_a_lesson_link_without_home_opens_on_train_at_the_bare_address():
+    at = AppTest.from_file("../dashboard.py", default_timeout=60)
+    at.query_params["lesson"] = encode(LESSON, KEY)
+    at.session_state[TOKEN_KEY] = STUDENT_TOKEN
+    at.run()  # no page named: what a link to http://server/?lesson=... opens
+    assert not at.exception, at.exception
+    assert "not part of the lesson" not in texts(at.warning)
+    assert any(b.label == "Start" for b in at.button) and "Lesson: Learning rates" in texts(at.markdown)
+    home = Lesson("With Home", pages=("home", "train"))
+    at = open_page("pages/home.py", {"lesson": encode(home, KEY)})
+    assert not any(b.label == "Start" for b in at.button)  # a lesson with Home still opens there
+
+
 def test_the_lesson_stays_when_moving_to_another_page():
     at = in_lesson()
     token = encode(LESSON, KEY)

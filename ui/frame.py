@@ -24,20 +24,25 @@ def draw_title() -> str:
     return "Draw" if info is not None and info.digits else "Predict"
 
 
-def pages() -> list:
-    """The pages in navigation order (built per run: st.Page objects belong to one script run)."""
-    return [
-        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-        st.Page("pages/data.py", title="Data", icon=":material/dataset:"),
-        st.Page("pages/train.py", title="Train", icon=":material/show_chart:"),
-        st.Page("pages/weights.py", title="Weights", icon=":material/grid_view:"),
-        st.Page("pages/draw.py", title=(title := draw_title()),
-                icon=":material/draw:" if title == "Draw" else ":material/photo_camera:"),
-        st.Page("pages/evaluate.py", title="Evaluate", icon=":material/fact_check:"),
-        st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
-        st.Page("pages/sweep.py", title="Sweep", icon=":material/tune:"),
-        st.Page("pages/board.py", title="Class board", icon=":material/leaderboard:"),
-    ]
+# (file, title, icon) in navigation order; the Draw page's title and icon depend on the model in use
+PAGES = (("home", "Home", ":material/home:"), ("data", "Data", ":material/dataset:"),
+         ("train", "Train", ":material/show_chart:"), ("weights", "Weights", ":material/grid_view:"),
+         ("draw", None, None), ("evaluate", "Evaluate", ":material/fact_check:"),
+         ("runs", "Runs", ":material/history:"), ("sweep", "Sweep", ":material/tune:"),
+         ("board", "Class board", ":material/leaderboard:"))
+
+
+def pages(visibility: dict[str, str] | None = None) -> list:
+    """The pages in navigation order (built per run: st.Page objects belong to one script run); `visibility`
+    (by page name) hides pages from the navigation. Home is the default: the bare address."""
+    made = []
+    for name, title, icon in PAGES:
+        if name == "draw":
+            title = draw_title()
+            icon = ":material/draw:" if title == "Draw" else ":material/photo_camera:"
+        made.append(st.Page(f"pages/{name}.py", title=title, icon=icon, default=name == "home",
+                            visibility=(visibility or {}).get(name, "visible")))
+    return made
 
 
 # Streamlit's header shows its own "Stop" beside the app's while a page reruns; pressing it
@@ -61,10 +66,13 @@ def run() -> None:
     # classroom cannot reach; Streamlit's own favicon ships with it.
     st.set_page_config(page_title="Logistic regression on MNIST", layout="wide")
     st.html(CSS)
-    # A lesson link (?lesson=) hides the pages its lesson leaves out; the navigation ends legacy pages/ mode
-    navigation = st.navigation(lessons.restrict_pages(pages()))
+    # A lesson link (?lesson=) hides the pages its lesson leaves out, and opens on Train when it leaves out Home
+    landing, visibility = lessons.navigation_plan()
+    navigation = st.navigation(pages(visibility))  # the navigation ends Streamlit's legacy pages/ mode
+    if not navigation.url_path and landing != "home":  # the bare address of a lesson link
+        lessons.go_to(landing)
     common.sidebar()
     identity.sidebar()  # a class server only: this browser's name, the teacher key
     with common.framed():
-        if lessons.page_allowed(navigation):  # a page outside the lesson says so instead
+        if lessons.page_allowed(navigation.url_path or "home", navigation.title):  # else it says why not
             navigation.run()

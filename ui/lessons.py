@@ -1,8 +1,8 @@
 """A lesson on the pages: opened by `?lesson=TOKEN`, kept for the session, and the teacher's maker.
 
     current_lesson()           # the session's Lesson, or None (reads and checks ?lesson= first)
-    restrict_pages(pages)      # the frame's pages, those outside the lesson hidden from the navigation
-    page_allowed(page)         # False (and says so, with a link back) for a page outside the lesson
+    navigation_plan()          # where a bare address leads (go_to it), and which pages the navigation shows
+    page_allowed(name, title)  # False (and says so, with a link back) for a page outside the lesson
     lesson_widget(...)         # setting_widget, disabled for a fixed setting and left out for a hidden one
     keep_fixed(...)            # the Train page's settings with the lesson's fixed values put back
     refusal(config)            # the fixed values checked again when Start is pressed (check_start: a sweep's)
@@ -78,28 +78,36 @@ def leave_lesson() -> None:
 
 # ---------------------------------------------------------------- navigation
 
-def restrict_pages(pages: list) -> list:
-    """The frame's pages with those the current lesson does not allow hidden from the navigation (still
-    reachable by their address, where `page_allowed` stops them)."""
+def navigation_plan() -> tuple[str, dict[str, str]]:
+    """The page a bare address leads to ("home", or Train when the lesson leaves Home out: `go_to` it)
+    and each page's visibility in the navigation: pages the lesson leaves out are hidden (still reachable
+    by their address, where `page_allowed` stops them). Also says, above the page, why a lesson link was
+    refused."""
     lesson = current_lesson()
     show_refusal()
     if lesson is None:
-        return pages
-    for page in pages:
-        if not lesson.allows_page(page.url_path):
-            # st.Page takes visibility only when made; the frame makes its pages in one list
-            page._visibility = "hidden"
-    return pages
+        return "home", {name: "visible" for name in PAGES}
+    return landing_page(lesson), {name: "visible" if lesson.allows_page(name) else "hidden" for name in PAGES}
 
 
-def page_allowed(page) -> bool:
-    """Whether the page may run in this session's lesson; if not, say so with a link to the lesson."""
+def landing_page(lesson: Lesson) -> str:
+    """Home if the lesson has it, else Train (it carries the lesson's banner and settings), else its first page."""
+    return next(name for name in ("home", "train", *PAGES) if lesson.allows_page(name))
+
+
+def go_to(name: str) -> None:
+    """Open page `name` ("train") of the lesson, its link in the address bar (ends this script run)."""
+    st.switch_page(f"pages/{name}.py", query_params={PARAM: st.session_state.lesson_token})
+
+
+def page_allowed(name: str, title: str) -> bool:
+    """Whether page `name` ("train") may run in this session's lesson; if not, say so with a link back."""
     lesson = current_lesson()
-    if lesson is None or lesson.allows_page(page.url_path):
+    if lesson is None or lesson.allows_page(name):
         return True
-    st.warning(f"The {page.title} page is not part of the lesson “{md_escape(lesson.title, 80)}”.",
+    st.warning(f"The {title} page is not part of the lesson “{md_escape(lesson.title, 80)}”.",
                icon=":material/block:")
-    st.page_link("pages/train.py", label="Back to the lesson", icon=":material/arrow_back:",
+    st.page_link(f"pages/{landing_page(lesson)}.py", label="Back to the lesson", icon=":material/arrow_back:",
                  query_params={PARAM: st.session_state.lesson_token})
     return False
 

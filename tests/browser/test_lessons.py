@@ -102,6 +102,10 @@ def test_a_teachers_lesson_link_fixes_hides_and_limits_pages_and_a_tampered_one_
         expect(student.get_by_text("The Runs page is not part of the lesson")).to_be_visible(timeout=60_000)
         expect(student.get_by_role("link", name="Back to the lesson")).to_be_visible()
         screenshot(student, "lesson-not-part")
+        student.goto(f"{url}/?{link.split('?')[1]}")  # the bare address: this lesson leaves Home out, so Train
+        expect(student.get_by_text("Lesson: Slow and steady")).to_be_visible(timeout=60_000)
+        expect(student.get_by_label("Exact learning rate", exact=True)).to_be_disabled()
+        expect(student.get_by_text("not part of the lesson")).to_have_count(0)
 
         tampered = link[:-6] + ("AAAAAA" if not link.endswith("AAAAAA") else "BBBBBB")
         fresh = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
