@@ -18,7 +18,7 @@ from lrcore.data import DatasetUnavailable, make_splits
 from lrcore.evaluate import contributions, predict
 from lrcore.predict_drawing import DrawingPrediction, predict_canvas, predict_drawing
 from lrcore.preprocess import MAX_BYTES, ImageError, load_image_bytes
-from ui import charts, common, frame, identity, maps, uploads
+from ui import charts, common, frame, identity, lessons, maps, uploads
 from ui.verdict import NAME_MAX, shown, verdict as show_verdict
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
@@ -154,9 +154,9 @@ def load_uploaded_checkpoint(key: str) -> None:
 
 
 def quick_config(dataset_name: str) -> TrainConfig:
-    """The Train page's defaults for the dataset; full batch where the training split is smaller than
-    the default batch (a small image folder), which would refuse to train."""
-    quick = TrainConfig.for_dataset(dataset_name)
+    """The Train page's defaults for the dataset, with the values a lesson fixes; full batch where the
+    training split is smaller than the default batch (a small image folder), which would refuse to train."""
+    quick = TrainConfig.for_dataset(dataset_name).replace(**lessons.fixed_values())
     try:
         splits = make_splits(common.get_dataset(dataset_name), quick.validation_fraction, quick.seed,
                              quick.per_class_limit)
@@ -360,7 +360,8 @@ if model is None:
         st.subheader("Train a quick model", anchor=False)
         quick = quick_config(dataset_name)
         batch = "full batch" if quick.full_batch else f"batch size {quick.batch_size}"
-        st.write(f"Default settings (learning rate {quick.learning_rate:g}, {batch}, {quick.epochs} epochs"
+        settings = "The lesson's settings" if lessons.fixed_values() else "Default settings"
+        st.write(f"{settings} (learning rate {quick.learning_rate:g}, {batch}, {quick.epochs} epochs"
                  f"{', deskewed' if quick.deskew else ''}) on {datasets.get(dataset_name).title}.")
         if st.button("Train a quick model", type="primary", icon=":material/bolt:", disabled=not identity.may_start(),
                      help=None if identity.may_start() else identity.ANONYMOUS_NOTE):

@@ -92,6 +92,21 @@ def test_a_forged_widget_value_is_put_back_and_the_run_trains_with_the_lesson(mo
     assert record.lesson == LESSON.lesson_id and record.owner == owner_id(STUDENT_TOKEN)
 
 
+def test_the_draw_pages_quick_model_trains_with_the_lessons_fixed_values():
+    drawing = Lesson("Draw", fixed=LESSON.fixed, pages=("train", "draw"))
+    at = open_page("pages/draw.py", {"lesson": encode(drawing, KEY)})
+    assert "The lesson's settings (learning rate 0.1, batch size 128, 2 epochs" in texts(at.markdown)
+    next(b for b in at.button if b.label == "Train a quick model").click()
+    at.run()
+    assert not at.exception, at.exception
+    worker = common.get_jobs().live_run(at.session_state["draw_quick_run"])
+    worker.join(60)
+    record = worker.snapshot()
+    assert (record.config.learning_rate, record.config.seed, record.config.epochs,
+            record.config.per_class_limit) == (0.1, 7, 2, 30)
+    assert record.lesson == drawing.lesson_id and record.status == "done"
+
+
 def test_start_checks_the_fixed_values_itself(monkeypatch, class_server):
     """Were a forged value to get past the widgets, Start refuses it and starts nothing."""
     from ui import lessons

@@ -133,6 +133,12 @@ def is_fixed(name: str) -> bool:
     return lesson is not None and lesson.is_fixed(name)
 
 
+def fixed_values() -> dict[str, Any]:
+    """The settings the session's lesson fixes ({} outside a lesson): every run started in it uses them."""
+    lesson = current_lesson()
+    return dict(lesson.fixed) if lesson is not None else {}
+
+
 def is_hidden(name: str) -> bool:
     lesson = current_lesson()
     return lesson is not None and lesson.is_hidden(name)
