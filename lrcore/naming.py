@@ -10,6 +10,7 @@ without a short name is named after itself ("deskew off", "label smoothing=0.1")
 """
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import fields
@@ -126,9 +127,18 @@ def default_run_name(config: TrainConfig) -> str:
     return " ".join(parts)
 
 
+NUMBER_AT_END = re.compile(r" #(\d{1,9})$")
+
+
 def numbered_name(name: str, number: int) -> str:
     """"SGD lr=0.5 #3": a run name with its owner's run number, so one student's runs differ at a glance."""
     return f"{name} #{number}"
+
+
+def run_number(name: str) -> int:
+    """The owner's run number at the end of an auto-name ("SGD lr=0.5 #3" -> 3); 0 for any other name."""
+    match = NUMBER_AT_END.search(name)
+    return int(match[1]) if match else 0
 
 
 def new_id(prefix: str = "") -> str:

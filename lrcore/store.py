@@ -40,7 +40,7 @@ from sqlalchemy import exc as sa_exc
 
 from . import store_schema as schema
 from .checkpoint import Checkpoint, load_checkpoint
-from .naming import new_id
+from .naming import new_id, run_number
 from .record import ACTIVE_STATUSES, RunRecord
 from .status import Status
 from .store_read import read_checkpoint_bytes, read_records, read_usage
@@ -312,11 +312,12 @@ class Store(LessonsMixin):  # save_lesson and lessons: lrcore/store_lessons.py
 
     # -- people (a class server's browsers, by public owner id)
 
-    def count_runs(self, owner: str) -> int:
-        """How many runs `owner` has in the store (numbers its next run's name)."""
+    def next_run_number(self, owner: str) -> int:
+        """The number of `owner`'s next auto-named run ("... #4"): one more than the highest it has, so a
+        run deleted from the middle never makes two runs share a number."""
         with self._transaction(write=False) as connection:
-            return int(connection.execute(sa.select(sa.func.count()).select_from(schema.Run)
-                                          .where(schema.Run.owner == owner)).scalar() or 0)
+            names = connection.execute(sa.select(schema.Run.name).where(schema.Run.owner == owner)).scalars()
+            return 1 + max((run_number(name) for name in names), default=0)
 
     def set_display_name(self, owner: str, name: str) -> str:
         """Remember the name `owner` typed (cleaned; StoreError says what is wrong with it)."""

@@ -596,7 +596,7 @@ def test_a_store_written_by_schema_1_opens_and_gains_owner_and_lesson(tmp_path, 
         write_all(store, new_record("run-1", owner="a" * 16, lesson="l1"), hand_made_events(SMALL, 1)).close()
         assert [(run.run_id, run.owner, run.lesson) for run in store.list_runs(owner="a" * 16)] == \
             [("run-1", "a" * 16, "l1")]
-        assert store.count_runs("a" * 16) == 1 and store.count_runs("") == 1
+        assert store.next_run_number("a" * 16) == 1 and store.next_run_number("b" * 16) == 1  # no "#n" names yet
     finally:
         store.close()
         forget_engine(str(path))
@@ -778,3 +778,17 @@ def test_a_same_host_run_without_its_lock_is_judged_by_its_process_then_its_hear
     assert store.get("parent").status == Status.TRAINING
     assert store.get("gone").status == Status.CRASHED
     assert store.get("silent").status == Status.CRASHED
+
+
+def test_an_owners_run_numbers_never_repeat_after_a_delete(store):
+    ana, ben = "a" * 16, "b" * 16
+    for number in (1, 2, 3):
+        write_all(store, new_record(f"run-{number}", name=f"SGD lr=0.5 #{number}", owner=ana),
+                  hand_made_events(SMALL, 1)).close()
+    write_all(store, new_record("run-ben", name="SGD lr=0.5 #1", owner=ben), hand_made_events(SMALL, 1)).close()
+    assert store.next_run_number(ana) == 4 and store.next_run_number(ben) == 2
+    store.delete("run-2")  # the count is 2 now; numbering by count would make a second "#3"
+    assert store.next_run_number(ana) == 4
+    store.rename("run-3", "my best run")  # a name without a number counts for nothing
+    assert store.next_run_number(ana) == 2
+    assert store.next_run_number("c" * 16) == 1

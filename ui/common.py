@@ -317,7 +317,7 @@ def start_run(config, name: str | None = None) -> LiveRun:
 
     owner, lesson = identity.start_owner(), identity.current_lesson_id()
     if name is None and owner:
-        name = numbered_name(default_run_name(config), get_store().count_runs(owner) + 1)
+        name = numbered_name(default_run_name(config), get_store().next_run_number(owner))
     job = start_job([config], names=[name] if name else None, owner=owner, lesson=lesson)
     remember_run(job.run_ids[0])
     use_checkpoint(None)
