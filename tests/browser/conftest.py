@@ -195,3 +195,20 @@ def set_number(page, label: str, value: str) -> None:
     box.fill(value)
     box.press("Enter")
     wait_for_app(page)
+
+
+@pytest.fixture
+def new_browser(browser):
+    """A new browser (context) per call: its own cookies, so its own identity."""
+    contexts = []
+
+    def make():
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()

@@ -41,23 +41,6 @@ def class_server(tmp_path):
     stop(process)
 
 
-@pytest.fixture
-def new_browser(browser):
-    """A new browser (context) per call: its own cookies, so its own identity."""
-    contexts = []
-
-    def make():
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(30_000)
-        return page
-
-    yield make
-    for context in contexts:
-        context.close()
-
-
 def identified(page, url: str, path: str) -> None:
     """Open `path` and wait until the page knows this browser (the sidebar says "You: …")."""
     page.goto(f"{url}{path}")
