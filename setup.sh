@@ -3,7 +3,8 @@
 #   ./setup.sh          Python virtual environment with the dashboard's packages (.venv)
 #   ./setup.sh --test   also the test tools: pytest, playwright, Debian's chromium,
 #                       dataset-fashion-mnist (so tests run on the real 70,000 images) and
-#                       postgresql (the store's tests start a throwaway server of their own)
+#                       postgresql (the store's tests start a throwaway server of their own),
+#                       haproxy (deploy/haproxy.cfg's sticky sessions, tested in front of two servers)
 set -euo pipefail
 cd "$(dirname "$0")"
 want_test=0
@@ -28,6 +29,7 @@ if [[ $want_test == 1 ]]; then
   [[ -x /usr/bin/chromium ]] || missing+=(chromium)
   [[ -d /usr/share/datasets/fashion-mnist ]] || missing+=(dataset-fashion-mnist)
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+  [[ -x /usr/sbin/haproxy ]] || missing+=(haproxy)  # the two-server test puts deploy/haproxy.cfg in front
   if (( ${#missing[@]} )); then
     echo "setup: installing Debian packages: ${missing[*]}"
     sudo=""
