@@ -74,5 +74,5 @@ def run() -> None:
     common.sidebar()
     identity.sidebar()  # a class server only: this browser's name, the teacher key
     with common.framed():
-        if lessons.page_allowed(navigation.url_path or "home", navigation.title):  # else it says why not
+        if lessons.page_allowed(navigation):  # a page outside the lesson says so instead
             navigation.run()

@@ -2,7 +2,7 @@
 
     current_lesson()           # the session's Lesson, or None (reads and checks ?lesson= first)
     navigation_plan()          # where a bare address leads (go_to it), and which pages the navigation shows
-    page_allowed(name, title)  # False (and says so, with a link back) for a page outside the lesson
+    page_allowed(page)         # False (and says so, with a link back) for a page outside the lesson
     lesson_widget(...)         # setting_widget, disabled for a fixed setting and left out for a hidden one
     keep_fixed(...)            # the Train page's settings with the lesson's fixed values put back
     refusal(config)            # the fixed values checked again when Start is pressed (check_start: a sweep's)
@@ -100,12 +100,12 @@ def go_to(name: str) -> None:
     st.switch_page(f"pages/{name}.py", query_params={PARAM: st.session_state.lesson_token})
 
 
-def page_allowed(name: str, title: str) -> bool:
-    """Whether page `name` ("train") may run in this session's lesson; if not, say so with a link back."""
+def page_allowed(page) -> bool:
+    """Whether the page (st.Page) may run in this session's lesson; if not, say so with a link back."""
     lesson = current_lesson()
-    if lesson is None or lesson.allows_page(name):
+    if lesson is None or lesson.allows_page(page.url_path or "home"):  # Home's address is the bare one
         return True
-    st.warning(f"The {title} page is not part of the lesson “{md_escape(lesson.title, 80)}”.",
+    st.warning(f"The {page.title} page is not part of the lesson “{md_escape(lesson.title, 80)}”.",
                icon=":material/block:")
     st.page_link(f"pages/{landing_page(lesson)}.py", label="Back to the lesson", icon=":material/arrow_back:",
                  query_params={PARAM: st.session_state.lesson_token})
