@@ -1,22 +1,35 @@
 """A class on one server: N simulated students train at once against a real dashboard server.
 
 A real `streamlit run dashboard.py` server (fresh data folder, started here for each N, as
-`make dashboard` serves it) and one headless Chromium on the same machine. Each student is a
-Playwright browser context of its own (its own cookies, so its own identity in class mode),
-driven concurrently with asyncio: it opens the lesson link (or /train), waits for the Start
+`make dashboard` serves it). Each student opens the lesson link (or /train), waits for the Start
 button, and when every student has the page open ("press Start now") presses Start within
---start-spread seconds of the others on a default `mnist-sample` run and waits until the Train
-page says how the run ended. A teacher's test run warms the server first (imports, dataset,
-worker processes), as a teacher would try it before class.
+--start-spread seconds of the others on a default `mnist-sample` run and waits until the Train page
+says how the run ended. A teacher's test run warms the server first (imports, dataset, worker
+processes), as a teacher would try it before class.
+
+Two kinds of student (--client):
+- websocket (the default): a client of Streamlit's own websocket protocol (bench/streamlit_client.py),
+  one asyncio coroutine per student in this process: its own identity cookie, the frontend's
+  handshake and rerun requests with the page's widget states, the fragments' polling timers; it
+  reads the page from the protobuf deltas and renders nothing. The server does the same work as for
+  a browser; the machine is not loaded with N browsers' rendering (in a class that happens on the
+  students' laptops).
+- browser: a Playwright browser context of one headless Chromium per student (its own cookies, so
+  its own identity in class mode). Heavier: at N = 30 the browsers' plotly rendering saturates 2
+  cores and the figures measure them more than the server.
+Either way the probe (below) is a real Chromium page, so a click is timed as a user sees it.
 
 Measured for each N:
 - runs that ended "Done" with no error; errors counted: a page or run that timed out, an
-  exception shown in the page, an uncaught exception in the page's JavaScript, a run that ended
-  other than done (diverged, stopped, crashed), tracebacks in the server's log;
-- time to open the page (goto -> Start enabled), Start -> the first point on the accuracy chart,
-  Start -> done (the progress bar says "Done" and the accuracy chart shows every epoch): median
-  and p95. Press, first point and done are read in the page itself (performance.now() at the
-  mouse press; the page is checked every 100 ms);
+  exception shown in the page, an uncaught exception in the page's JavaScript (browser), a closed
+  websocket (websocket), a run that ended other than done (diverged, stopped, crashed), tracebacks
+  in the server's log, and a store that does not hold one run per student who pressed Start, each
+  with that student's own owner id and the lesson's id (read from the data folder after the class);
+- time to open the page (goto or connect -> Start enabled), Start -> the first point on the accuracy
+  chart, Start -> done (the progress bar says "Done" and the accuracy chart shows every epoch):
+  median and p95. Browser: press, first point and done are read in the page itself
+  (performance.now() at the mouse press; the page is checked every 100 ms). Websocket: press = the
+  trigger request sent; first point and done = the delta that shows them received;
 - server memory: RSS of the server process plus its children (the worker processes), sampled
   every second, before the students and at its peak (RSS counts shared pages once per process);
 - server CPU over the load: utime + stime of the server and its children, % of one core;
@@ -24,12 +37,13 @@ Measured for each N:
   every --probe-every seconds during the load and measures the mouse press -> the other page's
   text drawn (a whole script run on the server); median, p95, max, and whether all are <= 2 s.
 
-The browsers share the server's cores here (pessimistic for the server: in a class they run on
-the students' laptops). Targets (issue 14) at N = 30 on 2 cores: every run finishes, no error,
-p95 Start -> done under 60 s, every click answered within 2 s.
+The students' clients share the server's cores here (pessimistic for the server, much less so with
+websocket students). Targets (issue 14) at N = 30 on 2 cores: every run finishes, no error, p95
+Start -> done under 60 s, every click answered within 2 s.
 
     .venv/bin/python bench/bench_class.py                 # N = 10, 30, 60; class mode with a lesson link
     .venv/bin/python bench/bench_class.py --quick         # N = 3 and 6 (make bench)
+    .venv/bin/python bench/bench_class.py --students 3 --client browser  # Chromium students
     .venv/bin/python bench/bench_class.py --students 30 --personal       # no teacher key: today's dashboard
     .venv/bin/python bench/bench_class.py --teacher-key KEY --lesson-url 'http://host:8501/train?lesson=...'
 """
@@ -52,6 +66,9 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.bench_latency import percentile  # noqa: E402  (one definition of p95 for the benchmarks)
+from bench.streamlit_client import ClientError, StreamlitClient  # noqa: E402
+from lrcore.classroom import owner_id  # noqa: E402
+from ui.identity import COOKIE  # noqa: E402  (the identity cookie: lrcore_id)
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop  # noqa: E402
 
 # Every student's tab is in front on its own laptop: none is throttled as a background tab.
@@ -66,6 +83,10 @@ MAIN = '[data-testid="stMain"]'
 START = re.compile("Start$")  # the button's accessible name carries its icon's ligature first
 # The probe's two pages: their names in the sidebar and their titles (h1).
 PROBE_PAGES = (("Train", "Train"), ("Home", "Logistic regression on MNIST"))
+CLIENTS = ("websocket", "browser")
+START_KEY = "train_start"  # the Start button's key: its widget id contains it
+ACCURACY_TITLE = "Accuracy per epoch"
+ENDED = re.compile(r"(Done|Stopped|Diverged|Crashed): (\d+) of \d+ epochs")  # the progress bar at the end
 
 # Installed in every student's page before the app loads. It records, in the page's own clock: the
 # press on Start (armed by the benchmark just before its click); the first point on the accuracy chart;
@@ -214,6 +235,8 @@ class Student:
     done: float | None = None  # Start -> "Done", seconds
     errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
+    owner: str = ""  # the owner id of its identity (class mode), as the server derives it from the cookie
+    pressed: bool = False  # Start was pressed: the store should hold a run of this owner
 
 
 async def start_enabled(page, timeout: float):
@@ -228,8 +251,8 @@ async def start_enabled(page, timeout: float):
     return button
 
 
-async def open_student(browser, number: int, url: str, timeout: float) -> tuple[Student, object, object]:
-    """A fresh context (its own identity) with the link open and Start enabled."""
+async def open_student(browser, number: int, url: str, timeout: float) -> tuple[Student, object]:
+    """A fresh context (its own identity) with the link open and Start enabled; (student, page)."""
     student = Student(number)
     context = await browser.new_context(viewport=STUDENT_VIEWPORT)
     await context.add_init_script(WATCHER)
@@ -240,11 +263,14 @@ async def open_student(browser, number: int, url: str, timeout: float) -> tuple[
         await page.goto(url, wait_until="commit", timeout=timeout * 1000)
         await start_enabled(page, timeout)
         student.load = time.perf_counter() - opened
+        # the token the page's identity component made (class mode; none on a personal dashboard)
+        token = next((cookie["value"] for cookie in await context.cookies() if cookie["name"] == COOKIE), "")
+        student.owner = owner_id(token) if token else ""
         if "lesson=" in url and not await page.evaluate(LESSON_SHOWN):  # e.g. refused: signed with another key
             student.errors.append(f"the lesson is not on the page; it says: {await page.evaluate(ALERTS)}")
     except Exception as error:  # noqa: BLE001 - any failure is this student's error, counted, never fatal
         student.errors.append(f"opening the page: {type(error).__name__}: {str(error).splitlines()[0][:150]}")
-    return student, context, page
+    return student, page
 
 
 async def train(student: Student, page, go: asyncio.Event, spread: float, timeout: float,
@@ -256,6 +282,7 @@ async def train(student: Student, page, go: asyncio.Event, spread: float, timeou
     try:
         await page.evaluate("() => { window.__armed = true; }")
         await page.locator(MAIN).get_by_role("button", name=START).first.click(timeout=timeout * 1000)
+        student.pressed = True
         await page.wait_for_function("() => window.__outcome !== null", polling=250, timeout=timeout * 1000)
         try:
             await page.wait_for_function("() => window.__shownAt !== null || window.__outcome.kind === 'exception'",
@@ -281,6 +308,80 @@ async def train(student: Student, page, go: asyncio.Event, spread: float, timeou
                               f"{SHOWN_GRACE:g} s")
     else:
         student.done = (result["shown"] - pressed) / 1000
+
+
+async def open_ws_student(number: int, url: str, path: str, class_mode: bool,
+                          timeout: float) -> tuple[Student, StreamlitClient]:
+    """A websocket student (its own identity cookie, as a browser that has been here before) connected
+    to the link, with Start enabled; (student, client)."""
+    student = Student(number)
+    token = secrets.token_urlsafe(24)  # 32 characters, as the page's identity component makes them
+    student.owner = owner_id(token) if class_mode else ""
+    client = StreamlitClient(url, path, cookies={COOKIE: token})
+    opened = time.perf_counter()
+    try:
+        await client.connect(timeout)
+        await client.wait_for(lambda: client.enabled_button(START_KEY), timeout, "Start enabled")
+        student.load = time.perf_counter() - opened
+        if client.exceptions:
+            student.errors.append(f"exception in the page: {client.exceptions[0][:200]}")
+        if "lesson=" in path and not any("Lesson: " in text for text in client.texts("markdown")):
+            student.errors.append(f"the lesson is not on the page; it says: {' | '.join(client.texts('alert'))[:300]}")
+    except Exception as error:  # noqa: BLE001 - any failure is this student's error, counted, never fatal
+        student.errors.append(f"opening the page: {type(error).__name__}: {str(error).splitlines()[0][:150]}")
+    return student, client
+
+
+async def train_ws(student: Student, client: StreamlitClient, go: asyncio.Event, spread: float,
+                   timeout: float) -> None:
+    """train() for a websocket student: the same press, outcome and chart checks, read from the deltas
+    as they arrive (each message is checked: no 100 ms polling, no rendering)."""
+    await go.wait()
+    await asyncio.sleep(random.uniform(0, spread))
+    first: float | None = None
+
+    def points() -> int:
+        nonlocal first
+        drawn = client.chart_points(ACCURACY_TITLE) or 0
+        if first is None and drawn >= 1:
+            first = time.perf_counter()
+        return drawn
+
+    def outcome() -> tuple[str, str, int] | None:
+        points()
+        if client.exceptions:
+            return "exception", client.exceptions[-1][:200], 0
+        for text in client.texts("progress"):
+            ended = ENDED.search(text)
+            if ended:
+                return ended.group(1).lower(), ended.group(0), int(ended.group(2))
+        return None
+
+    try:
+        pressed = await client.press(START_KEY, timeout)
+        student.pressed = True
+        kind, text, epochs = await client.wait_for(outcome, timeout, "how the run ended")
+        shown = None
+        if kind != "exception":
+            try:  # a short run ends in the rerun that draws its first point; the chart may come after the bar
+                shown = await client.wait_for(lambda: points() >= epochs + 1 and time.perf_counter(), SHOWN_GRACE,
+                                              "every epoch on the accuracy chart")
+            except ClientError:
+                pass
+    except Exception as error:  # noqa: BLE001
+        student.errors.append(f"training: {type(error).__name__}: {str(error).splitlines()[0][:150]}"
+                              + (f"; the page says: {' | '.join(client.texts('alert'))[:200]}"
+                                 if client.texts("alert") else ""))
+        return
+    if first is not None:
+        student.first = first - pressed
+    if kind != "done":
+        student.errors.append(f"run ended: {kind}: {text}")
+    elif shown is None:
+        student.errors.append(f"the bar said {text!r} but the chart did not show every epoch within "
+                              f"{SHOWN_GRACE:g} s")
+    else:
+        student.done = shown - pressed
 
 
 class Probe:
@@ -349,13 +450,62 @@ class Level:
     worker_cpu_percent: float  # its worker processes (training)
     seconds: float
     log_tracebacks: int
+    client_cpu_percent: float = 0.0  # this process (the websocket students; Playwright's driver side), % of one core
+    store: str = ""  # what the store check found
+    store_ok: bool = True  # one run per student who pressed Start, each with its owner and the lesson
+    since: float = 0.0  # time.time() when the students came: runs created since then are theirs
 
 
 class ClassFailed(RuntimeError):
     """A class size that could not be measured at all (no server, or the teacher's test run failed)."""
 
 
-async def one_class(count: int, args, env: dict, path: str) -> Level:
+def store_url(folder: Path, env: dict) -> str:
+    """The run store the server started here writes to (its environment: ours, its data folder, `env`)."""
+    merged = {**os.environ, "LRCORE_DATA_DIR": str(folder), **env}
+    if merged.get("LRCORE_STORE_URL", "").strip():
+        return merged["LRCORE_STORE_URL"].strip()
+    return merged.get("LRCORE_RUNS_DIR") or str(folder / "runs")
+
+
+def check_store(url: str, students: list[Student], since: float, class_mode: bool,
+                lesson_id: str | None) -> tuple[str, bool]:
+    """The runs started since `since` against the students who pressed Start: one each, each with that
+    student's owner id (class mode: the server's own derivation from its cookie; "" otherwise) and the
+    lesson's id. Proves the students were real sessions with their own identities. (note, ok)"""
+    from lrcore.store import Store, StoreError
+
+    try:
+        store = Store(url)
+        try:
+            runs = [run for run in store.list_runs() if run.created >= since]
+        finally:
+            store.close()
+    except (StoreError, OSError) as error:
+        return f"MISMATCH: the store {url} could not be read: {error}", False
+    pressed = [student for student in students if student.pressed]
+    owners = {run.owner for run in runs}
+    expected = {student.owner for student in pressed}
+    lessons = {run.lesson for run in runs}
+    note = (f"{len(runs)} runs started during the class for {len(pressed)} students who pressed Start, "
+            f"{len(owners)} distinct owner{'s' if len(owners) != 1 else ''}"
+            + (f" (each a student's own identity: {len(owners & expected)} of {len(expected)})" if class_mode else
+               " (personal mode: runs have no owner)")
+            + (f"; lesson {lesson_id} on every run" if lesson_id and lessons == {lesson_id} else
+               f"; lessons {sorted(lessons)}" if lesson_id else ""))
+    problems = []
+    if len(runs) != len(pressed):
+        problems.append(f"{len(runs)} runs for {len(pressed)} presses")
+    if class_mode and (owners != expected or len(owners) != len(pressed) or "" in owners):
+        problems.append(f"owners {sorted(owners)} are not the students' {sorted(expected)}")
+    if not class_mode and owners - {""}:
+        problems.append(f"owners {sorted(owners)} on a personal dashboard")
+    if runs and lessons != {lesson_id or ""}:
+        problems.append(f"lesson ids {sorted(lessons)}, expected {lesson_id or 'none'}")
+    return (f"MISMATCH: {'; '.join(problems)}; " if problems else "ok: ") + note, not problems
+
+
+async def one_class(count: int, args, env: dict, path: str, lesson_id: str | None) -> Level:
     from playwright.async_api import async_playwright
 
     with tempfile.TemporaryDirectory(prefix="lrbench-class-") as folder:
@@ -365,13 +515,17 @@ async def one_class(count: int, args, env: dict, path: str) -> Level:
             async with async_playwright() as playwright:
                 browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
                 try:
-                    return await _class(browser, server.pid, url, count, args, path, log_path)
+                    level = await _class(browser, server.pid, url, count, args, path, log_path)
                 except Exception as error:  # noqa: BLE001 - e.g. the warm-up run failed: say why, with the log
                     tail = log_path.read_text(errors="replace")[-1500:]
                     raise ClassFailed(f"{type(error).__name__}: {str(error).splitlines()[0][:300]}; the server's "
                                       f"log ends:\n{tail}") from error
                 finally:
                     await browser.close()
+            level.store, level.store_ok = check_store(store_url(Path(folder), env), level.students, level.since,
+                                                      args.class_mode, lesson_id)
+            log(f"N={count}: store check: {level.store}")
+            return level
         finally:
             stop(server)
 
@@ -384,37 +538,56 @@ async def _class(browser, pid: int, url: str, count: int, args, path: str, log_p
     sampler.start()
     finished = asyncio.Event()
     probing = asyncio.get_running_loop().create_task(probe.run(finished))
+    since = time.time()  # runs created from now on are the students' (the warm-up run is over)
     cpu_before, tree_before, started = cpu_seconds([pid]), cpu_seconds(process_tree(pid)), time.perf_counter()
+    own_before = time.process_time()
+    websocket = args.client == "websocket"
 
     async def arrive(number: int):  # students open the link within --join-spread s of each other
         await asyncio.sleep(random.uniform(0, args.join_spread))
+        if websocket:
+            return await open_ws_student(number, url, path, args.class_mode, args.timeout)
         return await open_student(browser, number, f"{url}{path}", args.timeout)
 
-    log(f"N={count}: {count} students open {path[:60]}{'…' if len(path) > 60 else ''}")
+    log(f"N={count}: {count} {args.client} students open {path[:60]}{'…' if len(path) > 60 else ''}")
     opened = await asyncio.gather(*(arrive(number) for number in range(count)))
-    log(f"N={count}: {sum(s.load is not None for s, _, _ in opened)} pages ready; press Start now")
+    log(f"N={count}: {sum(s.load is not None for s, _ in opened)} pages ready; press Start now")
     go = asyncio.Event()
     shots = Path(args.screenshots) if args.screenshots else None
-    tasks = [train(student, page, go, args.start_spread, args.timeout,
-                   shots / f"class-{count}-student-{student.number}.png" if shots and student.number == 0 else None)
-             for student, _, page in opened if student.load is not None]
+    if websocket:
+        tasks = [train_ws(student, client, go, args.start_spread, args.timeout)
+                 for student, client in opened if student.load is not None]
+    else:
+        tasks = [train(student, page, go, args.start_spread, args.timeout,
+                       shots / f"class-{count}-student-{student.number}.png" if shots and student.number == 0 else None)
+                 for student, page in opened if student.load is not None]
     go.set()
     await asyncio.gather(*tasks)
     seconds = time.perf_counter() - started
     cpu = cpu_seconds([pid]) - cpu_before
     workers = cpu_seconds(process_tree(pid)) - tree_before - cpu  # workers live on: their time is still there
+    own = time.process_time() - own_before
     finished.set()
     await probing
     await sampler.stop()
-    for _, context, _ in opened:
-        await context.close()
-    students = [student for student, _, _ in opened]
+    if websocket:  # the polling a browser would do, seen from the clients' side
+        clients = [client for _, client in opened]
+        log(f"N={count}: the websocket students sent {sum(c.sent for c in clients)} requests and received "
+            f"{sum(c.received for c in clients)} messages ({sum(c.received_bytes for c in clients) / 2**20:.1f} MB)")
+    for student, handle in opened:
+        if websocket:
+            if handle.closed and not student.errors:  # the server closed it during the class
+                student.errors.append(f"the websocket closed: {handle.closed}")
+            await handle.close()
+        else:
+            await handle.context.close()
+    students = [student for student, _ in opened]
     tracebacks = log_path.read_text(errors="replace").count("Traceback")
     log(f"N={count}: {sum(s.done is not None and not s.errors for s in students)} of {count} done "
         f"in {seconds:.0f} s")
     return Level(students, probe.times, probe.failures, memory_before, sampler.peak, pss_before, sampler.peak_pss,
-                 sampler.processes,
-                 100 * cpu / seconds, 100 * workers / seconds, seconds, tracebacks)
+                 sampler.processes, 100 * cpu / seconds, 100 * workers / seconds, seconds, tracebacks,
+                 client_cpu_percent=100 * own / seconds, since=since)
 
 
 # ---------------------------------------------------------------- lesson link and report
@@ -438,6 +611,21 @@ def lesson_path(args, key: str | None) -> tuple[str, str]:
                                                     "optimizer fixed, the optimizer hidden, Train and Weights only)")
 
 
+def lesson_id_of(path: str, key: str | None) -> str | None:
+    """The id of the lesson the link opens (None: no lesson, or one this server's key refuses)."""
+    from urllib.parse import parse_qs
+
+    token = parse_qs(urlsplit(path).query).get("lesson", [""])[0]
+    if not token or not key:
+        return None
+    from lrcore.lessons import LessonError, decode
+
+    try:
+        return decode(token, key).lesson_id
+    except LessonError:
+        return None
+
+
 def figures(values: list[float]) -> str:
     return f"{statistics.median(values):6.1f} {percentile(values, 0.95):6.1f}" if values else f"{'–':>6} {'–':>6}"
 
@@ -445,18 +633,32 @@ def figures(values: list[float]) -> str:
 def report(levels: dict[int, Level], args, mode: str, opened: str, load_before, load_after) -> None:
     print(f"bench_class: N students at once on one server, each a default mnist-sample run from {opened}; "
           f"{mode}")
+    if args.client == "websocket":
+        students = (f"students: N websocket clients (Streamlit's protocol, no rendering) + 1 Chromium probe. Each "
+                    "student is an asyncio coroutine in this process speaking Streamlit's websocket protocol as its "
+                    "frontend does (bench/streamlit_client.py: its own identity cookie, rerun requests with the "
+                    "page's widget states, the fragments' 1 s polling); it renders nothing. Start = the trigger "
+                    "request sent; first point and done (the bar says Done and the chart shows every epoch) = the "
+                    "delta showing them received. ")
+        sharing = ("The clients and the probe's browser run on this machine and share the server's cores (far less "
+                   "than N browsers would; the clients' CPU is this process's, below).")
+    else:
+        students = ("students: N Chromium browser contexts + 1 Chromium probe: one headless Chromium, one browser "
+                    "context per student (its own cookies), driven concurrently with asyncio (Playwright). Start, "
+                    "first point and done (the bar says Done and the chart shows every epoch) are timed in the page "
+                    "(checked every 0.1 s). ")
+        sharing = ("The browsers run on this machine and share the server's cores: pessimistic for the server (in a "
+                   "class they run on the students' laptops).")
     print("how: a real `streamlit run dashboard.py` server started here for each N (fresh data folder, worker "
-          "processes as configured), warmed by one test run; one headless Chromium, one browser context per "
-          f"student (its own cookies), driven concurrently with asyncio (Playwright). Students open the page "
-          f"within {args.join_spread:g} s of each other, then all press Start within {args.start_spread:g} s "
-          "(\"press Start now\"). Start, first point and done (the bar says Done and the chart shows every epoch) are "
-          "timed in the page (checked every 0.1 s). "
+          "processes as configured), warmed by one test run; " + students +
+          f"Students open the page within {args.join_spread:g} s of each other, then all press Start within "
+          f"{args.start_spread:g} s (\"press Start now\"). "
           "Memory: RSS of the server and its worker processes (shared pages counted in each). CPU over the load, "
           "% of one core: srv = the server process (every page's script runs there: one Python, one GIL), wrk = "
-          "its worker processes (training). A probe visitor "
+          "its worker processes (training). A probe visitor (a Chromium page) "
           f"switches Home <-> Train with the sidebar every {args.probe_every:g} s during the load: mouse press -> "
-          "the other page drawn. The browsers run on this machine and share the server's cores: pessimistic "
-          "for the server (in a class they run on the students' laptops).")
+          "the other page drawn. Store check: after the class the run store holds one run per student who "
+          "pressed Start, with that student's owner id and the lesson's id. " + sharing)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"machine: {os.cpu_count()} CPUs ({cores} usable); load average (1, 5, 15 min) before "
           f"{load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, after {load_after[0]:.2f} "
@@ -472,7 +674,8 @@ def report(levels: dict[int, Level], args, mode: str, opened: str, load_before, 
     for count, level in levels.items():
         students = level.students
         ok = sum(s.done is not None and not s.errors and not s.page_errors for s in students)
-        errors = sum(len(s.errors) + len(s.page_errors) for s in students) + level.log_tracebacks
+        errors = sum(len(s.errors) + len(s.page_errors) for s in students) + level.log_tracebacks + \
+            (not level.store_ok)
         probe = level.probe
         clicks = (f"{statistics.median(probe):6.2f} {percentile(probe, 0.95):6.2f} {max(probe):6.2f}"
                   if probe else f"{'–':>6} {'–':>6} {'–':>6}")
@@ -484,18 +687,22 @@ def report(levels: dict[int, Level], args, mode: str, opened: str, load_before, 
               f"{level.memory_before / 2**20:5.0f} {level.memory_peak / 2**20:5.0f} "
               f"{level.cpu_percent:4.0f} {level.worker_cpu_percent:4.0f} "
               f"{len(probe):>7} {clicks} {within:>7}")
+    clients = ("the websocket students" if args.client == "websocket" else
+               "Playwright's side only: the browsers are processes of their own, not counted")
     for count, level in levels.items():
         print(f"N={count}: load lasted {level.seconds:.0f} s; server log tracebacks {level.log_tracebacks}; "
               f"probe clicks unanswered within {args.click_timeout:g} s: {level.probe_failures}; "
               f"server processes (peak) {level.processes}; server PSS idle {level.pss_before / 2**20:.0f} MB, "
               f"peak {level.pss_peak / 2**20:.0f} MB; CPU per student: server process "
               f"{level.cpu_percent * level.seconds / 100 / count:.2f} s, workers "
-              f"{level.worker_cpu_percent * level.seconds / 100 / count:.2f} s")
+              f"{level.worker_cpu_percent * level.seconds / 100 / count:.2f} s; this process "
+              f"{level.client_cpu_percent:.0f}% of one core ({clients})")
+        print(f"N={count}: store check: {level.store}")
     if TARGET_STUDENTS in levels:
         level = levels[TARGET_STUDENTS]
         done = [s.done for s in level.students if s.done is not None]
         met = (all(s.done is not None and not s.errors and not s.page_errors for s in level.students)
-               and not level.log_tracebacks and done and percentile(done, 0.95) < DONE_TARGET
+               and not level.log_tracebacks and level.store_ok and done and percentile(done, 0.95) < DONE_TARGET
                and level.probe and max(level.probe) <= CLICK_TARGET)
         print(f"target at N={TARGET_STUDENTS} (every run done, no error, p95 done < {DONE_TARGET:g} s, every click "
               f"<= {CLICK_TARGET:g} s): {'met' if met else 'MISSED'}")
@@ -521,7 +728,11 @@ def main() -> None:
                         help="seconds a student waits for the page, and then for the run's end (default 300)")
     parser.add_argument("--click-timeout", type=float, default=30.0, help="seconds a probe click may take (30)")
     parser.add_argument("--workers", help="LRCORE_WORKERS for the server (default: its own: one per core)")
-    parser.add_argument("--screenshots", metavar="DIR", help="save the first student's page when its run ended")
+    parser.add_argument("--client", choices=CLIENTS, default="websocket",
+                        help="what a student is: a websocket client of Streamlit's protocol, no rendering (default), "
+                             "or a Chromium browser context (heavy: N browsers on this machine)")
+    parser.add_argument("--screenshots", metavar="DIR",
+                        help="save the first student's page when its run ended (--client browser)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the arrival and press times")
     args = parser.parse_args()
     counts = args.students or ([3, 6] if args.quick else [10, 30, 60])
@@ -535,6 +746,8 @@ def main() -> None:
     if not Path(CHROMIUM).exists():
         sys.exit(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)")
     random.seed(args.seed)
+    if args.screenshots and args.client != "browser":
+        sys.exit("--screenshots needs --client browser: websocket students draw no page")
     if args.screenshots:
         Path(args.screenshots).mkdir(parents=True, exist_ok=True)
     key = None if args.personal else args.teacher_key or secrets.token_urlsafe(24)
@@ -542,6 +755,8 @@ def main() -> None:
     if args.workers is not None:
         env["LRCORE_WORKERS"] = args.workers
     path, opened = lesson_path(args, key)
+    args.class_mode = key is not None
+    lesson_id = lesson_id_of(path, key)
     mode = ("class mode (LRCORE_TEACHER_KEY set)" if key else "personal mode (no teacher key)") + \
         (f"; LRCORE_WORKERS={args.workers}" if args.workers is not None else "")
     if (ROOT / ".streamlit" / "secrets.toml").exists():
@@ -550,7 +765,7 @@ def main() -> None:
     levels, failed = {}, {}
     for count in counts:
         try:
-            levels[count] = asyncio.run(one_class(count, args, env, path))
+            levels[count] = asyncio.run(one_class(count, args, env, path, lesson_id))
         except (ClassFailed, RuntimeError) as error:  # start_streamlit's RuntimeError: the server did not start
             log(f"N={count}: not measured: {error}")
             failed[count] = str(error).splitlines()[0]
