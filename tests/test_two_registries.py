@@ -15,8 +15,9 @@ from lrcore.classroom import owner_id
 from lrcore.config import TrainConfig
 from lrcore.data import load_dataset
 from lrcore.jobs import JobRegistry, LiveRun, TrainingJob
+from lrcore.record import RunRecord
 from lrcore.status import Status
-from lrcore.store import Store
+from lrcore.store import Store, StoreError
 from tests.apptest_helpers import open_page, wait_for_run
 from ui import common, identity
 
@@ -199,4 +200,25 @@ def test_the_sweep_page_pauses_and_stops_another_servers_sweep(server_2, dataset
     finally:
         job.stop()
         job.join(60)
+        store.close()
+
+
+def test_a_request_the_store_cannot_take_says_why_and_changes_nothing(server_2, monkeypatch):
+    store = Store()
+    # a run as its training server's writer keeps it: active, heartbeat fresh
+    writer = store.writer(RunRecord("run-elsewhere", "elsewhere", CONFIG, status=Status.TRAINING))
+    try:
+        at = open_page("pages/train.py", {"run": "run-elsewhere"})
+        assert not button(at, "Stop").disabled
+
+        def refuse(*_args, **_kwargs):
+            raise StoreError("the run store is read-only (attempt to write a readonly database)")
+
+        monkeypatch.setattr(Store, "request_control", refuse)
+        button(at, "Stop").click().run()
+        assert not at.exception
+        assert "Nothing changed: the run store is read" in " | ".join(str(e.value) for e in at.error)
+        assert control_rows(store) == []
+    finally:
+        writer.close()
         store.close()
