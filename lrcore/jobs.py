@@ -14,6 +14,10 @@ Where the registry has a `lrcore.workers.WorkerPool` (the dashboard's, unless LR
 training and range tests run in its worker processes: the job's thread then waits for a free
 worker (its runs "queued") and reads the worker's events back; what pages and listeners see is
 the same either way.
+
+A job may be steered through the run store too (`control_store`): another server's pages write
+control rows for its runs (lrcore/store_controls.py), and its registry takes them, every
+CONTROL_POLL_SECONDS while it has live jobs, and applies them as a click on a page here would.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Generic, Iterable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Generic, Iterable, Sequence, TypeVar
 
 from .config import LEARNING_RATE_RANGE, ConfigError, TrainConfig
 from .data import Dataset, DatasetUnavailable
@@ -32,8 +36,12 @@ from .status import Status
 from .training import GROUP_SHARED, TrainingControl, train_group
 from .workers import PoolUnavailable, RemoteControl, TaskFailed, TrainTask, WorkerDied, WorkerPool
 
+if TYPE_CHECKING:
+    from .store_controls import ControlRequest, ControlsMixin
+
 log = logging.getLogger(__name__)
 State = TypeVar("State")
+CONTROL_POLL_SECONDS = 0.5  # how often a registry with live jobs reads their control rows
 
 
 class Job(Generic[State]):
@@ -111,7 +119,7 @@ class TrainingJob(Job[list[RunRecord]]):
     def __init__(self, configs: Sequence[TrainConfig], dataset: Dataset, names: Sequence[str] | None = None,
                  group_id: str = "", source: str = "dashboard", listeners: Iterable[Listener] = (),
                  batch_event_seconds: float = 0.1, run_ids: Sequence[str] | None = None, name: str = "",
-                 owner: str = "", lesson: str = ""):
+                 owner: str = "", lesson: str = "", control_store: "ControlsMixin | None" = None):
         if not configs:
             raise ConfigError({"configs": "at least one configuration is needed"})
         if not run_ids:  # a sweep's runs: <group id>-01, -02, ... (listed together, in order)
@@ -136,6 +144,8 @@ class TrainingJob(Job[list[RunRecord]]):
         self._listeners = list(listeners)
         self._batch_event_seconds = batch_event_seconds
         self.pool: WorkerPool | None = None  # set by `use_pool` (the registry's) before it starts
+        # the store whose control rows (another server's clicks) its registry applies to it; None: only local clicks
+        self.control_store = control_store
         self._set_waiting(records)
 
     def _set_waiting(self, records: list[RunRecord]) -> None:
@@ -272,6 +282,26 @@ class TrainingJob(Job[list[RunRecord]]):
     def failed(self, message: str) -> None:
         self._end_runs(range(len(self.run_ids)), Status.CRASHED, f"training {message}")
 
+    def apply_control(self, request: "ControlRequest") -> None:
+        """A control row another server's page wrote for this job: done as the same click here does
+        (that page checked who may); a learning rate out of range is logged and dropped."""
+        command, value = request.command, request.value
+        try:
+            if command == "pause":
+                self.control.pause()
+            elif command == "resume":
+                self.control.resume()
+            elif command == "stop":
+                self.stop()
+            elif command == "set_learning_rate":
+                self.control.set_learning_rate(value)
+            elif command == "scale_learning_rates":
+                self.scale_learning_rates(value)
+            else:
+                log.warning("job %s: unknown control command %r from the store, ignored", self.job_id, command[:40])
+        except (ConfigError, TypeError) as error:
+            log.warning("job %s: %s %r from the store not applied: %s", self.job_id, command, value, error)
+
     def _end_runs(self, indices: Iterable[int], status: str, message: str) -> None:
         for index in indices:
             with self._lock:
@@ -298,6 +328,8 @@ class JobRegistry:
         self._by_run: dict[str, TrainingJob] = {}
         self._lock = threading.Lock()
         self.pool = pool  # where its training and range-test jobs run (None: in their own threads)
+        self._watcher: threading.Thread | None = None  # takes control rows while a job with a control store lives
+        self._control_problem = ""  # why the last take failed ("" once it works), logged when it changes
 
     def add(self, job: Job) -> Job:
         """Register `job` (not started yet: a training or range-test job then runs in this registry's pool)."""
@@ -307,6 +339,9 @@ class JobRegistry:
             self._jobs[job.job_id] = job
             for run_id in getattr(job, "run_ids", ()):
                 self._by_run[run_id] = job
+            if getattr(job, "control_store", None) is not None and self._watcher is None:
+                self._watcher = threading.Thread(target=self._watch_controls, name="lrcore-controls", daemon=True)
+                self._watcher.start()
         return job
 
     def get(self, job_id: str | None) -> Job | None:
@@ -335,6 +370,41 @@ class JobRegistry:
     def jobs(self, kind: str | None = None) -> list[Job]:
         with self._lock:
             return [job for job in self._jobs.values() if kind is None or job.kind == kind]
+
+    def _watch_controls(self) -> None:
+        """The control thread: while some job with a control store is active, take its rows and apply them.
+        It ends when none is (`add` starts it again); the decision is made under the registry's lock."""
+        while True:
+            with self._lock:  # a job's lock inside the registry's: nothing takes them the other way round
+                watched = [job for job in self._jobs.values()
+                           if isinstance(job, TrainingJob) and job.control_store is not None and job.active]
+                if not watched:
+                    self._watcher = None
+                    return
+            self.take_controls(watched)
+            time.sleep(CONTROL_POLL_SECONDS)
+
+    def take_controls(self, jobs: Iterable[TrainingJob]) -> None:
+        """One query per store for every run and sweep of `jobs`; each request taken goes to its job."""
+        by_store: dict[int, tuple[ControlsMixin, dict[str, TrainingJob]]] = {}
+        for job in jobs:
+            targets = by_store.setdefault(id(job.control_store), (job.control_store, {}))[1]
+            targets.update((target, job) for target in [*job.run_ids, job.group_id] if target)
+        for store, targets in by_store.values():
+            try:
+                requests = store.take_controls(targets)
+            except Exception as error:  # a store that cannot be read: said once, tried again next time
+                problem = f"{type(error).__name__}: {error}"
+                if problem != self._control_problem:
+                    log.warning("cannot read the control requests of the run store: %s", problem)
+                self._control_problem = problem
+                continue
+            self._control_problem = ""
+            for request in requests:
+                try:
+                    targets[request.run_id].apply_control(request)
+                except Exception:  # a bug must not end the control thread: the other requests still count
+                    log.exception("control request %s for %s failed", request.request_id, request.run_id)
 
     def unsaved_runs(self) -> list[RunRecord]:
         """Runs whose store could not save them: they exist only here, until the server restarts."""

@@ -23,6 +23,7 @@ here as before:
     store_liveness  whether a run's writer is alive (locks, pids, heartbeats); dead ones -> crashed
     store_writer    RunWriter, the StoreThread that commits, and the TrainingJob listener
     store_read      stored rows back as RunRecords, a run's checkpoint bytes, the bytes the store takes
+    store_controls  pages of one server controlling a run another server trains (control rows)
     store           GroupRecord and the Store: opening, reading, changing, sweeps (this module)
 """
 from __future__ import annotations
@@ -44,6 +45,7 @@ from .naming import new_id, run_number
 from .record import ACTIVE_STATUSES, RunRecord
 from .status import Status
 from .store_read import read_checkpoint_bytes, read_records, read_usage
+from .store_controls import ControlsMixin
 from .store_lessons import LessonsMixin
 from .store_liveness import _LIVE_LOCK, _OPEN, _UNSAVED, STALE_SECONDS, _lock_dir, _pid_alive, _try_lock, settle
 from .store_setup import (
@@ -90,7 +92,7 @@ class GroupRecord:
 
 # ---------------------------------------------------------------- the store
 
-class Store(LessonsMixin):  # save_lesson and lessons: lrcore/store_lessons.py
+class Store(LessonsMixin, ControlsMixin):  # lessons: lrcore/store_lessons.py; control rows: store_controls.py
     """The run store at `url`: None -> $LRCORE_STORE_URL, else the SQLite file lrcore.db in
     $LRCORE_RUNS_DIR or <data dir>/runs; a path -> that SQLite file (*.db, *.sqlite) or lrcore.db in
     that folder; a URL (sqlite:///..., postgresql://...) as it is. Safe for threads and processes.

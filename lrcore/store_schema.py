@@ -113,6 +113,21 @@ class Person(Base):
     updated: Mapped[float] = mapped_column(Float, default=0.0)
 
 
+class Control(Base):
+    """A page's Pause, Resume, Stop or learning-rate change for a run (or a sweep: its group id) that
+    another server trains; that server takes it (`taken` set) and applies it. A new table, not a new
+    schema: `create_all` adds it to an existing store, and an older version simply never reads it."""
+
+    __tablename__ = "lrcore_controls"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)  # a run id or a sweep's group id
+    command: Mapped[str] = mapped_column(String(40))
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    who: Mapped[str] = mapped_column(String(OWNER_LENGTH), default="")  # the owner id that asked ("" = nobody)
+    created: Mapped[float] = mapped_column(Float, index=True)
+    taken: Mapped[float | None] = mapped_column(Float, nullable=True)  # when the training server took it
+
+
 # Columns added to an existing table since schema 1: (table, column), created by `upgrade` where missing.
 ADDED_COLUMNS = (("lrcore_runs", "owner"), ("lrcore_runs", "lesson"))
 
@@ -155,7 +170,7 @@ for _column in ("weight", "bias"):
         f"ALTER TABLE lrcore_snapshots ALTER COLUMN {_column} SET STORAGE EXTERNAL").execute_if(dialect="postgresql"))
 
 TABLES = [Meta.__table__, Import.__table__, Group.__table__, Run.__table__, Epoch.__table__,
-          BatchLoss.__table__, Snapshot.__table__, Person.__table__]
+          BatchLoss.__table__, Snapshot.__table__, Person.__table__, Control.__table__]
 
 
 # ---------------------------------------------------------------- values

@@ -20,6 +20,7 @@ from lrcore.jobs import TrainingJob, new_id
 from lrcore.record import RunRecord
 from lrcore.settings import OPTIMIZER_LABELS
 from lrcore.store import StoreError
+from lrcore.store_controls import StoredJob
 from lrcore.sweep import best, fraction_done, ranked
 from ui import common, identity, lessons, polling
 from ui import compare_charts as charts
@@ -43,14 +44,20 @@ class SweepView:
     created: float
     runs: list[RunRecord]
     job: TrainingJob | None  # None: trained by another process, or before a restart
+    remote: StoredJob | None = None  # trained by another server now: controlled through the store
 
     @property
     def active(self) -> bool:
         return any(run.active for run in self.runs)
 
     @property
+    def controls(self) -> TrainingJob | StoredJob | None:
+        """What Pause, Stop and the learning-rate change act on (None: nothing can change it from here)."""
+        return self.job if self.job is not None else self.remote
+
+    @property
     def paused(self) -> bool:
-        return self.job is not None and self.job.control.paused and self.active
+        return self.controls is not None and self.controls.control.paused and self.active
 
     @property
     def status(self) -> str:
@@ -90,8 +97,12 @@ def sweep_view(sweep_id: str | None) -> SweepView | None:
             group, runs = common.get_store().load_group(sweep_id)
         except (StoreError, OSError):
             return None
+        try:  # another server trains it now: this page's clicks reach it through the store
+            remote = common.get_store().remote_job(sweep_id, runs, identity.viewer().owner)
+        except (StoreError, OSError):
+            remote = None
         memo.clear()  # one loaded sweep per session is enough
-        memo[sweep_id] = SweepView(sweep_id, group.name, group.created, runs, None)
+        memo[sweep_id] = SweepView(sweep_id, group.name, group.created, runs, None, remote)
     return memo[sweep_id]
 
 
@@ -289,7 +300,7 @@ def start_sweep(configs) -> None:
     job.start()
 
 
-def change_learning_rates(job: TrainingJob) -> None:
+def change_learning_rates(job: TrainingJob | StoredJob) -> None:
     """Scale every running learning rate (the sweep keeps its spread), or set them all to one value."""
     if not identity.may_control(job.run_ids[0]):
         st.session_state.sweep_lr_notice = ("error", "Nothing changed: only its owner (and the teacher) may.")
@@ -300,10 +311,23 @@ def change_learning_rates(job: TrainingJob) -> None:
     except ConfigError as error:
         st.session_state.sweep_lr_notice = ("error", md_escape(error.problems["learning_rate"], 300))
         return
+    except StoreError as error:  # a sweep of another server: the request could not be written
+        st.session_state.sweep_lr_notice = ("error", f"Nothing changed: {md_escape(error, 300)}")
+        return
     st.session_state.sweep_lr_notice = ("success", f"Every learning rate ×{value:g} from the next batch; the runs "
                                                    "keep their spread." if scaled else
                                                    f"Every run trains with learning rate {value:g} from the next "
                                                    "batch.")
+
+
+def control_sent(action) -> bool:
+    """Pause, resume or stop: True once done (for another server's sweep: once its request is in the store)."""
+    try:
+        action()
+    except StoreError as error:
+        st.error(f"Nothing changed: {md_escape(error, 300)}", icon=":material/error:")
+        return False
+    return True
 
 
 def sweep_controls(view: SweepView | None, configs, problems: dict[str, str]) -> None:
@@ -322,20 +346,19 @@ def sweep_controls(view: SweepView | None, configs, problems: dict[str, str]) ->
             st.error(str(error))
         else:
             st.rerun()
-    job = view.job if view is not None and active and mine else None  # someone else's sweep: no controls
+    # someone else's sweep, or one nothing here can change (the command line's): no controls
+    job = view.controls if view is not None and active and mine else None
     paused = view is not None and view.paused
     if pause_col.button("Resume" if paused else "Pause", icon=":material/play_arrow:" if paused else ":material/pause:",
                         disabled=job is None, width="stretch", key="sweep_pause"):
         if job is None:  # a forged click on the disabled button
             st.error("Nothing changed: only its owner (and the teacher) may pause a sweep.")
-        else:
-            job.control.resume() if paused else job.control.pause()
+        elif control_sent(job.control.resume if paused else job.control.pause):
             st.rerun()
     if stop_col.button("Stop", icon=":material/stop:", disabled=job is None, width="stretch", key="sweep_stop"):
         if job is None:
             st.error("Nothing changed: only its owner (and the teacher) may stop a sweep.")
-        else:
-            job.stop()
+        elif control_sent(job.stop):
             st.rerun()
     if view is not None and not mine:
         st.info(identity.not_yours_note(view.runs[0].owner if view.runs else ""), icon=":material/visibility:")

@@ -19,6 +19,7 @@ from lrcore.settings import BY_NAME, LEARNING_RATE_RANGE, SETTINGS, from_params,
 from lrcore import datasets
 from lrcore.data import DATASET_TITLES, DatasetUnavailable, make_splits
 from lrcore.status import Status
+from lrcore.store import StoreError
 from ui import charts, common, from_scratch_panel, identity, polling, run_summary
 from ui import lessons
 # setting_widget as the lesson allows: a fixed setting's control disabled, a hidden one's left out
@@ -87,9 +88,13 @@ def exact_lr_typed() -> None:
 
 def reset() -> None:
     """Stop and forget the current run, and put every setting back to its default."""
-    worker = common.current_worker()
-    if worker is not None and worker.snapshot().active and identity.may_control(worker.run_id):
-        worker.control.stop()  # someone else's run is only forgotten here, never stopped
+    worker = common.current_run()  # trained here, or by another server (its control writes to the store)
+    if worker is not None and worker.control is not None and worker.snapshot().active and \
+            identity.may_control(worker.run_id):
+        try:
+            worker.control.stop()  # someone else's run is only forgotten here, never stopped
+        except StoreError as error:
+            st.session_state.train_start_error = f"The run was not stopped: {md_escape(error, 300)}"
     common.forget_run()
     put_settings_in_widgets(default_settings())
     st.session_state.train_param_warnings = []
@@ -291,13 +296,25 @@ if filled_for not in (None, dataset_name) and settings_from_widgets() == default
 st.session_state.train_settings_dataset = dataset_name
 worker = common.current_run()
 run_id = worker.run_id if worker is not None else None
-# Pause and Stop act on a run this server trains; one training elsewhere (the CLI) is shown as it was.
-active = worker is not None and worker.control is not None and worker.snapshot().active
+# Pause and Stop act on a run this server trains, or another server does (`control` then writes to the
+# store); one the CLI trains has no control: it is watched, not changed.
+watching = worker is not None and worker.snapshot().active
+active = watching and worker.control is not None
 settings = lessons.keep_fixed(settings_from_widgets(), put_settings_in_widgets)  # a lesson's fixed values win
 problems, sizes = settings_problems(settings, dataset_name)
 paused = active and worker.control.paused
 # On a class server only the run's owner (and the teacher) may pause, stop or change it; anyone else watches.
 mine = worker is None or identity.can_control(worker.snapshot().owner)
+
+
+def control_sent(action) -> bool:
+    """Pause, resume or stop: True once done (for a run of another server: once its request is in the store)."""
+    try:
+        action()
+    except StoreError as error:
+        st.error(f"Nothing changed: {md_escape(error, 300)}", icon=":material/error:")
+        return False
+    return True
 
 
 def problem_note(*fields: str) -> None:
@@ -330,15 +347,13 @@ if pause_col.button("Resume" if paused else "Pause", icon=":material/play_arrow:
                     disabled=not active or not mine, width="stretch"):
     if not identity.may_control(run_id):  # checked again: a forged click
         identity.refuse(run_id)
-    elif active:
-        worker.control.resume() if paused else worker.control.pause()
+    elif active and control_sent(worker.control.resume if paused else worker.control.pause):
         st.rerun()
 if stop_col.button("Stop", icon=":material/stop:", disabled=not active or not mine, width="stretch",
                    help="Stop training now and keep the weights reached so far."):
     if not identity.may_control(run_id):
         identity.refuse(run_id)
-    elif active:
-        worker.control.stop()
+    elif active and control_sent(worker.control.stop):
         st.rerun()
 reset_col.button("Reset", icon=":material/restart_alt:", on_click=reset, width="stretch",
                  help="Stop and forget the current run and put every setting back to the dataset's defaults.")
@@ -445,5 +460,8 @@ if active and not lessons.is_fixed("learning_rate"):  # a lesson that fixes it f
                 note_col.success(f"Learning rate → {st.session_state.train_live_lr:g} from the next batch.")
             except ConfigError as error:
                 note_col.error(f"Learning rate {error.problems['learning_rate']}")
+            except StoreError as error:  # another server's run: the request could not be written
+                note_col.error(f"Nothing changed: {md_escape(error, 300)}")
 
-st.fragment(live_run, run_every=POLL_SECONDS if active else None)(run_id, active, bool(paused))
+# a run another server trains is polled too: its record in the store changes as that server writes it
+st.fragment(live_run, run_every=POLL_SECONDS if watching else None)(run_id, watching, bool(paused))

@@ -25,6 +25,7 @@ from lrcore.naming import default_run_name, numbered_name
 from lrcore.settings import SETTINGS, to_params
 from lrcore.workers import WorkerPool, pool_size
 from lrcore.store import Store, StoreError, default_store_url
+from lrcore.store_controls import StoredControl
 from ui import images, polling
 from ui.text import md_escape
 
@@ -160,14 +161,14 @@ def current_worker() -> LiveRun | None:
 class StoredRun:
     """A run of the store that this process is not training: finished, trained elsewhere or before a restart.
 
-    Offers what the pages read of a live run (`run_id`, `snapshot()`); the full record, snapshots
-    included, is read once per session and again only when the store says the run changed.
+    Offers what the pages read of a live run (`run_id`, `snapshot()`, `control`); the full record, snapshots
+    included, is read once per session and again only when the store says the run changed (a run another
+    server trains changes as that server writes it). `control` is None unless another server trains it
+    now: then a `StoredControl`, whose commands go to that server as control rows in the store.
     """
 
-    control = None  # nothing to pause or stop from here
-
-    def __init__(self, run_id: str, updated: float):
-        self.run_id, self.updated = run_id, updated
+    def __init__(self, run_id: str, updated: float, control: StoredControl | None = None):
+        self.run_id, self.updated, self.control = run_id, updated, control
 
     def snapshot(self) -> RunRecord:
         memo = st.session_state.get("stored_run")
@@ -182,10 +183,18 @@ def run_handle(run_id: str | None) -> LiveRun | StoredRun | None:
     live = get_jobs().live_run(run_id)
     if live is not None or not run_id:
         return live
+    from ui import identity  # imported here: ui.identity reads the store through this module
+
     try:
-        return StoredRun(run_id, get_store().get(run_id).updated)
+        store = get_store()
+        record = store.get(run_id)
     except (StoreError, OSError):
         return None
+    try:  # another server trains it: this page's clicks go there through the store, as `who`
+        control = store.remote_control(record, identity.viewer().owner)
+    except (StoreError, OSError):
+        control = None
+    return StoredRun(run_id, record.updated, control)
 
 
 def current_run() -> LiveRun | StoredRun | None:
@@ -302,8 +311,9 @@ def start_job(configs: list, names: list[str] | None = None, group_id: str = "",
               source: str = "dashboard", owner: str = "", lesson: str = "") -> TrainingJob:
     """Train `configs` in one job, recorded by the store, registered for every session of this server;
     its runs belong to `owner` (a browser's public id on a class server) and were started in `lesson`."""
+    store = get_store()  # records it, and brings it other servers' clicks (control rows)
     job = TrainingJob(configs, get_dataset(configs[0].dataset), names=names, group_id=group_id, source=source,
-                      listeners=[get_store().listener(source)], owner=owner, lesson=lesson)
+                      listeners=[store.listener(source)], owner=owner, lesson=lesson, control_store=store)
     get_jobs().add(job)  # in the worker pool when there is one
     return job.start()
 
