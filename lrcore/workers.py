@@ -60,11 +60,14 @@ def pool_size(default: int | None = None) -> int:
 class WorkerPool:
     """N worker processes and the FIFO queue of jobs waiting for one. One per server process."""
 
-    def __init__(self, size: int, warm: bool = True):
+    def __init__(self, size: int, warm: bool = True, worker_factory: Callable[[bool], Worker] = Worker):
+        """`worker_factory(warm)` starts one worker: a `Worker` process here, a `lrcore.workers_ray.RayWorker`
+        actor on a Ray cluster (anything with Worker's interface)."""
         if size < 1:
             raise ValueError("a worker pool needs at least one worker")
         self.size = size
         self._warm = warm
+        self._worker_factory = worker_factory
         self._changed = threading.Condition()
         self._workers: list[Worker] = []  # started, ready or not
         self._idle: list[Worker] = []
@@ -154,7 +157,7 @@ class WorkerPool:
 
     def _start_worker(self) -> None:
         try:
-            worker = Worker(self._warm)
+            worker = self._worker_factory(self._warm)
         except OSError as error:  # e.g. out of processes or memory
             self._start_failed(f"a worker process could not be started: {error}")
             return

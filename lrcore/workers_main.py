@@ -9,6 +9,9 @@ worker's lifetime to the server's reading them). Datasets are loaded on first us
 Up: ("ready", pid, seconds), ("event", task_id, event), ("end", task_id, status, message)
 with status "" (finished), "failed" (bad settings or data: message says why) or "crashed".
 Down: ("task", task_id, kind, task), ("control", task_id, command, *args), None (exit).
+
+`TaskRunner` is the part that does not depend on pipes: a Ray actor (`lrcore.workers_ray`) runs
+the same tasks with it, its messages going to a queue instead.
 """
 from __future__ import annotations
 
@@ -18,46 +21,53 @@ import pickle
 import queue
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 WARM_DATASET = "mnist-sample"  # the default dataset: loaded (and deskewed) before "ready"
 
 
-class _Worker:
-    def __init__(self, up: Any):
-        self.up = up
+class TaskRunner:
+    """Runs tasks one at a time and sends their messages up with `send` (the "event" and "end" above).
+
+    `accept` and `control` are called from another thread than `serve`, so pause and stop reach a
+    training loop that is busy."""
+
+    def __init__(self, send: Callable[[tuple], None]):
+        self.send = send
         self.tasks: queue.Queue = queue.Queue()
         self.controls: dict[int, Any] = {}  # task id -> its TrainingControl (read by the command thread)
         self.datasets: dict[tuple[str, str | None], Any] = {}
 
-    def send(self, message: tuple) -> None:
-        self.up.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
-
-    def read_commands(self, down: Any) -> None:
-        """The command thread: tasks to the main thread's queue, control commands straight to their run."""
+    def accept(self, task_id: int, kind: str, task: Any) -> None:
+        """Queue a task for `serve`; its control commands are taken from now on."""
         from .training import TrainingControl
 
-        while True:
+        self.controls[task_id] = TrainingControl()
+        self.tasks.put((task_id, kind, task))
+
+    def control(self, task_id: int, command: str, *args: Any) -> None:
+        """A control command for a task (ignored once it has ended)."""
+        control = self.controls.get(task_id)
+        if control is not None:
             try:
-                message = down.recv()
-            except (EOFError, OSError):  # the server is gone
-                message = None
-            if message is None:
-                for control in list(self.controls.values()):
-                    control.stop()
-                self.tasks.put(None)
+                getattr(control, command)(*args)
+            except Exception:  # checked by the server already; never let it end the caller's thread
+                log.exception("control command %r failed", (command, *args))
+
+    def exit(self) -> None:
+        """Stop every task and let `serve` return."""
+        for control in list(self.controls.values()):
+            control.stop()
+        self.tasks.put(None)
+
+    def serve(self) -> None:
+        """Run the accepted tasks one at a time until `exit`."""
+        while True:
+            task = self.tasks.get()
+            if task is None:
                 return
-            if message[0] == "task":
-                self.controls[message[1]] = TrainingControl()
-                self.tasks.put(message[1:])
-            elif message[0] == "control":
-                control = self.controls.get(message[1])
-                if control is not None:
-                    try:
-                        getattr(control, message[2])(*message[3:])
-                    except Exception:  # checked by the server already; never let it end this thread
-                        log.exception("control command %r failed", message[2:])
+            self.run(*task)
 
     def dataset(self, name: str, data_dir: str | None):
         """The dataset `name` as the server sees it (its data folder; folder datasets imported since)."""
@@ -130,18 +140,30 @@ class _Worker:
             log.warning("warm-up failed", exc_info=True)
 
 
+def read_commands(runner: TaskRunner, down: Any) -> None:
+    """The command thread: tasks to the runner's queue, control commands straight to their run."""
+    while True:
+        try:
+            message = down.recv()
+        except (EOFError, OSError):  # the server is gone
+            message = None
+        if message is None:
+            runner.exit()
+            return
+        if message[0] == "task":
+            runner.accept(*message[1:])
+        elif message[0] == "control":
+            runner.control(*message[1:])
+
+
 def main(down: Any, up: Any, warm: bool = True) -> None:
     """The worker process: warm up, say ready, then run tasks one at a time until told to exit."""
     started = time.perf_counter()
-    worker = _Worker(up)
-    worker.warm_up(warm)
-    worker.send(("ready", os.getpid(), time.perf_counter() - started))
-    threading.Thread(target=worker.read_commands, args=(down,), name="commands", daemon=True).start()
-    while True:
-        task = worker.tasks.get()
-        if task is None:
-            return
-        worker.run(*task)
+    runner = TaskRunner(lambda message: up.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)))
+    runner.warm_up(warm)
+    runner.send(("ready", os.getpid(), time.perf_counter() - started))
+    threading.Thread(target=read_commands, args=(runner, down), name="commands", daemon=True).start()
+    runner.serve()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from lrcore.record import RunRecord
 from lrcore.jobs import JobRegistry, LiveRun, TrainingJob
 from lrcore.naming import default_run_name, numbered_name
 from lrcore.settings import SETTINGS, to_params
-from lrcore.workers import WorkerPool, pool_size
+from lrcore.compute import ComputeError, make_pool
+from lrcore.workers import WorkerPool
 from lrcore.store import Store, StoreError, default_store_url
 from lrcore.store_controls import StoredControl
 from ui import images, polling
@@ -117,12 +118,17 @@ def get_jobs() -> JobRegistry:
 
 @st.cache_resource
 def get_pool() -> WorkerPool | None:
-    """The worker processes that train for this server, started (and warmed) with its first page view.
+    """The workers that train for this server, started (and warmed) with its first page view.
 
-    $LRCORE_WORKERS of them (default: one per core); LRCORE_WORKERS=0 trains in threads of this
-    process instead (the AppTests do, for speed)."""
-    size = pool_size()
-    return WorkerPool(size) if size > 0 else None
+    By default worker processes: $LRCORE_WORKERS of them (default: one per core); LRCORE_WORKERS=0
+    trains in threads of this process instead (the AppTests do, for speed). LRCORE_COMPUTE=ray trains
+    on Ray actors instead (`lrcore.compute`). Settings that cannot work stop every page with their
+    message (not cached: the next page view tries again)."""
+    try:
+        return make_pool()
+    except ComputeError as error:
+        st.error(f"Training is not available: {error}")
+        st.stop()
 
 
 def dataset_or_stop(name: str) -> Dataset:
