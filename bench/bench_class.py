@@ -582,7 +582,12 @@ async def _class(browser, pid: int, url: str, count: int, args, path: str, log_p
         else:
             await handle.context.close()
     students = [student for student, _ in opened]
-    tracebacks = log_path.read_text(errors="replace").count("Traceback")
+    server_log = log_path.read_text(errors="replace")
+    tracebacks = server_log.count("Traceback")
+    if tracebacks:  # the first one, so the report says what went wrong
+        first = server_log.index("Traceback")
+        log(f"N={count}: the server's log has {tracebacks} traceback(s); the first:\n"
+            f"{server_log[max(0, first - 300):first + 2500]}")
     log(f"N={count}: {sum(s.done is not None and not s.errors for s in students)} of {count} done "
         f"in {seconds:.0f} s")
     return Level(students, probe.times, probe.failures, memory_before, sampler.peak, pss_before, sampler.peak_pss,

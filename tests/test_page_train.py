@@ -334,6 +334,9 @@ def test_the_from_scratch_panel_shows_the_equations_and_one_steps_numbers():
     pytest.importorskip("lrcore.from_scratch")
     at = train_page()
     assert "From scratch" in at.expander[-1].label
+    assert not at.get("latex")  # closed: nothing computed or drawn inside
+    at.session_state["train_scratch_open"] = True  # what a click on the expander does
+    at.run()
     assert at.get("latex")  # softmax regression's equations before a run
     assert "Start a run" in " | ".join(c.value for c in at.caption)
     start(at, epochs=2)

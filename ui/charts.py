@@ -6,6 +6,7 @@ weights and images are in `ui.maps`.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -247,8 +248,15 @@ def waiting_figures(total_epochs: int | None, total_steps: int | None, note: str
     Shown before Start (and while a run waits for a worker), so the browser has fetched and started
     plotly, ~3.5 MB of script loaded the first time a page shows a chart, before the first point
     arrives: Start -> epoch-0 point then only updates charts already drawn (bench/bench_latency.py).
-    Fixed y axes: plotly's own range for an empty chart read as -100% to 400% accuracy.
+    Fixed y axes: plotly's own range for an empty chart read as -100% to 400% accuracy. The figures
+    are made once per server process and arguments and must not be changed: every queued run's page
+    polls them each second while a class waits for workers.
     """
+    return dict(_waiting_figures(total_epochs, total_steps, note))
+
+
+@functools.lru_cache(maxsize=64)
+def _waiting_figures(total_epochs: int | None, total_steps: int | None, note: str) -> dict[str, go.Figure]:
     figures = {"loss": epoch_figure([], "loss", total_epochs=total_epochs),
                "accuracy": epoch_figure([], "accuracy", total_epochs=total_epochs),
                "batch_loss": batch_loss_figure([], [], total_steps=total_steps)}

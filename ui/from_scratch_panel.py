@@ -4,7 +4,7 @@ Tutorial 002 writes binary logistic regression by hand (sigmoid, dw = X (yhat - 
 db = mean(yhat - y)); the panel shows those equations (or softmax's) with `st.latex` and one
 gradient step of the current weights on a batch of the training split, computed by
 `lrcore.from_scratch.step_numbers`, so the tutorial's code can be followed on screen. It is
-drawn inside the Train page's polling fragment, so it follows a live run's weights.
+drawn inside the Train page's polling fragment, so it follows a live run's weights while open.
 """
 from __future__ import annotations
 
@@ -56,9 +56,16 @@ def step_table(numbers, batch_size: int) -> None:
         st.caption(f"Shown on the first {numbers.batch} images of the batch ({batch_size:,} images per step).")
 
 
-def panel(record, binary: bool) -> None:
-    """The expander: equations for `binary`, then one step of `record`'s newest weights (when there are any)."""
-    with st.expander("From scratch: the equations and one step's numbers", icon=":material/function:"):
+def panel(record, binary: bool, key: str = "train_scratch_open") -> None:
+    """The expander: equations for `binary`, then one step of `record`'s newest weights (when there are any).
+
+    Drawn only while open (its state under `key`): closed, as most students leave it, it costs the
+    polling fragment nothing (drawn every poll, it was a third of a watching tab's server time)."""
+    expander = st.expander("From scratch: the equations and one step's numbers", icon=":material/function:",
+                           key=key, on_change="rerun")
+    if not expander.open:
+        return
+    with expander:
         try:
             # One after the other: beside the table, the longer formulas were cut off at 1024 px.
             equations(binary)
