@@ -19,6 +19,12 @@ Two kinds of student (--client):
   cores and the figures measure them more than the server.
 Either way the probe (below) is a real Chromium page, so a click is timed as a user sees it.
 
+Several servers (issue 15): --servers N starts N servers on one throwaway PostgreSQL store and
+spreads the students over them (student i on server i mod N, as a proxy with sticky sessions
+would); --compute ray trains on a Ray head started here with `ray start` (LRCORE_COMPUTE=ray) instead
+of the servers' own worker processes. Memory and "wrk" CPU then include the local Ray cluster's
+processes; "srv" is the servers' processes together.
+
 Measured for each N:
 - runs that ended "Done" with no error; errors counted: a page or run that timed out, an
   exception shown in the page, an uncaught exception in the page's JavaScript (browser), a closed
@@ -45,22 +51,26 @@ Start -> done under 60 s, every click answered within 2 s.
     .venv/bin/python bench/bench_class.py --quick         # N = 3 and 6 (make bench)
     .venv/bin/python bench/bench_class.py --students 3 --client browser  # Chromium students
     .venv/bin/python bench/bench_class.py --students 30 --personal       # no teacher key: today's dashboard
+    .venv/bin/python bench/bench_class.py --students 30 --servers 2 --compute ray  # PostgreSQL + Ray
     .venv/bin/python bench/bench_class.py --teacher-key KEY --lesson-url 'http://host:8501/train?lesson=...'
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import re
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +86,8 @@ BROWSER_ARGS = [*CHROMIUM_ARGS, "--disable-background-timer-throttling", "--disa
                 "--disable-backgrounding-occluded-windows"]
 TICKS = os.sysconf("SC_CLK_TCK")
 STUDENT_VIEWPORT = {"width": 1280, "height": 800}  # a laptop
+# Ray 2.60 asks a driver joining a `ray start` cluster for a token unless the cluster is told otherwise
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 CLICK_TARGET = 2.0  # seconds: a click answered within 2 s (issue 14)
 DONE_TARGET = 60.0  # seconds: p95 Start -> done at N = 30
 TARGET_STUDENTS = 30
@@ -204,13 +216,13 @@ def cpu_seconds(pids: list[int]) -> float:
 class Sampler:
     """The server tree's memory every second, in a task of its own."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak, self.peak_pss, self.processes = pid, 0, 0, 0
+    def __init__(self, pids: Callable[[], list[int]]) -> None:
+        self.pids, self.peak, self.peak_pss, self.processes = pids, 0, 0, 0
         self._task: asyncio.Task | None = None
 
     async def _run(self) -> None:
         while True:
-            pids = process_tree(self.pid)
+            pids = self.pids()
             self.processes = max(self.processes, len(pids))
             self.peak = max(self.peak, rss_bytes(pids))
             self.peak_pss = max(self.peak_pss, pss_bytes(pids))
@@ -416,6 +428,14 @@ class Probe:
                 pass
 
 
+async def warm_page(browser, url: str, timeout: float):
+    """A page of `url`'s Train page with Start enabled (the server has imported and loaded its dataset)."""
+    page = await (await browser.new_context(viewport={"width": 1400, "height": 1000})).new_page()
+    await page.goto(f"{url}/train", timeout=timeout * 1000)
+    await start_enabled(page, timeout)
+    return page
+
+
 async def warm_up(browser, url: str, timeout: float):
     """The teacher's test run before class; returns the page, left on Home, for the probe."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -508,16 +528,20 @@ def check_store(url: str, students: list[Student], since: float, class_mode: boo
 async def one_class(count: int, args, env: dict, path: str, lesson_id: str | None) -> Level:
     from playwright.async_api import async_playwright
 
-    with tempfile.TemporaryDirectory(prefix="lrbench-class-") as folder:
-        log_path = Path(folder) / "streamlit.log"
-        server, url = start_streamlit(Path(folder), log_path, env)
+    with tempfile.TemporaryDirectory(prefix="lrbench-class-") as folder, contextlib.ExitStack() as deployment:
+        env = {**env, **shared_parts(Path(folder), args, deployment)}
+        logs = [Path(folder) / f"streamlit-{n}.log" for n in range(1, args.servers + 1)]
+        servers = []
         try:
+            for log_path in logs:
+                servers.append(start_streamlit(Path(folder), log_path, env))
             async with async_playwright() as playwright:
                 browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
                 try:
-                    level = await _class(browser, server.pid, url, count, args, path, log_path)
+                    level = await _class(browser, [server.pid for server, _ in servers], [url for _, url in servers],
+                                         count, args, path, logs)
                 except Exception as error:  # noqa: BLE001 - e.g. the warm-up run failed: say why, with the log
-                    tail = log_path.read_text(errors="replace")[-1500:]
+                    tail = logs[0].read_text(errors="replace")[-1500:]
                     raise ClassFailed(f"{type(error).__name__}: {str(error).splitlines()[0][:300]}; the server's "
                                       f"log ends:\n{tail}") from error
                 finally:
@@ -527,27 +551,70 @@ async def one_class(count: int, args, env: dict, path: str, lesson_id: str | Non
             log(f"N={count}: store check: {level.store}")
             return level
         finally:
-            stop(server)
+            for server, _ in servers:
+                stop(server)
 
 
-async def _class(browser, pid: int, url: str, count: int, args, path: str, log_path: Path) -> Level:
-    log(f"N={count}: server up at {url}; the teacher's test run warms it")
+def shared_parts(folder: Path, args, deployment: contextlib.ExitStack) -> dict[str, str]:
+    """Several servers (--servers) share a throwaway PostgreSQL store, and --compute ray a Ray head started
+    here with `ray start` (both ended with `deployment`); the servers' environment for them."""
+    env: dict[str, str] = {}
+    if args.servers > 1:
+        from tests.postgres_server import PostgresServer, _binaries
+
+        if _binaries() is None:
+            raise ClassFailed("--servers > 1 needs PostgreSQL (./setup.sh --test installs Debian's postgresql)")
+        database = PostgresServer(_binaries())
+        deployment.callback(database.stop)
+        database.start()
+        env["LRCORE_STORE_URL"] = database.create_database()
+    if args.compute == "ray":
+        ray_env = {**os.environ, **RAY_ENV}
+        port = 6300 + os.getpid() % 500
+        ray = str(Path(sys.executable).with_name("ray"))
+        started = subprocess.run([ray, "start", "--head", f"--port={port}", f"--num-cpus={os.cpu_count()}",
+                                  "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={folder / 'ray'}"],
+                                 env=ray_env, capture_output=True, text=True, timeout=180)
+        if started.returncode:
+            raise ClassFailed(f"ray start failed: {started.stderr[-500:]}")
+        deployment.callback(subprocess.run, [ray, "stop", "--force"], env=ray_env, capture_output=True, timeout=120)
+        env.update(RAY_ENV, LRCORE_COMPUTE="ray", LRCORE_RAY_ADDRESS=f"127.0.0.1:{port}")
+    return env
+
+
+def ray_processes() -> list[int]:
+    """The local Ray cluster's processes (its actors train): GCS, raylet, workers."""
+    found = subprocess.run(["pgrep", "-f", "ray::|raylet|gcs_server"], capture_output=True, text=True).stdout
+    return [int(pid) for pid in found.split()]
+
+
+async def _class(browser, pids: list[int], urls: list[str], count: int, args, path: str,
+                 logs: list[Path]) -> Level:
+    url = urls[0]  # the teacher's test run and the probe; students are spread over every server
+    log(f"N={count}: {len(urls)} server(s) up at {', '.join(urls)}; the teacher's test run warms it")
     probe_page = await warm_up(browser, url, args.timeout)
-    memory_before, pss_before = rss_bytes(process_tree(pid)), pss_bytes(process_tree(pid))
-    sampler, probe = Sampler(pid), Probe(probe_page, args.probe_every, args.click_timeout)
+    for other in urls[1:]:  # each server's first page view imports and loads its dataset
+        await (await warm_page(browser, other, args.timeout)).context.close()
+
+    def tree() -> list[int]:  # the servers and their workers, and a local Ray cluster's processes
+        return [p for pid in pids for p in process_tree(pid)] + (ray_processes() if args.compute == "ray" else [])
+
+    server_pids = list(pids)
+    memory_before, pss_before = rss_bytes(tree()), pss_bytes(tree())
+    sampler, probe = Sampler(tree), Probe(probe_page, args.probe_every, args.click_timeout)
     sampler.start()
     finished = asyncio.Event()
     probing = asyncio.get_running_loop().create_task(probe.run(finished))
     since = time.time()  # runs created from now on are the students' (the warm-up run is over)
-    cpu_before, tree_before, started = cpu_seconds([pid]), cpu_seconds(process_tree(pid)), time.perf_counter()
+    cpu_before, tree_before, started = cpu_seconds(server_pids), cpu_seconds(tree()), time.perf_counter()
     own_before = time.process_time()
     websocket = args.client == "websocket"
 
     async def arrive(number: int):  # students open the link within --join-spread s of each other
         await asyncio.sleep(random.uniform(0, args.join_spread))
         if websocket:
-            return await open_ws_student(number, url, path, args.class_mode, args.timeout)
-        return await open_student(browser, number, f"{url}{path}", args.timeout)
+            return await open_ws_student(number, urls[number % len(urls)], path, args.class_mode, args.timeout)
+        return await open_student(browser, number, f"{urls[number % len(urls)]}{path}", args.timeout)
 
     log(f"N={count}: {count} {args.client} students open {path[:60]}{'…' if len(path) > 60 else ''}")
     opened = await asyncio.gather(*(arrive(number) for number in range(count)))
@@ -564,8 +631,8 @@ async def _class(browser, pid: int, url: str, count: int, args, path: str, log_p
     go.set()
     await asyncio.gather(*tasks)
     seconds = time.perf_counter() - started
-    cpu = cpu_seconds([pid]) - cpu_before
-    workers = cpu_seconds(process_tree(pid)) - tree_before - cpu  # workers live on: their time is still there
+    cpu = cpu_seconds(server_pids) - cpu_before
+    workers = cpu_seconds(tree()) - tree_before - cpu  # workers live on: their time is still there
     own = time.process_time() - own_before
     finished.set()
     await probing
@@ -582,7 +649,7 @@ async def _class(browser, pid: int, url: str, count: int, args, path: str, log_p
         else:
             await handle.context.close()
     students = [student for student, _ in opened]
-    server_log = log_path.read_text(errors="replace")
+    server_log = "\n".join(log_path.read_text(errors="replace") for log_path in logs)
     tracebacks = server_log.count("Traceback")
     if tracebacks:  # the first one, so the report says what went wrong
         first = server_log.index("Traceback")
@@ -739,8 +806,16 @@ def main() -> None:
     parser.add_argument("--screenshots", metavar="DIR",
                         help="save the first student's page when its run ended (--client browser)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the arrival and press times")
+    parser.add_argument("--servers", type=int, default=1,
+                        help="dashboard servers sharing one store (more than 1: a throwaway PostgreSQL); students "
+                             "are spread over them as a proxy with sticky sessions would (default 1)")
+    parser.add_argument("--compute", choices=("local", "ray"), default="local",
+                        help="LRCORE_COMPUTE of the servers: their own worker processes, or a Ray head started "
+                             "here with `ray start` (default local)")
     args = parser.parse_args()
     counts = args.students or ([3, 6] if args.quick else [10, 30, 60])
+    if args.servers < 1:
+        sys.exit(f"--servers: at least 1, got {args.servers}")
     if min(counts) < 1:
         sys.exit(f"--students: each class size must be at least 1, got {' '.join(map(str, counts))}")
     if args.personal and (args.teacher_key or args.lesson_url):
@@ -763,7 +838,9 @@ def main() -> None:
     args.class_mode = key is not None
     lesson_id = lesson_id_of(path, key)
     mode = ("class mode (LRCORE_TEACHER_KEY set)" if key else "personal mode (no teacher key)") + \
-        (f"; LRCORE_WORKERS={args.workers}" if args.workers is not None else "")
+        (f"; LRCORE_WORKERS={args.workers}" if args.workers is not None else "") + \
+        (f"; {args.servers} servers on one PostgreSQL store" if args.servers > 1 else "; one server") + \
+        ("; training on a local Ray cluster (LRCORE_COMPUTE=ray)" if args.compute == "ray" else "; local workers")
     if (ROOT / ".streamlit" / "secrets.toml").exists():
         mode += "; note: .streamlit/secrets.toml exists and may hold a teacher key of its own"
     load_before = os.getloadavg()

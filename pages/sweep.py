@@ -31,7 +31,6 @@ from ui.text import md_escape
 
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 
-POLL_SECONDS = polling.LIVE_SECONDS
 STORE_POLL_SECONDS = 2.0  # a sweep training in another server process, read from the store
 
 
@@ -126,6 +125,8 @@ def live_sweep(sweep_id: str | None, was_active: bool, was_paused: bool) -> None
         return
     if (was_active and not view.active) or (view.active and view.paused != was_paused):
         st.rerun()  # finished, or paused/resumed elsewhere: redraw the whole page (buttons, results)
+    if view.active:
+        polling.watching()  # counted in the server's poll budget
     runs, count = view.runs, len(view.runs)
     unsaved = next((run.save_error for run in runs if run.save_error), "")
     if unsaved:
@@ -420,7 +421,7 @@ earlier_sweeps(active)
 if "sweep_notice_delete" in st.session_state:
     st.error(st.session_state.pop("sweep_notice_delete"), icon=":material/error:")
 
-poll = None if not active else POLL_SECONDS if view.job is not None else STORE_POLL_SECONDS
+poll = None if not active else polling.live_seconds() if view.job is not None else STORE_POLL_SECONDS
 st.fragment(live_sweep, run_every=poll)(st.session_state.get("sweep_id"), active, view is not None and view.paused)
 if view is not None and not view.active and any(run.epochs for run in view.runs):
     results_table(view)

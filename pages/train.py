@@ -32,7 +32,6 @@ DEFAULTS = TrainConfig()
 DEFAULT_PER_CLASS = 500  # tutorial 003's subset size, offered when the limit is switched on
 # 1-2-5 steps per decade; the exact-value box takes anything in LEARNING_RATE_RANGE.
 LR_GRID = [float(f"{mantissa}e{exponent}") for exponent in range(-5, 2) for mantissa in (1, 2, 5)] + [100.0]
-POLL_SECONDS = polling.LIVE_SECONDS
 FIRST_POINT_WAIT = 1.0  # seconds Start may wait for the untrained model's epoch-0 point
 
 # The page's settings: every setting in the table with a widget (lrcore/settings.py).
@@ -170,7 +169,7 @@ def uses_sigmoid(config: TrainConfig, num_classes: int) -> bool:
 def wait_for_first_point(worker) -> None:
     """Wait (at most FIRST_POINT_WAIT) until a just-started run has its epoch-0 metrics.
 
-    The rerun after Start draws the live part once and then polls every POLL_SECONDS: without
+    The rerun after Start draws the live part once and then polls (ui/polling.py): without
     the wait, the first point came a poll or two later (bench/bench_latency.py). A queued run
     (every worker busy or still starting) does not wait: the page says it is queued.
     """
@@ -218,6 +217,8 @@ def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> 
     record = worker.snapshot()
     if was_active and not record.active:
         st.rerun()  # the run just ended: redraw the whole page (buttons, polling off)
+    if record.active:
+        polling.watching()  # counted in the server's poll budget
     if record.active and worker.control is not None and worker.control.paused != was_paused:
         st.rerun()  # paused or resumed elsewhere (another tab, the Runs page): the button must say so
     run_summary.show_outcome(record)
@@ -464,4 +465,4 @@ if active and not lessons.is_fixed("learning_rate"):  # a lesson that fixes it f
                 note_col.error(f"Nothing changed: {md_escape(error, 300)}")
 
 # a run another server trains is polled too: its record in the store changes as that server writes it
-st.fragment(live_run, run_every=POLL_SECONDS if watching else None)(run_id, watching, bool(paused))
+st.fragment(live_run, run_every=polling.live_seconds() if watching else None)(run_id, watching, bool(paused))

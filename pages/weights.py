@@ -27,7 +27,6 @@ from ui.format import epoch_text, kept_weights, percent
 common.ensure_frame()  # first: a page opened alone reruns through dashboard.py
 from ui.text import md_escape, shorten
 
-POLL_SECONDS = polling.LIVE_SECONDS
 COMPARE_KEY = "weights_compare"
 
 
@@ -207,6 +206,8 @@ def run_weights(run_id: str, was_active: bool, shared_scale: bool, compared: Com
     record = worker.snapshot()
     if was_active and not record.active:
         st.rerun()  # the run just ended: redraw the whole page with polling off
+    if record.active:
+        polling.watching()  # counted in the server's poll budget
     if not record.snapshots:
         if record.active:
             st.info("Waiting for the first weights (the untrained model)…", icon=":material/hourglass_top:")
@@ -295,7 +296,7 @@ if worker is None:
                  shape=page_shape, compared=compared, title=label)
 else:
     active = worker.snapshot().active
-    st.fragment(run_weights, run_every=POLL_SECONDS if active else None)(worker.run_id, active, shared_scale,
-                                                                        compared)
+    st.fragment(run_weights, run_every=polling.live_seconds() if active else None)(worker.run_id, active,
+                                                                                  shared_scale, compared)
 with st.expander("Use a different model: load a checkpoint", icon=":material/upload:"):
     checkpoint_loader("weights_checkpoint_swap")

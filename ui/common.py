@@ -298,7 +298,7 @@ def sidebar() -> None:
         # While a run or this session's sweep is active the lines refresh (ui/polling.py); idle, they cost nothing.
         sweep = get_jobs().get(st.session_state.get("sweep_id"))
         live = (worker is not None and worker.snapshot().active) or (sweep is not None and sweep.active)
-        st.fragment(run_every=polling.SIDEBAR_SECONDS if live else None)(_run_state_line)()
+        st.fragment(run_every=2 * polling.live_seconds() if live else None)(_run_state_line)()
 
 
 def _run_state_line() -> None:
