@@ -23,6 +23,7 @@ from lrcore.store import StoreError
 COOKIE = "lrcore_id"
 TOKEN_KEY = "identity_token"  # this session's token when the handshake carried no cookie
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
+NAMES_SECONDS = 3.0  # a classmate's new name shows on other pages within this long
 ANONYMOUS_NOTE = ("This browser has no identity yet (it needs cookies): on this class server you can "
                   "watch runs, not start or change them.")
 
@@ -103,11 +104,21 @@ def _names() -> dict[str, str]:
     memo = st.session_state.get("_identity_names")
     if memo is None:
         try:
-            memo = common.get_store().display_names()
+            memo = _class_names(common.get_store().url)
         except (StoreError, OSError):
             memo = {}
         st.session_state._identity_names = memo
     return memo
+
+
+@st.cache_data(ttl=NAMES_SECONDS, show_spinner=False)
+def _class_names(store_url: str) -> dict[str, str]:
+    """Every display name of the store at `store_url`, read at most once per NAMES_SECONDS by the whole
+    server: 30 students pressing Start at once each read them in their page run (`_save_name` clears
+    it; a name typed on another server shows here within NAMES_SECONDS)."""
+    from ui import common
+
+    return common.get_store().display_names()
 
 
 def _is_teacher(owner: str) -> bool:
@@ -146,6 +157,7 @@ def _save_name() -> None:
         st.session_state._identity_problem = f"Name not saved: {error}"
         return
     st.session_state.pop("_identity_names", None)
+    _class_names.clear()  # everyone's pages read the new name from now on
 
 
 def _try_teacher_key() -> None:
