@@ -160,6 +160,8 @@ def test_the_train_page_controls_another_servers_run_for_its_owner_only(class_se
         ana = open_page("pages/train.py", {"run": run.run_id}, {identity.TOKEN_KEY: ANA})
         assert not button(ana, "Pause").disabled and not button(ana, "Stop").disabled
         assert button(ana, "Start").disabled  # her run is in progress, wherever it trains
+        sidebar = " | ".join(markdown.value for markdown in ana.sidebar.markdown)
+        assert "**Run:** training epoch" in sidebar  # the sidebar's line follows it too (it said "idle")
         button(ana, "Pause").click().run()
         assert not ana.exception
         assert [(row.run_id, row.command, row.who) for row in control_rows(store)] == \

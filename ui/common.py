@@ -297,12 +297,34 @@ def sidebar() -> None:
         st.markdown(f"**Device:** {device_label()}")
         # While a run or this session's sweep is active the lines refresh (ui/polling.py); idle, they cost nothing.
         sweep = get_jobs().get(st.session_state.get("sweep_id"))
-        live = (worker is not None and worker.snapshot().active) or (sweep is not None and sweep.active)
+        shown = worker or _stored_summary()
+        live = (shown is not None and shown.snapshot().active) or (sweep is not None and sweep.active)
         st.fragment(run_every=2 * polling.live_seconds() if live else None)(_run_state_line)()
 
 
+class _Summary:
+    """A run of the store without its curves and weights: enough for the sidebar's one line."""
+
+    def __init__(self, record: RunRecord):
+        self.record = record
+
+    def snapshot(self) -> RunRecord:
+        return self.record
+
+
+def _stored_summary() -> _Summary | None:
+    """The current run when another server (or the CLI) trains it, or trained it: its summary row."""
+    run_id = st.session_state.get("run_id") or st.query_params.get("run")
+    if not run_id:
+        return None
+    try:
+        return _Summary(get_store().get(run_id))
+    except (StoreError, OSError):
+        return None
+
+
 def _run_state_line() -> None:
-    st.markdown(f"**Run:** {run_state_text(current_worker())}")
+    st.markdown(f"**Run:** {run_state_text(current_worker() or _stored_summary())}")
     sweep = get_jobs().get(st.session_state.get("sweep_id"))
     if isinstance(sweep, TrainingJob):
         records = sweep.records()
