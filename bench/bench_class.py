@@ -579,6 +579,8 @@ def shared_parts(folder: Path, args, deployment: contextlib.ExitStack) -> dict[s
             raise ClassFailed(f"ray start failed: {started.stderr[-500:]}")
         deployment.callback(subprocess.run, [ray, "stop", "--force"], env=ray_env, capture_output=True, timeout=120)
         env.update(RAY_ENV, LRCORE_COMPUTE="ray", LRCORE_RAY_ADDRESS=f"127.0.0.1:{port}")
+        if args.workers is None:  # each server's actors hold their CPUs: the servers share the cluster's
+            env["LRCORE_WORKERS"] = str(max(1, (os.cpu_count() or 1) // args.servers))
     return env
 
 

@@ -58,7 +58,7 @@ def ray_head(tmp_path_factory):
 def two_servers(tmp_path, postgres_server, ray_head):  # noqa: F811
     store_url = postgres_server.create_database()
     env = {"LRCORE_STORE_URL": store_url, "LRCORE_COMPUTE": "ray", "LRCORE_RAY_ADDRESS": ray_head,
-           "LRCORE_TEACHER_KEY": KEY, **RAY_ENV}
+           "LRCORE_TEACHER_KEY": KEY, "LRCORE_WORKERS": "1", **RAY_ENV}  # one actor each: the cluster has 2 CPUs
     servers = [start_streamlit(tmp_path / "data", tmp_path / f"server{n}.log", env) for n in (1, 2)]
     yield [url for _, url in servers], store_url, ray_head
     for process, _ in servers:
