@@ -55,6 +55,20 @@ class RangeTask:
         return self.config.dataset
 
 
+def task_events(messages: Iterator[tuple], task_id: int) -> Iterator[Any]:
+    """The events of task `task_id` among a worker's messages, until its end message (TaskFailed if it
+    failed). Shared by the local worker and the Ray actor's server end (lrcore.workers_ray)."""
+    for message in messages:
+        if message[1] != task_id:  # the tail of an earlier task that was abandoned
+            continue
+        if message[0] == "event":
+            yield message[2]
+        elif message[0] == "end":
+            if message[2]:
+                raise TaskFailed(message[2], message[3])
+            return
+
+
 class Worker:
     """The server's end of one worker process.
 
@@ -130,17 +144,12 @@ class Worker:
         control.connect(lambda command: self.send(("control", task_id, *command)))
         ended = False
         try:
-            while True:
-                message = self.receive()
-                if message[1] != task_id:  # the tail of an earlier task that was abandoned
-                    continue
-                if message[0] == "event":
-                    yield message[2]
-                elif message[0] == "end":
-                    ended = True
-                    if message[2]:
-                        raise TaskFailed(message[2], message[3])
-                    return
+            try:
+                yield from task_events((self.receive() for _ in itertools.count()), task_id)
+            except TaskFailed:
+                ended = True
+                raise
+            ended = True
         finally:
             control.disconnect()
             if not ended and self.alive:  # abandoned by its reader: stop it, so the worker frees up

@@ -39,7 +39,7 @@ from ray.exceptions import GetTimeoutError, RayTaskError
 from .data import default_data_dir
 from .workers_control import RemoteControl
 from .workers_main import TaskRunner
-from .workers_process import READY_TIMEOUT, TaskFailed, WorkerDied
+from .workers_process import READY_TIMEOUT, TaskFailed, WorkerDied, task_events
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0  # the longest a `messages` call waits for a first message (so calls stay short)
@@ -201,18 +201,15 @@ class RayWorker:
         self._get(self._actor.start.remote(task_id, kind, task))  # accepted before any control command
         control.connect(lambda command: self._send_control(task_id, command))
         ended = False
+        messages = (message for _ in itertools.count()
+                    for message in self._get(self._actor.messages.remote(POLL_SECONDS)))
         try:
-            while True:
-                for message in self._get(self._actor.messages.remote(POLL_SECONDS)):
-                    if message[1] != task_id:  # the tail of an earlier task that was abandoned
-                        continue
-                    if message[0] == "event":
-                        yield message[2]
-                    elif message[0] == "end":
-                        ended = True
-                        if message[2]:
-                            raise TaskFailed(message[2], message[3])
-                        return
+            try:
+                yield from task_events(messages, task_id)
+            except TaskFailed:
+                ended = True
+                raise
+            ended = True
         finally:
             control.disconnect()
             if not ended and self.alive:  # abandoned by its reader: stop it, so the actor frees up

@@ -321,16 +321,6 @@ def change_learning_rates(job: TrainingJob | StoredJob) -> None:
                                                    "batch.")
 
 
-def control_sent(action) -> bool:
-    """Pause, resume or stop: True once done (for another server's sweep: once its request is in the store)."""
-    try:
-        action()
-    except StoreError as error:
-        st.error(f"Nothing changed: {md_escape(error, 300)}", icon=":material/error:")
-        return False
-    return True
-
-
 def sweep_controls(view: SweepView | None, configs, problems: dict[str, str]) -> None:
     """Start, Pause/Resume, Stop; while it trains, scale every learning rate at once."""
     active = view is not None and view.active
@@ -354,12 +344,12 @@ def sweep_controls(view: SweepView | None, configs, problems: dict[str, str]) ->
                         disabled=job is None, width="stretch", key="sweep_pause"):
         if job is None:  # a forged click on the disabled button
             st.error("Nothing changed: only its owner (and the teacher) may pause a sweep.")
-        elif control_sent(job.control.resume if paused else job.control.pause):
+        elif common.control_sent(job.control.resume if paused else job.control.pause):
             st.rerun()
     if stop_col.button("Stop", icon=":material/stop:", disabled=job is None, width="stretch", key="sweep_stop"):
         if job is None:
             st.error("Nothing changed: only its owner (and the teacher) may stop a sweep.")
-        elif control_sent(job.stop):
+        elif common.control_sent(job.stop):
             st.rerun()
     if view is not None and not mine:
         st.info(identity.not_yours_note(view.runs[0].owner if view.runs else ""), icon=":material/visibility:")

@@ -308,16 +308,6 @@ paused = active and worker.control.paused
 mine = worker is None or identity.can_control(worker.snapshot().owner)
 
 
-def control_sent(action) -> bool:
-    """Pause, resume or stop: True once done (for a run of another server: once its request is in the store)."""
-    try:
-        action()
-    except StoreError as error:
-        st.error(f"Nothing changed: {md_escape(error, 300)}", icon=":material/error:")
-        return False
-    return True
-
-
 def problem_note(*fields: str) -> None:
     """The message for an invalid setting, right under its control."""
     for field in fields:
@@ -348,13 +338,13 @@ if pause_col.button("Resume" if paused else "Pause", icon=":material/play_arrow:
                     disabled=not active or not mine, width="stretch"):
     if not identity.may_control(run_id):  # checked again: a forged click
         identity.refuse(run_id)
-    elif active and control_sent(worker.control.resume if paused else worker.control.pause):
+    elif active and common.control_sent(worker.control.resume if paused else worker.control.pause):
         st.rerun()
 if stop_col.button("Stop", icon=":material/stop:", disabled=not active or not mine, width="stretch",
                    help="Stop training now and keep the weights reached so far."):
     if not identity.may_control(run_id):
         identity.refuse(run_id)
-    elif active and control_sent(worker.control.stop):
+    elif active and common.control_sent(worker.control.stop):
         st.rerun()
 reset_col.button("Reset", icon=":material/restart_alt:", on_click=reset, width="stretch",
                  help="Stop and forget the current run and put every setting back to the dataset's defaults.")

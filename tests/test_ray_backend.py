@@ -21,6 +21,8 @@ from lrcore.status import Status
 from lrcore.store import Store
 from lrcore.workers import WorkerPool
 from tests.apptest_helpers import wait_for_run
+# the local pool's helpers; its `jobs` fixture takes this module's `pool` (the Ray one)
+from tests.test_workers import finished, jobs, run_of, start  # noqa: F401
 
 TIMEOUT = 120  # seconds: a loaded 2-core machine, an actor to (re)start
 SMALL = TrainConfig(epochs=2, per_class_limit=30)
@@ -49,33 +51,6 @@ def pool(workers_ray):
     assert pool.wait_ready(TIMEOUT), pool.problem or "the actor did not start"
     yield pool
     pool.close()
-
-
-@pytest.fixture
-def jobs(pool):
-    registry = JobRegistry(pool)
-    yield registry
-    for job in registry.jobs():  # leave the actor free for the next test
-        job.stop()
-        job.join(TIMEOUT)
-    assert pool.queued() == 0
-
-
-def start(jobs: JobRegistry, configs, listeners=(), **kwargs) -> TrainingJob:
-    job = TrainingJob(configs, None, listeners=listeners, **kwargs)
-    jobs.add(job)
-    assert job.pool is jobs.pool
-    return job.start()
-
-
-def run_of(job: TrainingJob) -> LiveRun:
-    return LiveRun(job, job.run_ids[0])
-
-
-def finished(job: TrainingJob) -> list:
-    job.join(TIMEOUT)
-    assert not job.alive, "the job did not end"
-    return job.records()
 
 
 def events_of(jobs: JobRegistry, config: TrainConfig) -> tuple[list, list]:

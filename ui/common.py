@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+from typing import Callable
 from dataclasses import dataclass
 
 import streamlit as st
@@ -283,6 +284,17 @@ def queued_text(ahead: int) -> str:
     if ahead <= 0:
         return "Queued: a worker process is starting"
     return f"Queued: {ahead} run{'s' if ahead != 1 else ''} ahead"
+
+
+def control_sent(action: Callable[[], object]) -> bool:
+    """Pause, resume, stop or an lr change: True once done (for a run or sweep of another server: once its
+    request is in the store); a store that refuses it says so on the page and nothing changes."""
+    try:
+        action()
+    except StoreError as error:
+        st.error(f"Nothing changed: {md_escape(error, 300)}", icon=":material/error:")
+        return False
+    return True
 
 
 def sidebar() -> None:
