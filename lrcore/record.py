@@ -72,6 +72,12 @@ class RunRecord:
         return self.status in ACTIVE_STATUSES
 
     @property
+    def settling(self) -> bool:
+        """Diverged, its final numbers (the kept weights on the test set) not in yet: pages watching it keep
+        polling until the Finished event brings them (it comes a moment later, or at a sweep's end)."""
+        return self.status == Status.DIVERGED and not self.final
+
+    @property
     def epochs_done(self) -> int:
         return self.epochs[-1]["epoch"] if self.epochs else 0
 

@@ -215,7 +215,7 @@ def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> 
         scratch_panel(None)
         return
     record = worker.snapshot()
-    if was_active and not record.active:
+    if was_active and not (record.active or record.settling):
         st.rerun()  # the run just ended: redraw the whole page (buttons, polling off)
     if record.active:
         polling.watching()  # counted in the server's poll budget
@@ -299,8 +299,10 @@ worker = common.current_run()
 run_id = worker.run_id if worker is not None else None
 # Pause and Stop act on a run this server trains, or another server does (`control` then writes to the
 # store); one the CLI trains has no control: it is watched, not changed.
-watching = worker is not None and worker.snapshot().active
-active = watching and worker.control is not None
+shown = worker.snapshot() if worker is not None else None
+# polled while it trains, and after a divergence until its final numbers are in
+watching = shown is not None and (shown.active or shown.settling)
+active = shown is not None and shown.active and worker.control is not None
 settings = lessons.keep_fixed(settings_from_widgets(), put_settings_in_widgets)  # a lesson's fixed values win
 problems, sizes = settings_problems(settings, dataset_name)
 paused = active and worker.control.paused

@@ -204,7 +204,7 @@ def run_weights(run_id: str, was_active: bool, shared_scale: bool, compared: Com
         st.warning("This run is gone: deleted, or its store cannot be read.", icon=":material/warning:")
         return
     record = worker.snapshot()
-    if was_active and not record.active:
+    if was_active and not (record.active or record.settling):
         st.rerun()  # the run just ended: redraw the whole page with polling off
     if record.active:
         polling.watching()  # counted in the server's poll budget
@@ -295,7 +295,8 @@ if worker is None:
     draw_weights(weight, bias, model.class_names, shared_scale, source=(model.label, id(model.model)),
                  shape=page_shape, compared=compared, title=label)
 else:
-    active = worker.snapshot().active
+    shown = worker.snapshot()
+    active = shown.active or shown.settling  # polled until a diverged run's final weights are in
     st.fragment(run_weights, run_every=polling.live_seconds() if active else None)(worker.run_id, active,
                                                                                   shared_scale, compared)
 with st.expander("Use a different model: load a checkpoint", icon=":material/upload:"):

@@ -31,3 +31,17 @@ def test_a_finished_diverged_run_names_the_weights_it_kept():
     at = outcome_app({"kept_epoch": 1, "kept_batch": 40, "test_accuracy": 0.5})
     [message] = [error.value for error in at.error]
     assert "from epoch 1, batch 40 of 63; every number below is for them" in message
+
+
+def test_a_diverged_run_is_settling_until_its_final_numbers_are_in():
+    """The Train and Weights pages keep polling a settling run: they stopped at the Diverged event before,
+    and the page kept the in-between message for good when Finished came a moment later (CI saw it)."""
+    from lrcore.config import TrainConfig
+    from lrcore.record import RunRecord
+
+    record = RunRecord(run_id="r1", name="too high", config=TrainConfig(learning_rate=50.0), status="diverged")
+    assert not record.active and record.settling
+    record.final = {"kept_epoch": 1, "kept_batch": 40}
+    assert not record.settling
+    for status in ("training", "done", "stopped", "crashed"):
+        assert not RunRecord(run_id="r2", name="x", config=TrainConfig(), status=status).settling
