@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .workers_control import RemoteControl
 
@@ -55,18 +55,30 @@ class RangeTask:
         return self.config.dataset
 
 
-def task_events(messages: Iterator[tuple], task_id: int) -> Iterator[Any]:
-    """The events of task `task_id` among a worker's messages, until its end message (TaskFailed if it
-    failed). Shared by the local worker and the Ray actor's server end (lrcore.workers_ray)."""
-    for message in messages:
-        if message[1] != task_id:  # the tail of an earlier task that was abandoned
-            continue
-        if message[0] == "event":
-            yield message[2]
-        elif message[0] == "end":
-            if message[2]:
-                raise TaskFailed(message[2], message[3])
-            return
+def follow_task(task_id: int, messages: Iterator[tuple], control: RemoteControl,
+                send_control: Callable[[tuple], None], alive: Callable[[], bool]) -> Iterator[Any]:
+    """The events of a started task `task_id` among a worker's messages, until its end message (TaskFailed
+    if it failed), with `control`'s commands going to `send_control` meanwhile; a task abandoned by its
+    reader is stopped, so the worker frees up. Shared by the local worker and the Ray actor's server end
+    (lrcore.workers_ray)."""
+    control.connect(send_control)
+    ended = False
+    try:
+        for message in messages:
+            if message[1] != task_id:  # the tail of an earlier task that was abandoned
+                continue
+            if message[0] == "event":
+                yield message[2]
+            elif message[0] == "end":
+                ended = True
+                if message[2]:
+                    raise TaskFailed(message[2], message[3])
+                return
+    finally:
+        control.disconnect()
+        if not ended and alive():
+            with contextlib.suppress(OSError, ValueError):  # the worker is gone: its job sees that itself
+                send_control(("stop",))
 
 
 class Worker:
@@ -141,22 +153,8 @@ class Worker:
         """Send a task and yield its events until it ends; TaskFailed or WorkerDied if it does not finish."""
         task_id = next(self._task_ids)
         self.send(("task", task_id, kind, task))
-        control.connect(lambda command: self.send(("control", task_id, *command)))
-        ended = False
-        try:
-            try:
-                yield from task_events((self.receive() for _ in itertools.count()), task_id)
-            except TaskFailed:
-                ended = True
-                raise
-            ended = True
-        finally:
-            control.disconnect()
-            if not ended and self.alive:  # abandoned by its reader: stop it, so the worker frees up
-                try:
-                    self.send(("control", task_id, "stop"))
-                except (OSError, ValueError):
-                    pass
+        yield from follow_task(task_id, (self.receive() for _ in itertools.count()), control,
+                               lambda command: self.send(("control", task_id, *command)), lambda: self.alive)
 
     def close(self, timeout: float = 5.0) -> None:
         with contextlib.suppress(OSError, ValueError):

@@ -39,7 +39,7 @@ from ray.exceptions import GetTimeoutError, RayTaskError
 from .data import default_data_dir
 from .workers_control import RemoteControl
 from .workers_main import TaskRunner
-from .workers_process import READY_TIMEOUT, TaskFailed, WorkerDied, task_events
+from .workers_process import READY_TIMEOUT, TaskFailed, WorkerDied, follow_task
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0  # the longest a `messages` call waits for a first message (so calls stay short)
@@ -199,22 +199,10 @@ class RayWorker:
         """Start a task and yield its events until it ends; TaskFailed or WorkerDied if it does not finish."""
         task_id = next(self._task_ids)
         self._get(self._actor.start.remote(task_id, kind, task))  # accepted before any control command
-        control.connect(lambda command: self._send_control(task_id, command))
-        ended = False
         messages = (message for _ in itertools.count()
                     for message in self._get(self._actor.messages.remote(POLL_SECONDS)))
-        try:
-            try:
-                yield from task_events(messages, task_id)
-            except TaskFailed:
-                ended = True
-                raise
-            ended = True
-        finally:
-            control.disconnect()
-            if not ended and self.alive:  # abandoned by its reader: stop it, so the actor frees up
-                with contextlib.suppress(OSError):
-                    self._send_control(task_id, ("stop",))
+        yield from follow_task(task_id, messages, control, lambda command: self._send_control(task_id, command),
+                               lambda: self.alive)
 
     def close(self, timeout: float = 5.0) -> None:
         """End the actor (its task with it)."""
