@@ -22,7 +22,7 @@ from lrcore.store import Store
 from lrcore.workers import WorkerPool
 from tests.apptest_helpers import wait_for_run
 # the local pool's helpers; its `jobs` fixture takes this module's `pool` (the Ray one)
-from tests.test_workers import finished, jobs, run_of, start  # noqa: F401
+from tests.test_workers import finished, jobs, pause_resume_learning_rate_and_stop, run_of, start  # noqa: F401
 
 TIMEOUT = 120  # seconds: a loaded 2-core machine, an actor to (re)start
 SMALL = TrainConfig(epochs=2, per_class_limit=30)
@@ -84,18 +84,7 @@ def test_a_run_on_ray_trains_as_in_a_local_worker(jobs):
 
 
 def test_pause_resume_learning_rate_and_stop_reach_the_actor(jobs):
-    job = start(jobs, [LONG])
-    wait_for_run(run_of(job), lambda r: r.epochs_done >= 1, "the first epoch")
-    job.control.pause()
-    paused = wait_for_run(run_of(job), lambda r: r.status == Status.PAUSED, "the actor to pause")
-    job.control.set_learning_rate(0.05)  # taken at the first batch after the resume
-    job.control.resume()
-    record = wait_for_run(run_of(job), lambda r: r.lr_changes and r.status == Status.TRAINING, "the new learning rate")
-    assert record.lr_changes[0]["new"] == 0.05 and record.lr_changes[0]["step"] >= paused.progress.get("step", 0)
-    assert record.learning_rate == 0.05
-    job.control.stop()
-    record = finished(job)[0]
-    assert record.status == Status.STOPPED and record.final and record.epochs_done >= 1
+    pause_resume_learning_rate_and_stop(jobs, LONG)
 
 
 def test_a_sweep_of_two_passes_trains_on_the_actor(jobs):

@@ -88,7 +88,13 @@ def test_a_run_streams_its_events_to_listeners_and_the_store(jobs, tmp_path):
 
 
 def test_pause_resume_learning_rate_and_stop_reach_the_worker(jobs):
-    job = start(jobs, [LONG])
+    pause_resume_learning_rate_and_stop(jobs, LONG)
+
+
+def pause_resume_learning_rate_and_stop(jobs: JobRegistry, config: TrainConfig) -> None:
+    """Pause, a learning rate set while paused, resume and stop, each seen in the run's record (the Ray
+    back end's test runs it on an actor)."""
+    job = start(jobs, [config])
     wait_for_run(run_of(job), lambda r: r.epochs_done >= 1, "the first epoch")
     job.control.pause()
     paused = wait_for_run(run_of(job), lambda r: r.status == Status.PAUSED, "the worker to pause")
