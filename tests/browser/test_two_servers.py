@@ -22,7 +22,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from lrcore.store import Store
+from lrcore.store import Store, StoreError
 from tests.browser.conftest import ROOT, screenshots_at_sizes, start_streamlit, stop, wait_for_app
 from tests.browser.conftest import _free_port as free_port
 from tests.browser.test_ownership import FORCE_CLICK, identified, main_button
@@ -76,10 +76,14 @@ def record(store_url: str, run_id: str):
 def wait_for(store_url: str, run_id: str, wanted, what: str, timeout: float = 90):
     deadline = time.monotonic() + timeout
     while True:
-        current = record(store_url, run_id)
-        if wanted(current):
+        try:
+            current = record(store_url, run_id)
+        except StoreError:  # the URL names the run a moment before the server's store thread writes its row
+            current = None
+        if current is not None and wanted(current):
             return current
-        assert time.monotonic() < deadline, f"run {run_id}: {what} never came (status {current.status})"
+        assert time.monotonic() < deadline, \
+            f"run {run_id}: {what} never came (status {current.status if current else 'not in the store'})"
         time.sleep(0.5)
 
 
