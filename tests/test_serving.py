@@ -29,3 +29,20 @@ def test_dashboard_imports_the_serving_setup_after_its_imports():
 def test_imported_objects_are_frozen_unless_turned_off():
     assert frozen_after_import(LRCORE_GC_FREEZE="1") > 100_000  # torch, plotly and Streamlit: ~420,000
     assert frozen_after_import(LRCORE_GC_FREEZE="0") == 0
+
+
+def test_every_page_imports_pandas_before_it_can_draw_a_chart():
+    # plotly only looks pandas up in sys.modules: a page building a figure while another session's thread was
+    # importing pandas saw it half-initialised ("module 'pandas' has no attribute 'Series'", a traceback in
+    # CI's class benchmark). A page opened by a direct link on a fresh server runs without dashboard.py, so
+    # the import is in ui/common, which every page (and the frame) imports before anything else of ours.
+    probe = "import sys; sys.path.insert(0, '.'); import ui.common; print(hasattr(sys.modules.get('pandas'), 'Series'))"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == "True"
+    for page in sorted((ROOT / "pages").glob("*.py")):
+        tree = ast.parse(page.read_text())
+        ours = [node for node in tree.body if isinstance(node, ast.ImportFrom) and node.module in ("ui", "ui.common")]
+        assert ours, f"{page.name} does not import ui.common"
+        assert ours[0].module == "ui.common" or "common" in [alias.name for alias in ours[0].names], \
+            f"{page.name}: its first import from ui must bring ui.common"
