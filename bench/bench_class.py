@@ -146,6 +146,14 @@ ALERTS = """() => [...document.querySelectorAll('[data-testid="stAlert"]')].map(
 PROBE_MARK = """() => { window.__probeAt = null;
   window.addEventListener('mousedown', () => { window.__probeAt = performance.now(); },
                           {capture: true, once: true}); }"""
+# The probe's page notes when each websocket message arrives, so a click's time splits into the server's
+# answer and the browser's drawing.
+WS_SPY = """(() => { const Native = window.WebSocket; window.__wsIn = [];
+  window.WebSocket = function(...args) { const socket = new Native(...args);
+    socket.addEventListener('message', () => window.__wsIn.push(performance.now())); return socket; };
+  window.WebSocket.prototype = Native.prototype; Object.assign(window.WebSocket, Native); })();"""
+FIRST_ANSWER = """() => { const first = (window.__wsIn || []).find(t => t >= window.__probeAt);
+  return first === undefined ? null : first - window.__probeAt; }"""
 PROBE_ANSWERED = """(title) => window.__probeAt !== null &&
     [...document.querySelectorAll('[data-testid="stMain"] h1')].some(h => h.textContent.trim() === title)
     ? performance.now() - window.__probeAt : null"""
@@ -396,6 +404,13 @@ async def train_ws(student: Student, client: StreamlitClient, go: asyncio.Event,
         student.done = shown - pressed
 
 
+def traceback_end(text: str, start: int) -> str:
+    """The exception line(s) that end the traceback starting at `start` (the first unindented line after it)."""
+    lines = text[start:].splitlines()[1:]
+    end = next((index for index, line in enumerate(lines) if line and not line[0].isspace()), len(lines) - 1)
+    return "\n".join(lines[max(0, end - 2):end + 1])
+
+
 class Probe:
     """A separate visitor switching pages with the sidebar; times each click until the page answers."""
 
@@ -413,7 +428,12 @@ class Probe:
         await self.page.get_by_test_id("stSidebarNavItems").get_by_role("link", name=title, exact=True).click()
         handle = await self.page.wait_for_function(PROBE_ANSWERED, arg=marker, polling=50,
                                                    timeout=self.timeout * 1000)
-        return await handle.json_value() / 1000
+        seconds = await handle.json_value() / 1000
+        # where a slow click's time went: waiting for the server's first answer, or drawing the page
+        first = await self.page.evaluate(FIRST_ANSWER)
+        log(f"probe: -> {title}: drawn {seconds:.2f} s after the press; the server's first message after "
+            f"{'–' if first is None else f'{first / 1000:.2f} s'}")
+        return seconds
 
     async def run(self, stop_event: asyncio.Event) -> None:
         while not stop_event.is_set():
@@ -439,6 +459,7 @@ async def warm_page(browser, url: str, timeout: float):
 async def warm_up(browser, url: str, timeout: float):
     """The teacher's test run before class; returns the page, left on Home, for the probe."""
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    await context.add_init_script(WS_SPY)
     await context.add_init_script(WATCHER)
     page = await context.new_page()
     await page.goto(f"{url}/train", timeout=timeout * 1000)
@@ -656,7 +677,7 @@ async def _class(browser, pids: list[int], urls: list[str], count: int, args, pa
     if tracebacks:  # the first one, so the report says what went wrong
         first = server_log.index("Traceback")
         log(f"N={count}: the server's log has {tracebacks} traceback(s); the first:\n"
-            f"{server_log[max(0, first - 300):first + 2500]}")
+            f"{server_log[max(0, first - 300):first + 2500]}\n...\n{traceback_end(server_log, first)}")
     log(f"N={count}: {sum(s.done is not None and not s.errors for s in students)} of {count} done "
         f"in {seconds:.0f} s")
     return Level(students, probe.times, probe.failures, memory_before, sampler.peak, pss_before, sampler.peak_pss,
