@@ -8,7 +8,8 @@ jobs of the whole server process, so a job outlives the browser tab that started
 
 A training job trains K runs: a single run is K = 1, a sweep is its K runs plus a group id. Runs
 that can share minibatches (same batch size and data settings) train together in one pass of
-`lrcore.training.train_group`; such groups run one after another.
+`lrcore.training.train_group`; such groups run one after another, or side by side on workers the pool
+has idle (`TrainingJob._train_groups`: a sweep borrows them only while no other job waits).
 
 Where the registry has a `lrcore.workers.WorkerPool` (the dashboard's, unless LRCORE_WORKERS=0),
 training and range tests run in its worker processes: the job's thread then waits for a free
@@ -21,6 +22,7 @@ CONTROL_POLL_SECONDS while it has live jobs, and applies them as a click on a pa
 """
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
@@ -144,6 +146,7 @@ class TrainingJob(Job[list[RunRecord]]):
         self._listeners = list(listeners)
         self._batch_event_seconds = batch_event_seconds
         self.pool: WorkerPool | None = None  # set by `use_pool` (the registry's) before it starts
+        self.workers_used: list[int] = []  # pids of the workers (or actors) it trained on, in the order taken
         # the store whose control rows (another server's clicks) its registry applies to it; None: only local clicks
         self.control_store = control_store
         self._set_waiting(records)
@@ -225,6 +228,7 @@ class TrainingJob(Job[list[RunRecord]]):
             if worker is None:  # stopped while it waited in the queue
                 self._end_runs(range(len(self.run_ids)), Status.STOPPED, "stopped while queued, before it started")
                 return
+            self.workers_used.append(worker.pid)
             if self.snapshot()[0].status == Status.QUEUED:  # out of the queue: a sweep's first pass starts
                 self._change_all(lambda index, number: QueueState(index, Status.WAITING if number else Status.STARTING))
         try:
@@ -247,37 +251,97 @@ class TrainingJob(Job[list[RunRecord]]):
                 self._notify(record, event_of(position, number))
 
     def _train_groups(self, worker) -> None:
-        for number, group in enumerate(self.groups):
-            if self.control.stop_requested:
-                self._end_runs(group, Status.STOPPED, "stopped before its turn came")
-                continue
-            configs = [self._state[index].config for index in group]
-            try:
-                if worker is None:
-                    events = train_group(configs, self._dataset, self.control, self._batch_event_seconds)
-                else:
-                    task = TrainTask(configs, self._batch_event_seconds, os.environ.get("LRCORE_DATA_DIR"))
-                    events = worker.run_task("train", task, self.control)
-                for event in events:
-                    index = group[event.index]
-                    with self._lock:
-                        record = self._state[index]
-                        fold(record, event)
-                    self._notify(record, event)
-            except (ConfigError, DatasetUnavailable) as error:
-                self._end_runs(group, Status.FAILED, str(error))
-            except TaskFailed as error:
-                prefix = "" if error.status == Status.FAILED else "training stopped by an internal error: "
-                self._end_runs(group, error.status, prefix + error.message)
-            except WorkerDied as error:
-                # every run not finished, later passes' too: their worker is gone (the pool starts another)
-                self._end_runs(range(len(self.run_ids)), Status.CRASHED,
-                               f"training stopped: {error}; the completed epochs are kept")
+        """Every group (one stacked pass), in order, on `worker` (None: in this thread). In a pool, a sweep's
+        later groups also take workers that are idle while no other job waits (`WorkerPool.take_idle`), so
+        its groups train side by side, each still stacked on one worker; a borrowed worker goes back to the
+        pool when its group ends and another job is waiting."""
+        pending = collections.deque(range(len(self.groups)))
+        borrowed: list[threading.Thread] = []
+        while (number := self._next_group(pending)) is not None:
+            if worker is not None:
+                self._borrow_idle_workers(pending, borrowed)
+            died = self._train_group(worker, number)
+            if died is not None:  # every run no worker has taken yet ends with it, as when one worker trains all
+                with self._lock:
+                    left = [index for group in pending for index in self.groups[group]]
+                    pending.clear()
+                self._end_runs(left, Status.CRASHED, died)
+                break
+        for thread in borrowed:
+            thread.join()
+
+    def _borrow_idle_workers(self, pending: "collections.deque[int]", borrowed: list[threading.Thread]) -> None:
+        """One idle worker per group nobody trains yet (while no other job waits), each in a thread of its own."""
+        while len(pending) > sum(thread.is_alive() for thread in borrowed) and not self.control.stop_requested:
+            extra = self.pool.take_idle()
+            if extra is None:
                 return
-            except Exception as error:
-                log.exception("training job %s crashed in group %d", self.job_id, number)
-                self._end_runs(group, Status.CRASHED,
-                               f"training stopped by an internal error: {type(error).__name__}: {error}")
+            self.workers_used.append(extra.pid)
+            thread = threading.Thread(target=self._borrowed, args=(extra, pending), daemon=True,
+                                      name=f"{self._thread.name}-group")
+            borrowed.append(thread)
+            thread.start()
+
+    def _borrowed(self, worker, pending: "collections.deque[int]") -> None:
+        """A borrowed worker's thread: groups from `pending` until none is left, its worker dies, or a job queues."""
+        try:
+            while (number := self._next_group(pending)) is not None:
+                if self._train_group(worker, number) is not None or self.pool.queued():
+                    return
+        finally:
+            self.pool.release(worker)
+
+    def _next_group(self, pending: "collections.deque[int]") -> int | None:
+        """The next group to train (its runs now starting), or None when every group is taken."""
+        with self._lock:
+            if not pending:
+                return None
+            number = pending.popleft()
+        self._change_group(number, lambda index: QueueState(index, Status.STARTING), only_waiting=True)
+        return number
+
+    def _change_group(self, number: int, event_of: Callable[[int], QueueState], only_waiting: bool = False) -> None:
+        for position, index in enumerate(self.groups[number]):
+            with self._lock:
+                record = self._state[index]
+                if only_waiting and record.status != Status.WAITING:
+                    continue
+                fold(record, event_of(position))
+            self._notify(record, event_of(position))
+
+    def _train_group(self, worker, number: int) -> str | None:
+        """Train group `number` on `worker` (None: in this thread); the message if the worker died, else None."""
+        group = self.groups[number]
+        if self.control.stop_requested:
+            self._end_runs(group, Status.STOPPED, "stopped before its turn came")
+            return None
+        configs = [self._state[index].config for index in group]
+        try:
+            if worker is None:
+                events = train_group(configs, self._dataset, self.control, self._batch_event_seconds)
+            else:
+                task = TrainTask(configs, self._batch_event_seconds, os.environ.get("LRCORE_DATA_DIR"))
+                events = worker.run_task("train", task, self.control)
+            for event in events:
+                index = group[event.index]
+                with self._lock:
+                    record = self._state[index]
+                    fold(record, event)
+                self._notify(record, event)
+        except (ConfigError, DatasetUnavailable) as error:
+            self._end_runs(group, Status.FAILED, str(error))
+        except TaskFailed as error:
+            prefix = "" if error.status == Status.FAILED else "training stopped by an internal error: "
+            self._end_runs(group, error.status, prefix + error.message)
+        except WorkerDied as error:
+            message = f"training stopped: {error}; the completed epochs are kept"
+            self._end_runs(group, Status.CRASHED, message)
+            return message
+        except Exception as error:
+            log.exception("training job %s crashed in group %d", self.job_id, number)
+            self._end_runs(group, Status.CRASHED,
+                           f"training stopped by an internal error: {type(error).__name__}: {error}")
+        return None
 
     def failed(self, message: str) -> None:
         self._end_runs(range(len(self.run_ids)), Status.CRASHED, f"training {message}")

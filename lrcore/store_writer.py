@@ -337,6 +337,10 @@ def listener(store: "Store", source: str = "dashboard") -> Callable[[Any, RunRec
     writers: dict[str, RunWriter | None] = {}  # None: finished, or could not be saved
     groups: dict[int, list[str]] = {}  # id(job) -> its run ids
     lock = threading.Lock()
+    # A sweep's groups may train on several workers at once, so a job's events come from several threads:
+    # the first event of any run opens every run of its job, and the others wait for that to be done (an
+    # event that came meanwhile was dropped while a run's writer was not there yet).
+    opening = threading.Lock()
 
     def report(job, run_id: str, reason: str) -> None:
         set_error = getattr(job, "set_save_error", None)
@@ -360,11 +364,16 @@ def listener(store: "Store", source: str = "dashboard") -> Callable[[Any, RunRec
     def open_all(job, record: RunRecord) -> None:
         """The job's first event: every run of it gets its row now, in one transaction (a waiting
         one too, so a sweep cut off before its later groups start still lists them)."""
+        with opening:
+            _open_all(job, record)
+
+    def _open_all(job, record: RunRecord) -> None:
         run_ids = list(getattr(job, "run_ids", None) or [])
         run_ids += [] if record.run_id in run_ids else [record.run_id]
         with lock:
             todo = [(position, run_id) for position, run_id in enumerate(run_ids) if run_id not in writers]
-            writers.update((run_id, None) for _, run_id in todo)  # one try per run
+        if not todo:  # another thread of the job opened them while this one waited
+            return
         records = {run_id: record if run_id == record.run_id else job.record(run_id) for _, run_id in todo}
         try:
             opened = store._open_writers([(records[run_id], (lambda reason, r=run_id: report(job, r, reason)),

@@ -129,7 +129,7 @@ def best(records: Sequence[RunRecord]) -> RunRecord | None:
 
 
 def fraction_done(records: Sequence[RunRecord]) -> float:
-    """Share of all epochs of all runs trained so far (0..1): groups run one after another."""
+    """Share of all epochs of all runs trained so far (0..1), whether the groups train in turn or side by side."""
     if not records:
         return 0.0
     done = 0.0

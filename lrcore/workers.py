@@ -116,6 +116,14 @@ class WorkerPool:
                 self._queue.remove(ticket)
                 self._changed.notify_all()  # the next in line may take a worker now
 
+    def take_idle(self) -> Worker | None:
+        """An idle worker for a sweep's extra group, or None: none is idle, or a job waits in the queue (it
+        comes first: a sweep only borrows workers nobody else asked for)."""
+        with self._changed:
+            if self._queue or not self._idle or self._closed:
+                return None
+            return self._idle.pop(0)
+
     def release(self, worker: Worker) -> None:
         """The job is done with `worker`: free again if it is alive (a dead one is replaced by the supervisor)."""
         with self._changed:

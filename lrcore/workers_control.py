@@ -9,40 +9,49 @@ from .training import TrainingControl
 
 
 class RemoteControl(TrainingControl):
-    """A `TrainingControl` whose commands also go to the worker training the job, when one is.
+    """A `TrainingControl` whose commands also go to the workers training the job, when some are.
 
     Its own state (paused, stop requested) is what the pages read, as before; while no worker is
     connected (queued, between a sweep's passes, or training in a thread) it is a plain control, and
-    the first connection replays a pause and a pending learning-rate change."""
+    each connection replays a stop or a pause, and the first one a pending learning-rate change. A sweep
+    whose groups train on several workers at once has one connection per worker: every command goes to all.
+    """
 
     def __init__(self, on_stop: Callable[[], None] | None = None):
         super().__init__()
-        self._send: Callable[[tuple], None] | None = None
+        self._sends: list[Callable[[tuple], None]] = []
         self._send_lock = threading.Lock()
         self.on_stop = on_stop  # wakes a job waiting in the queue
 
     def connect(self, send: Callable[[tuple], None]) -> None:
         with self._send_lock:
-            self._send = send
+            self._sends.append(send)
             if self.stop_requested:
-                self._forward("stop")
+                self._forward("stop", to=[send])
             elif self.paused:
-                self._forward("pause")
+                self._forward("pause", to=[send])
             self._forward_pending()
 
-    def disconnect(self) -> None:
+    def disconnect(self, send: Callable[[tuple], None]) -> None:
         with self._send_lock:
-            self._send = None
+            if send in self._sends:
+                self._sends.remove(send)
 
-    def _forward(self, *command: Any) -> None:
-        if self._send is not None:
+    @property
+    def connections(self) -> int:
+        """Workers this control reaches now (0: queued, between passes, or training in a thread)."""
+        with self._send_lock:
+            return len(self._sends)
+
+    def _forward(self, *command: Any, to: list[Callable[[tuple], None]] | None = None) -> None:
+        for send in list(self._sends if to is None else to):
             try:
-                self._send(command)
-            except (OSError, ValueError):  # the worker is gone: its job ends as crashed anyway
+                send(command)
+            except (OSError, ValueError):  # the worker is gone: its job ends its runs as crashed anyway
                 pass
 
     def _forward_pending(self) -> None:
-        if self._send is not None:
+        if self._sends:
             with self._lock:
                 pending, self._pending_lr = self._pending_lr, None
             if pending is not None:

@@ -61,7 +61,7 @@ def follow_task(task_id: int, messages: Iterator[tuple], control: RemoteControl,
     if it failed), with `control`'s commands going to `send_control` meanwhile; a task abandoned by its
     reader is stopped, so the worker frees up. Shared by the local worker and the Ray actor's server end
     (lrcore.workers_ray)."""
-    control.connect(send_control)
+    control.connect(send_control)  # one connection per worker: a sweep's groups may train on several at once
     ended = False
     try:
         for message in messages:
@@ -75,7 +75,7 @@ def follow_task(task_id: int, messages: Iterator[tuple], control: RemoteControl,
                     raise TaskFailed(message[2], message[3])
                 return
     finally:
-        control.disconnect()
+        control.disconnect(send_control)
         if not ended and alive():
             with contextlib.suppress(OSError, ValueError):  # the worker is gone: its job sees that itself
                 send_control(("stop",))

@@ -39,6 +39,11 @@ def test_bench_sweep_quick_runs_every_size():
     assert "mnist-sample" in out and "8 values:" in out and "with evaluation" in out
 
 
+def test_bench_sweep_split_quick_compares_one_worker_and_two():
+    out = run_bench("bench/bench_sweep_split.py", "--quick")
+    assert "one worker:" in out and "split over 2 workers (2 used)" in out and "speed-up" in out
+
+
 @pytest.mark.browser  # a real `streamlit run` server and headless Chromium (the probe)
 def test_bench_class_two_students_finish_their_runs_from_a_lesson_link():
     # the default students: websocket clients of Streamlit's protocol (bench/streamlit_client.py)

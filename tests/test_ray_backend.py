@@ -1,7 +1,7 @@
 """Training on Ray actors (`lrcore.workers_ray`, LRCORE_COMPUTE=ray) and the compute setting (`lrcore.compute`).
 
-A local Ray of 2 CPUs and a pool of one actor are shared by the module (Ray and an actor take seconds to
-start on this machine); every test leaves the actor idle again. The kill test replaces its actor, as the
+A local Ray of 2 CPUs and a pool of two actors are shared by the module (Ray and an actor take seconds to
+start on this machine); every test leaves the actors idle again. The kill test replaces its actor, as the
 pool does by itself. The setting's tests need no Ray.
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import pytest
 
@@ -47,8 +48,8 @@ def workers_ray():
 
 @pytest.fixture(scope="module")
 def pool(workers_ray):
-    pool = WorkerPool(1, worker_factory=workers_ray.RayWorker)
-    assert pool.wait_ready(TIMEOUT), pool.problem or "the actor did not start"
+    pool = WorkerPool(2, worker_factory=workers_ray.RayWorker)
+    assert pool.wait_ready(TIMEOUT), pool.problem or "the actors did not start"
     yield pool
     pool.close()
 
@@ -87,11 +88,14 @@ def test_pause_resume_learning_rate_and_stop_reach_the_actor(jobs):
     pause_resume_learning_rate_and_stop(jobs, LONG)
 
 
-def test_a_sweep_of_two_passes_trains_on_the_actor(jobs):
+def test_a_sweep_of_two_groups_trains_them_on_two_actors(jobs, pool):
     configs = [SMALL.replace(learning_rate=lr) for lr in (0.1, 0.4)] + [SMALL.replace(batch_size=64)]
-    records = finished(start(jobs, configs, group_id="sweep-ray"))
+    job = start(jobs, configs, group_id="sweep-ray")
+    records = finished(job)
     assert all(r.status == Status.DONE and r.epochs_done == 2 for r in records), [r.message for r in records]
     assert len({r.final["test_accuracy"] for r in records}) > 1
+    # the batch-64 group borrowed the idle actor (tests/test_sweep_split.py checks the local pool's in depth)
+    assert len(set(job.workers_used)) == 2 and set(job.workers_used) <= {actor.pid for actor in pool.workers()}
 
 
 def test_a_range_test_runs_on_the_actor(jobs):
@@ -112,7 +116,7 @@ def test_a_killed_actor_crashes_its_runs_keeps_their_epochs_and_is_replaced(jobs
     store = Store(f"sqlite:///{tmp_path / 'runs.db'}")
     job = start(jobs, [LONG], listeners=[store.listener()])
     wait_for_run(run_of(job), lambda r: r.epochs_done >= 2, "two epochs")
-    victim = pool.workers()[0]
+    victim = next(actor for actor in pool.workers() if actor.pid == job.workers_used[0])
     os.kill(victim.pid, signal.SIGKILL)
     record = finished(job)[0]
     assert record.status == Status.CRASHED and "Ray actor ended unexpectedly" in record.message
@@ -121,9 +125,19 @@ def test_a_killed_actor_crashes_its_runs_keeps_their_epochs_and_is_replaced(jobs
     stored = store.load(record.run_id)
     assert stored.status == Status.CRASHED and stored.epochs_done >= 2
     store.close()
-    after = finished(start(jobs, [SMALL]))[0]  # waits in the queue for the new actor
+    after = finished(start(jobs, [SMALL]))[0]  # on the other actor, while the pool starts a new one
     assert after.status == Status.DONE, after.message
-    assert victim not in pool.workers() and len(pool.workers()) == 1 and not victim.alive
+    assert victim not in pool.workers() and not victim.alive
+    assert wait_until_replaced(pool, 2), "no new actor took its place"
+
+
+def wait_until_replaced(pool: WorkerPool, size: int) -> bool:
+    deadline = time.monotonic() + TIMEOUT
+    while len(pool.workers()) < size:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def test_ray_pool_is_as_large_as_the_cluster_unless_told(workers_ray, monkeypatch):

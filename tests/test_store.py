@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -792,3 +793,38 @@ def test_an_owners_run_numbers_never_repeat_after_a_delete(store):
     store.rename("run-3", "my best run")  # a name without a number counts for nothing
     assert store.next_run_number(ana) == 2
     assert store.next_run_number("c" * 16) == 1
+
+
+def test_a_sweep_group_starting_while_another_opens_the_rows_is_saved_whole(tmp_path, monkeypatch):
+    # A sweep's groups may train on two workers at once (tests/test_sweep_split.py): the second group's first
+    # event came while the first group's was still opening every run's row, and was dropped (its run then
+    # missed the RunStarted facts: split sizes, classes, normaliser).
+    store = Store(f"sqlite:///{tmp_path / 'runs.db'}")
+    configs = [SMALL.replace(batch_size=100), SMALL.replace(batch_size=50)]
+    job = TrainingJob(configs, None, group_id="two-groups")
+    listener = store.listener()
+    opening = store._open_writers
+
+    def slow_open(*args, **kwargs):
+        time.sleep(0.5)  # a slow database: the other group's first event arrives meanwhile
+        return opening(*args, **kwargs)
+
+    monkeypatch.setattr(store, "_open_writers", slow_open)
+
+    def first_event(run_id: str) -> None:
+        record = job.record(run_id)
+        event = next(hand_made_events(record.config, epochs=1))
+        fold(record, event)
+        listener(job, record, event)
+
+    threads = [threading.Thread(target=first_event, args=(run_id,)) for run_id in job.run_ids]
+    threads[0].start()
+    time.sleep(0.1)
+    threads[1].start()
+    for thread in threads:
+        thread.join(30)
+    store.flush()
+    for run_id in job.run_ids:
+        stored = store.load(run_id)
+        assert stored.train_size == 300 and stored.class_names == tuple("0123456789"), run_id
+    store.close()

@@ -200,6 +200,22 @@ def test_remote_control_replays_a_pause_and_a_pending_rate_on_connect():
     assert sent == [("pause",), ("set_learning_rate", 0.3)]
     assert control.take_learning_rates([0.1]) is None  # the worker has it now, not a local loop
     control.resume()
-    control.disconnect()
+    control.disconnect(sent.append)
     control.stop()
     assert sent[-1] == ("resume",) and control.stop_requested
+
+
+def test_remote_control_reaches_every_worker_of_a_sweep_split_over_several():
+    control, first, second = RemoteControl(), [], []
+    control.set_learning_rate(0.3)
+    control.connect(first.append)
+    control.pause()
+    control.connect(second.append)  # a later group's worker: told it is paused; the rate change was taken
+    assert first == [("set_learning_rate", 0.3), ("pause",)] and second == [("pause",)]
+    assert control.connections == 2
+    control.scale_learning_rates(0.5)
+    control.resume()
+    assert first[-2:] == second[-2:] == [("scale_learning_rates", 0.5), ("resume",)]
+    control.disconnect(first.append)
+    control.stop()
+    assert first[-1] == ("resume",) and second[-1] == ("stop",) and control.connections == 1
