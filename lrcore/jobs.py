@@ -99,6 +99,8 @@ class Job(Generic[State]):
             self.failed(f"stopped by an internal error: {type(error).__name__}: {error}")
 
 
+BORROW_EVERY = 1.0  # seconds between a sweep's looks for idle workers while one of its groups trains
+
 # listener(job, record, event): called in the job's thread after `fold(record, event)`, with the job's
 # own record (read it there, do not keep it). event None: the job ended the run without a Finished
 # event (record.status says how: crashed, or stopped before its group started).
@@ -257,10 +259,16 @@ class TrainingJob(Job[list[RunRecord]]):
         pool when its group ends and another job is waiting."""
         pending = collections.deque(range(len(self.groups)))
         borrowed: list[threading.Thread] = []
-        while (number := self._next_group(pending)) is not None:
-            if worker is not None:
+        tried = [0.0]
+
+        def borrow() -> None:  # also while a group trains: a worker may finish starting or free up meanwhile
+            if worker is not None and pending and time.monotonic() - tried[0] >= BORROW_EVERY:
+                tried[0] = time.monotonic()
                 self._borrow_idle_workers(pending, borrowed)
-            died = self._train_group(worker, number)
+
+        while (number := self._next_group(pending)) is not None:
+            borrow()
+            died = self._train_group(worker, number, between_events=borrow)
             if died is not None:  # every run no worker has taken yet ends with it, as when one worker trains all
                 with self._lock:
                     left = [index for group in pending for index in self.groups[group]]
@@ -309,7 +317,7 @@ class TrainingJob(Job[list[RunRecord]]):
                 fold(record, event_of(position))
             self._notify(record, event_of(position))
 
-    def _train_group(self, worker, number: int) -> str | None:
+    def _train_group(self, worker, number: int, between_events: Callable[[], None] | None = None) -> str | None:
         """Train group `number` on `worker` (None: in this thread); the message if the worker died, else None."""
         group = self.groups[number]
         if self.control.stop_requested:
@@ -328,6 +336,8 @@ class TrainingJob(Job[list[RunRecord]]):
                     record = self._state[index]
                     fold(record, event)
                 self._notify(record, event)
+                if between_events is not None:
+                    between_events()
         except (ConfigError, DatasetUnavailable) as error:
             self._end_runs(group, Status.FAILED, str(error))
         except TaskFailed as error:

@@ -128,6 +128,21 @@ def best(records: Sequence[RunRecord]) -> RunRecord | None:
     return first[0]
 
 
+def wall_seconds(records: Sequence[RunRecord]) -> float:
+    """Seconds from the first group's start to the last run's latest report: a sweep's groups train in turn
+    on one worker or side by side on several, so adding up each group's time would overstate it."""
+    timed = [record for record in records if record.elapsed]
+    if not timed:
+        return 0.0
+    return max(record.updated for record in timed) - min(record.updated - record.elapsed for record in timed)
+
+
+def training_groups(records: Sequence[RunRecord]) -> int:
+    """How many of the sweep's groups (batch sizes, data settings) train at this moment."""
+    return len({tuple(getattr(record.config, name) for name in GROUP_SHARED)
+                for record in records if record.status in (Status.TRAINING, Status.PAUSED) and record.progress})
+
+
 def fraction_done(records: Sequence[RunRecord]) -> float:
     """Share of all epochs of all runs trained so far (0..1), whether the groups train in turn or side by side."""
     if not records:

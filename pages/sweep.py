@@ -21,7 +21,7 @@ from lrcore.record import RunRecord
 from lrcore.settings import OPTIMIZER_LABELS
 from lrcore.store import StoreError
 from lrcore.store_controls import StoredJob
-from lrcore.sweep import best, fraction_done, ranked
+from lrcore.sweep import best, fraction_done, ranked, training_groups, wall_seconds
 from ui import common, identity, lessons, polling
 from ui import compare_charts as charts
 from ui import format as fmt
@@ -139,6 +139,8 @@ def live_sweep(sweep_id: str | None, was_active: bool, was_paused: bool) -> None
             "evaluating the untrained models (epoch 0)…"
         waiting = sum(run.status == "waiting" for run in runs)
         queue = f" · {waiting} waiting for their batch size's pass" if waiting else ""
+        side_by_side = training_groups(runs)  # a sweep's groups on several worker processes at once
+        queue += f" · {side_by_side} batch-size groups side by side" if side_by_side > 1 else ""
         state = "Paused" if view.paused else "Training"
         queued = next((run for run in runs if run.status == "queued"), None)
         if queued is not None:  # every worker process is busy (lrcore.workers)
@@ -147,9 +149,8 @@ def live_sweep(sweep_id: str | None, was_active: bool, was_paused: bool) -> None
         else:
             st.progress(fraction_done(runs), text=f"{state} {count} runs · {where}{queue}")
     else:
-        elapsed = sum({run.elapsed for run in runs if run.elapsed})  # one pass per batch size
         st.progress(1.0 if view.status == "done" else fraction_done(runs),
-                    text=f"{view.status.capitalize()}: {count} runs in {elapsed:.1f} s")
+                    text=f"{view.status.capitalize()}: {count} runs in {wall_seconds(runs):.1f} s")
     if view.job is None:
         when = time.strftime("%d %b %Y, %H:%M", time.localtime(view.created))
         config = runs[0].config  # dataset, epochs and optimizer are the same for every run

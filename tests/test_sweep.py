@@ -13,8 +13,9 @@ from lrcore import events as ev
 from lrcore.config import ConfigError
 from lrcore.jobs import TrainingJob, batch_groups, new_id
 from lrcore.record import MAX_BATCH_VALUES, RunRecord, add_batch_losses
+from lrcore.status import Status
 from lrcore.sweep import (MAX_CONFIGS, best, check_sweep, config_label, fraction_done, log_grid, parse_numbers,
-                          ranked, sweep_configs)
+                          ranked, sweep_configs, training_groups, wall_seconds)
 
 METRICS = ("train_loss", "train_accuracy", "validation_loss", "validation_accuracy")
 
@@ -234,3 +235,18 @@ def test_batch_losses_are_thinned_by_averaging_neighbours():
     # every value is the mean of `batch_stride` consecutive steps ending at its step
     index = record.batch_steps.index(15_000)
     assert record.batch_losses[index] == pytest.approx(2.0) and record.batch_losses[index + 1] == pytest.approx(1.0)
+
+
+def test_a_sweep_takes_as_long_as_its_groups_span_whether_in_turn_or_side_by_side():
+    def run(batch_size: int, start: float, seconds: float, status=Status.DONE) -> RunRecord:
+        record = RunRecord(f"r{batch_size}-{start}", "", TrainConfig(batch_size=batch_size), status=status,
+                           elapsed=seconds, progress={"epoch": 1})
+        record.updated = 1000.0 + start + seconds
+        return record
+
+    in_turn = [run(64, 0, 10), run(64, 0, 10), run(128, 10, 5)]
+    side_by_side = [run(64, 0, 10), run(128, 0.5, 5)]
+    assert wall_seconds(in_turn) == pytest.approx(15) and wall_seconds(side_by_side) == pytest.approx(10)
+    assert wall_seconds([RunRecord("q", "", TrainConfig(), status=Status.STOPPED)]) == 0.0  # never trained
+    assert training_groups([run(64, 0, 1, Status.TRAINING), run(64, 0, 1, Status.TRAINING),
+                            run(128, 0, 1, Status.PAUSED), run(256, 0, 0, Status.WAITING)]) == 2

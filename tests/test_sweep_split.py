@@ -144,3 +144,17 @@ def test_a_killed_borrowed_worker_crashes_its_group_only(jobs, pool):
     job.stop()
     assert [r.status for r in finished(job)][:2] == [Status.STOPPED] * 2
     assert wait_until(lambda: len(pool.workers()) == 2 and victim not in pool.workers()), "no new worker"
+
+
+def test_a_worker_that_frees_up_while_a_group_trains_takes_the_next_group(jobs):
+    lone = start(jobs, [LONG])
+    wait_for_run(LiveRun(lone, lone.run_ids[0]), lambda r: r.epochs_done >= 1, "the lone run to train")
+    job = start(jobs, two_groups(LONG), group_id="split-late")
+    wait_for_run(LiveRun(job, job.run_ids[0]), lambda r: r.epochs_done >= 1, "the first group to train")
+    assert len(job.workers_used) == 1 and job.records()[2].status == Status.WAITING  # no idle worker yet
+    lone.stop()
+    for run_id in job.run_ids[2:]:
+        wait_for_run(LiveRun(job, run_id), lambda r: r.epochs_done >= 1, "the second group on the freed worker")
+    assert len(set(job.workers_used)) == 2 and job.records()[0].status == Status.TRAINING  # side by side
+    job.stop()
+    assert {r.status for r in finished(job)} == {Status.STOPPED}

@@ -164,5 +164,6 @@ def settings_form(dataset_name: str) -> tuple[list[TrainConfig], dict[str, str]]
         passes = f"{batch_count} pass{'es' if batch_count > 1 else ''}"
         st.caption(f"{len(configs)} configurations on {DATASET_TITLES[dataset_name]}; learning rates "
                    f"{', '.join(f'{lr:g}' for lr in rates)}. Trained in {passes} over the data (one per batch size), "
-                   "each pass one matrix product per step for all its configurations.")
+                   "each pass one matrix product per step for all its configurations"
+                   f"{'; the passes run side by side on the worker processes that are free' if batch_count > 1 else ''}.")
     return configs, problems
