@@ -11,11 +11,13 @@ import time
 import pytest
 
 from lrcore.config import TrainConfig
-from lrcore.jobs import JobRegistry, LiveRun, TrainingJob
+from lrcore.jobs import LiveRun
 from lrcore.status import Status
 from lrcore.store import Store
 from lrcore.workers import WorkerPool
 from tests.apptest_helpers import wait_for_run
+# the local pool's helpers; its `jobs` fixture takes this module's `pool` (of two workers)
+from tests.test_workers import finished, jobs, start  # noqa: F401
 
 TIMEOUT = 120  # seconds: a loaded 2-core machine, a worker to (re)start
 LONG = TrainConfig(epochs=1000)  # ended by a stop or a kill
@@ -29,14 +31,9 @@ def pool():
     pool.close()
 
 
-@pytest.fixture
-def jobs(pool):
-    registry = JobRegistry(pool)
-    yield registry
-    for job in registry.jobs():
-        job.stop()
-        job.join(TIMEOUT)
-    assert pool.queued() == 0
+@pytest.fixture(autouse=True)
+def both_given_back(pool):
+    yield
     assert wait_until(lambda: len(pool._idle) == 2), "a worker was not given back"
 
 
@@ -60,18 +57,6 @@ class Timeline:
         if type(event).__name__ == "EpochEnd":
             with self.lock:
                 self.epochs.setdefault(record.run_id, []).append(time.monotonic())
-
-
-def start(jobs: JobRegistry, configs, **kwargs) -> TrainingJob:
-    job = TrainingJob(configs, None, **kwargs)
-    jobs.add(job)
-    return job.start()
-
-
-def finished(job: TrainingJob) -> list:
-    job.join(TIMEOUT)
-    assert not job.alive, "the job did not end"
-    return job.records()
 
 
 def two_groups(config: TrainConfig) -> list[TrainConfig]:
