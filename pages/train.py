@@ -203,10 +203,8 @@ def start_clicked() -> None:
         st.session_state.train_start_error = str(error)
 
 
-def live_run(run_id: str | None, was_active: bool, was_paused: bool = False, run_line=None) -> None:
-    """Progress, metrics and charts of the current run, redrawn from the worker's snapshot (and the sidebar's
-    run line, `run_line`, when the sidebar leaves it to this fragment: common.run_line_slot)."""
-    common.show_run_line(run_line)
+def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> None:
+    """Progress, metrics and charts of the current run, redrawn from the worker's snapshot."""
     worker = common.run_handle(run_id)  # live, or read back from the store (finished, or before a restart)
     if worker is None:
         st.info("Pick the settings above and press **Start**: loss and accuracy will appear here as the "
@@ -459,5 +457,4 @@ if active and not lessons.is_fixed("learning_rate"):  # a lesson that fixes it f
                 note_col.error(f"Nothing changed: {md_escape(error, 300)}")
 
 # a run another server trains is polled too: its record in the store changes as that server writes it
-st.fragment(live_run, run_every=polling.live_seconds() if watching else None)(run_id, watching, bool(paused),
-                                                                           common.run_line_slot())
+st.fragment(live_run, run_every=polling.live_seconds() if watching else None)(run_id, watching, bool(paused))

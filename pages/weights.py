@@ -197,11 +197,8 @@ def load_compared(run_id: str) -> ComparedRun | None:
     return compared
 
 
-def run_weights(run_id: str, was_active: bool, shared_scale: bool, compared: ComparedRun | None = None,
-                run_line=None) -> None:
-    """The current run's weights at the epoch chosen on the slider (following the newest while training), and
-    the sidebar's run line when the sidebar leaves it to this fragment (common.run_line_slot)."""
-    common.show_run_line(run_line)
+def run_weights(run_id: str, was_active: bool, shared_scale: bool, compared: ComparedRun | None = None) -> None:
+    """The current run's weights at the epoch chosen on the slider (following the newest while training)."""
     worker = common.run_handle(run_id)
     if worker is None:
         st.warning("This run is gone: deleted, or its store cannot be read.", icon=":material/warning:")
@@ -301,7 +298,6 @@ else:
     shown = worker.snapshot()
     active = shown.active or shown.settling  # polled until a diverged run's final weights are in
     st.fragment(run_weights, run_every=polling.live_seconds() if active else None)(worker.run_id, active,
-                                                                                  shared_scale, compared,
-                                                                                  common.run_line_slot())
+                                                                                  shared_scale, compared)
 with st.expander("Use a different model: load a checkpoint", icon=":material/upload:"):
     checkpoint_loader("weights_checkpoint_swap")

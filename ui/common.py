@@ -303,14 +303,8 @@ def control_sent(action: Callable[[], object]) -> bool:
     return True
 
 
-# Pages whose own polling fragment follows the current run (while no sweep of the session trains): they
-# redraw the sidebar's run line from that fragment (`show_run_line`) instead of the sidebar polling the same
-# run a second time (a class of 30 watching Train made the server start half as many script runs again).
-RUN_LINE_PAGES = ("train", "weights")
-
-
-def sidebar(page: str = "") -> None:
-    """Dataset, device and the state of the current run, on every page (`page`: the page's url path)."""
+def sidebar() -> None:
+    """Dataset, device and the state of the current run, on every page."""
     get_jobs()  # the first page view starts the worker pool, so it is warm by the first Start
     worker = current_worker()
     if worker is not None and st.query_params.get("run") != worker.run_id:
@@ -322,28 +316,8 @@ def sidebar(page: str = "") -> None:
         # While a run or this session's sweep is active the lines refresh (ui/polling.py); idle, they cost nothing.
         sweep = get_jobs().get(st.session_state.get("sweep_id"))
         shown = worker or _stored_summary()
-        sweeping = sweep is not None and sweep.active
-        live = (shown is not None and shown.snapshot().active) or sweeping
-        _FRAME.run_line = None
-        if live and not sweeping and page in RUN_LINE_PAGES and not (page == "weights" and using_checkpoint()):
-            _FRAME.run_line = st.empty()  # drawn now, then redrawn in place by the page's fragment
-            with _FRAME.run_line.container():
-                _run_state_line()
-        else:
-            st.fragment(run_every=2 * polling.live_seconds() if live else None)(_run_state_line)()
-
-
-def run_line_slot():
-    """The sidebar's run line when this page's fragment is to keep it current (see RUN_LINE_PAGES), else None;
-    pass it to that fragment, which calls `show_run_line` on every poll."""
-    return getattr(_FRAME, "run_line", None)
-
-
-def show_run_line(slot) -> None:
-    """Redraw the sidebar's run line in `slot` (from `run_line_slot`; None: the sidebar polls it itself)."""
-    if slot is not None:
-        with slot.container():
-            _run_state_line()
+        live = (shown is not None and shown.snapshot().active) or (sweep is not None and sweep.active)
+        st.fragment(run_every=2 * polling.live_seconds() if live else None)(_run_state_line)()
 
 
 class _Summary:

@@ -71,7 +71,7 @@ def run() -> None:
     navigation = st.navigation(pages(visibility))  # the navigation ends Streamlit's legacy pages/ mode
     if not navigation.url_path and landing != "home":  # the bare address of a lesson link
         lessons.go_to(landing)
-    common.sidebar(navigation.url_path)
+    common.sidebar()
     identity.sidebar()  # a class server only: this browser's name, the teacher key
     with common.framed():
         if lessons.page_allowed(navigation):  # a page outside the lesson says so instead
