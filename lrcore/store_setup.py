@@ -236,8 +236,11 @@ def _create_schema(engine: sa.Engine, shown: str) -> None:
                                        .values(value=str(schema.SCHEMA_VERSION)))
             return
         except (sa_exc.IntegrityError, sa_exc.ProgrammingError, sa_exc.OperationalError) as error:
-            # another process created the same table or added the same column a moment before
-            if attempt == 2 or (isinstance(error, sa_exc.OperationalError) and "duplicate" not in str(error).lower()):
+            # another process created the same table or added the same column a moment before (PostgreSQL:
+            # a duplicate; SQLite: "table ... already exists", as when a test opened the store a page was creating)
+            message = str(error).lower()
+            if attempt == 2 or (isinstance(error, sa_exc.OperationalError) and "duplicate" not in message
+                                and "already exists" not in message):
                 raise
             time.sleep(0.2)
 

@@ -828,3 +828,21 @@ def test_a_sweep_group_starting_while_another_opens_the_rows_is_saved_whole(tmp_
         stored = store.load(run_id)
         assert stored.train_size == 300 and stored.class_names == tuple("0123456789"), run_id
     store.close()
+
+
+def test_a_store_another_process_is_creating_opens_after_a_retry(tmp_path, monkeypatch):
+    # CI's board test opened the SQLite store while the server was creating its tables: "table lrcore_people
+    # already exists" ended the test; PostgreSQL's "duplicate" was already retried.
+    create_all = schema.Base.metadata.create_all
+    calls = []
+
+    def raced(connection, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # the other process won the first time
+            raise sa_exc.OperationalError("CREATE TABLE lrcore_people", {}, Exception("table lrcore_people already exists"))
+        return create_all(connection, *args, **kwargs)
+
+    monkeypatch.setattr(schema.Base.metadata, "create_all", raced)
+    store = Store(tmp_path / "raced")
+    assert len(calls) == 2 and store.list_runs() == []
+    store.close()
