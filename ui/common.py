@@ -13,12 +13,6 @@ import threading
 from typing import Callable
 from dataclasses import dataclass
 
-# plotly uses pandas only if something imported it already (it looks in sys.modules, imports nothing): a
-# session building a figure while another imports pandas sees it half-initialised ("partially initialized
-# module 'pandas' has no attribute 'Series"). Imported here, where every page and the frame import it first
-# (a second session's import of this module waits until the first one's is done); not in ui/serving, which a
-# page opened by a direct link on a fresh server runs without (CI's class benchmark counted that traceback).
-import pandas  # noqa: F401
 import streamlit as st
 import torch
 
