@@ -35,7 +35,7 @@ from .data import Dataset, DatasetUnavailable
 from .naming import default_run_name, new_id
 from .record import QueueState, RunRecord, crash, fold
 from .status import Status
-from .training import GROUP_SHARED, TrainingControl, train_group
+from .training import TrainingControl, group_key, train_group
 from .workers import PoolUnavailable, RemoteControl, TaskFailed, TrainTask, WorkerDied, WorkerPool
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ def batch_groups(configs: Sequence[TrainConfig]) -> list[list[int]]:
     """Indices of the configurations that can train together, in first-seen order."""
     groups: dict[tuple, list[int]] = {}
     for index, config in enumerate(configs):
-        groups.setdefault(tuple(getattr(config, name) for name in GROUP_SHARED), []).append(index)
+        groups.setdefault(group_key(config), []).append(index)
     return list(groups.values())
 
 
@@ -259,11 +259,12 @@ class TrainingJob(Job[list[RunRecord]]):
         pool when its group ends and another job is waiting."""
         pending = collections.deque(range(len(self.groups)))
         borrowed: list[threading.Thread] = []
-        tried = [0.0]
+        tried = 0.0
 
         def borrow() -> None:  # also while a group trains: a worker may finish starting or free up meanwhile
-            if worker is not None and pending and time.monotonic() - tried[0] >= BORROW_EVERY:
-                tried[0] = time.monotonic()
+            nonlocal tried
+            if worker is not None and pending and time.monotonic() - tried >= BORROW_EVERY:
+                tried = time.monotonic()
                 self._borrow_idle_workers(pending, borrowed)
 
         while (number := self._next_group(pending)) is not None:
@@ -305,17 +306,15 @@ class TrainingJob(Job[list[RunRecord]]):
             if not pending:
                 return None
             number = pending.popleft()
-        self._change_group(number, lambda index: QueueState(index, Status.STARTING), only_waiting=True)
-        return number
-
-    def _change_group(self, number: int, event_of: Callable[[int], QueueState], only_waiting: bool = False) -> None:
         for position, index in enumerate(self.groups[number]):
+            event = QueueState(position, Status.STARTING)
             with self._lock:
                 record = self._state[index]
-                if only_waiting and record.status != Status.WAITING:
+                if record.status != Status.WAITING:  # the first group: starting since it left the queue
                     continue
-                fold(record, event_of(position))
-            self._notify(record, event_of(position))
+                fold(record, event)
+            self._notify(record, event)
+        return number
 
     def _train_group(self, worker, number: int, between_events: Callable[[], None] | None = None) -> str | None:
         """Train group `number` on `worker` (None: in this thread); the message if the worker died, else None."""

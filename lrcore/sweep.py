@@ -17,7 +17,7 @@ from typing import Sequence
 from .config import LEARNING_RATE_RANGE, ConfigError, TrainConfig, config_problems
 from .record import RunRecord
 from .status import Status
-from .training import GROUP_SHARED
+from .training import GROUP_SHARED, group_key
 
 MAX_CONFIGS = 64  # one sweep; 64 x 10 x 784 weights and their curves stay small
 GRID_SIZES = (2, 64)  # values in one log grid
@@ -139,8 +139,8 @@ def wall_seconds(records: Sequence[RunRecord]) -> float:
 
 def training_groups(records: Sequence[RunRecord]) -> int:
     """How many of the sweep's groups (batch sizes, data settings) train at this moment."""
-    return len({tuple(getattr(record.config, name) for name in GROUP_SHARED)
-                for record in records if record.status in (Status.TRAINING, Status.PAUSED) and record.progress})
+    return len({group_key(record.config) for record in records
+                if record.status in (Status.TRAINING, Status.PAUSED) and record.progress})
 
 
 def fraction_done(records: Sequence[RunRecord]) -> float:

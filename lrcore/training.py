@@ -39,6 +39,11 @@ PER_MODEL = ("learning_rate", "weight_decay")
 GROUP_SHARED = tuple(field.name for field in fields(TrainConfig) if field.name not in PER_MODEL)
 
 
+def group_key(config: TrainConfig) -> tuple:
+    """What configurations must share to train together in one stacked pass (equal keys: one group)."""
+    return tuple(getattr(config, name) for name in GROUP_SHARED)
+
+
 class TrainingControl:
     """Pause, resume, stop and change the learning rates of a run (or a group) from another thread."""
 
