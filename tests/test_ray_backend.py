@@ -10,7 +10,6 @@ import os
 import signal
 import sys
 import threading
-import time
 
 import pytest
 
@@ -23,7 +22,8 @@ from lrcore.store import Store
 from lrcore.workers import WorkerPool
 from tests.apptest_helpers import wait_for_run
 # the local pool's helpers; its `jobs` fixture takes this module's `pool` (the Ray one)
-from tests.test_workers import finished, jobs, pause_resume_learning_rate_and_stop, run_of, start  # noqa: F401
+from tests.test_workers import (finished, jobs, pause_resume_learning_rate_and_stop, run_of, start,  # noqa: F401
+                                started_pool, wait_until)
 
 TIMEOUT = 120  # seconds: a loaded 2-core machine, an actor to (re)start
 SMALL = TrainConfig(epochs=2, per_class_limit=30)
@@ -48,10 +48,8 @@ def workers_ray():
 
 @pytest.fixture(scope="module")
 def pool(workers_ray):
-    pool = WorkerPool(2, worker_factory=workers_ray.RayWorker)
-    assert pool.wait_ready(TIMEOUT), pool.problem or "the actors did not start"
-    yield pool
-    pool.close()
+    with started_pool(2, worker_factory=workers_ray.RayWorker) as pool:
+        yield pool
 
 
 def events_of(jobs: JobRegistry, config: TrainConfig) -> tuple[list, list]:
@@ -128,16 +126,7 @@ def test_a_killed_actor_crashes_its_runs_keeps_their_epochs_and_is_replaced(jobs
     after = finished(start(jobs, [SMALL]))[0]  # on the other actor, while the pool starts a new one
     assert after.status == Status.DONE, after.message
     assert victim not in pool.workers() and not victim.alive
-    assert wait_until_replaced(pool, 2), "no new actor took its place"
-
-
-def wait_until_replaced(pool: WorkerPool, size: int) -> bool:
-    deadline = time.monotonic() + TIMEOUT
-    while len(pool.workers()) < size:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+    assert wait_until(lambda: len(pool.workers()) == 2), "no new actor took its place"
 
 
 def test_ray_pool_is_as_large_as_the_cluster_unless_told(workers_ray, monkeypatch):

@@ -14,10 +14,9 @@ from lrcore.config import TrainConfig
 from lrcore.jobs import LiveRun
 from lrcore.status import Status
 from lrcore.store import Store
-from lrcore.workers import WorkerPool
 from tests.apptest_helpers import wait_for_run
 # the local pool's helpers; its `jobs` fixture takes this module's `pool` (of two workers)
-from tests.test_workers import finished, jobs, start  # noqa: F401
+from tests.test_workers import finished, jobs, start, started_pool, wait_until  # noqa: F401
 
 TIMEOUT = 120  # seconds: a loaded 2-core machine, a worker to (re)start
 LONG = TrainConfig(epochs=1000)  # ended by a stop or a kill
@@ -25,25 +24,14 @@ LONG = TrainConfig(epochs=1000)  # ended by a stop or a kill
 
 @pytest.fixture(scope="module")
 def pool():
-    pool = WorkerPool(2)
-    assert pool.wait_ready(TIMEOUT), pool.problem or "the workers did not start"
-    yield pool
-    pool.close()
+    with started_pool(2) as pool:
+        yield pool
 
 
 @pytest.fixture(autouse=True)
 def both_given_back(pool):
     yield
     assert wait_until(lambda: len(pool._idle) == 2), "a worker was not given back"
-
-
-def wait_until(condition, timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 class Timeline:

@@ -5,8 +5,11 @@ every test leaves it idle again. The kill -9 test replaces its worker, as the po
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import time
+from typing import Iterator
 
 import pytest
 
@@ -23,12 +26,31 @@ TIMEOUT = 120  # seconds: a loaded 2-core machine, a worker to (re)start
 LONG = TrainConfig(epochs=1000)  # far longer than any test waits: ended by a stop or a kill
 
 
+@contextlib.contextmanager
+def started_pool(size: int, **options) -> Iterator[WorkerPool]:
+    """A pool of `size` workers (`options`: WorkerPool's, e.g. Ray actors), every one ready; closed after."""
+    pool = WorkerPool(size, **options)
+    try:
+        assert pool.wait_ready(TIMEOUT), pool.problem or "the workers did not start"
+        yield pool
+    finally:
+        pool.close()
+
+
+def wait_until(condition, timeout: float = TIMEOUT) -> bool:
+    """Whether `condition()` came true within `timeout` (checked every 50 ms: pool state has no event to wait on)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 @pytest.fixture(scope="module")
 def pool():
-    pool = WorkerPool(1)
-    assert pool.wait_ready(TIMEOUT), pool.problem or "the worker did not start"
-    yield pool
-    pool.close()
+    with started_pool(1) as pool:
+        yield pool
 
 
 @pytest.fixture
