@@ -7,7 +7,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from tests.browser.conftest import screenshot, wait_for_app
-from tests.browser.test_layout import CHECKED, LAYOUT_PROBLEMS
+from tests.browser.test_layout import settled_layout_problems
 
 MAIN = '[data-testid="stMain"]'
 
@@ -88,7 +88,7 @@ def test_the_too_high_preset_shows_one_set_of_numbers_for_the_kept_weights(page,
     assert len(values) == 2 and values[0] == values[1], values
     expect(page.get_by_text(f"Every number below is for the weights kept from epoch {kept[1]}, batch {kept[2]} "
                             f"of {kept[3]}.")).to_be_visible()
-    assert not page.evaluate(LAYOUT_PROBLEMS, CHECKED)  # no metric cut short ("epoc…", "239.9…")
+    assert not settled_layout_problems(page)  # no metric cut short ("epoc…", "239.9…")
     ticks = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
         .filter(p => p.layout && String(p.layout.title && p.layout.title.text).includes('Accuracy'))
         .flatMap(p => [...p.querySelectorAll('.ytick text')].map(t => t.textContent))""")

@@ -23,7 +23,10 @@ CHECKED = ("button, label, [data-testid='stWidgetLabel'], [data-testid='stMetric
 LAYOUT_PROBLEMS = """(selector) => {
   const problems = [];
   const visible = el => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
-  const name = el => (el.innerText || '').trim().replace(/\\s+/g, ' ').slice(0, 60);
+  // A button without text (an icon: a number input's step, a chart's toolbar) goes by its label or test id.
+  const name = el => ((el.innerText || '').trim() || el.getAttribute('aria-label') || el.getAttribute('title')
+                      || `[${el.dataset.testid || el.closest('[data-testid]')?.dataset.testid || el.tagName}]`)
+                     .replace(/\\s+/g, ' ').slice(0, 60);
   for (const el of document.querySelectorAll(selector)) {
     if (!visible(el) || el.closest('[data-testid="stSidebarCollapsedControl"], [data-testid="stToolbar"]')) continue;
     // Cut short: some element inside clips its text (text-overflow: ellipsis or hidden overflow).
@@ -45,7 +48,9 @@ LAYOUT_PROBLEMS = """(selector) => {
         if (['hidden', 'clip'].includes(style.overflowX) || ['hidden', 'clip'].includes(style.overflow)) {
           const frame = up.getBoundingClientRect();
           if (box.right > frame.right + 1 || box.left < frame.left - 1) {
-            problems.push(`clipped: button "${name(el)}" sticks out of its box`);
+            problems.push(`clipped: button "${name(el)}" sticks out of its box ` +
+                          `(${Math.round(box.left)}-${Math.round(box.right)} px in ${Math.round(frame.left)}-${Math.round(frame.right)} px ` +
+                          `of ${up.dataset.testid || up.className.toString().slice(0, 40)})`);
           }
           break;
         }
@@ -70,6 +75,18 @@ LAYOUT_PROBLEMS = """(selector) => {
   return [...new Set(problems)];
 }"""
 
+
+
+def settled_layout_problems(page, selector: str = CHECKED, within_ms: int = 3000) -> list[str]:
+    """LAYOUT_PROBLEMS of a page that may be redrawing (a live run's polling, a resize's reflow): looked at
+    again until none are left or `within_ms` has passed, so only a problem that stays is reported."""
+    problems = page.evaluate(LAYOUT_PROBLEMS, selector)
+    for _ in range(within_ms // 250):
+        if not problems:
+            break
+        page.wait_for_timeout(250)
+        problems = page.evaluate(LAYOUT_PROBLEMS, selector)
+    return problems
 
 @pytest.fixture(scope="module")
 def finished_run(browser, dashboard_url) -> str:

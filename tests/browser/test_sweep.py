@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import screenshot, start_streamlit, stop, wait_for_app
-from tests.browser.test_layout import CHECKED, LAYOUT_PROBLEMS
+from tests.browser.test_layout import settled_layout_problems
 
 # Traces of the chart whose title contains the text, by kind: configuration lines have a name.
 CHART_TRACES = """(title) => {
@@ -59,7 +59,7 @@ def test_sweep_range_test_and_open_in_train(page, dashboard_url):
     screenshot(page, "sweep")
     page.set_viewport_size({"width": 1024, "height": 768})  # a projector: the run actions whole, nothing cut
     page.wait_for_timeout(500)
-    assert not page.evaluate(LAYOUT_PROBLEMS, CHECKED)
+    assert not settled_layout_problems(page)
     page.set_viewport_size({"width": 1400, "height": 1000})
 
     page.get_by_role("button", name="Find a learning rate").click()
@@ -124,7 +124,7 @@ def test_pause_resume_scale_and_stop_a_sweep(page, dashboard_url):
     screenshot(page, "sweep-live-controls")
     page.set_viewport_size({"width": 1024, "height": 768})  # the live controls on a projector, nothing cut
     page.wait_for_timeout(500)
-    assert not page.evaluate(LAYOUT_PROBLEMS, CHECKED)
+    assert not settled_layout_problems(page)
 
     for _ in range(3):  # a click can land while the polling rerun replaces the button: try again
         main.get_by_role("button", name=re.compile("Stop$")).click()
