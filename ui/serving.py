@@ -20,3 +20,8 @@ FROZEN = os.environ.get("LRCORE_GC_FREEZE", "1").strip() != "0"
 if FROZEN:
     gc.collect()  # what is garbage now must not be frozen for good
     gc.freeze()
+
+# Script-thread events reach the event loop in batches (ui/event_batching.py: a class's burst of clicks).
+from ui import event_batching  # noqa: E402
+
+event_batching.install()
