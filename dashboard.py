@@ -10,7 +10,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so `lrcore`, `pages` and `ui` import anywhere
 
-from ui import frame  # noqa: E402
-from ui import serving  # noqa: E402,F401  (once per process: gc.freeze() after the imports)
+from ui import frame  # noqa: E402  (its last import is the process-wide set-up, ui/serving.py)
 
 frame.run()

@@ -20,7 +20,7 @@ from lrcore import datasets
 from lrcore.data import DATASET_TITLES, DatasetUnavailable, make_splits
 from lrcore.status import Status
 from lrcore.store import StoreError
-from ui import charts, common, from_scratch_panel, identity, polling, run_summary
+from ui import charts, common, event_loop, from_scratch_panel, identity, polling, run_summary
 from ui import lessons
 # setting_widget as the lesson allows: a fixed setting's control disabled, a hidden one's left out
 from ui.lessons import lesson_widget as setting_widget
@@ -174,11 +174,12 @@ def wait_for_first_point(worker) -> None:
     (every worker busy or still starting) does not wait: the page says it is queued.
     """
     deadline = time.monotonic() + FIRST_POINT_WAIT
-    while time.monotonic() < deadline:
-        record = worker.snapshot()
-        if record.epochs or not record.active or record.status == Status.QUEUED:
-            return
-        time.sleep(0.02)
+    with event_loop.slot_given_up():  # 30 students pressing Start at once must not wait in line for this
+        while time.monotonic() < deadline:
+            record = worker.snapshot()
+            if record.epochs or not record.active or record.status == Status.QUEUED:
+                return
+            time.sleep(0.02)
 
 
 def start_clicked() -> None:

@@ -12,6 +12,10 @@ import torch
 
 from lrcore import datasets
 from ui import common, identity, lessons
+# Last: the process-wide set-up (gc.freeze() after the imports, the event loop's relief). Here, not only in
+# dashboard.py: a fresh server's first sessions may run a page alone, and sessions opened before the set-up
+# keep Streamlit's own wake-up (bench_class's students did: the relief reached them only in part).
+from ui import serving  # noqa: E402,F401
 
 
 def draw_title() -> str:

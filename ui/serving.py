@@ -21,7 +21,8 @@ if FROZEN:
     gc.collect()  # what is garbage now must not be frozen for good
     gc.freeze()
 
-# Script-thread events reach the event loop in batches (ui/event_batching.py: a class's burst of clicks).
-from ui import event_batching  # noqa: E402
+# Streamlit's event loop no longer waits for the GIL per message and per script run (ui/event_loop.py:
+# a class's burst of clicks).
+from ui import event_loop  # noqa: E402
 
-event_batching.install()
+event_loop.install()
