@@ -7,6 +7,7 @@ the same board with their own runs marked "you" and the others' as "classmate".
 """
 from __future__ import annotations
 
+import pandas  # noqa: F401  (before streamlit, plotly and ui: see ui/__init__.py)
 import streamlit as st
 
 from ui import board, common

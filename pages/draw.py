@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pandas  # noqa: F401  (before streamlit, plotly and ui: see ui/__init__.py)
 import streamlit as st
 import torch
 from PIL import Image

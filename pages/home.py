@@ -1,4 +1,5 @@
 """Home: what this dashboard is, where to start, and the tutorials' experiments one click away."""
+import pandas  # noqa: F401  (before streamlit, plotly and ui: see ui/__init__.py)
 import streamlit as st
 
 from lrcore.naming import defaults_for

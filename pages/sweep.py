@@ -13,6 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 
+import pandas  # noqa: F401  (before streamlit, plotly and ui: see ui/__init__.py)
 import streamlit as st
 
 from lrcore.config import ConfigError, defaults_for

@@ -12,6 +12,7 @@ import math
 import time
 from urllib.parse import urlencode
 
+import pandas  # noqa: F401  (before streamlit, plotly and ui: see ui/__init__.py)
 import streamlit as st
 
 from lrcore.config import ConfigError, TrainConfig, config_problems, defaults_for, special_defaults

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import pandas  # noqa: F401  (before streamlit, plotly and ui: see ui/__init__.py)
 import streamlit as st
 import torch
 

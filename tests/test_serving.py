@@ -32,16 +32,27 @@ def test_imported_objects_are_frozen_unless_turned_off():
     assert frozen_after_import(LRCORE_GC_FREEZE="0") == 0
 
 
-def test_every_page_imports_pandas_before_it_can_draw_a_chart():
+def first_import_of(path: Path, *modules: str) -> int:
+    """The line of the script's first top-level import of one of these top-level modules (0 if none)."""
+    for node in ast.parse(path.read_text()).body:
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+        if any(name.split(".")[0] in modules for name in names):
+            return node.lineno
+    return 0
+
+
+def test_every_script_streamlit_runs_imports_pandas_before_streamlit_plotly_or_ours():
     # plotly only looks pandas up in sys.modules: a page building a figure while another session's thread was
     # importing pandas saw it half-initialised ("module 'pandas' has no attribute 'Series'", a traceback in
-    # CI's class benchmark). A page opened by a direct link on a fresh server runs without dashboard.py, so
-    # the import is in the ui package itself, which every page (and the frame) imports before using plotly.
+    # CI's class benchmark). The ui package's own import is not enough (ui/__init__.py says why): each script
+    # a session runs, dashboard.py or a page opened by a direct link on a fresh server, imports pandas first.
     probe = "import sys; sys.path.insert(0, '.'); import ui; print(hasattr(sys.modules.get('pandas'), 'Series'))"
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-1] == "True"
-    for page in sorted((ROOT / "pages").glob("*.py")):
-        tree = ast.parse(page.read_text())
-        assert any(isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "ui"
-                   for node in tree.body), f"{page.name} does not import the ui package"
+    for script in [ROOT / "dashboard.py", *sorted((ROOT / "pages").glob("*.py"))]:
+        pandas_line = first_import_of(script, "pandas")
+        ours_line = first_import_of(script, "streamlit", "plotly", "ui", "lrcore")
+        assert ours_line, f"{script.name} imports none of streamlit, plotly, ui, lrcore"
+        assert 0 < pandas_line < ours_line, f"{script.name}: pandas is not imported before line {ours_line}"

@@ -1,14 +1,13 @@
 """Helpers shared by the pages (kept out of `pages/`, which holds only pages).
 
-pandas is imported here, first, once per process: plotly uses it only if something imported it already (it
-looks in sys.modules and imports nothing), so a session building a figure while another session imported
-pandas saw it half-initialised ("partially initialized module 'pandas' has no attribute 'Series'", a
-traceback in CI's class benchmark). Every page and the frame import this package before anything else of
-ours, and a second thread's import of it waits until the first one's is done. Not in ui/serving, which a page
-opened by a direct link on a fresh server runs without. Not settled: CI's concurrent-import test
-(tests/test_imports.py) still sees the same half-initialised module at times with the import here (CI on
-2026-12-01 evening, and about half of the local pytest runs just after it, at this commit and the one before
-today's changes; none in 26 runs of its script outside pytest). Which import-lock cycle hands a thread the
-half-imported module is not known yet.
+pandas is imported first, here and in dashboard.py and every page: plotly uses it only if something imported
+it already (it looks in sys.modules and imports nothing), so a session building a figure while another
+session's thread was importing pandas saw it half-initialised ("partially initialized module 'pandas' has no
+attribute 'Series'", a traceback in CI's class benchmark). A plain `import pandas` waits until another
+thread's import of it is done. The import here alone is not enough: Python does not make `import ui.common`
+(or `from ui.text import ...`) wait for a `ui` package another thread is still initialising (a parent found
+in sys.modules is used as it is), so a thread importing a submodule ran while another was still in this
+file's pandas import (found with a trace of every thread at the failure in tests/test_imports.py). Hence
+the scripts Streamlit runs import pandas themselves before anything else of ours (tests/test_serving.py).
 """
 import pandas  # noqa: F401

@@ -11,11 +11,6 @@ from __future__ import annotations
 import gc
 import os
 
-# plotly uses pandas only if something imported it already (it looks in sys.modules): two sessions on
-# a fresh server importing it at once let one of them see it half-initialised ("partially initialized
-# module 'pandas' has no attribute 'Series'"). Imported here, once, before any page runs.
-import pandas  # noqa: F401
-
 FROZEN = os.environ.get("LRCORE_GC_FREEZE", "1").strip() != "0"
 if FROZEN:
     gc.collect()  # what is garbage now must not be frozen for good
