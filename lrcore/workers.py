@@ -26,6 +26,7 @@ import threading
 from multiprocessing.connection import wait
 from typing import Callable
 
+from .env_number import env_number
 from .workers_control import RemoteControl
 from .workers_process import RangeTask, TaskFailed, TrainTask, Worker, WorkerDied
 
@@ -44,17 +45,8 @@ def pool_size(default: int | None = None) -> int:
     """Workers from $LRCORE_WORKERS (0: train in threads), else `default`, else the usable cores."""
     cores = default if default is not None else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
         else os.cpu_count() or 1
-    value = os.environ.get(ENV_WORKERS, "").strip()
-    if not value:
-        return cores
-    try:
-        size = int(value)
-        if size < 0:
-            raise ValueError
-    except ValueError:
-        log.error("%s=%r is not a whole number of workers (0 or more); using %d", ENV_WORKERS, value, cores)
-        return cores
-    return size
+    return int(env_number(ENV_WORKERS, os.environ.get(ENV_WORKERS), cores, 0, whole=True,
+                          meaning=f"{cores} workers"))
 
 
 class WorkerPool:

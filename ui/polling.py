@@ -20,23 +20,15 @@ import uuid
 
 import streamlit as st
 
+from lrcore.env_number import env_number
+
 DEFAULT_SECONDS = 1.0
 
 
 def poll_seconds(text: str | None, default: float = DEFAULT_SECONDS) -> float:
     """The poll period from LRCORE_POLL_SECONDS's text: a number of seconds from 0.2 to 10, else the
     default (with a message on the server's console saying what was wrong)."""
-    if text is None or not text.strip():
-        return default
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = float("nan")
-    if not 0.2 <= seconds <= 10:  # also false for NaN
-        print(f"lrcore: LRCORE_POLL_SECONDS={text!r} is not a number of seconds from 0.2 to 10; "
-              f"polling every {default:g} s", flush=True)
-        return default
-    return seconds
+    return env_number("LRCORE_POLL_SECONDS", text, default, 0.2, 10, meaning=f"polling every {default:g} s")
 
 
 LIVE_SECONDS = poll_seconds(os.environ.get("LRCORE_POLL_SECONDS"))  # a live run or sweep
