@@ -100,7 +100,7 @@ def test_events_after_the_loop_closed_are_dropped_as_streamlit_drops_them():
 
 
 @pytest.mark.parametrize("setting, batched", [("1", True), ("0", False)])
-def test_the_served_dashboard_applies_all_five_unless_turned_off(setting, batched):
+def test_the_served_dashboard_applies_them_unless_turned_off(setting, batched):
     probe = ("import sys; sys.path.insert(0, '.'); from ui import serving, event_loop as ours; "
              "from streamlit.runtime.app_session import AppSession; from streamlit.runtime.runtime import Runtime; "
              "from streamlit.runtime.scriptrunner.script_runner import ScriptRunner; "
@@ -108,11 +108,12 @@ def test_the_served_dashboard_applies_all_five_unless_turned_off(setting, batche
              "Runtime._enqueued_some_message is ours._enqueued_some_message, ScriptRunner.start is ours._start_script_runner, "
              "sys.modules['streamlit.runtime.scriptrunner.script_runner'].exec_func_with_error_handling is ours._exec_in_a_slot, "
              "sys.modules['streamlit.config'].get_option is ours.get_option, "
-             "sys.modules['streamlit.config'].get_options_for_section is ours.get_options_for_section])")
+             "sys.modules['streamlit.config'].get_options_for_section is ours.get_options_for_section, "
+             "sys.getswitchinterval() == 0.0005])")
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "LRCORE_LOOP_RELIEF": setting})
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().splitlines()[-1] == str([batched] * 6)
+    assert result.stdout.strip().splitlines()[-1] == str([batched] * 7)
 
 
 def test_the_sender_is_woken_in_place_on_the_loop_and_through_the_loop_from_elsewhere(loop):
@@ -162,7 +163,7 @@ def test_a_script_thread_starts_without_waiting_to_run_and_then_runs_as_any_thre
 @pytest.fixture
 def slots(monkeypatch):
     """Two slots, and Streamlit's exec replaced by a plain call (what a page script does is the function's)."""
-    monkeypatch.setattr(event_loop, "_slots", threading.Semaphore(2))
+    monkeypatch.setattr(event_loop, "_slots", event_loop.Slots(2))
     monkeypatch.setattr(event_loop, "_streamlits_exec", lambda func, ctx: func())
     return 2
 
@@ -188,7 +189,7 @@ def test_at_most_the_slots_run_page_scripts_at_once_and_every_one_runs(slots):
 
 
 def test_a_script_that_gives_its_slot_up_while_waiting_lets_the_others_run(monkeypatch):
-    monkeypatch.setattr(event_loop, "_slots", threading.Semaphore(1))
+    monkeypatch.setattr(event_loop, "_slots", event_loop.Slots(1))
     monkeypatch.setattr(event_loop, "_streamlits_exec", lambda func, ctx: func())
     other_ran, outcome = threading.Event(), []
 
@@ -218,6 +219,14 @@ def test_the_slot_count_setting(text, slots, capsys):
     assert event_loop.script_slots(text) == slots
     if text and slots == 3:
         assert f"LRCORE_SCRIPT_SLOTS={text!r} is not a whole number from 1 to 64" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text, milliseconds", [(None, 0.5), ("", 0.5), ("1", 1.0), ("0.1", 0.1), ("10", 10.0),
+                                                ("0", 0.5), ("0.05", 0.5), ("20", 0.5), ("nan", 0.5), ("fast", 0.5)])
+def test_the_switch_interval_setting(text, milliseconds, capsys):
+    assert event_loop.switch_interval_ms(text) == milliseconds
+    if text and text.strip() and milliseconds == 0.5:
+        assert f"LRCORE_SWITCH_INTERVAL_MS={text!r} is not a number from 0.1 to 10" in capsys.readouterr().out
 
 
 def test_settings_read_without_the_lock_give_streamlits_values_while_another_thread_holds_it():
@@ -255,6 +264,102 @@ def test_install_leaves_alone_what_another_streamlit_lacks(monkeypatch, capsys):
 
     monkeypatch.setattr(event_loop, "ENABLED", True)
     monkeypatch.setattr(event_loop, "_PATCHES", ((Elsewhere, "start", event_loop._start_script_runner),))
-    assert event_loop.install() == []
+    before = sys.getswitchinterval()
+    try:
+        assert event_loop.install() == ["switchinterval"]  # Python's own, there in every version
+    finally:
+        sys.setswitchinterval(before)
     assert not hasattr(Elsewhere, "start")
     assert "has no Elsewhere.start as 1.67 has" in capsys.readouterr().out
+
+
+WAKE_PROBE = '''
+import sys
+sys.path.insert(0, {root!r})
+import streamlit as st
+from streamlit.runtime import Runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+from ui import serving, event_loop  # the set-up, as the frame imports it
+session = Runtime.instance()._session_mgr.get_session_info(get_script_run_ctx().session_id).session
+wake = getattr(session._message_enqueued_callback, "__func__", None)
+st.markdown(f"wake-up ours: {{wake is event_loop._enqueued_some_message}}; "
+            f"switch interval {{sys.getswitchinterval() * 1000:g}} ms")
+'''
+
+
+def test_a_served_apps_sessions_use_the_in_place_wake_up_and_the_short_switch_interval(tmp_path):
+    """On a real `streamlit run` server: the session whose run installed the set-up and a later one both
+    wake the sender in place (Streamlit gave them its wake-up bound at start), and the interval is 0.5 ms."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from streamlit_client import StreamlitClient
+    from tests.browser.conftest import start_streamlit, stop
+
+    script = tmp_path / "probe.py"
+    script.write_text(WAKE_PROBE.format(root=str(ROOT)))
+
+    async def texts_of_two_sessions(url: str) -> list[str]:
+        seen = []
+        for _ in range(2):  # the first one's run installs the set-up; the second comes after
+            client = StreamlitClient(url)
+            await client.connect()
+            seen.append(await client.wait_for(
+                lambda: next((text for text in client.texts("markdown") if "wake-up" in text), None),
+                timeout=60, what="the probe's line"))
+            await client.close()
+        return seen
+
+    server, url = start_streamlit(tmp_path, tmp_path / "server.log", script=str(script),
+                                  extra_env={"LRCORE_WORKERS": "0"})
+    try:
+        texts = asyncio.run(texts_of_two_sessions(url))
+    finally:
+        stop(server)
+    assert texts == ["wake-up ours: True; switch interval 0.5 ms"] * 2, texts
+
+
+def test_a_freed_slot_goes_to_the_waiting_clicks_first_then_to_the_polls_in_order():
+    slots, order, threads = event_loop.Slots(1), [], []
+    assert slots.acquire()  # a running script holds the only slot
+
+    def wait(name: str, urgent: bool) -> None:
+        slots.acquire(urgent=urgent)
+        order.append(name)
+        slots.release()
+
+    for name, urgent in [("poll 1", False), ("poll 2", False), ("click 1", True), ("click 2", True)]:
+        threads.append(threading.Thread(target=wait, args=(name, urgent)))
+        threads[-1].start()
+        deadline = time.monotonic() + 5
+        while sum(slots.waiting()) < len(threads) and time.monotonic() < deadline:  # queued in this order
+            time.sleep(0.001)
+    assert slots.waiting() == (2, 2)
+    slots.release()
+    for thread in threads:
+        thread.join(5)
+    assert order == ["click 1", "click 2", "poll 1", "poll 2"]  # a plain semaphore: any order
+    assert slots.acquire(blocking=False) and not slots.acquire(blocking=False)  # the one slot is free again
+
+
+def test_a_timers_rerun_is_a_poll_and_every_other_run_answers_a_click(monkeypatch):
+    from streamlit.runtime.scriptrunner import script_runner
+    from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
+    from streamlit.testing.v1 import AppTest
+
+    def code(rerun_data=RerunData(is_auto_rerun=True)):  # the shape of Streamlit's code_to_exec
+        pass
+
+    assert not event_loop.answers_a_click(code, None)
+    assert event_loop.answers_a_click(lambda rerun_data=RerunData(): None, None)
+    assert not event_loop.answers_a_click(lambda: None, types.SimpleNamespace(fragment_ids_this_run=["f"]))
+    assert event_loop.answers_a_click(lambda: None, types.SimpleNamespace(fragment_ids_this_run=[]))
+    seen = []  # Streamlit's own runner: its function carries the run's request
+    own = script_runner.exec_func_with_error_handling
+
+    def recording(func, ctx):
+        seen.append((any(isinstance(value, RerunData) for value in func.__defaults__ or ()),
+                     event_loop.answers_a_click(func, ctx)))
+        return own(func, ctx)
+
+    monkeypatch.setattr(script_runner, "exec_func_with_error_handling", recording)
+    AppTest.from_string("import streamlit as st\nst.write('hello')").run(timeout=30)
+    assert seen == [(True, True)]

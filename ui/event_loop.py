@@ -21,19 +21,32 @@ once per message or per script run:
 4. Each turn of the loop waits for a system call (epoll) and then for the GIL, which any runnable
    thread may have taken; with 30 page scripts runnable the loop waited its turn behind many of
    them, every turn (and it turns once per message it sends). At most SCRIPT_SLOTS page scripts
-   (full runs and fragment runs alike) now run at once; the others wait in line, in order, without
-   taking the GIL. A script that waits for something outside the server (Start waiting for its
-   run's first point) gives its slot up meanwhile (`slot_given_up`).
+   (full runs and fragment runs alike) now run at once; the others wait in line without taking the
+   GIL, a click's run (a full run, or a fragment rerun no timer asked for) before the timers' polls,
+   each kind in order: with a class's pages polling every second, a click waited behind them. A
+   script that waits for something outside the server (Start waiting for its run's first point)
+   gives its slot up meanwhile (`slot_given_up`).
 5. Every read of a Streamlit setting (`config.get_option`, called for most elements and a dozen
    times per script start on the loop) took one process-wide lock. A script thread that lost the
    GIL while holding it made the loop wait on the lock until that thread got the GIL back: a trace
    of the burst showed the loop receiving clicks but sending nothing for 1.3 s. Reads now go
    without the lock, as Streamlit's own `get_config_options` already does on its fast path
    (settings are written once at start; writes still take the lock).
+6. The loop's sender yields after every message it sends and each send is a system call, so the loop
+   gives the GIL up at least twice per message. Taking it back, it waits in line with every runnable
+   thread (page scripts beginning or ending outside their slots, the threads following the workers'
+   runs), each holding it for Python's switch interval, 5 ms. During the burst a trace showed the sender
+   at 10 messages a second for two seconds, then 6,000 a second once the threads were done. The
+   interval is 0.5 ms here (`LRCORE_SWITCH_INTERVAL_MS`; training runs in the worker processes, which
+   keep Python's). bench/bench_class.py at N = 30, 2 cores, three pairs alternating 0.5 / 5 ms (with
+   all of the above): the slowest probe click 1.96 / 1.39 / 1.19 s against 0.84 / 2.16 / 2.19 s; the
+   first message after a page's rerun request (every student's and the probe's full runs, from a trace
+   of the server's messages) p90 0.33 / 0.32 / 0.26 s against 0.58 / 2.26 / 2.09 s; the price, the runs
+   end later: done p95 14.1 / 11.9 / 8.7 s against 5.9 / 9.4 / 8.8 s (the target is 60 s).
 
-Left as Streamlit has it: the loop's sender yields after every message it sends, and each send is a
-system call; while scripts run, each costs the loop a wait for the GIL, so a page's last message
-can still arrive a second or more after its first during such a burst.
+2. took effect only together with 6.: Streamlit hands each session the wake-up as a method bound when
+the server starts, so replacing it on the class had reached no session; the set-up now gives it to the
+sessions again (before, the same pairs at 5 ms had given a first-message p90 of 1.6-3.4 s).
 
 `LRCORE_LOOP_RELIEF=0` leaves Streamlit as it is (for the benchmark's side-by-side comparison);
 `LRCORE_SCRIPT_SLOTS` (1 to 64, default 3) sets how many page scripts run at once.
@@ -41,6 +54,7 @@ can still arrive a second or more after its first during such a burst.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -53,6 +67,8 @@ from streamlit.runtime.app_session import AppSession
 from streamlit.runtime.runtime import Runtime
 from streamlit.runtime.scriptrunner import script_runner
 from streamlit.runtime.scriptrunner.script_runner import ScriptRunner
+
+from lrcore.env_number import env_number
 
 log = logging.getLogger(__name__)
 
@@ -157,35 +173,79 @@ def _start_script_runner(self: ScriptRunner) -> None:
 def script_slots(text: str | None, default: int = 3) -> int:
     """How many page scripts may run at once, from LRCORE_SCRIPT_SLOTS's text (1 to 64), else `default`
     (with a message on the server's console saying what was wrong)."""
-    if text is None or not text.strip():
-        return default
-    try:
-        slots = int(text)
-    except ValueError:
-        slots = 0
-    if not 1 <= slots <= 64:
-        print(f"lrcore: LRCORE_SCRIPT_SLOTS={text!r} is not a whole number from 1 to 64; {default} page scripts "
-              "run at once", flush=True)
-        return default
-    return slots
+    return int(env_number("LRCORE_SCRIPT_SLOTS", text, default, 1, 64, whole=True,
+                          meaning=f"{default} page scripts run at once"))
+
+
+class Slots:
+    """`count` slots for page scripts; the waiting ones are served in order, a click's before a poll's.
+
+    A freed slot goes straight to the longest-waiting script that answers a click (a full run, or a
+    fragment rerun that is not a timer's), else to the longest-waiting poll: with a class's pages polling
+    every second, a click queued behind 30 polls waited seconds for its turn. The waiters sleep on their
+    own lock, so a freed slot wakes one thread, not every waiter."""
+
+    def __init__(self, count: int) -> None:
+        self._free = count
+        self._lock = threading.Lock()
+        self._waiting: tuple[collections.deque, collections.deque] = (collections.deque(), collections.deque())
+
+    def acquire(self, blocking: bool = True, urgent: bool = True) -> bool:
+        """Take a slot (waiting for one unless not `blocking`); `urgent`: a click's, served first."""
+        with self._lock:
+            if self._free:  # a free slot means nobody waits: release hands slots straight to waiters
+                self._free -= 1
+                return True
+            if not blocking:
+                return False
+            gate = threading.Lock()
+            gate.acquire()
+            self._waiting[0 if urgent else 1].append(gate)
+        gate.acquire()  # released by the release() that hands this thread its slot
+        return True
+
+    def release(self) -> None:
+        """Give the slot to the next waiter (clicks first), or free it."""
+        with self._lock:
+            for queue in self._waiting:
+                if queue:
+                    queue.popleft().release()
+                    return
+            self._free += 1
+
+    def waiting(self) -> tuple[int, int]:
+        """(clicks, polls) waiting for a slot now."""
+        with self._lock:
+            return len(self._waiting[0]), len(self._waiting[1])
 
 
 SCRIPT_SLOTS = script_slots(os.environ.get("LRCORE_SCRIPT_SLOTS"))
-_slots = threading.Semaphore(SCRIPT_SLOTS)
+_slots = Slots(SCRIPT_SLOTS)
 _holding = threading.local()  # .slot: this thread runs a page script in a slot now
 _streamlits_exec = script_runner.exec_func_with_error_handling
+
+
+def answers_a_click(func: Callable[[], object], ctx: object) -> bool:
+    """Whether Streamlit's run answers a user (a full run, or a fragment's rerun that no timer asked for).
+    The run's request is among the defaults of the function Streamlit executes (its `rerun_data`)."""
+    request = next((value for value in getattr(func, "__defaults__", None) or () if hasattr(value, "is_auto_rerun")),
+                   None)
+    if request is not None:
+        return not request.is_auto_rerun
+    return not getattr(ctx, "fragment_ids_this_run", None)  # another Streamlit: full runs count as clicks
 
 
 def _exec_in_a_slot(func: Callable[[], object], ctx: object) -> tuple:
     """Streamlit's exec_func_with_error_handling (a full or fragment run, callbacks included), in a slot."""
     if getattr(_holding, "slot", False):  # never two slots for one thread
         return _streamlits_exec(func, ctx)
-    with _slots:
-        _holding.slot = True
-        try:
-            return _streamlits_exec(func, ctx)
-        finally:
-            _holding.slot = False
+    _slots.acquire(urgent=answers_a_click(func, ctx))
+    _holding.slot = True
+    try:
+        return _streamlits_exec(func, ctx)
+    finally:
+        _holding.slot = False
+        _slots.release()
 
 
 @contextlib.contextmanager
@@ -199,7 +259,7 @@ def slot_given_up() -> Iterator[None]:
     try:
         yield
     finally:
-        _slots.acquire()
+        _slots.acquire(urgent=True)  # its click is still being answered
         _holding.slot = True
 
 
@@ -217,6 +277,18 @@ def get_options_for_section(section: str) -> dict[str, object]:
     """streamlit.config.get_options_for_section without its lock (the same lookup)."""
     return {option.name: option.value for option in config.get_config_options().values()
             if option.section == section}
+
+
+# ---------------------------------------------------------------- 6. a shorter GIL switch interval
+
+def switch_interval_ms(text: str | None, default: float = 0.5) -> float:
+    """The GIL switch interval in milliseconds, from LRCORE_SWITCH_INTERVAL_MS's text (0.1 to 10; Python's
+    own is 5), else `default` (with a message on the server's console saying what was wrong)."""
+    return env_number("LRCORE_SWITCH_INTERVAL_MS", text, default, 0.1, 10,
+                      meaning=f"the GIL is handed over every {default:g} ms")
+
+
+SWITCH_INTERVAL_MS = switch_interval_ms(os.environ.get("LRCORE_SWITCH_INTERVAL_MS"))
 
 
 # (owner, attribute, ours): each replaces a Streamlit internal of 1.67; one another version lacks is left alone.
@@ -243,4 +315,28 @@ def install() -> list[str]:
             continue
         setattr(owner, name, ours)
         replaced.append(name)
+    if "_enqueued_some_message" in replaced and not _sessions_wake_the_sender_in_place():
+        replaced.remove("_enqueued_some_message")
+    sys.setswitchinterval(SWITCH_INTERVAL_MS / 1000)
+    replaced.append("switchinterval")
     return replaced
+
+
+def _sessions_wake_the_sender_in_place() -> bool:
+    """Point the sessions at 2.'s wake-up. Streamlit gives each session the Runtime's method as bound when
+    the server started (through its session manager), so replacing it on the class alone reaches no
+    session: the manager (sessions to come) and every session it has are given it again."""
+    if not Runtime.exists():
+        return False
+    runtime = Runtime.instance()
+    manager = getattr(runtime, "_session_mgr", None)
+    if not hasattr(manager, "_message_enqueued_callback"):
+        print("lrcore: this Streamlit's session manager has no _message_enqueued_callback as 1.67 has; the "
+              "sender is woken as Streamlit does", flush=True)
+        return False
+    wake = runtime._enqueued_some_message  # bound now: ours
+    manager._message_enqueued_callback = wake
+    for info in manager.list_sessions():
+        if hasattr(info.session, "_message_enqueued_callback"):
+            info.session._message_enqueued_callback = wake
+    return True

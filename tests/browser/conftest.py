@@ -36,9 +36,9 @@ def _free_port() -> int:
 
 
 def start_streamlit(data_dir: Path, log_path: Path, extra_env: dict | None = None,
-                    options: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
-    """Start the dashboard (`options`: more Streamlit flags, "runner.postScriptGC=false") and wait until
-    /_stcore/health answers ok."""
+                    options: tuple[str, ...] = (), script: str = "dashboard.py") -> tuple[subprocess.Popen, str]:
+    """Start the dashboard (or another `script`; `options`: more Streamlit flags, "runner.postScriptGC=false")
+    and wait until /_stcore/health answers ok."""
     port = _free_port()
     env = {**os.environ, "LRCORE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     if "LRCORE_WORKERS" not in (extra_env or {}):  # the real server trains in worker processes (the AppTests don't)
@@ -50,7 +50,7 @@ def start_streamlit(data_dir: Path, log_path: Path, extra_env: dict | None = Non
             env["LRCORE_WORKERS"] = SERVER_WORKERS
     log = open(log_path, "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
+        [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
          "--server.port", str(port), "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none",  # edits elsewhere in the checkout must not rerun the app
          *(f"--{option}" for option in options)],
