@@ -3,6 +3,7 @@ order, each run once; the sender is woken in place on the loop; script threads s
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import subprocess
 import sys
@@ -311,7 +312,9 @@ def test_a_served_apps_sessions_use_the_in_place_wake_up_and_the_short_switch_in
     server, url = start_streamlit(tmp_path, tmp_path / "server.log", script=str(script),
                                   extra_env={"LRCORE_WORKERS": "0"})
     try:
-        texts = asyncio.run(texts_of_two_sessions(url))
+        # in a thread of its own: a browser test's sync Playwright may have left this thread's loop running
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            texts = pool.submit(asyncio.run, texts_of_two_sessions(url)).result(180)
     finally:
         stop(server)
     assert texts == ["wake-up ours: True; switch interval 0.5 ms"] * 2, texts
