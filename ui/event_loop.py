@@ -44,9 +44,10 @@ once per message or per script run:
    of the server's messages) p90 0.33 / 0.32 / 0.26 s against 0.58 / 2.26 / 2.09 s; the price, the runs
    end later: done p95 14.1 / 11.9 / 8.7 s against 5.9 / 9.4 / 8.8 s (the target is 60 s).
 
-2. took effect only together with 6.: Streamlit hands each session the wake-up as a method bound when
-the server starts, so replacing it on the class had reached no session; the set-up now gives it to the
-sessions again (before, the same pairs at 5 ms had given a first-message p90 of 1.6-3.4 s).
+2. reached no session when it was first written: Streamlit hands each session the wake-up as a method
+bound when the server starts, so replacing it on the class changed nothing; the set-up now also gives it
+to the session manager and every session (`_sessions_wake_the_sender_in_place`). Before that, the same
+pairs at 5 ms had given a first-message p90 of 1.6-3.4 s.
 
 `LRCORE_LOOP_RELIEF=0` leaves Streamlit as it is (for the benchmark's side-by-side comparison);
 `LRCORE_SCRIPT_SLOTS` (1 to 64, default 3) sets how many page scripts run at once.
