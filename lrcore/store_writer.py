@@ -100,6 +100,8 @@ class RunWriter:
         try:
             if self.error is None:
                 self.store._thread.put(self._delta(record), wait=last and wait)
+            elif last and wait:  # the store thread may still be reporting the failure (fail sets error first)
+                self.store._thread.sync(WAIT_SECONDS)
         except Exception as error:  # training goes on, whatever the store does
             self.fail(error)
         finally:
