@@ -274,6 +274,47 @@ def test_install_leaves_alone_what_another_streamlit_lacks(monkeypatch, capsys):
     assert "has no Elsewhere.start as 1.67 has" in capsys.readouterr().out
 
 
+def test_install_leaves_alone_what_someone_else_has_replaced_for_now(monkeypatch, capsys):
+    from streamlit import config
+
+    def tests_own(key: str) -> object:  # as AppTest's stand-in for one of its runs
+        return "tests'"
+
+    monkeypatch.setattr(event_loop, "ENABLED", True)
+    monkeypatch.setattr(event_loop, "_PATCHES", ((config, "get_option", event_loop.get_option),))
+    monkeypatch.setattr(config, "get_option", tests_own)
+    before = sys.getswitchinterval()
+    try:
+        assert event_loop.install() == ["switchinterval"]
+    finally:
+        sys.setswitchinterval(before)
+    assert config.get_option is tests_own
+    assert "get_option is not Streamlit's own just now; left as it is" in capsys.readouterr().out
+
+
+APPTEST_FIRST_RUN = '''
+import sys
+sys.path.insert(0, {root!r})
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_string("""
+import streamlit as st
+from ui import serving  # the set-up, first imported inside AppTest's run as the frame does
+st.select_slider("Rate", ["0.1", "1"], key="rate")
+""", default_timeout=60).run()
+assert not at.exception, at.exception
+print("format_func:", at.select_slider(key="rate").format_func("1"))
+'''
+
+
+def test_an_apptests_first_run_in_a_fresh_process_still_knows_it_is_testing():
+    """AppTest replaces config.get_option during each run; the set-up, imported in the first run, used to
+    replace it again, so that run's widgets kept nothing for AppTest (a KeyError reading a select slider)."""
+    result = subprocess.run([sys.executable, "-c", APPTEST_FIRST_RUN.format(root=str(ROOT))], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "format_func: 1"
+
+
 WAKE_PROBE = '''
 import sys
 sys.path.insert(0, {root!r})

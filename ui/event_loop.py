@@ -314,6 +314,12 @@ def install() -> list[str]:
             print(f"lrcore: this Streamlit has no {getattr(owner, '__name__', owner)}.{name} as 1.67 has "
                   f"({', '.join(missing) or 'changed'}); left as it is", flush=True)
             continue
+        if not _streamlits_own(getattr(owner, name)):
+            # Replaced by someone else for now: AppTest swaps config.get_option for each of its runs
+            # (to say it is testing); replacing it would undo theirs, and their restore would undo ours.
+            print(f"lrcore: {getattr(owner, '__name__', owner)}.{name} is not Streamlit's own just now; "
+                  "left as it is", flush=True)
+            continue
         setattr(owner, name, ours)
         replaced.append(name)
     if "_enqueued_some_message" in replaced and not _sessions_wake_the_sender_in_place():
@@ -321,6 +327,12 @@ def install() -> list[str]:
     sys.setswitchinterval(SWITCH_INTERVAL_MS / 1000)
     replaced.append("switchinterval")
     return replaced
+
+
+def _streamlits_own(current: object) -> bool:
+    """Whether `current` is Streamlit's own code (not put there by AppTest, a test or another library)."""
+    module = getattr(current, "__module__", None) or ""
+    return module.partition(".")[0] == "streamlit" and not module.startswith("streamlit.testing")
 
 
 def _sessions_wake_the_sender_in_place() -> bool:
