@@ -48,7 +48,7 @@ def test_a_watching_page_counts_itself_once_per_session():
         st.write(f"watchers: {polling.watchers()}")
 
     polling._watchers.clear()  # no watcher left from another test of this process
-    first = AppTest.from_function(page).run()
-    second = AppTest.from_function(page).run()
+    first = AppTest.from_function(page, default_timeout=60).run()
+    second = AppTest.from_function(page, default_timeout=60).run()
     assert first.markdown[0].value == "watchers: 1"
     assert second.markdown[0].value == "watchers: 2"  # a second session of the same server process

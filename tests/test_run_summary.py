@@ -15,7 +15,8 @@ def outcome_app(final: dict) -> AppTest:
                            batches_per_epoch=63, final=final)
         show_outcome(record)
 
-    return AppTest.from_function(app, kwargs={"final": final}).run()
+    # 60 s: the first test of a fresh process imports torch and the ui package inside the run (3 s by default)
+    return AppTest.from_function(app, kwargs={"final": final}, default_timeout=60).run()
 
 
 def test_a_diverged_run_whose_kept_weights_are_not_known_yet_does_not_guess_where_they_are_from():
