@@ -1,10 +1,11 @@
 """Does the dashboard slow training down? A real server with the Train page watching, against the CLI.
 
     python bench/bench_dashboard.py                  # fashion-mnist if installed, 5 epochs, 5 repeats
-    python bench/bench_dashboard.py --quick          # mnist-sample, 2 repeats (make bench)
+    python bench/bench_dashboard.py --quick          # mnist-sample, 2 repeats, the websocket tab too (make bench)
     python bench/bench_dashboard.py --gc             # also: postScriptGC off, gc.freeze() off (see below)
     python bench/bench_dashboard.py --variant "no post-script GC" runner.postScriptGC=false
     python bench/bench_dashboard.py --pin-browser 1   # also: the browser held to CPU 1, off the worker's way
+    python bench/bench_dashboard.py --websocket-tab   # also: the tab as a websocket client that draws nothing
 
 dashboard: a real `streamlit run dashboard.py` server (this checkout's .streamlit/config.toml) and
     headless Chromium. Each repeat opens the Train page in a fresh browser session with the run's
@@ -19,6 +20,12 @@ start-up are in neither. The variants alternate within each repeat (no variant a
 the medians are compared, as are the medians of the per-repeat ratios (robust to load drifting).
 Target: dashboard / cli at most 1.10x, per epoch and for the whole run.
 
+`--websocket-tab` adds a row whose tab is bench/streamlit_client.py: the same server, link, Start
+press and polling (the frontend's own websocket messages and fragment timers), but nothing is
+drawn. Side by side with the Chromium row it splits the dashboard's cost into the server's part
+and the browser's drawing, which a student's browser does on the student's own computer and this
+benchmark's Chromium does on the server's cores.
+
 Server variants (`--variant NAME OPTION=VALUE ...`, or `--gc` for the three below) start one more
 server each: an OPTION is a Streamlit config option (`runner.postScriptGC=false`, passed as its
 STREAMLIT_... environment variable) or an environment variable (`LRCORE_GC_FREEZE=0`: no
@@ -27,6 +34,7 @@ STREAMLIT_... environment variable) or an environment variable (`LRCORE_GC_FREEZ
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import statistics
 import subprocess
@@ -35,6 +43,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from streamlit.string_util import to_snake_case
 
@@ -120,22 +129,58 @@ def dashboard_run(browser, url: str, dataset: str, epochs: int, store: Store) ->
         context.close()
 
 
+def websocket_run(url: str, dataset: str, epochs: int, store: Store) -> Result:
+    """dashboard_run with bench/streamlit_client.py as the tab: the same requests, nothing drawn."""
+    import asyncio
+
+    from bench.streamlit_client import StreamlitClient
+
+    async def run() -> Result:
+        client = StreamlitClient(url, f"/train?dataset={dataset}&epochs={epochs}")
+        try:
+            await client.connect(300)
+            started = await client.press("train_start", 300)
+            run_id = await client.wait_for(lambda: parse_qs(client.query_string).get("run", [""])[0], 300,
+                                           "the run's id in the page's link")
+            deadline = time.monotonic() + 600
+            while True:  # the client's fragment timers poll as the page does; wait on the store's record
+                try:
+                    if not store.get(run_id).active:
+                        break
+                except StoreError:  # the server's store thread has not written the run yet
+                    pass
+                assert time.monotonic() < deadline, "the dashboard's run did not end within 10 minutes"
+                await asyncio.sleep(0.1)
+            return from_store(store, run_id, time.perf_counter() - started)
+        finally:
+            await client.close()
+
+    # In a thread of its own: sync Playwright keeps an event loop running in this one (asyncio.run refuses).
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, run()).result()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--dataset", default=None, help="default: fashion-mnist when installed, else mnist-sample")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="mnist-sample, 2 repeats (a minute or two)")
+    parser.add_argument("--quick", action="store_true",
+                        help="mnist-sample, 2 repeats, --websocket-tab (a minute or two)")
     parser.add_argument("--gc", action="store_true", help="also the garbage-collection variants of the server")
     parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "OPTION=VALUE"),
                         help="one more server: a name, then Streamlit options or environment variables")
     parser.add_argument("--pin-browser", type=int, metavar="CPU",
                         help="also watch the default server's runs from a second Chromium held to this CPU "
                              "(taskset), as if the browser ran on the student's own computer")
+    parser.add_argument("--websocket-tab", action="store_true",
+                        help="also watch the default server's runs from a websocket client that draws nothing "
+                             "(bench/streamlit_client.py): the server's own share of the cost")
     args = parser.parse_args()
     if args.quick:
         args.dataset, args.repeats = args.dataset or "mnist-sample", min(args.repeats, 2)
+        args.websocket_tab = True
     dataset = args.dataset or ("fashion-mnist" if locate("fashion-mnist") else "mnist-sample")
     servers = {"dashboard": []} | (GC_VARIANTS if args.gc else {}) | {v[0]: v[1:] for v in args.variant}
     pinned = f"dashboard, browser on CPU {args.pin_browser}"
@@ -149,6 +194,9 @@ def main() -> None:
     results: dict[str, list[Result]] = {"cli": [], **{name: [] for name in servers}}
     if args.pin_browser is not None:
         results[pinned] = []
+    websocket = "dashboard, websocket tab"
+    if args.websocket_tab:
+        results[websocket] = []
     with tempfile.TemporaryDirectory(prefix="lrbench-dashboard-") as folder, sync_playwright() as playwright:
         data_dir = Path(folder)
         started = {name: start_streamlit(data_dir, data_dir / f"streamlit-{i}.log", server_env(options))
@@ -169,6 +217,8 @@ def main() -> None:
                 for variant in order:
                     if variant == "cli":
                         result = cli_run(dataset, args.epochs, data_dir, store)
+                    elif variant == websocket:
+                        result = websocket_run(started["dashboard"][1], dataset, args.epochs, store)
                     elif variant == pinned:
                         result = dashboard_run(pinned_browser, started["dashboard"][1], dataset, args.epochs, store)
                     else:
@@ -199,7 +249,7 @@ def main() -> None:
         print(f"{variant:32s}{epoch * 1e3:10.1f}{epoch / median('cli', 'epoch_seconds'):7.2f}"
               f"{paired(variant, 'epoch_seconds'):7.2f}{run:8.2f}{run / median('cli', 'run_seconds'):7.2f}"
               f"{paired(variant, 'run_seconds'):7.2f}{median(variant, 'wall_seconds'):8.2f}{runs[-1].test_accuracy:9.4f}")
-    for variant in servers:
+    for variant in [*servers, *([websocket] if args.websocket_tab else [])]:
         worst = max(median(variant, field) / median("cli", field) for field in ("epoch_seconds", "run_seconds"))
         print(f"  {variant}: {'OK' if worst <= 1.10 else 'TOO SLOW'} (worst median ratio {worst:.2f})")
     print("wall: Start pressed to the run's end as the benchmark saw it (the CLI's includes Python's start-up)")

@@ -61,6 +61,14 @@ def test_bench_class_two_students_finish_their_runs_from_a_lesson_link():
                      out, re.MULTILINE), out[-3000:]
 
 
+def test_bench_dashboard_quick_compares_the_cli_a_chromium_tab_and_a_websocket_tab():
+    out = run_bench("bench/bench_dashboard.py", "--quick", "--repeats", "1", timeout=600)
+    number = r"\s+[0-9.]+"
+    for row in ("cli", "dashboard", "dashboard, websocket tab"):  # epoch ms, ratio, paired, run s, ratio, paired
+        assert re.search(rf"^{re.escape(row)}\s{{2,}}{number * 6}", out, re.MULTILINE), out[-3000:]
+    assert re.search(r"^  dashboard, websocket tab: (OK|TOO SLOW) \(worst median ratio [0-9.]+\)$", out, re.MULTILINE)
+
+
 def test_bench_class_refuses_a_class_of_no_students():
     result = subprocess.run([sys.executable, "bench/bench_class.py", "--students", "0"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
