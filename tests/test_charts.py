@@ -69,6 +69,20 @@ def test_live_charts_follow_a_run_and_start_afresh_for_a_new_one():
     assert len(other["batch_loss"].data[0].x) == 10
 
 
+def test_the_live_charts_are_laid_out_without_measuring_their_labels_before_and_after_a_refill():
+    """Each poll's changed chart is drawn anew in the browser: plotly's automargin (measuring every tick label,
+    then laying the chart out again) stays off on both axes, with margins that fit the labels."""
+    live = charts.LiveCharts()
+    live.figures(Record("a", 5, 20))
+    figures = live.figures(Record("a", 5, 35))  # refilled: the per-epoch charts in place, the batch chart patched
+    waiting = charts.waiting_figures(5, 50, "no run yet: press Start")
+    for figure in [*figures.values(), *waiting.values()]:
+        layout = figure.to_dict()["layout"]
+        assert layout["xaxis"]["automargin"] is False and layout["yaxis"]["automargin"] is False
+        assert layout["margin"]["l"] >= 60 and layout["margin"]["b"] >= 50  # the axis titles and tick labels
+    assert figures["accuracy"].to_dict()["layout"]["margin"]["l"] > figures["loss"].to_dict()["layout"]["margin"]["l"]
+
+
 def test_running_average_extended_in_pieces_equals_one_pass():
     values = [2.0, 1.0, math.nan, 4.0, 3.0, math.inf, 0.5]
     running = charts.RunningEma()
