@@ -102,6 +102,15 @@ def cli_run(dataset: str, epochs: int, data_dir: Path, store: Store) -> Result:
     return from_store(store, newest.run_id, wall)
 
 
+def run_over(store: Store, run_id: str, deadline: float) -> bool:
+    """Whether the store's record of the dashboard's run says it has ended (the benchmark waits on the store)."""
+    assert time.monotonic() < deadline, "the dashboard's run did not end within 10 minutes"
+    try:
+        return not store.get(run_id).active
+    except StoreError:  # the server's store thread has not written the run yet
+        return False
+
+
 def dashboard_run(browser, url: str, dataset: str, epochs: int, store: Store) -> Result:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
@@ -115,13 +124,7 @@ def dashboard_run(browser, url: str, dataset: str, epochs: int, store: Store) ->
         page.wait_for_url("**run=*")
         run_id = page.url.split("run=")[1].split("&")[0]
         deadline = time.monotonic() + 600
-        while True:  # the tab stays open and polls by itself; wait on the store's record of the run
-            try:
-                if not store.get(run_id).active:
-                    break
-            except StoreError:  # the server's store thread has not written the run yet
-                pass
-            assert time.monotonic() < deadline, "the dashboard's run did not end within 10 minutes"
+        while not run_over(store, run_id, deadline):  # the tab stays open and polls by itself
             page.wait_for_timeout(100)
         wall = time.perf_counter() - started
         return from_store(store, run_id, wall)
@@ -143,13 +146,7 @@ def websocket_run(url: str, dataset: str, epochs: int, store: Store) -> Result:
             run_id = await client.wait_for(lambda: parse_qs(client.query_string).get("run", [""])[0], 300,
                                            "the run's id in the page's link")
             deadline = time.monotonic() + 600
-            while True:  # the client's fragment timers poll as the page does; wait on the store's record
-                try:
-                    if not store.get(run_id).active:
-                        break
-                except StoreError:  # the server's store thread has not written the run yet
-                    pass
-                assert time.monotonic() < deadline, "the dashboard's run did not end within 10 minutes"
+            while not run_over(store, run_id, deadline):  # the client's fragment timers poll as the page does
                 await asyncio.sleep(0.1)
             return from_store(store, run_id, time.perf_counter() - started)
         finally:
