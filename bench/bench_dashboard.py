@@ -34,6 +34,7 @@ STREAMLIT_... environment variable) or an environment variable (`LRCORE_GC_FREEZ
 from __future__ import annotations
 
 import argparse
+import asyncio
 import concurrent.futures
 import os
 import statistics
@@ -49,6 +50,7 @@ from streamlit.string_util import to_snake_case
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.streamlit_client import StreamlitClient  # noqa: E402
 from lrcore.data import locate  # noqa: E402
 from lrcore.store import Store, StoreError  # noqa: E402
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop, wait_for_app  # noqa: E402
@@ -134,10 +136,6 @@ def dashboard_run(browser, url: str, dataset: str, epochs: int, store: Store) ->
 
 def websocket_run(url: str, dataset: str, epochs: int, store: Store) -> Result:
     """dashboard_run with bench/streamlit_client.py as the tab: the same requests, nothing drawn."""
-    import asyncio
-
-    from bench.streamlit_client import StreamlitClient
-
     async def run() -> Result:
         client = StreamlitClient(url, f"/train?dataset={dataset}&epochs={epochs}")
         try:

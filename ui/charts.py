@@ -112,7 +112,7 @@ def _layout(title: str, height: int, **extra) -> dict:
                 legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0), **extra)
 
 
-def _fixed_margins(layout: dict, left: int, bottom: int = 58) -> dict:
+def _fixed_margins(layout: dict, left: int) -> dict:
     """`layout` with margins that fit the axes' labels, and plotly's automargin off on both axes.
 
     The Train page's three charts are drawn anew each time their figure changes (every poll of a
@@ -121,7 +121,7 @@ def _fixed_margins(layout: dict, left: int, bottom: int = 58) -> dict:
     a chart's drawing in Chromium (58 -> 29 and 48 -> 25 ms per chart, plotly.js alone, this machine).
     `left` fits the y axis's title and widest tick label ("100%" needs more than "2.5").
     """
-    layout["margin"] = dict(l=left, r=16, t=60, b=bottom)
+    layout["margin"] = dict(l=left, r=16, t=60, b=58)
     for axis in ("xaxis", "yaxis"):
         layout[axis] = {**layout.get(axis, {}), "automargin": False}
     return layout
@@ -234,9 +234,9 @@ def batch_loss_figure(steps: Sequence[int], losses: Sequence[float], lr_changes:
     step = "step (the whole training split: one per epoch)" if full_batch else "step (minibatch)"
     xaxis = dict(title=dict(text=step), range=_batch_loss_range(x, total_steps))
     yaxis = dict(title=dict(text="cross-entropy loss"), rangemode="tozero", hoverformat=".4f")
-    layout = _fixed_margins(_layout("Loss per step (full batch)" if full_batch else "Loss per minibatch", 360,
-                                    xaxis=xaxis, yaxis=yaxis, **_lr_change_marks(lr_changes, lambda change: change["step"])),
-                            66)
+    title = "Loss per step (full batch)" if full_batch else "Loss per minibatch"
+    marks = _lr_change_marks(lr_changes, lambda change: change["step"])
+    layout = _fixed_margins(_layout(title, 360, xaxis=xaxis, yaxis=yaxis, **marks), 66)
     return PatchedFigure(dict(data=data, layout=layout))
 
 
