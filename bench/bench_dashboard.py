@@ -1,11 +1,12 @@
 """Does the dashboard slow training down? A real server with the Train page watching, against the CLI.
 
     python bench/bench_dashboard.py                  # fashion-mnist if installed, 5 epochs, 5 repeats
-    python bench/bench_dashboard.py --quick          # mnist-sample, 2 repeats, the websocket tab too (make bench)
+    python bench/bench_dashboard.py --quick          # mnist-sample, 2 repeats, both extra tabs below (make bench)
     python bench/bench_dashboard.py --gc             # also: postScriptGC off, gc.freeze() off (see below)
     python bench/bench_dashboard.py --variant "no post-script GC" runner.postScriptGC=false
     python bench/bench_dashboard.py --pin-browser 1   # also: the browser held to CPU 1, off the worker's way
     python bench/bench_dashboard.py --websocket-tab   # also: the tab as a websocket client that draws nothing
+    python bench/bench_dashboard.py --charts-off      # also: a Chromium tab whose plotly charts are never drawn
 
 dashboard: a real `streamlit run dashboard.py` server (this checkout's .streamlit/config.toml) and
     headless Chromium. Each repeat opens the Train page in a fresh browser session with the run's
@@ -24,7 +25,11 @@ Target: dashboard / cli at most 1.10x, per epoch and for the whole run.
 press and polling (the frontend's own websocket messages and fragment timers), but nothing is
 drawn. Side by side with the Chromium row it splits the dashboard's cost into the server's part
 and the browser's drawing, which a student's browser does on the student's own computer and this
-benchmark's Chromium does on the server's cores.
+benchmark's Chromium does on the server's cores. `--charts-off` adds a Chromium row whose page never
+loads plotly's script (the request is refused): everything but the charts is drawn, which splits the
+browser's part into Streamlit's own page and the charts. Every Chromium row also reports the
+browser's CPU time from the Start press to the run's end (all of Chromium's processes, read from
+/proc): the load it puts on the cores the training shares.
 
 Server variants (`--variant NAME OPTION=VALUE ...`, or `--gc` for the three below) start one more
 server each: an OPTION is a Streamlit config option (`runner.postScriptGC=false`, passed as its
@@ -66,6 +71,7 @@ class Result:
     run_seconds: float  # the run's recorded elapsed time
     wall_seconds: float  # Start pressed (or CLI started) to the run's end seen here: start-up included
     test_accuracy: float
+    browser_cpu_seconds: float | None = None  # Chromium's CPU time from Start to the run's end (Chromium rows)
 
 
 def server_env(options: list[str]) -> dict[str, str]:
@@ -87,11 +93,27 @@ def pinned_chromium(folder: Path, cpu: int) -> Path:
     return launcher
 
 
-def from_store(store: Store, run_id: str, wall: float) -> Result:
+def from_store(store: Store, run_id: str, wall: float, browser_cpu: float | None = None) -> Result:
     record = store.get(run_id)
     assert record.status == "done", (record.status, record.message)
     trained = [epoch["seconds"] for epoch in record.epochs if epoch["epoch"] > 0]
-    return Result(statistics.median(trained), record.elapsed, wall, record.final.get("test_accuracy", float("nan")))
+    return Result(statistics.median(trained), record.elapsed, wall, record.final.get("test_accuracy", float("nan")),
+                  browser_cpu)
+
+
+def chromium_cpu_seconds() -> float:
+    """User + system CPU time of every Chromium process this benchmark started (its descendants named chrom*)."""
+    tick, total, todo = os.sysconf("SC_CLK_TCK"), 0.0, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        try:
+            todo += [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+            if Path(f"/proc/{pid}/comm").read_text().startswith("chrom"):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick
+        except OSError:  # it ended meanwhile
+            continue
+    return total
 
 
 def cli_run(dataset: str, epochs: int, data_dir: Path, store: Store) -> Result:
@@ -113,15 +135,17 @@ def run_over(store: Store, run_id: str, deadline: float) -> bool:
         return False
 
 
-def dashboard_run(browser, url: str, dataset: str, epochs: int, store: Store) -> Result:
+def dashboard_run(browser, url: str, dataset: str, epochs: int, store: Store, charts: bool = True) -> Result:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    if not charts:  # Streamlit loads its plotly element (and plotly.js) as a script of its own: refuse it
+        context.route("**/PlotlyChart*.js", lambda route: route.abort())
     page = context.new_page()
     page.set_default_timeout(300_000)
     try:
         page.goto(f"{url}/train?dataset={dataset}&epochs={epochs}")
         page.get_by_text("Pick the settings above", exact=False).wait_for()
         wait_for_app(page)
-        started = time.perf_counter()
+        started, browser_cpu = time.perf_counter(), chromium_cpu_seconds()
         page.locator('[data-testid="stMain"]').get_by_role("button", name="Start", exact=False).first.click()
         page.wait_for_url("**run=*")
         run_id = page.url.split("run=")[1].split("&")[0]
@@ -129,7 +153,7 @@ def dashboard_run(browser, url: str, dataset: str, epochs: int, store: Store) ->
         while not run_over(store, run_id, deadline):  # the tab stays open and polls by itself
             page.wait_for_timeout(100)
         wall = time.perf_counter() - started
-        return from_store(store, run_id, wall)
+        return from_store(store, run_id, wall, chromium_cpu_seconds() - browser_cpu)
     finally:
         context.close()
 
@@ -155,6 +179,15 @@ def websocket_run(url: str, dataset: str, epochs: int, store: Store) -> Result:
         return thread.submit(asyncio.run, run()).result()
 
 
+def browser_text(seconds: float | None) -> str:
+    return "" if seconds is None else f"   browser CPU {seconds:5.2f} s"
+
+
+def browser_median(runs: list[Result]) -> str:
+    seconds = [run.browser_cpu_seconds for run in runs if run.browser_cpu_seconds is not None]
+    return f"{statistics.median(seconds):.2f}" if seconds else "–"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -162,7 +195,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true",
-                        help="mnist-sample, 2 repeats, --websocket-tab (a minute or two)")
+                        help="mnist-sample, 2 repeats, --websocket-tab and --charts-off (a minute or two)")
     parser.add_argument("--gc", action="store_true", help="also the garbage-collection variants of the server")
     parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "OPTION=VALUE"),
                         help="one more server: a name, then Streamlit options or environment variables")
@@ -172,10 +205,13 @@ def main() -> None:
     parser.add_argument("--websocket-tab", action="store_true",
                         help="also watch the default server's runs from a websocket client that draws nothing "
                              "(bench/streamlit_client.py): the server's own share of the cost")
+    parser.add_argument("--charts-off", action="store_true",
+                        help="also watch the default server's runs from a Chromium tab that never loads plotly "
+                             "(no chart drawn): the browser's cost without the charts")
     args = parser.parse_args()
     if args.quick:
         args.dataset, args.repeats = args.dataset or "mnist-sample", min(args.repeats, 2)
-        args.websocket_tab = True
+        args.websocket_tab = args.charts_off = True
     dataset = args.dataset or ("fashion-mnist" if locate("fashion-mnist") else "mnist-sample")
     servers = {"dashboard": []} | (GC_VARIANTS if args.gc else {}) | {v[0]: v[1:] for v in args.variant}
     pinned = f"dashboard, browser on CPU {args.pin_browser}"
@@ -192,6 +228,9 @@ def main() -> None:
     websocket = "dashboard, websocket tab"
     if args.websocket_tab:
         results[websocket] = []
+    no_charts = "dashboard, charts not drawn"
+    if args.charts_off:
+        results[no_charts] = []
     with tempfile.TemporaryDirectory(prefix="lrbench-dashboard-") as folder, sync_playwright() as playwright:
         data_dir = Path(folder)
         started = {name: start_streamlit(data_dir, data_dir / f"streamlit-{i}.log", server_env(options))
@@ -214,13 +253,16 @@ def main() -> None:
                         result = cli_run(dataset, args.epochs, data_dir, store)
                     elif variant == websocket:
                         result = websocket_run(started["dashboard"][1], dataset, args.epochs, store)
+                    elif variant == no_charts:
+                        result = dashboard_run(browser, started["dashboard"][1], dataset, args.epochs, store, False)
                     elif variant == pinned:
                         result = dashboard_run(pinned_browser, started["dashboard"][1], dataset, args.epochs, store)
                     else:
                         result = dashboard_run(browser, started[variant][1], dataset, args.epochs, store)
                     results[variant].append(result)
                     print(f"  repeat {repeat + 1} {variant:32s} epoch {result.epoch_seconds * 1e3:7.1f} ms   run "
-                          f"{result.run_seconds:6.2f} s   wall {result.wall_seconds:6.2f} s", flush=True)
+                          f"{result.run_seconds:6.2f} s   wall {result.wall_seconds:6.2f} s"
+                          + browser_text(result.browser_cpu_seconds), flush=True)
         finally:
             browser.close()
             if pinned_browser is not None:
@@ -238,16 +280,18 @@ def main() -> None:
 
     print("\nratios are to the CLI (median ratio, median of per-repeat ratios); target <= 1.10")
     print(f"{'variant':32s}{'epoch ms':>10s}{'ratio':>7s}{'paired':>7s}{'run s':>8s}{'ratio':>7s}{'paired':>7s}"
-          f"{'wall s':>8s}{'test acc':>9s}")
+          f"{'wall s':>8s}{'test acc':>9s}{'browser CPU s':>15s}")
     for variant, runs in results.items():
         epoch, run = median(variant, "epoch_seconds"), median(variant, "run_seconds")
         print(f"{variant:32s}{epoch * 1e3:10.1f}{epoch / median('cli', 'epoch_seconds'):7.2f}"
               f"{paired(variant, 'epoch_seconds'):7.2f}{run:8.2f}{run / median('cli', 'run_seconds'):7.2f}"
-              f"{paired(variant, 'run_seconds'):7.2f}{median(variant, 'wall_seconds'):8.2f}{runs[-1].test_accuracy:9.4f}")
-    for variant in [*servers, *([websocket] if args.websocket_tab else [])]:
+              f"{paired(variant, 'run_seconds'):7.2f}{median(variant, 'wall_seconds'):8.2f}{runs[-1].test_accuracy:9.4f}"
+              f"{browser_median(runs):>15s}")
+    for variant in [*servers, *([websocket] if args.websocket_tab else []), *([no_charts] if args.charts_off else [])]:
         worst = max(median(variant, field) / median("cli", field) for field in ("epoch_seconds", "run_seconds"))
         print(f"  {variant}: {'OK' if worst <= 1.10 else 'TOO SLOW'} (worst median ratio {worst:.2f})")
     print("wall: Start pressed to the run's end as the benchmark saw it (the CLI's includes Python's start-up)")
+    print("browser CPU s: Chromium's CPU time (all its processes) from the Start press to the run's end, median")
     print(f"machine: {os.cpu_count()} CPUs, load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after")
 
 
