@@ -145,6 +145,9 @@ def dashboard_run(browser, url: str, dataset: str, epochs: int, store: Store, ch
         page.goto(f"{url}/train?dataset={dataset}&epochs={epochs}")
         page.get_by_text("Pick the settings above", exact=False).wait_for()
         wait_for_app(page)
+        if charts:  # the page has loaded when its three (empty) charts are drawn: plotly.js is then compiled
+            page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3")
+            page.wait_for_timeout(500)
         started, browser_cpu = time.perf_counter(), chromium_cpu_seconds()
         page.locator('[data-testid="stMain"]').get_by_role("button", name="Start", exact=False).first.click()
         page.wait_for_url("**run=*")
