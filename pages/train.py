@@ -1,10 +1,11 @@
 """Train: pick hyperparameters, press Start, watch loss and accuracy stream in.
 
 The settings live in widgets kept for the whole session and in the URL's query parameters,
-so a copied link opens the same settings. Training runs in a worker thread
-(`common.start_run`); the live part of the page is a fragment that polls
-`worker.snapshot()` once a second (ui/polling.py) while the run is active, so clicks and page switches
-never stop or restart training.
+so a copied link opens the same settings. Training runs in a worker process
+(`common.start_run`). The action buttons, the live part and the note between them are one fragment
+(`run_part`), so Start, Pause and Stop redraw those alone, not the settings; inside it the live part is a
+fragment that polls `worker.snapshot()` once a second (ui/polling.py) while the run is active, so clicks
+and page switches never stop or restart training.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ DEFAULT_PER_CLASS = 500  # tutorial 003's subset size, offered when the limit is
 # 1-2-5 steps per decade; the exact-value box takes anything in LEARNING_RATE_RANGE.
 LR_GRID = [float(f"{mantissa}e{exponent}") for exponent in range(-5, 2) for mantissa in (1, 2, 5)] + [100.0]
 FIRST_POINT_WAIT = 1.0  # seconds Start may wait for the untrained model's epoch-0 point
+RUN_PART_KEY = "train_run_part"  # the fragment with the action buttons, the run's note and the live part
 
 # The page's settings: every setting in the table with a widget (lrcore/settings.py).
 FIELDS = [setting.name for setting in SETTINGS if setting.label]
@@ -203,6 +205,16 @@ def start_clicked() -> None:
     # a missing dataset (the page itself says why), an anonymous browser on a class server (a forged click)
     except (ConfigError, DatasetUnavailable, PermissionError) as error:
         st.session_state.train_start_error = str(error)
+        return
+    # The settings did not change: only the run part of the page and the sidebar's run line are drawn again
+    # (a whole-page run made the browser redraw every setting while the run's first epochs trained).
+    st.rerun([RUN_PART_KEY, common.SIDEBAR_RUN_KEY])
+
+
+def reset_clicked() -> None:
+    """Reset's callback. Its click reruns the run part alone; every setting changed, so the whole page follows."""
+    reset()
+    st.session_state.train_reset_pending = True
 
 
 def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> None:
@@ -297,19 +309,9 @@ if filled_for not in (None, dataset_name) and settings_from_widgets() == default
     # switch to the new dataset's defaults (settings a user chose stay as they are).
     put_settings_in_widgets(default_settings(dataset_name))
 st.session_state.train_settings_dataset = dataset_name
-worker = common.current_run()
-run_id = worker.run_id if worker is not None else None
-# Pause and Stop act on a run this server trains, or another server does (`control` then writes to the
-# store); one the CLI trains has no control: it is watched, not changed.
-shown = worker.snapshot() if worker is not None else None
-# polled while it trains, and after a divergence until its final numbers are in
-watching = shown is not None and (shown.active or shown.settling)
-active = shown is not None and shown.active and worker.control is not None
 settings = lessons.keep_fixed(settings_from_widgets(), put_settings_in_widgets)  # a lesson's fixed values win
 problems, sizes = settings_problems(settings, dataset_name)
-paused = active and worker.control.paused
-# On a class server only the run's owner (and the teacher) may pause, stop or change it; anyone else watches.
-mine = worker is None or identity.can_control(worker.snapshot().owner)
+st.session_state.pop("train_reset_pending", None)  # a whole-page run: it shows what Reset put back
 
 
 def problem_note(*fields: str) -> None:
@@ -328,40 +330,96 @@ def default_note(field: str) -> str:
     return f" Default for {md_escape(datasets.get(dataset_name).short_title)}: {BY_NAME[field].text(special[field])}."
 
 
-# The actions come first, so Start is on screen without scrolling on a 1024x768 projector.
-start_col, pause_col, stop_col, reset_col, share_col = st.columns(5)
-start_help = "A run is in progress: stop it or let it finish first." if active and mine else \
-    identity.ANONYMOUS_NOTE if not identity.may_start() else \
-    "Fix the settings marked in red first." if problems else "Train a new model with these settings."
-start_col.button("Start", type="primary", icon=":material/play_arrow:", key="train_start", help=start_help,
-                 disabled=bool(problems) or (active and mine) or not identity.may_start(), width="stretch",
-                 on_click=start_clicked)
-if start_error := st.session_state.pop("train_start_error", None):
-    st.error(start_error)
-if pause_col.button("Resume" if paused else "Pause", icon=":material/play_arrow:" if paused else ":material/pause:",
-                    disabled=not active or not mine, width="stretch"):
-    if not identity.may_control(run_id):  # checked again: a forged click
-        identity.refuse(run_id)
-    elif active and common.control_sent(worker.control.resume if paused else worker.control.pause):
-        st.rerun()
-if stop_col.button("Stop", icon=":material/stop:", disabled=not active or not mine, width="stretch",
-                   help="Stop training now and keep the weights reached so far."):
-    if not identity.may_control(run_id):
-        identity.refuse(run_id)
-    elif active and common.control_sent(worker.control.stop):
-        st.rerun()
-reset_col.button("Reset", icon=":material/restart_alt:", on_click=reset, width="stretch",
-                 help="Stop and forget the current run and put every setting back to the dataset's defaults.")
-if not mine:
-    st.info(identity.not_yours_note(worker.snapshot().owner), icon=":material/visibility:")
-with share_col.popover("Share", icon=":material/link:", width="stretch", help="A link with these settings."):
-    link = share_link(settings, dataset_name)
-    if link:
-        st.markdown("Copy this link: it opens the Train page with these settings (not your run).")
-        st.code(link, language=None, wrap_lines=True)
-    else:
-        st.markdown("Copy the address bar: it holds these settings.")
+def run_part(actions_box, run_note, live_box, settings: dict, problems: dict, dataset_name: str) -> None:
+    """The action buttons (top), the note under the settings and the live part (bottom): one fragment.
 
+    Start, Pause, Stop and the live learning rate rerun this alone, and the settings between them are
+    not sent and drawn again: a whole-page run at Start kept the browser busy redrawing them while the run's
+    first epochs trained, on a teacher's laptop on the same cores. The settings themselves are widgets of the
+    page: changing one reruns the whole page, this with it, so the arguments are always the current ones.
+    """
+    if st.session_state.pop("train_reset_pending", False):
+        st.rerun()  # Reset put every setting back: the whole page shows them
+    worker = common.current_run()
+    run_id = worker.run_id if worker is not None else None
+    # Pause and Stop act on a run this server trains, or another server does (`control` then writes to the
+    # store); one the CLI trains has no control: it is watched, not changed.
+    shown = worker.snapshot() if worker is not None else None
+    # polled while it trains, and after a divergence until its final numbers are in
+    watching = shown is not None and (shown.active or shown.settling)
+    active = shown is not None and shown.active and worker.control is not None
+    paused = active and worker.control.paused
+    # On a class server only the run's owner (and the teacher) may pause, stop or change it; anyone else watches.
+    mine = worker is None or identity.can_control(worker.snapshot().owner)
+    with actions_box:
+        start_col, pause_col, stop_col, reset_col, share_col = st.columns(5)
+        start_help = "A run is in progress: stop it or let it finish first." if active and mine else \
+            identity.ANONYMOUS_NOTE if not identity.may_start() else \
+            "Fix the settings marked in red first." if problems else "Train a new model with these settings."
+        start_col.button("Start", type="primary", icon=":material/play_arrow:", key="train_start", help=start_help,
+                         disabled=bool(problems) or (active and mine) or not identity.may_start(), width="stretch",
+                         on_click=start_clicked)
+        if start_error := st.session_state.pop("train_start_error", None):
+            st.error(start_error)
+        if pause_col.button("Resume" if paused else "Pause",
+                            icon=":material/play_arrow:" if paused else ":material/pause:",
+                            disabled=not active or not mine, width="stretch"):
+            if not identity.may_control(run_id):  # checked again: a forged click
+                identity.refuse(run_id)
+            elif active and common.control_sent(worker.control.resume if paused else worker.control.pause):
+                st.rerun()
+        if stop_col.button("Stop", icon=":material/stop:", disabled=not active or not mine, width="stretch",
+                           help="Stop training now and keep the weights reached so far."):
+            if not identity.may_control(run_id):
+                identity.refuse(run_id)
+            elif active and common.control_sent(worker.control.stop):
+                st.rerun()
+        reset_col.button("Reset", icon=":material/restart_alt:", on_click=reset_clicked, width="stretch",
+                         help="Stop and forget the current run and put every setting back to the dataset's defaults.")
+        if not mine:
+            st.info(identity.not_yours_note(worker.snapshot().owner), icon=":material/visibility:")
+        with share_col.popover("Share", icon=":material/link:", width="stretch", help="A link with these settings."):
+            link = share_link(settings, dataset_name)
+            if link:
+                st.markdown("Copy this link: it opens the Train page with these settings (not your run).")
+                st.code(link, language=None, wrap_lines=True)
+            else:
+                st.markdown("Copy the address bar: it holds these settings.")
+    with run_note:
+        if active:
+            st.caption("A run is training: these settings are for the next run. To change this run's learning "
+                       "rate, use **Change the learning rate now** below.")
+        else:
+            st.empty()  # a fragment must write to a container outside it in every whole-page run
+    # one container of this fragment's own in every run: the nested live fragment's writes are not this one's
+    with live_box, st.container():
+        if active and not lessons.is_fixed("learning_rate"):  # a lesson that fixes it fixes it for the run too
+            record = worker.snapshot()
+            if "train_live_lr" not in st.session_state or st.session_state.get("train_live_lr_run") != worker.run_id:
+                st.session_state.train_live_lr = record.learning_rate
+                st.session_state.train_live_lr_run = worker.run_id
+            with st.container(border=True):
+                lr_input, apply_col, note_col = st.columns([1.2, 0.6, 3], vertical_alignment="bottom")
+                lr_input.number_input("Change the learning rate now", key="train_live_lr", format="%g", step=0.01,
+                                      help="Takes effect at the next batch; the charts mark the change.",
+                                      disabled=not mine)
+                if apply_col.button("Apply", width="stretch", disabled=not mine):
+                    if not identity.may_control(worker.run_id):
+                        identity.refuse(worker.run_id)
+                        st.stop()
+                    try:
+                        worker.control.set_learning_rate(st.session_state.train_live_lr)
+                        note_col.success(f"Learning rate → {st.session_state.train_live_lr:g} from the next batch.")
+                    except ConfigError as error:
+                        note_col.error(f"Learning rate {error.problems['learning_rate']}")
+                    except StoreError as error:  # another server's run: the request could not be written
+                        note_col.error(f"Nothing changed: {md_escape(error, 300)}")
+        # a run another server trains is polled too: its record in the store changes as that server writes it
+        st.fragment(live_run, run_every=polling.live_seconds() if watching else None)(run_id, watching, bool(paused))
+
+
+# The actions come first, so Start is on screen without scrolling on a 1024x768 projector.
+actions_box = st.container()
 with st.container(border=True):
     # Three columns: at 1024 px with the sidebar open each is ~200 px, enough for every label
     # on one line (four broke "Normalisation" and "momentum" mid-word); a phone stacks them.
@@ -430,33 +488,10 @@ with st.container(border=True):
             math.ceil(train_size / settings["batch_size"]) if "batch_size" not in problems else "–"
         st.caption(f"{DATASET_TITLES[dataset_name]}: {train_size:,} training and {validation_size:,} validation "
                    f"images · {batches_text(batches)}. Change the dataset on the Data page.")
-    if active:
-        st.caption("A run is training: these settings are for the next run. To change this run's learning "
-                   "rate, use **Change the learning rate now** below.")
+    run_note = st.container()  # "A run is training…", written by run_part
 
 sync_url(settings, dataset_name)
 lessons.lesson_maker(settings)  # the teacher's "Make a lesson link"
 
-if active and not lessons.is_fixed("learning_rate"):  # a lesson that fixes it fixes it for the run too
-    record = worker.snapshot()
-    if "train_live_lr" not in st.session_state or st.session_state.get("train_live_lr_run") != worker.run_id:
-        st.session_state.train_live_lr = record.learning_rate
-        st.session_state.train_live_lr_run = worker.run_id
-    with st.container(border=True):
-        lr_input, apply_col, note_col = st.columns([1.2, 0.6, 3], vertical_alignment="bottom")
-        lr_input.number_input("Change the learning rate now", key="train_live_lr", format="%g", step=0.01,
-                              help="Takes effect at the next batch; the charts mark the change.", disabled=not mine)
-        if apply_col.button("Apply", width="stretch", disabled=not mine):
-            if not identity.may_control(worker.run_id):
-                identity.refuse(worker.run_id)
-                st.stop()
-            try:
-                worker.control.set_learning_rate(st.session_state.train_live_lr)
-                note_col.success(f"Learning rate → {st.session_state.train_live_lr:g} from the next batch.")
-            except ConfigError as error:
-                note_col.error(f"Learning rate {error.problems['learning_rate']}")
-            except StoreError as error:  # another server's run: the request could not be written
-                note_col.error(f"Nothing changed: {md_escape(error, 300)}")
-
-# a run another server trains is polled too: its record in the store changes as that server writes it
-st.fragment(live_run, run_every=polling.live_seconds() if watching else None)(run_id, watching, bool(paused))
+live_box = st.container()
+st.fragment(run_part, key=RUN_PART_KEY)(actions_box, run_note, live_box, settings, problems, dataset_name)

@@ -307,11 +307,20 @@ def sidebar() -> None:
     with st.sidebar:
         st.markdown(f"**Dataset:** {md_escape(datasets.get(selected_dataset_name()).title, 200)}")
         st.markdown(f"**Device:** {device_label()}")
-        # While a run or this session's sweep is active the lines refresh (ui/polling.py); idle, they cost nothing.
-        sweep = get_jobs().get(st.session_state.get("sweep_id"))
-        shown = worker or _stored_summary()
-        live = (shown is not None and shown.snapshot().active) or (sweep is not None and sweep.active)
-        st.fragment(run_every=2 * polling.live_seconds() if live else None)(_run_state_line)()
+        st.fragment(_run_state, key=SIDEBAR_RUN_KEY)()
+
+
+# The sidebar's run lines as a fragment of their own: a click that starts a run without a whole-page
+# run (the Train page's Start) reruns it by this key (`st.rerun([..., SIDEBAR_RUN_KEY])`), so they start polling.
+SIDEBAR_RUN_KEY = "sidebar_run_state"
+
+
+def _run_state() -> None:
+    """While a run or this session's sweep is active the lines refresh (ui/polling.py); idle, they cost nothing."""
+    sweep = get_jobs().get(st.session_state.get("sweep_id"))
+    shown = current_worker() or _stored_summary()
+    live = (shown is not None and shown.snapshot().active) or (sweep is not None and sweep.active)
+    st.fragment(run_every=2 * polling.live_seconds() if live else None)(_run_state_line)()
 
 
 class _Summary:
