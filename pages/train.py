@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 import pandas  # noqa: F401  (before streamlit, plotly and ui: see ui/__init__.py)
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from lrcore.config import ConfigError, TrainConfig, config_problems, defaults_for, special_defaults
 from lrcore.settings import BY_NAME, LEARNING_RATE_RANGE, SETTINGS, from_params, to_params
@@ -211,6 +212,15 @@ def start_clicked() -> None:
     st.rerun([RUN_PART_KEY, common.SIDEBAR_RUN_KEY])
 
 
+def rerun_run_part() -> None:
+    """Draw the run's part again, now that Pause or Stop changed the run (its buttons were drawn before the
+    click was handled); the whole page where this is a whole-page run (AppTest runs one for every click)."""
+    try:
+        st.rerun(scope="fragment")
+    except StreamlitAPIException:
+        st.rerun()
+
+
 def reset_clicked() -> None:
     """Reset's callback. Its click reruns the run part alone; every setting changed, so the whole page follows."""
     reset()
@@ -367,13 +377,13 @@ def run_part(actions_box, run_note, live_box, settings: dict, problems: dict, da
             if not identity.may_control(run_id):  # checked again: a forged click
                 identity.refuse(run_id)
             elif active and common.control_sent(worker.control.resume if paused else worker.control.pause):
-                st.rerun()
+                rerun_run_part()
         if stop_col.button("Stop", icon=":material/stop:", disabled=not active or not mine, width="stretch",
                            help="Stop training now and keep the weights reached so far."):
             if not identity.may_control(run_id):
                 identity.refuse(run_id)
             elif active and common.control_sent(worker.control.stop):
-                st.rerun()
+                rerun_run_part()
         reset_col.button("Reset", icon=":material/restart_alt:", on_click=reset_clicked, width="stretch",
                          help="Stop and forget the current run and put every setting back to the dataset's defaults.")
         if not mine:

@@ -1,4 +1,4 @@
-"""Start, Pause and Stop on Train rerun the run's part of the page (a fragment), not the settings.
+"""Start, Pause, Resume and Stop on Train rerun the run's part of the page (a fragment), not the settings.
 
 A whole-page run at Start had the browser redraw every setting while the run's first epochs
 trained; on a teacher's laptop, browser and training share the cores (issue #13). The settings
@@ -30,7 +30,7 @@ def button(page, name: str):
     return page.locator(MAIN).get_by_role("button", name=name, exact=True)
 
 
-def test_start_and_stop_rerun_the_run_part_alone(page, dashboard_url):
+def test_start_pause_and_stop_rerun_the_run_part_alone(page, dashboard_url):
     runs = ScriptRuns(page)
     open_train(page, f"{dashboard_url}/train?dataset=mnist-sample&epochs=1000")
     assert runs.count(FULL) >= 1
@@ -50,6 +50,16 @@ def test_start_and_stop_rerun_the_run_part_alone(page, dashboard_url):
     # the settings are still on the page, untouched
     assert page.get_by_label("Epochs", exact=True).input_value() == "1000"
     assert page.locator('[data-testid="stException"]').count() == 0
+
+    mark = runs.mark()
+    button(page, "Pause").click()
+    statuses = runs_after(page, runs, mark, lambda: button(page, "Resume").count() == 1)
+    assert FULL not in statuses, statuses
+    page.locator(SIDEBAR_RUN).get_by_text("Run: paused", exact=False).wait_for(timeout=10_000)
+    mark = runs.mark()
+    button(page, "Resume").click()
+    statuses = runs_after(page, runs, mark, lambda: button(page, "Pause").count() == 1)
+    assert FULL not in statuses, statuses
 
     mark = runs.mark()
     button(page, "Stop").click()
