@@ -103,17 +103,16 @@ def from_store(store: Store, run_id: str, wall: float, browser_cpu: float | None
 
 def chromium_cpu_seconds() -> float:
     """User + system CPU time of every Chromium process this benchmark started (its descendants named chrom*)."""
-    tick, total, todo = os.sysconf("SC_CLK_TCK"), 0.0, [os.getpid()]
-    while todo:
-        pid = todo.pop()
+    # the benchmarks' one reading of /proc; imported here: bench_class imports bench_latency, which imports this
+    from bench.bench_class import cpu_seconds, process_tree
+
+    def is_chromium(pid: int) -> bool:
         try:
-            todo += [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-            if Path(f"/proc/{pid}/comm").read_text().startswith("chrom"):
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / tick
+            return Path(f"/proc/{pid}/comm").read_text().startswith("chrom")
         except OSError:  # it ended meanwhile
-            continue
-    return total
+            return False
+
+    return cpu_seconds([pid for pid in process_tree(os.getpid()) if is_chromium(pid)])
 
 
 def cli_run(dataset: str, epochs: int, data_dir: Path, store: Store) -> Result:
