@@ -360,7 +360,7 @@ def run_part(actions_box, run_note, live_box, settings: dict, problems: dict, da
     active = shown is not None and shown.active and worker.control is not None
     paused = active and worker.control.paused
     # On a class server only the run's owner (and the teacher) may pause, stop or change it; anyone else watches.
-    mine = worker is None or identity.can_control(worker.snapshot().owner)
+    mine = worker is None or identity.can_control(shown.owner)
     with actions_box:
         start_col, pause_col, stop_col, reset_col, share_col = st.columns(5)
         start_help = "A run is in progress: stop it or let it finish first." if active and mine else \
@@ -387,7 +387,7 @@ def run_part(actions_box, run_note, live_box, settings: dict, problems: dict, da
         reset_col.button("Reset", icon=":material/restart_alt:", on_click=reset_clicked, width="stretch",
                          help="Stop and forget the current run and put every setting back to the dataset's defaults.")
         if not mine:
-            st.info(identity.not_yours_note(worker.snapshot().owner), icon=":material/visibility:")
+            st.info(identity.not_yours_note(shown.owner), icon=":material/visibility:")
         with share_col.popover("Share", icon=":material/link:", width="stretch", help="A link with these settings."):
             link = share_link(settings, dataset_name)
             if link:
@@ -404,9 +404,8 @@ def run_part(actions_box, run_note, live_box, settings: dict, problems: dict, da
     # one container of this fragment's own in every run: the nested live fragment's writes are not this one's
     with live_box, st.container():
         if active and not lessons.is_fixed("learning_rate"):  # a lesson that fixes it fixes it for the run too
-            record = worker.snapshot()
             if "train_live_lr" not in st.session_state or st.session_state.get("train_live_lr_run") != worker.run_id:
-                st.session_state.train_live_lr = record.learning_rate
+                st.session_state.train_live_lr = shown.learning_rate
                 st.session_state.train_live_lr_run = worker.run_id
             with st.container(border=True):
                 lr_input, apply_col, note_col = st.columns([1.2, 0.6, 3], vertical_alignment="bottom")
