@@ -79,7 +79,7 @@ from bench.bench_latency import percentile  # noqa: E402  (one definition of p95
 from bench.streamlit_client import ClientError, StreamlitClient  # noqa: E402
 from lrcore.classroom import owner_id  # noqa: E402
 from ui.identity import COOKIE  # noqa: E402  (the identity cookie: lrcore_id)
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop  # noqa: E402
+from tests.browser.conftest import CHART_POINTS, CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop  # noqa: E402
 
 # Every student's tab is in front on its own laptop: none is throttled as a background tab.
 BROWSER_ARGS = [*CHROMIUM_ARGS, "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
@@ -111,10 +111,9 @@ WATCHER = """(() => {
   window.addEventListener('mousedown', () => {
     if (window.__armed && window.__pressedAt === null) window.__pressedAt = performance.now();
   }, {capture: true});
-  const points = main => {  // the most points of a trace on the accuracy chart (0: no chart yet)
-    const chart = [...main.querySelectorAll('.js-plotly-plot')].find(
-        p => p.layout && p.layout.title && String(p.layout.title.text).includes('Accuracy per epoch'));
-    return chart && chart.data ? Math.max(0, ...chart.data.map(t => (t.x ? t.x.length : 0))) : 0;
+  const points = main => {  // the points of the accuracy chart's validation curve (0: no chart yet)
+    const shown = (__CHART_POINTS__)(['Accuracy per epoch', 'validation']);
+    return shown ? shown.length : 0;
   };
   setInterval(() => {
     if (window.__pressedAt === null || window.__shownAt !== null) return;
@@ -136,7 +135,7 @@ WATCHER = """(() => {
       window.__shownAt = now;
     }
   }, 100);
-})()"""
+})()""".replace("__CHART_POINTS__", CHART_POINTS)
 RESULT = """() => ({outcome: window.__outcome, pressed: window.__pressedAt, first: window.__firstAt,
                   shown: window.__shownAt})"""
 SHOWN_GRACE = 30.0  # seconds the charts may take to be drawn after the bar says the run ended

@@ -6,7 +6,7 @@
     python bench/bench_dashboard.py --variant "no post-script GC" runner.postScriptGC=false
     python bench/bench_dashboard.py --pin-browser 1   # also: the browser held to CPU 1, off the worker's way
     python bench/bench_dashboard.py --websocket-tab   # also: the tab as a websocket client that draws nothing
-    python bench/bench_dashboard.py --charts-off      # also: a Chromium tab whose plotly charts are never drawn
+    python bench/bench_dashboard.py --charts-off      # also: a Chromium tab whose charts are never drawn
 
 dashboard: a real `streamlit run dashboard.py` server (this checkout's .streamlit/config.toml) and
     headless Chromium. Each repeat opens the Train page in a fresh browser session with the run's
@@ -26,7 +26,7 @@ press and polling (the frontend's own websocket messages and fragment timers), b
 drawn. Side by side with the Chromium row it splits the dashboard's cost into the server's part
 and the browser's drawing, which a student's browser does on the student's own computer and this
 benchmark's Chromium does on the server's cores. `--charts-off` adds a Chromium row whose page never
-loads plotly's script (the request is refused): everything but the charts is drawn, which splits the
+loads the charts' script (Streamlit's ECharts element: the request is refused): everything but the charts is drawn, which splits the
 browser's part into Streamlit's own page and the charts. Every Chromium row also reports the
 browser's CPU time from the Start press to the run's end (all of Chromium's processes, read from
 /proc): the load it puts on the cores the training shares.
@@ -60,6 +60,8 @@ from lrcore.data import locate  # noqa: E402
 from lrcore.store import Store, StoreError  # noqa: E402
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop, wait_for_app  # noqa: E402
 
+# The Train page's three charts are drawn (ECharts, as SVG: one in each chart's container).
+CHARTS_DRAWN = "document.querySelectorAll('[data-testid=stMain] [_echarts_instance_] svg').length >= 3"
 GC_VARIANTS = {"postScriptGC off": ["runner.postScriptGC=false"],
                "no gc.freeze": ["LRCORE_GC_FREEZE=0"],
                "no gc.freeze, postScriptGC off": ["LRCORE_GC_FREEZE=0", "runner.postScriptGC=false"]}
@@ -136,16 +138,16 @@ def run_over(store: Store, run_id: str, deadline: float) -> bool:
 
 def dashboard_run(browser, url: str, dataset: str, epochs: int, store: Store, charts: bool = True) -> Result:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    if not charts:  # Streamlit loads its plotly element (and plotly.js) as a script of its own: refuse it
-        context.route("**/PlotlyChart*.js", lambda route: route.abort())
+    if not charts:  # Streamlit loads its ECharts element (and ECharts) as a script of its own: refuse it
+        context.route("**/EChartsChart*.js", lambda route: route.abort())
     page = context.new_page()
     page.set_default_timeout(300_000)
     try:
         page.goto(f"{url}/train?dataset={dataset}&epochs={epochs}")
         page.get_by_text("Pick the settings above", exact=False).wait_for()
         wait_for_app(page)
-        if charts:  # the page has loaded when its three (empty) charts are drawn: plotly.js is then compiled
-            page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3")
+        if charts:  # the page has loaded when its three (empty) charts are drawn: the charts' script is then compiled
+            page.wait_for_function(CHARTS_DRAWN)
             page.wait_for_timeout(500)
         started, browser_cpu = time.perf_counter(), chromium_cpu_seconds()
         page.locator('[data-testid="stMain"]').get_by_role("button", name="Start", exact=False).first.click()
@@ -208,7 +210,7 @@ def main() -> None:
                         help="also watch the default server's runs from a websocket client that draws nothing "
                              "(bench/streamlit_client.py): the server's own share of the cost")
     parser.add_argument("--charts-off", action="store_true",
-                        help="also watch the default server's runs from a Chromium tab that never loads plotly "
+                        help="also watch the default server's runs from a Chromium tab that never loads the charts' script "
                              "(no chart drawn): the browser's cost without the charts")
     args = parser.parse_args()
     if args.quick:

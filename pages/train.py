@@ -23,7 +23,7 @@ from lrcore import datasets
 from lrcore.data import DATASET_TITLES, DatasetUnavailable, make_splits
 from lrcore.status import Status
 from lrcore.store import StoreError
-from ui import charts, common, event_loop, from_scratch_panel, identity, polling, run_summary
+from ui import common, event_loop, from_scratch_panel, identity, live_charts, polling, run_summary
 from ui import lessons
 # setting_widget as the lesson allows: a fixed setting's control disabled, a hidden one's left out
 from ui.lessons import lesson_widget as setting_widget
@@ -234,7 +234,7 @@ def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> 
         st.info("Pick the settings above and press **Start**: loss and accuracy will appear here as the "
                 "model trains.", icon=":material/arrow_upward:")
         epochs, batches = planned_length()
-        show_charts(charts.waiting_figures(epochs, epochs * batches if epochs and batches else None,
+        show_charts(live_charts.waiting_options(epochs, epochs * batches if epochs and batches else None,
                                            "no run yet: press Start"))
         scratch_panel(None)
         return
@@ -250,24 +250,29 @@ def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> 
     run_summary.show_metrics(record)
     if record.status in ("queued", "starting") and not record.epochs:
         steps = record.config.epochs * record.batches_per_epoch if record.batches_per_epoch else None
-        show_charts(charts.waiting_figures(record.config.epochs, steps, "waiting for a worker process"))
+        show_charts(live_charts.waiting_options(record.config.epochs, steps, "waiting for a worker process"))
         return
     if "train_charts" not in st.session_state:
-        st.session_state.train_charts = charts.LiveCharts()
-    show_charts(st.session_state.train_charts.figures(record))
+        st.session_state.train_charts = live_charts.LiveCharts()
+    show_charts(st.session_state.train_charts.options(record))
     st.caption(f"{record.train_size:,} training and {record.validation_size:,} validation images · "
                f"{batches_text(record.batches_per_epoch)} · device {record.device or '…'}. Epoch 0 is the "
                "untrained model. Dotted lines mark learning-rate changes.")
     scratch_panel(record)
 
 
-def show_charts(figures: dict) -> None:
-    """Loss and accuracy per epoch side by side, the loss per minibatch under them (the same keys
-    before and during a run, so the browser updates the charts it has instead of drawing new ones)."""
+def show_charts(options: dict) -> None:
+    """Loss and accuracy per epoch side by side, the loss per minibatch under them. The same keys before
+    and during a run: the browser keeps each chart and puts the new numbers into it (ui/live_charts.py)."""
     left, right = st.columns(2)
-    left.plotly_chart(figures["loss"], key="train_chart_loss")
-    right.plotly_chart(figures["accuracy"], key="train_chart_accuracy")
-    st.plotly_chart(figures["batch_loss"], key="train_chart_batch_loss")
+    with left:
+        st.echarts_chart(options["loss"], key="train_chart_loss", height=live_charts.EPOCH_HEIGHT,
+                         renderer="svg")
+    with right:
+        st.echarts_chart(options["accuracy"], key="train_chart_accuracy", height=live_charts.EPOCH_HEIGHT,
+                         renderer="svg")
+    st.echarts_chart(options["batch_loss"], key="train_chart_batch_loss", height=live_charts.BATCH_HEIGHT,
+                     renderer="svg")
 
 
 def planned_length() -> tuple[int | None, int | None]:

@@ -40,13 +40,21 @@ def errors(at: AppTest) -> list[str]:
 
 
 def figures(at: AppTest) -> dict[str, dict]:
-    """The page's plotly figures by title."""
-    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-    return {spec["layout"]["title"]["text"]: spec for spec in specs}
+    """The page's charts (ECharts options, ui/live_charts.py) by title."""
+    specs = [json.loads(chart.proto.spec) for chart in at.get("echarts_chart")]
+    return {spec["title"]["text"]: spec for spec in specs}
 
 
-def trace(figure: dict, name: str) -> dict:
-    return next(t for t in figure["data"] if t["name"] == name)
+def trace(option: dict, name: str) -> dict:
+    """A chart's series by name, with its points' x and y as lists (plotly's shape, easier to compare)."""
+    series = next(item for item in option["series"] if item["name"] == name)
+    return {**series, "x": [x for x, _y in series["data"]], "y": [y for _x, y in series["data"]]}
+
+
+def lr_marks(option: dict) -> list[tuple[str, float]]:
+    """(label, x) of each learning-rate change's dotted line."""
+    lines = option["series"][0].get("markLine", {}).get("data", [])
+    return [(line["label"]["formatter"], line["xAxis"]) for line in lines]
 
 
 def worker_of(at: AppTest):
@@ -89,28 +97,29 @@ def test_renders_without_a_run_with_defaults():
 
 def test_before_start_the_charts_show_the_axes_the_run_will_fill():
     """Empty charts with the planned length and fixed ranges, under the same keys as a run's, so the
-    browser has plotly loaded and the charts drawn when the first point comes (bench_latency)."""
+    browser has the charts' script loaded and the charts drawn when the first point comes (bench_latency)."""
     at = train_page()
     at.number_input(key="train_epochs").set_value(4)
     at.number_input(key="train_batch_size").set_value(100)
     at.run()
     charts = figures(at)
     assert set(charts) == {"Loss per epoch", "Accuracy per epoch", "Loss per minibatch"}
-    assert {chart.key for chart in at.get("plotly_chart")} == {"train_chart_loss", "train_chart_accuracy",
-                                                                 "train_chart_batch_loss"}
-    for figure in charts.values():
-        assert all(not trace.get("x") for trace in figure["data"])  # no point yet
-        assert [note["text"] for note in figure["layout"]["annotations"]] == ["no run yet: press Start"]
-    assert charts["Accuracy per epoch"]["layout"]["yaxis"]["range"] == [0, 1]
-    assert charts["Accuracy per epoch"]["layout"]["xaxis"]["range"] == [-0.2, 4.2]
+    assert {chart.key for chart in at.get("echarts_chart")} == {"train_chart_loss", "train_chart_accuracy",
+                                                                  "train_chart_batch_loss"}
+    for option in charts.values():
+        assert all(not series["data"] for series in option["series"])  # no point yet
+        assert [note["style"]["text"] for note in option["graphic"]] == ["no run yet: press Start"]
+    accuracy = charts["Accuracy per epoch"]
+    assert (accuracy["yAxis"]["min"], accuracy["yAxis"]["max"]) == (0, 100)
+    assert (accuracy["xAxis"]["min"], accuracy["xAxis"]["max"]) == (0, 4)
     # mnist-sample's default split: 6,400 training images, 64 batches of 100 an epoch, 4 epochs
-    assert charts["Loss per minibatch"]["layout"]["xaxis"]["range"] == [0, 4 * 64]
+    assert charts["Loss per minibatch"]["xAxis"]["max"] == 4 * 64
 
     start(at, epochs=2)
     finish(at)
     charts = figures(at)
     assert len(trace(charts["Accuracy per epoch"], "validation")["x"]) == 3  # epochs 0, 1, 2
-    assert not charts["Accuracy per epoch"]["layout"].get("annotations")
+    assert "graphic" not in charts["Accuracy per epoch"]
 
 
 def test_batch_size_larger_than_the_training_split_keeps_start_disabled():
@@ -167,11 +176,13 @@ def test_short_run_through_the_page_fills_charts_and_final_metrics():
     charts = figures(at)
     accuracy = charts["Accuracy per epoch"]
     assert trace(accuracy, "validation")["x"] == [0, 1, 2, 3]
-    assert trace(accuracy, "validation")["y"] == pytest.approx([row["validation_accuracy"] for row in record.epochs])
-    assert trace(accuracy, "validation")["y"][-1] > 0.85
-    assert trace(charts["Loss per epoch"], TRAIN_LABEL)["y"] == pytest.approx([row["train_loss"] for row in record.epochs])
+    assert trace(accuracy, "validation")["y"] == pytest.approx([100 * row["validation_accuracy"]
+                                                                for row in record.epochs], rel=1e-4)  # in %
+    assert trace(accuracy, "validation")["y"][-1] > 85
+    assert trace(charts["Loss per epoch"], TRAIN_LABEL)["y"] == pytest.approx([row["train_loss"] for row in record.epochs],
+                                                                          rel=1e-4)
     batch = charts["Loss per minibatch"]
-    assert len(batch["data"]) == 2  # raw losses and their moving average
+    assert len(batch["series"]) == 2  # raw losses and their moving average
 
     metrics = {metric.label: metric.value for metric in at.metric}
     assert metrics["Test accuracy"] == f"{record.final['test_accuracy']:.1%}"
@@ -224,10 +235,8 @@ def test_pause_resume_change_learning_rate_and_stop():
     assert metrics["Validation accuracy"] == f"{record.final['validation_accuracy']:.1%}"
     assert metrics["Train accuracy"] == f"{record.final['train_accuracy']:.1%}"
     step = record.lr_changes[0]["step"]
-    marks = [(a["text"], a["x"]) for a in figures(at)["Loss per minibatch"]["layout"]["annotations"]]
-    assert marks == [("lr → 0.05", step)]
-    marks = [(a["text"], a["x"]) for a in figures(at)["Accuracy per epoch"]["layout"]["annotations"]]
-    assert marks == [("lr → 0.05", pytest.approx(step / record.batches_per_epoch))]
+    assert lr_marks(figures(at)["Loss per minibatch"]) == [("lr → 0.05", step)]
+    assert lr_marks(figures(at)["Accuracy per epoch"]) == [("lr → 0.05", pytest.approx(step / record.batches_per_epoch))]
 
 
 def test_a_diverging_learning_rate_shows_a_clear_error():
@@ -422,4 +431,5 @@ def test_a_batch_size_over_a_tiny_folder_offers_full_batch_in_one_click(tiny_fol
     assert at.get("progress")[0].proto.text.startswith("Done: 2 of 2 epochs")
     # One step per epoch: each step's loss is the whole split's, drawn solid; no lagging moving average
     steps = figures(at)["Loss per step (full batch)"]
-    assert steps["data"][0]["opacity"] == 1.0 and steps["data"][1]["visible"] is False
+    assert [series["name"] for series in steps["series"]] == ["loss of the step"]
+    assert steps["series"][0]["showSymbol"] is True and steps["series"][0]["lineStyle"]["opacity"] == 1.0

@@ -151,7 +151,7 @@ def test_after_a_restart_the_slider_scrubs_the_stored_epochs_of_the_same_run(fin
         assert not at.exception
         assert any(s.value == f"Done: test accuracy {live.final['test_accuracy']:.1%}. Look at the weights on the "
                    "Weights page." for s in at.success), [s.value for s in at.success]
-        assert len(at.get("plotly_chart")) == 3
+        assert len(at.get("echarts_chart")) == 3
     finally:
         common.get_jobs().add(finished_run.job)
 

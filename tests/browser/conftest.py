@@ -182,6 +182,34 @@ def screenshots_at_sizes(page, name: str, pause_ms: int = 500) -> None:
     page.set_viewport_size({"width": 1400, "height": 1000})
 
 
+# The Train page's live charts are ECharts drawn as SVG (ui/live_charts.py). Their numbers are in each chart's
+# text description (aria-label: '... representing validation.The data is as follows: 0; 10.15; 1; 80.2. ...'),
+# what a screen reader reads. CHART_POINTS, with [chart title, series name]: that series' [[x, y], ...], or null
+# while there is no such chart or series. CHART_TEXTS, with a chart title: the texts drawn in it (ticks, marks).
+_CHART = """const labelled = c => [c, ...c.querySelectorAll('[aria-label]')].filter(e => e.hasAttribute('aria-label'));
+  const chart = [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stEChartsChart"]')]
+    .find(c => labelled(c).some(e => e.getAttribute('aria-label').includes(`about "${title}"`)));"""
+CHART_POINTS = """([title, name]) => {
+  %s
+  if (!chart) return null;
+  const label = labelled(chart).map(e => e.getAttribute('aria-label')).join(' ');
+  const marker = `representing ${name}.`;
+  const start = label.indexOf(marker);
+  if (start < 0) return null;
+  const rest = label.slice(start + marker.length).replace(/^(The data is as follows: |The first \\d+ items are: )/, '');
+  const end = rest.indexOf('. ');
+  const body = (end < 0 ? rest : rest.slice(0, end)).trim();
+  const values = body ? body.split('; ').map(Number) : [];
+  const points = [];
+  for (let i = 0; i + 1 < values.length; i += 2) points.push([values[i], values[i + 1]]);
+  return points;
+}""" % _CHART
+CHART_TEXTS = """(title) => {
+  %s
+  return chart ? [...chart.querySelectorAll('svg text')].map(t => t.textContent) : null;
+}""" % _CHART
+
+
 def open_train(page, url: str) -> None:
     """Load the Train page and wait for its settings (the first load of a server imports torch: slow)."""
     page.goto(url)

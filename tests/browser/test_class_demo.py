@@ -6,7 +6,7 @@ import re
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from tests.browser.conftest import screenshot, wait_for_app
+from tests.browser.conftest import CHART_TEXTS, screenshot, wait_for_app
 from tests.browser.test_layout import settled_layout_problems
 
 MAIN = '[data-testid="stMain"]'
@@ -89,9 +89,7 @@ def test_the_too_high_preset_shows_one_set_of_numbers_for_the_kept_weights(page,
     expect(page.get_by_text(f"Every number below is for the weights kept from epoch {kept[1]}, batch {kept[2]} "
                             f"of {kept[3]}.")).to_be_visible()
     assert not settled_layout_problems(page)  # no metric cut short ("epoc…", "239.9…")
-    ticks = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
-        .filter(p => p.layout && String(p.layout.title && p.layout.title.text).includes('Accuracy'))
-        .flatMap(p => [...p.querySelectorAll('.ytick text')].map(t => t.textContent))""")
+    ticks = [text for text in page.evaluate(CHART_TEXTS, "Accuracy per epoch") if text.endswith("%")]
     assert len(ticks) == len(set(ticks)) >= 2, ticks  # no "5.3% 5.3% 5.3%"
     screenshot(page, "train-diverged")
 

@@ -1,6 +1,6 @@
 """Train and Weights pages in headless Chromium against the real dashboard server.
 
-Train a model through the page and read its accuracy from the live plotly chart, stop it,
+Train a model through the page and read its accuracy from the live chart, stop it,
 look at its ten weight heatmaps, and open a share link to find its settings in the widgets.
 """
 from __future__ import annotations
@@ -9,19 +9,18 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import open_train, screenshot, set_number, wait_for_app
+from tests.browser.conftest import CHART_POINTS, CHART_TEXTS, open_train, screenshot, set_number, wait_for_app
 
+# the live accuracy chart's validation curve (in %), read as a screen reader would (conftest.CHART_POINTS)
 ACCURACY_REACHED = """(threshold) => {
-  const plots = [...document.querySelectorAll('.js-plotly-plot')];
-  const chart = plots.find(p => p.layout && p.layout.title
-                                && String(p.layout.title.text).includes('Accuracy per epoch'));
-  const validation = chart && chart.data.find(trace => trace.name === 'validation');
-  if (!validation || validation.x.length < 3) return null;  // epoch 0 and at least two trained epochs
-  const last = validation.y[validation.y.length - 1];
-  return last > threshold ? {epochs: validation.x.length - 1, accuracy: last} : null;
-}"""
-LR_MARKED = """(text) => [...document.querySelectorAll('.js-plotly-plot')].some(
-  p => p.layout && (p.layout.annotations || []).some(a => a.text === text))"""
+  const validation = (%s)(['Accuracy per epoch', 'validation']);
+  if (!validation || validation.length < 3) return null;  // epoch 0 and at least two trained epochs
+  const last = validation[validation.length - 1][1];
+  return last > threshold ? {epochs: validation.length - 1, accuracy: last} : null;
+}""" % CHART_POINTS
+# the learning-rate change's dotted line is labelled in both per-epoch charts and the minibatch chart
+LR_MARKED = """(text) => ['Loss per epoch', 'Accuracy per epoch', 'Loss per minibatch'].every(
+  title => ((%s)(title) || []).includes(text))""" % CHART_TEXTS
 BIASES = """() => {
   const bars = [...document.querySelectorAll('.js-plotly-plot')].flatMap(p => (p.data || []))
     .find(trace => trace.type === 'bar');
@@ -61,8 +60,8 @@ def test_train_switch_pages_while_training_stop_and_weights(page, dashboard_url)
     expect(page.get_by_role("slider").first).to_have_attribute("aria-valuetext", "0.2")
 
     main_area(page).get_by_role("button", name=re.compile("Start$")).click()
-    reached = page.wait_for_function(ACCURACY_REACHED, arg=0.85, timeout=90_000).json_value()
-    assert reached["epochs"] >= 2 and reached["accuracy"] > 0.85
+    reached = page.wait_for_function(ACCURACY_REACHED, arg=85, timeout=90_000).json_value()
+    assert reached["epochs"] >= 2 and reached["accuracy"] > 85
     expect(page.get_by_text(re.compile(r"Epoch \d+ of 1000 · batch"))).to_be_visible()
 
     # No wait_for_app while training: the page reruns its live part twice a second.
@@ -71,9 +70,8 @@ def test_train_switch_pages_while_training_stop_and_weights(page, dashboard_url)
     live_lr.press("Enter")
     page.get_by_role("button", name="Apply").click()
     page.wait_for_function(LR_MARKED, arg="lr → 0.1", timeout=30_000)
-    # the viewport as a person sees it, scrolled to the charts (growing it mid-run makes plotly redraw)
-    # (in one JS call: the live charts are replaced by new ones on every poll)
-    page.evaluate("() => document.querySelector('.js-plotly-plot').scrollIntoView()")
+    # the viewport as a person sees it, scrolled to the charts
+    page.locator('[data-testid="stEChartsChart"]').first.scroll_into_view_if_needed()
     screenshot(page, "train-running")
 
     # Weights while training, then back: the run goes on, the settings are still there.
@@ -86,7 +84,7 @@ def test_train_switch_pages_while_training_stop_and_weights(page, dashboard_url)
     go_to(page, "Train")
     expect(page.get_by_label("Exact learning rate", exact=True)).to_have_value("0.3", timeout=30_000)
     expect(page.get_by_label("Epochs", exact=True)).to_have_value("1000")
-    later = page.wait_for_function(ACCURACY_REACHED, arg=0.85, timeout=30_000).json_value()
+    later = page.wait_for_function(ACCURACY_REACHED, arg=85, timeout=30_000).json_value()
     assert later["epochs"] >= reached["epochs"]  # the same run, not restarted
     page.wait_for_function(LR_MARKED, arg="lr → 0.1", timeout=30_000)
 

@@ -15,15 +15,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import screenshot, start_streamlit, stop, wait_for_app
+from tests.browser.conftest import CHART_POINTS, screenshot, start_streamlit, stop, wait_for_app
 from tests.browser.test_train_weights import main_area, open_train, set_number
 
 EPOCHS_SHOWN = """() => {
-  const chart = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.layout && p.layout.title
-                 && String(p.layout.title.text).includes('Accuracy per epoch'));
-  const validation = chart && chart.data.find(trace => trace.name === 'validation');
-  return validation ? validation.x.length - 1 : null;
-}"""
+  const validation = (%s)(['Accuracy per epoch', 'validation']);
+  return validation ? validation.length - 1 : null;
+}""" % CHART_POINTS
 
 
 @pytest.fixture(scope="module")
