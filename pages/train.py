@@ -228,15 +228,23 @@ def reset_clicked() -> None:
 
 
 def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> None:
-    """Progress, metrics and charts of the current run, redrawn from the worker's snapshot."""
+    """Progress, metrics and charts of the current run, redrawn from the worker's snapshot.
+
+    The same three parts in every state (idle, queued, training, ended): what is said about the run, the
+    charts, the caption and the from-scratch panel. The charts keep their place in the page, so the browser
+    keeps them (and only puts new numbers in) when a run starts or ends: a chart that moves is drawn anew.
+    """
+    head, charts_box, tail = st.container(), st.container(), st.container()
     worker = common.run_handle(run_id)  # live, or read back from the store (finished, or before a restart)
     if worker is None:
-        st.info("Pick the settings above and press **Start**: loss and accuracy will appear here as the "
-                "model trains.", icon=":material/arrow_upward:")
+        head.info("Pick the settings above and press **Start**: loss and accuracy will appear here as the "
+                  "model trains.", icon=":material/arrow_upward:")
         epochs, batches = planned_length()
-        show_charts(live_charts.waiting_options(epochs, epochs * batches if epochs and batches else None,
-                                           "no run yet: press Start"))
-        scratch_panel(None)
+        with charts_box:
+            show_charts(live_charts.waiting_options(epochs, epochs * batches if epochs and batches else None,
+                                                    "no run yet: press Start"))
+        with tail:
+            scratch_panel(None)
         return
     record = worker.snapshot()
     if was_active and not (record.active or record.settling):
@@ -245,20 +253,24 @@ def live_run(run_id: str | None, was_active: bool, was_paused: bool = False) -> 
         polling.watching()  # counted in the server's poll budget
     if record.active and worker.control is not None and worker.control.paused != was_paused:
         st.rerun()  # paused or resumed elsewhere (another tab, the Runs page): the button must say so
-    run_summary.show_outcome(record)
-    run_summary.show_progress(record)
-    run_summary.show_metrics(record)
+    with head:
+        run_summary.show_outcome(record)
+        run_summary.show_progress(record)
+        run_summary.show_metrics(record)
     if record.status in ("queued", "starting") and not record.epochs:
         steps = record.config.epochs * record.batches_per_epoch if record.batches_per_epoch else None
-        show_charts(live_charts.waiting_options(record.config.epochs, steps, "waiting for a worker process"))
+        with charts_box:
+            show_charts(live_charts.waiting_options(record.config.epochs, steps, "waiting for a worker process"))
         return
     if "train_charts" not in st.session_state:
         st.session_state.train_charts = live_charts.LiveCharts()
-    show_charts(st.session_state.train_charts.options(record))
-    st.caption(f"{record.train_size:,} training and {record.validation_size:,} validation images · "
-               f"{batches_text(record.batches_per_epoch)} · device {record.device or '…'}. Epoch 0 is the "
-               "untrained model. Dotted lines mark learning-rate changes.")
-    scratch_panel(record)
+    with charts_box:
+        show_charts(st.session_state.train_charts.options(record))
+    with tail:
+        st.caption(f"{record.train_size:,} training and {record.validation_size:,} validation images · "
+                   f"{batches_text(record.batches_per_epoch)} · device {record.device or '…'}. Epoch 0 is the "
+                   "untrained model. Dotted lines mark learning-rate changes.")
+        scratch_panel(record)
 
 
 def show_charts(options: dict) -> None:
@@ -408,11 +420,14 @@ def run_part(actions_box, run_note, live_box, settings: dict, problems: dict, da
             st.empty()  # a fragment must write to a container outside it in every whole-page run
     # one container of this fragment's own in every run: the nested live fragment's writes are not this one's
     with live_box, st.container():
+        # the live lr box in a place of its own, there or not: the live part below keeps its place (and the
+        # browser its charts) when a run starts or ends
+        lr_box = st.container()
         if active and not lessons.is_fixed("learning_rate"):  # a lesson that fixes it fixes it for the run too
             if "train_live_lr" not in st.session_state or st.session_state.get("train_live_lr_run") != worker.run_id:
                 st.session_state.train_live_lr = shown.learning_rate
                 st.session_state.train_live_lr_run = worker.run_id
-            with st.container(border=True):
+            with lr_box.container(border=True):
                 lr_input, apply_col, note_col = st.columns([1.2, 0.6, 3], vertical_alignment="bottom")
                 lr_input.number_input("Change the learning rate now", key="train_live_lr", format="%g", step=0.01,
                                       help="Takes effect at the next batch; the charts mark the change.",
