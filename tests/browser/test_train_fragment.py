@@ -14,6 +14,9 @@ from tests.browser.script_runs import EARLY, FRAGMENT, FULL, ScriptRuns
 
 MAIN = '[data-testid="stMain"]'
 SIDEBAR_RUN = '[data-testid="stSidebarUserContent"]'
+# The live charts' ECharts instances: the same ids while the browser keeps the charts, new ones when it builds them
+CHART_IDS = """() => [...document.querySelectorAll('[data-testid="stMain"] [_echarts_instance_]')]
+  .map(chart => chart.getAttribute('_echarts_instance_'))"""
 
 
 def runs_after(page, runs: ScriptRuns, mark: int, until, timeout: float = 60.0) -> list[int]:
@@ -35,6 +38,8 @@ def test_start_pause_and_stop_rerun_the_run_part_alone(page, dashboard_url):
     open_train(page, f"{dashboard_url}/train?dataset=mnist-sample&epochs=1000")
     assert runs.count(FULL) >= 1
     assert "Run: idle" in page.locator(SIDEBAR_RUN).inner_text()
+    page.wait_for_function(f"({CHART_IDS})().length === 3")  # the three empty charts, drawn before Start
+    charts = page.evaluate(CHART_IDS)
 
     mark = runs.mark()
     button(page, "Start").click()
@@ -47,6 +52,8 @@ def test_start_pause_and_stop_rerun_the_run_part_alone(page, dashboard_url):
     assert page.get_by_text("A run is training: these settings are for the next run").is_visible()
     # and it polls: the progress comes in (a worker process that is still starting first says the run is queued)
     page.get_by_text(re.compile(r"Epoch \d+ of 1000 · batch")).first.wait_for(timeout=90_000)
+    # the same charts, filled in: the browser kept them (a chart drawn anew costs ~100 ms of its time)
+    assert page.evaluate(CHART_IDS) == charts
     # the settings are still on the page, untouched
     assert page.get_by_label("Epochs", exact=True).input_value() == "1000"
     assert page.locator('[data-testid="stException"]').count() == 0
@@ -66,6 +73,7 @@ def test_start_pause_and_stop_rerun_the_run_part_alone(page, dashboard_url):
     statuses = runs_after(page, runs, mark, lambda: button(page, "Start").is_enabled())
     assert FULL in statuses, statuses  # the run's end redraws the page: polling off, Start back
     page.get_by_text("Stopped; the weights it reached are kept").wait_for()
+    assert page.evaluate(CHART_IDS) == charts  # the run's end redraws the page, not the charts
     assert page.get_by_label("Change the learning rate now", exact=True).count() == 0
     assert page.get_by_text("A run is training: these settings are for the next run").count() == 0
     # drawn before the page, the sidebar can still say training at that run; its own poll follows within 2 s
