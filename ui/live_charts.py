@@ -1,11 +1,12 @@
-"""The Train page's three live charts as Apache ECharts options, drawn with `st.echarts_chart`.
+"""The Train page's three live charts as Apache ECharts options, drawn with `st.echarts_chart` (SVG).
 
 Why ECharts and not plotly here: Streamlit draws a new plotly chart from scratch whenever its
 figure changes (the element's identity includes the figure), so every poll of a live run built
 three plotly charts anew, ~100 ms of the browser's main thread each on this project's 2-core
-machine. A keyed `st.echarts_chart` keeps its chart and replaces the option in place (one
-`setOption` on a canvas): a tab following a live run took 13-14% of a core in Chromium instead of
-31-32%, and the server 3.5% instead of 8% (README, "Live charts"). Other pages keep plotly.
+machine. A keyed `st.echarts_chart` keeps its chart and sets the new option in place: a tab
+watching a live run took 33-34% of a core in Chromium instead of 58-60% (README, "Speed and
+accuracy"). SVG rather than canvas: about the same cost, crisp on a projector, and its texts
+(ticks, the learning-rate marks) are in the page. Other pages keep plotly.
 
 No Streamlit here: plain functions of the run's numbers, so the tests read the options directly.
 Accessibility: `aria` is on, so each chart's container carries a text description of its series
