@@ -18,8 +18,6 @@ import functools
 import math
 from typing import Sequence
 
-import numpy as np
-
 from lrcore.smoothing import thin_indices
 from ui.charts import (LR_CHANGE_COLOR, MAX_BATCH_POINTS, SMOOTH_COLOR, SMOOTHING, SPLITS, TRAIN_COLOR, RunningEma,
                        ema)
@@ -57,21 +55,17 @@ def epoch_rows(record) -> list[dict]:
 
 
 def batch_loss_traces(steps: Sequence[int], losses: Sequence[float],
-                       smoothed: Sequence[float | None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      smoothed: Sequence[float | None] | None = None) -> tuple[list, list, list]:
     """x, raw loss and its moving average, thinned to about MAX_BATCH_POINTS points for drawing.
 
     The raw trace keeps each bucket's lowest and highest loss (`thin_indices`), so spikes stay
     visible; the average is computed on every loss and shown at the same steps. `smoothed` is
-    `ema(losses)` when the caller keeps it up to date; else it is computed here.
+    `ema(losses)` when the caller keeps it up to date; else it is computed here. Non-finite losses
+    stay as they are (`_rounded` makes them gaps).
     """
     smoothed = ema(losses) if smoothed is None else smoothed
-    keep = thin_indices(losses, MAX_BATCH_POINTS)
-    # float32/int32 arrays travel as compact base64 (plotly's "bdata"); NaN draws as a gap.
-    x = np.asarray(steps, dtype=np.int32)[keep]
-    raw = np.asarray(losses, dtype=np.float32)[keep]
-    raw[~np.isfinite(raw)] = np.nan
-    average = np.asarray([math.nan if smoothed[i] is None else smoothed[i] for i in keep.tolist()], dtype=np.float32)
-    return x, raw, average
+    keep = thin_indices(losses, MAX_BATCH_POINTS).tolist()
+    return [steps[i] for i in keep], [losses[i] for i in keep], [smoothed[i] for i in keep]
 
 
 def _lr_marks(lr_changes: Sequence[dict], position) -> dict:
@@ -147,16 +141,15 @@ def batch_loss_option(steps: Sequence[int], losses: Sequence[float], lr_changes:
     `full_batch` (one batch per epoch): each step's loss is the whole training split's, drawn solid
     with its points, and the average (which only lagged behind it) is left out.
     """
-    x, raw, average = batch_loss_traces(steps, losses, smoothed)
-    xs = x.tolist()
+    xs, raw, average = batch_loss_traces(steps, losses, smoothed)
     color = TRAIN_COLOR
     series = [dict(type="line", name="loss of the step" if full_batch else "batch loss",
-                   data=[[a, _rounded(b)] for a, b in zip(xs, raw.tolist())], symbol="circle",
+                   data=[[a, _rounded(b)] for a, b in zip(xs, raw)], symbol="circle",
                    showSymbol=full_batch, symbolSize=6, clip=False, itemStyle=dict(color=color),
                    lineStyle=dict(color=color, width=2 if full_batch else 1, opacity=1.0 if full_batch else 0.35))]
     if not full_batch:
         series.append(dict(type="line", name=f"moving average (α = {SMOOTHING:g})", showSymbol=False,
-                           data=[[a, _rounded(b)] for a, b in zip(xs, average.tolist())],
+                           data=[[a, _rounded(b)] for a, b in zip(xs, average)],
                            itemStyle=dict(color=SMOOTH_COLOR), lineStyle=dict(color=SMOOTH_COLOR, width=3)))
     if lr_changes:
         series[0]["markLine"] = _lr_marks(lr_changes, lambda change: change["step"])
@@ -199,8 +192,7 @@ class LiveCharts:
         self._epoch_options: dict[str, dict] = {}
         self._epoch_seen: tuple | None = None
         self._batch_option: dict | None = None
-        self._batch_seen: tuple | None = None
-        self._batch_run: tuple | None = None
+        self._batch_seen: tuple | None = None  # (run, batches, lr changes) the batch option was built for
         self._smoother = RunningEma()
 
     def options(self, record) -> dict[str, dict]:
@@ -214,14 +206,13 @@ class LiveCharts:
             self._epoch_seen = seen
         total_steps = per_epoch * total_epochs if total_epochs <= WHOLE_RUN_EPOCHS else None
         losses = record.batch_losses
-        run = (record.run_id, total_steps)
-        if run != self._batch_run or len(losses) < len(self._smoother.values):
+        batch_seen = ((record.run_id, total_steps), len(record.batch_steps), len(record.lr_changes))
+        if self._batch_seen is None or batch_seen[0] != self._batch_seen[0] or \
+                len(losses) < len(self._smoother.values):  # another run, or its losses thinned: start afresh
             self._smoother, self._batch_seen = RunningEma(), None
-        batch_seen = (run, len(record.batch_steps), len(record.lr_changes))
         if batch_seen != self._batch_seen:
             smoothed = self._smoother.extend(losses[len(self._smoother.values):])
             self._batch_option = batch_loss_option(record.batch_steps, losses, record.lr_changes, total_steps,
                                                    smoothed, full_batch=per_epoch == 1)
             self._batch_seen = batch_seen
-        self._batch_run = run
         return {**self._epoch_options, "batch_loss": self._batch_option}
