@@ -230,27 +230,20 @@ class StreamlitClient:
         return out
 
     def chart_points(self, title: str) -> int | None:
-        """The most points of a series on the chart whose title contains `title` (None: no such chart): a
-        plotly figure's traces or an ECharts option's series (the Train page's live charts). Each chart's
-        JSON is parsed once (charts that did not change keep their hash)."""
+        """The most points of a series on the ECharts chart (the Train page's live charts) whose title
+        contains `title` (None: no such chart). Each chart's JSON is parsed once (charts that did not
+        change keep their hash)."""
         found = None
         for node in self._ordered_nodes():
-            kind = None if node.element is None else node.element.WhichOneof("type")
-            if kind not in ("plotly_chart", "echarts_chart"):
+            if node.element is None or node.element.WhichOneof("type") != "echarts_chart":
                 continue
             if node.hash not in self._chart_points:
-                spec = getattr(node.element, kind).spec
+                spec = node.element.echarts_chart.spec
                 points = None
                 if title in spec:
                     chart = json.loads(spec)
-                    if kind == "plotly_chart":
-                        text = ((chart.get("layout") or {}).get("title") or {}).get("text") or ""
-                        series = [trace.get("x") for trace in chart.get("data") or ()]
-                    else:
-                        text = (chart.get("title") or {}).get("text") or ""
-                        series = [item.get("data") for item in chart.get("series") or ()]
-                    if title in str(text):
-                        points = max((len(values or ()) for values in series), default=0)
+                    if title in str((chart.get("title") or {}).get("text") or ""):
+                        points = max((len(item.get("data") or ()) for item in chart.get("series") or ()), default=0)
                 if len(self._chart_points) > 1000:
                     self._chart_points.clear()
                 self._chart_points[node.hash] = points
